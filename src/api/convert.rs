@@ -1,0 +1,285 @@
+//! Domain ↔ protobuf conversion.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use tonic::Code;
+use tonic_types::ErrorDetails;
+
+use super::error::{ApiError, ERROR_DOMAIN, rpc_status};
+use crate::domain::{
+    Carrier, Check, CheckData, CheckOutcome, CheckState, LineStatus, Location, NetworkType,
+    NumberInfo, NumberType, Report, SkipReason,
+};
+use crate::engine::Health;
+use crate::pb;
+use crate::providers::{ErrorReason, Provider, ProviderError};
+use crate::telemetry::redact_numbers;
+
+/// Reads a request's `checks`; `CHECK_UNSPECIFIED` is ignored, unknown values are refused.
+pub fn checks_from_proto(field: &str, checks: &[i32]) -> Result<Vec<Check>, ApiError> {
+    let mut out = Vec::with_capacity(checks.len());
+    for (i, &value) in checks.iter().enumerate() {
+        match pb::Check::try_from(value) {
+            Ok(pb::Check::Unspecified) => {}
+            Ok(pb::Check::LineStatus) => out.push(Check::LineStatus),
+            Ok(pb::Check::SpamLabels) => out.push(Check::SpamLabels),
+            Ok(pb::Check::AccountPresence) => out.push(Check::AccountPresence),
+            Ok(pb::Check::RiskProfile) => out.push(Check::RiskProfile),
+            Err(_) => {
+                return Err(ApiError::invalid(
+                    format!("{field}[{i}]"),
+                    format!("{value} is not a known Check"),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The protobuf `Check`.
+pub fn check_to_proto(check: Check) -> pb::Check {
+    match check {
+        Check::LineStatus => pb::Check::LineStatus,
+        Check::SpamLabels => pb::Check::SpamLabels,
+        Check::AccountPresence => pb::Check::AccountPresence,
+        Check::RiskProfile => pb::Check::RiskProfile,
+    }
+}
+
+/// The protobuf `LineStatus`.
+pub fn line_status_to_proto(status: LineStatus) -> pb::LineStatus {
+    match status {
+        LineStatus::Active => pb::LineStatus::Active,
+        LineStatus::Empty => pb::LineStatus::Empty,
+        LineStatus::Suspended => pb::LineStatus::Suspended,
+        LineStatus::Silent => pb::LineStatus::Silent,
+        LineStatus::Risk => pb::LineStatus::Risk,
+        LineStatus::PoweredOff => pb::LineStatus::PoweredOff,
+        LineStatus::NoRecord => pb::LineStatus::NoRecord,
+        LineStatus::Invalid => pb::LineStatus::Invalid,
+    }
+}
+
+fn number_type_to_proto(t: NumberType) -> pb::NumberType {
+    use pb::NumberType as P;
+    match t {
+        NumberType::Mobile => P::Mobile,
+        NumberType::FixedLine => P::FixedLine,
+        NumberType::TollFree => P::TollFree,
+        NumberType::SharedCost => P::SharedCost,
+        NumberType::Service => P::Service,
+        NumberType::Emergency => P::Emergency,
+        NumberType::SmsPort => P::SmsPort,
+        NumberType::DataCard => P::DataCard,
+        NumberType::Iot => P::Iot,
+        NumberType::Voip => P::Voip,
+        NumberType::Satellite => P::Satellite,
+        NumberType::Unknown => P::Unknown,
+        NumberType::PremiumRate => P::PremiumRate,
+        NumberType::PersonalNumber => P::PersonalNumber,
+        NumberType::Pager => P::Pager,
+        NumberType::Uan => P::Uan,
+        NumberType::Voicemail => P::Voicemail,
+        NumberType::FixedLineOrMobile => P::FixedLineOrMobile,
+    }
+}
+
+fn network_type_to_proto(t: NetworkType) -> pb::NetworkType {
+    match t {
+        NetworkType::Basic => pb::NetworkType::Basic,
+        NetworkType::Virtual => pb::NetworkType::Virtual,
+        NetworkType::Data => pb::NetworkType::Data,
+        NetworkType::Iot => pb::NetworkType::Iot,
+        NetworkType::Satellite => pb::NetworkType::Satellite,
+        NetworkType::Fixed => pb::NetworkType::Fixed,
+    }
+}
+
+fn carrier_to_proto(c: &Carrier) -> pb::Carrier {
+    pb::Carrier {
+        name: c.name.to_owned(),
+        local_name: c.local_name.to_owned(),
+        network_type: network_type_to_proto(c.network_type) as i32,
+        host_network: c.host_network.unwrap_or_default().to_owned(),
+        may_be_ported: c.may_be_ported,
+    }
+}
+
+fn location_to_proto(l: &Location) -> pb::Location {
+    pb::Location {
+        province: l.province.to_string(),
+        city: l.city.to_string(),
+        area_code: l.area_code.to_string(),
+    }
+}
+
+/// The protobuf `NumberInfo`.
+pub fn info_to_proto(info: &NumberInfo) -> pb::NumberInfo {
+    pb::NumberInfo {
+        input: info.input.clone(),
+        e164: info.e164.clone(),
+        region_code: info.region_code.clone(),
+        national_number: info.national_number.clone(),
+        r#type: number_type_to_proto(info.number_type) as i32,
+        valid: info.valid,
+        carrier: info.carrier.as_ref().map(carrier_to_proto),
+        location: info.location.as_ref().map(location_to_proto),
+        data_version: info.data_version.to_string(),
+    }
+}
+
+fn reason_code(reason: ErrorReason) -> Code {
+    match reason {
+        ErrorReason::AuthFailed | ErrorReason::Rejected => Code::FailedPrecondition,
+        ErrorReason::QuotaExhausted | ErrorReason::RateLimited => Code::ResourceExhausted,
+        ErrorReason::Unavailable | ErrorReason::BadResponse => Code::Unavailable,
+    }
+}
+
+fn reason_text(reason: ErrorReason) -> &'static str {
+    match reason {
+        ErrorReason::AuthFailed => "the vendor refused phonecheck's credentials or signature",
+        ErrorReason::QuotaExhausted => "the vendor account has no quota left",
+        ErrorReason::RateLimited => "the vendor's rate limit was reached",
+        ErrorReason::Unavailable => "the vendor is unavailable",
+        ErrorReason::BadResponse => "the vendor's answer could not be read",
+        ErrorReason::Rejected => "the vendor refused the request",
+    }
+}
+
+/// The `google.rpc.Status` of a failed provider call, in phonecheck's words; the vendor's code
+/// and text (numbers masked) travel in `ErrorInfo` metadata.
+pub fn provider_error_to_status(provider: &str, error: &ProviderError) -> tonic_types::Status {
+    let reason = error.reason();
+    let mut metadata = HashMap::from([
+        ("provider".to_owned(), provider.to_owned()),
+        ("retryable".to_owned(), error.retryable().to_string()),
+        ("billable".to_owned(), error.billable().to_string()),
+    ]);
+    if let Some(code) = error.vendor_code() {
+        metadata.insert("vendor_code".to_owned(), code.to_owned());
+    }
+    if let ProviderError::Vendor { message, .. } = error {
+        metadata.insert("vendor_message".to_owned(), redact_numbers(message));
+    }
+    let message = match error {
+        ProviderError::Vendor { code, .. } => {
+            format!("{provider}: {} (vendor code {code})", reason_text(reason))
+        }
+        other => format!(
+            "{provider}: {}: {}",
+            reason_text(reason),
+            redact_numbers(&other.to_string())
+        ),
+    };
+    rpc_status(
+        reason_code(reason),
+        message,
+        ErrorDetails::with_error_info(reason.as_str(), ERROR_DOMAIN, metadata),
+    )
+}
+
+fn skip_to_status(provider: &str, check: Check, reason: &SkipReason) -> tonic_types::Status {
+    let (code, message) = match reason {
+        SkipReason::NumberInvalid => (
+            "NUMBER_INVALID",
+            format!("{check} not run: the number is not valid"),
+        ),
+        SkipReason::NoProvider => (
+            "NO_PROVIDER",
+            format!("{check} not run: no configured provider serves it"),
+        ),
+        SkipReason::NotCovered(why) => ("NOT_COVERED", format!("{check} not run: {why}")),
+    };
+    let metadata = HashMap::from([("provider".to_owned(), provider.to_owned())]);
+    rpc_status(
+        Code::FailedPrecondition,
+        message,
+        ErrorDetails::with_error_info(code, ERROR_DOMAIN, metadata),
+    )
+}
+
+fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(t)
+}
+
+fn outcome_to_proto(o: &CheckOutcome) -> pb::CheckOutcome {
+    let (state, error) = match &o.state {
+        CheckState::Ok(_) => (pb::CheckState::Ok, None),
+        CheckState::Failed(e) => (
+            pb::CheckState::Error,
+            Some(provider_error_to_status(&o.provider, e)),
+        ),
+        CheckState::Pending => (pb::CheckState::Pending, None),
+        CheckState::Skipped(r) => (
+            pb::CheckState::Skipped,
+            Some(skip_to_status(&o.provider, o.check, r)),
+        ),
+    };
+    pb::CheckOutcome {
+        check: check_to_proto(o.check) as i32,
+        provider: o.provider.to_string(),
+        state: state as i32,
+        error,
+        billable: o.billable,
+        cached: o.cached,
+        latency: prost_types::Duration::try_from(o.latency).ok(),
+        fetched_at: o.fetched_at.map(timestamp),
+    }
+}
+
+/// The protobuf `NumberReport`.
+pub fn report_to_proto(report: &Report) -> pb::NumberReport {
+    let mut out = pb::NumberReport {
+        info: Some(info_to_proto(&report.info)),
+        outcomes: report.outcomes.iter().map(outcome_to_proto).collect(),
+        sandbox: report.sandbox(),
+        ..Default::default()
+    };
+    for outcome in &report.outcomes {
+        if let CheckState::Ok(data) = &outcome.state {
+            match data {
+                CheckData::LineStatus(r) => {
+                    out.line_status = Some(pb::LineStatusResult {
+                        status: line_status_to_proto(r.status) as i32,
+                        raw_code: r.raw_code.clone(),
+                        description: r.description.clone(),
+                    })
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The protobuf `ProviderInfo`.
+pub fn provider_to_proto(provider: &dyn Provider, health: &Health) -> pb::ProviderInfo {
+    let info = provider.info();
+    pb::ProviderInfo {
+        name: info.name.to_string(),
+        vendor: info.vendor.to_owned(),
+        checks: info
+            .checks
+            .iter()
+            .map(|&c| check_to_proto(c) as i32)
+            .collect(),
+        batch_size: u32::try_from(info.batch_size).unwrap_or(u32::MAX),
+        asynchronous: info.asynchronous,
+        quota: Some(pb::Quota {
+            requests_per_second: info.quota.requests_per_second,
+            burst: info.quota.burst,
+        }),
+        sandbox: info.sandbox,
+        health: if health.failing() {
+            pb::ProviderHealth::Failing
+        } else {
+            pb::ProviderHealth::Serving
+        } as i32,
+        last_error: health
+            .last_error
+            .as_ref()
+            .filter(|_| health.failing())
+            .map(|e| provider_error_to_status(&info.name, e)),
+    }
+}

@@ -1,0 +1,102 @@
+//! The API layer's errors and their one conversion to `tonic::Status`, with `google.rpc` details.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::engine::EngineError;
+
+/// The `google.rpc.ErrorInfo` domain of phonecheck's errors.
+pub const ERROR_DOMAIN: &str = "phonecheck.dev";
+
+/// Why an RPC failed as a whole.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    /// A request field is not acceptable.
+    #[error("{field}: {message}")]
+    InvalidArgument {
+        /// The field path, for `google.rpc.BadRequest`.
+        field: String,
+        /// What is wrong, for the caller.
+        message: String,
+    },
+    /// The RPC exists in the contract but this build does not serve it yet.
+    #[error("{0} is not available in this version of phonecheck")]
+    Unimplemented(&'static str),
+}
+
+impl ApiError {
+    /// An invalid field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError::InvalidArgument {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        match e {
+            EngineError::Number(n) => ApiError::invalid(n.field(), n.to_string()),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        let message = e.to_string();
+        match e {
+            ApiError::InvalidArgument {
+                field,
+                message: why,
+            } => Status::with_error_details(
+                Code::InvalidArgument,
+                message,
+                ErrorDetails::with_bad_request_violation(field, why),
+            ),
+            ApiError::Unimplemented(_) => Status::unimplemented(message),
+        }
+    }
+}
+
+/// A `google.rpc.Status` message (for a report's outcome or a stream item), built the same way as
+/// an RPC's status so the two read alike.
+pub fn rpc_status(
+    code: Code,
+    message: impl Into<String>,
+    details: ErrorDetails,
+) -> tonic_types::Status {
+    let status = Status::with_error_details(code, message, details);
+    prost::Message::decode(status.details()).unwrap_or_else(|_| tonic_types::Status {
+        code: code as i32,
+        message: status.message().to_owned(),
+        details: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_carries_a_field_violation() {
+        let status: Status = ApiError::invalid("number", "the number is empty").into();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let violations = &details.bad_request().unwrap().field_violations;
+        assert_eq!(violations[0].field, "number");
+        assert_eq!(violations[0].description, "the number is empty");
+    }
+
+    #[test]
+    fn rpc_status_round_trips_details() {
+        let s = rpc_status(
+            Code::Unavailable,
+            "down",
+            ErrorDetails::with_error_info("R", ERROR_DOMAIN, []),
+        );
+        assert_eq!(s.code, Code::Unavailable as i32);
+        assert_eq!(s.details.len(), 1);
+        assert!(s.details[0].type_url.ends_with("google.rpc.ErrorInfo"));
+    }
+}

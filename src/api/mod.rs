@@ -1,0 +1,72 @@
+//! The gRPC services: request validation, calls into the engine, and conversion of the answers.
+
+pub mod convert;
+pub mod error;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::engine::{Engine, LookupRequest};
+use crate::pb;
+use crate::pb::phone_check_service_server::PhoneCheckService;
+
+pub use error::ApiError;
+
+/// `phonecheck.v1.PhoneCheckService`.
+#[derive(Debug, Clone)]
+pub struct PhoneCheckApi {
+    engine: Arc<Engine>,
+}
+
+impl PhoneCheckApi {
+    /// The service over an engine.
+    pub fn new(engine: Arc<Engine>) -> PhoneCheckApi {
+        PhoneCheckApi { engine }
+    }
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl PhoneCheckService for PhoneCheckApi {
+    async fn lookup_number(
+        &self,
+        request: Request<pb::LookupNumberRequest>,
+    ) -> Result<Response<pb::LookupNumberResponse>, Status> {
+        let request = request.into_inner();
+        let lookup = LookupRequest {
+            checks: convert::checks_from_proto("checks", &request.checks)?,
+            number: request.number,
+            default_region: request.default_region,
+        };
+        let report = self.engine.lookup(&lookup).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::LookupNumberResponse {
+            report: Some(convert::report_to_proto(&report)),
+        }))
+    }
+
+    type CheckNumbersStream = ResponseStream<pb::CheckNumbersResponse>;
+
+    async fn check_numbers(
+        &self,
+        _request: Request<Streaming<pb::CheckNumbersRequest>>,
+    ) -> Result<Response<Self::CheckNumbersStream>, Status> {
+        Err(ApiError::Unimplemented("CheckNumbers").into())
+    }
+
+    async fn list_providers(
+        &self,
+        _request: Request<pb::ListProvidersRequest>,
+    ) -> Result<Response<pb::ListProvidersResponse>, Status> {
+        let providers = self
+            .engine
+            .providers()
+            .iter()
+            .map(|(provider, health)| convert::provider_to_proto(provider.as_ref(), health))
+            .collect();
+        Ok(Response::new(pb::ListProvidersResponse { providers }))
+    }
+}

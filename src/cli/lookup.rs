@@ -1,0 +1,150 @@
+//! `phonecheck lookup`: one number, printed readably or as JSON.
+
+use std::fmt::Write as _;
+
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage};
+
+use super::CliError;
+use crate::domain::Check;
+use crate::pb;
+use crate::pb::phone_check_service_client::PhoneCheckServiceClient;
+
+pub(super) async fn run(
+    number: String,
+    checks: Vec<Check>,
+    region: String,
+    server: String,
+    json: bool,
+) -> Result<(), CliError> {
+    let mut client = PhoneCheckServiceClient::connect(server.clone())
+        .await
+        .map_err(|source| CliError::Connect { server, source })?;
+    let request = pb::LookupNumberRequest {
+        number,
+        default_region: region,
+        checks: checks
+            .into_iter()
+            .map(|c| crate::api::convert::check_to_proto(c) as i32)
+            .collect(),
+        options: None,
+    };
+    let response = client.lookup_number(request).await?.into_inner();
+    let text = if json {
+        to_json(&response)?
+    } else {
+        render(&response.report.unwrap_or_default())
+    };
+    println!("{text}");
+    Ok(())
+}
+
+/// The protobuf JSON mapping of a response, with `google.rpc` details decoded.
+fn to_json(response: &pb::LookupNumberResponse) -> Result<String, CliError> {
+    let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET)
+        .map_err(|e| CliError::Render(e.to_string()))?;
+    let descriptor = pool
+        .get_message_by_name("phonecheck.v1.LookupNumberResponse")
+        .ok_or_else(|| CliError::Render("descriptor missing".into()))?;
+    let message = DynamicMessage::decode(descriptor, response.encode_to_vec().as_slice())
+        .map_err(|e| CliError::Render(e.to_string()))?;
+    serde_json::to_string_pretty(&message).map_err(|e| CliError::Render(e.to_string()))
+}
+
+fn enum_name<E: std::fmt::Debug>(value: Result<E, prost::UnknownEnumValue>) -> String {
+    match value {
+        Ok(v) => format!("{v:?}"),
+        Err(e) => format!("unknown({})", e.0),
+    }
+}
+
+/// A report, for people.
+pub(super) fn render(report: &pb::NumberReport) -> String {
+    let mut out = String::new();
+    let info = report.info.clone().unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{}  (input {:?})",
+        if info.e164.is_empty() {
+            "-"
+        } else {
+            &info.e164
+        },
+        info.input
+    );
+    let _ = writeln!(
+        out,
+        "  type        {}{}",
+        enum_name(pb::NumberType::try_from(info.r#type)),
+        if info.valid { "" } else { "  (not valid)" }
+    );
+    let _ = writeln!(
+        out,
+        "  region      {}  national {}",
+        info.region_code, info.national_number
+    );
+    if let Some(c) = &info.carrier {
+        let mut line = format!(
+            "{} {} · {}",
+            c.name,
+            c.local_name,
+            enum_name(pb::NetworkType::try_from(c.network_type))
+        );
+        if !c.host_network.is_empty() {
+            let _ = write!(line, " on {}", c.host_network);
+        }
+        if c.may_be_ported {
+            line.push_str(" · may be ported");
+        }
+        let _ = writeln!(out, "  carrier     {line}");
+    }
+    if let Some(l) = &info.location {
+        let _ = writeln!(
+            out,
+            "  location    {} {} ({})",
+            l.province, l.city, l.area_code
+        );
+    }
+    let _ = writeln!(out, "  data        {}", info.data_version);
+    if let Some(ls) = &report.line_status {
+        let _ = writeln!(
+            out,
+            "  line status {}  (vendor code {} {})",
+            enum_name(pb::LineStatus::try_from(ls.status)),
+            ls.raw_code,
+            ls.description
+        );
+    }
+    for o in &report.outcomes {
+        let mut line = format!(
+            "{} via {}: {}",
+            enum_name(pb::Check::try_from(o.check)),
+            o.provider,
+            enum_name(pb::CheckState::try_from(o.state))
+        );
+        if o.billable {
+            line.push_str(", billable");
+        }
+        if o.cached {
+            line.push_str(", cached");
+        }
+        if let Some(latency) = &o.latency {
+            let _ = write!(
+                line,
+                ", {} ms",
+                latency.seconds * 1000 + i64::from(latency.nanos) / 1_000_000
+            );
+        }
+        if let Some(e) = &o.error {
+            let _ = write!(line, "\n                {}", e.message);
+        }
+        let _ = writeln!(out, "  outcome     {line}");
+    }
+    if report.sandbox {
+        let _ = writeln!(
+            out,
+            "  SANDBOX     answers came from simulators, not real vendors"
+        );
+    }
+    out.trim_end().to_owned()
+}

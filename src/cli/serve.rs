@@ -1,0 +1,33 @@
+//! `phonecheck serve`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio::net::TcpListener;
+
+use super::{CliError, shutdown_signal};
+use crate::config::{Config, ConfigError};
+
+pub(super) async fn run(
+    config: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+) -> Result<(), CliError> {
+    let config = Config::load(config.as_deref())?;
+    let addr = match listen {
+        Some(addr) => addr,
+        None => config.server.listen.parse().map_err(|_| {
+            ConfigError::Invalid(vec![format!(
+                "server.listen: {:?} is not an address",
+                config.server.listen
+            )])
+        })?,
+    };
+    // Bind first, then announce, then serve: whoever reads this line can connect at once.
+    let listener = TcpListener::bind(addr).await?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "phonecheck listening on {}", listener.local_addr()?)?;
+    stdout.flush()?;
+    crate::serve(listener, config, shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! Typed configuration: a TOML file plus `PHONECHECK__SECTION__KEY` environment overrides, read
+//! once at start-up and validated all at once, so that one run reports every problem.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:50051"
+//! shutdown_grace = "30s"
+//!
+//! [analysis]
+//! location_data = "/data/cn_location.bin"   # optional; replaces the embedded data
+//!
+//! [providers.thinksms]
+//! type = "thinksms"
+//! hashcode = "8c0354cebf53f09d33c90953161b3e"
+//! private_key = { env = "THINKSMS_PRIVATE_KEY" }   # or { file = "/run/secrets/thinksms" }
+//! ```
+//!
+//! With no `[providers]` the service runs in sandbox mode against in-process simulators.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::providers::ProviderConfig;
+
+/// The environment prefix for overrides: `PHONECHECK__SERVER__LISTEN=0.0.0.0:50051`.
+pub const ENV_PREFIX: &str = "PHONECHECK__";
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or environment could not be read into the typed configuration.
+    #[error("cannot read configuration: {0}")]
+    Parse(String),
+    /// The configuration was read but is not valid; every problem is listed.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The gRPC server.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Offline analysis.
+    #[serde(default)]
+    pub analysis: AnalysisConfig,
+    /// Sandbox mode.
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+    /// Vendor accounts, by name. Empty: sandbox mode.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (the `--listen` flag wins).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// How long in-flight calls may run after a shutdown signal.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            shutdown_grace: default_grace(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:50051".to_owned()
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// `[analysis]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisConfig {
+    /// A newer location data file (made by `tools/gen_location_data.py`) to use instead of the
+    /// embedded one.
+    pub location_data: Option<PathBuf>,
+}
+
+/// `[sandbox]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Run against in-process simulators when no provider is configured (default true). False
+    /// with no providers means offline analysis only.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Latency the sandbox simulators add to each answer.
+    #[serde(default, with = "humantime_serde")]
+    pub latency: Duration,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            enabled: true,
+            latency: Duration::ZERO,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Where a secret is read from. Secrets are never written in the configuration itself.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum SecretRef {
+    /// An environment variable's value.
+    Env(String),
+    /// A file's content, without trailing line breaks (a mounted Kubernetes secret).
+    File(PathBuf),
+}
+
+impl SecretRef {
+    /// Reads the secret. The error names where it was looked for, never its value.
+    pub fn resolve(&self) -> Result<SecretString, String> {
+        let value = match self {
+            SecretRef::Env(name) => std::env::var(name)
+                .map_err(|_| format!("environment variable {name} is not set"))?,
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        };
+        if value.is_empty() {
+            return Err(match self {
+                SecretRef::Env(name) => format!("environment variable {name} is empty"),
+                SecretRef::File(path) => format!("secret file {} is empty", path.display()),
+            });
+        }
+        Ok(SecretString::from(value))
+    }
+}
+
+impl Config {
+    /// Reads `path` (if given) and the `PHONECHECK__` environment, then validates everything.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = path {
+            if !path.exists() {
+                return Err(ConfigError::Parse(format!(
+                    "{} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        Self::from_figment(figment.merge(Env::prefixed(ENV_PREFIX).split("__")))
+    }
+
+    /// Reads a configuration from TOML text alone (tests, examples), then validates it.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(text)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract().map_err(|e| {
+            ConfigError::Parse(
+                e.into_iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks everything that can be checked before serving and reports every problem at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "server.listen: {:?} is not an IP address with a port",
+                self.server.listen
+            ));
+        }
+        if let Some(path) = &self.analysis.location_data {
+            if let Err(e) = crate::number::LocationData::from_path(path) {
+                problems.push(format!("analysis.location_data: {e}"));
+            }
+        }
+        if self.sandbox_active() && !self.providers.is_empty() {
+            problems.push("sandbox and configured providers exclude each other".to_owned());
+        }
+        for (name, provider) in &self.providers {
+            for problem in provider.problems() {
+                problems.push(format!("providers.{name}: {problem}"));
+            }
+            for secret in provider.secrets() {
+                if let Err(problem) = secret.resolve() {
+                    problems.push(format!("providers.{name}: {problem}"));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// True when the service runs against in-process simulators.
+    pub fn sandbox_active(&self) -> bool {
+        self.providers.is_empty() && self.sandbox.enabled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_sandbox() {
+        let config = Config::from_toml("").unwrap();
+        assert!(config.sandbox_active());
+        assert_eq!(config.server.listen, "127.0.0.1:50051");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = Config::from_toml(
+            r#"
+            [server]
+            listen = "not an address"
+            [analysis]
+            location_data = "/nonexistent/cn_location.bin"
+            [providers.ts]
+            type = "thinksms"
+            base_url = "::nope::"
+            hashcode = ""
+            private_key = { env = "PHONECHECK_TEST_SURELY_UNSET" }
+            "#,
+        )
+        .unwrap_err();
+        let ConfigError::Invalid(problems) = err else {
+            panic!("{err}")
+        };
+        let text = problems.join("\n");
+        for needle in [
+            "server.listen",
+            "location_data",
+            "base_url",
+            "hashcode",
+            "PHONECHECK_TEST_SURELY_UNSET",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        assert!(problems.len() >= 5, "{text}");
+    }
+
+    #[test]
+    fn unknown_fields_and_vendors_are_refused() {
+        assert!(Config::from_toml("[server]\nlisten_on = \"x\"").is_err());
+        assert!(Config::from_toml("[providers.x]\ntype = \"acme\"").is_err());
+        let extra = "[providers.ts]\ntype = \"thinksms\"\nhashcode = \"h\"\nprivate_key = { env = \"X\" }\ncolour = \"red\"";
+        assert!(matches!(
+            Config::from_toml(extra),
+            Err(ConfigError::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_never_appear_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let secret = SecretRef::File(path.clone()).resolve().unwrap();
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&secret), "s3cret");
+        assert!(!format!("{secret:?}").contains("s3cret"));
+        std::fs::write(&path, "").unwrap();
+        assert!(
+            SecretRef::File(path)
+                .resolve()
+                .unwrap_err()
+                .contains("empty")
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! The vocabulary every layer shares: checks, line statuses, number facts, per-check outcomes and
+//! reports. Nothing here knows about protobuf or HTTP.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::providers::ProviderError;
+
+/// A paid check a vendor can answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Check {
+    /// Line status (空号检测).
+    LineStatus,
+    /// Spam labels from caller-ID apps.
+    SpamLabels,
+    /// Social-account presence and KYC signals.
+    AccountPresence,
+    /// Risk profile.
+    RiskProfile,
+}
+
+impl Check {
+    /// Every check, in contract order.
+    pub const ALL: [Check; 4] = [
+        Check::LineStatus,
+        Check::SpamLabels,
+        Check::AccountPresence,
+        Check::RiskProfile,
+    ];
+
+    /// The check's kebab-case name, as used on the command line and in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::LineStatus => "line-status",
+            Check::SpamLabels => "spam-labels",
+            Check::AccountPresence => "account-presence",
+            Check::RiskProfile => "risk-profile",
+        }
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Check {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Check::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s || c.as_str().replace('-', "_") == s)
+            .ok_or_else(|| {
+                format!("unknown check `{s}`; expected one of line-status, spam-labels, account-presence, risk-profile")
+            })
+    }
+}
+
+/// The canonical line status (see PROVIDERS.md, "The canonical line-status taxonomy").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LineStatus {
+    /// In use.
+    Active,
+    /// Never assigned or cancelled.
+    Empty,
+    /// Stopped by the operator.
+    Suspended,
+    /// Assigned but long unused.
+    Silent,
+    /// Complaint-prone, long powered off, or rejecting SMS.
+    Risk,
+    /// Switched off or unreachable.
+    PoweredOff,
+    /// The source has no data.
+    NoRecord,
+    /// Not a valid number; decided locally.
+    Invalid,
+}
+
+impl LineStatus {
+    /// Reads a vendor's status words (Chinese or English) as a canonical status, for vendors whose
+    /// codes are unknown but whose descriptions use the usual words.
+    pub fn from_vendor_words(words: &str) -> Option<LineStatus> {
+        const TABLE: &[(&str, LineStatus)] = &[
+            ("沉默", LineStatus::Silent),
+            ("风险", LineStatus::Risk),
+            ("停机", LineStatus::Suspended),
+            ("关机", LineStatus::PoweredOff),
+            ("库无", LineStatus::NoRecord),
+            ("号码错误", LineStatus::Invalid),
+            ("空号", LineStatus::Empty),
+            ("销号", LineStatus::Empty),
+            ("实号", LineStatus::Active),
+            ("活跃", LineStatus::Active),
+            ("正常", LineStatus::Active),
+            ("SHUTDOWN", LineStatus::Suspended),
+            ("POWER_OFF", LineStatus::PoweredOff),
+            ("NOT_EXIST", LineStatus::Empty),
+            ("UNKNOWN", LineStatus::NoRecord),
+            ("NORMAL", LineStatus::Active),
+            ("LIVE", LineStatus::Active),
+            ("BUSY", LineStatus::Active),
+        ];
+        let upper = words.trim().to_uppercase();
+        TABLE
+            .iter()
+            .find(|(word, _)| upper.contains(word))
+            .map(|&(_, status)| status)
+    }
+}
+
+/// A line-status answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineStatusResult {
+    /// The canonical status.
+    pub status: LineStatus,
+    /// The vendor's code, as sent.
+    pub raw_code: String,
+    /// The vendor's description, as sent.
+    pub description: String,
+}
+
+/// What kind of line a number is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NumberType {
+    Mobile,
+    FixedLine,
+    TollFree,
+    SharedCost,
+    Service,
+    Emergency,
+    SmsPort,
+    DataCard,
+    Iot,
+    Voip,
+    Satellite,
+    Unknown,
+    PremiumRate,
+    PersonalNumber,
+    Pager,
+    Uan,
+    Voicemail,
+    FixedLineOrMobile,
+}
+
+/// What kind of network a segment belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetworkType {
+    Basic,
+    Virtual,
+    Data,
+    Iot,
+    Satellite,
+    Fixed,
+}
+
+/// A carrier by number segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Carrier {
+    /// English name.
+    pub name: &'static str,
+    /// Local name.
+    pub local_name: &'static str,
+    /// The segment's network type.
+    pub network_type: NetworkType,
+    /// The host network of a virtual operator's segment.
+    pub host_network: Option<&'static str>,
+    /// True when the number may have been ported since allocation.
+    pub may_be_ported: bool,
+}
+
+/// Where a number is registered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Location {
+    /// Province.
+    pub province: Arc<str>,
+    /// City.
+    pub city: Arc<str>,
+    /// Area code with trunk prefix (`010`).
+    pub area_code: Arc<str>,
+}
+
+/// The offline analysis of one number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumberInfo {
+    /// As the caller wrote it.
+    pub input: String,
+    /// E.164, empty when unknown.
+    pub e164: String,
+    /// ISO 3166-1 alpha-2 region.
+    pub region_code: String,
+    /// National significant number.
+    pub national_number: String,
+    /// Number type.
+    pub number_type: NumberType,
+    /// Whether the number is assigned in its plan.
+    pub valid: bool,
+    /// Carrier by segment.
+    pub carrier: Option<Carrier>,
+    /// Home location.
+    pub location: Option<Location>,
+    /// Version of the offline data used.
+    pub data_version: Arc<str>,
+}
+
+/// The answer of one check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckData {
+    /// A line-status answer.
+    LineStatus(LineStatusResult),
+}
+
+impl CheckData {
+    /// The check this answers.
+    pub fn check(&self) -> Check {
+        match self {
+            CheckData::LineStatus(_) => Check::LineStatus,
+        }
+    }
+}
+
+/// Why a check was not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The number is not valid, so no vendor is asked.
+    NumberInvalid,
+    /// No configured provider serves this check.
+    NoProvider,
+    /// The provider does not serve this number (for example its country).
+    NotCovered(String),
+}
+
+/// What happened to one check.
+#[derive(Debug, Clone)]
+pub enum CheckState {
+    /// Answered.
+    Ok(CheckData),
+    /// The provider failed.
+    Failed(ProviderError),
+    /// Accepted by an asynchronous vendor; ask again later.
+    Pending,
+    /// Not run.
+    Skipped(SkipReason),
+}
+
+/// The outcome of one check for one number.
+#[derive(Debug, Clone)]
+pub struct CheckOutcome {
+    /// The check.
+    pub check: Check,
+    /// The provider's configured name, or `local`.
+    pub provider: Arc<str>,
+    /// What happened.
+    pub state: CheckState,
+    /// Whether the vendor bills for the call behind this outcome.
+    pub billable: bool,
+    /// Whether the answer came from the cache.
+    pub cached: bool,
+    /// Time spent.
+    pub latency: Duration,
+    /// When the answer was fetched from the vendor.
+    pub fetched_at: Option<SystemTime>,
+    /// Whether the answer came from a simulator.
+    pub sandbox: bool,
+}
+
+/// Everything known about one number.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Offline analysis.
+    pub info: NumberInfo,
+    /// One outcome per check asked, in the order asked.
+    pub outcomes: Vec<CheckOutcome>,
+}
+
+impl Report {
+    /// True when any answer came from a simulator.
+    pub fn sandbox(&self) -> bool {
+        self.outcomes.iter().any(|o| o.sandbox)
+    }
+
+    /// The line-status answer, if there is one.
+    pub fn line_status(&self) -> Option<&LineStatusResult> {
+        self.outcomes.iter().find_map(|o| match &o.state {
+            CheckState::Ok(CheckData::LineStatus(r)) => Some(r),
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! phonecheck: a gRPC gateway that checks phone numbers against paid intelligence vendors behind
+//! one protobuf contract, and does the free part (parsing, number type, carrier by segment, home
+//! region) itself, offline.
+//!
+//! The library exposes [`serve`], which runs the whole service on a listener until a shutdown
+//! future completes; `main.rs` only parses the command line and calls into [`cli`].
+//!
+//! # Layout
+//! - `proto/` (built by `build.rs`) → [`pb`]: the generated contract, `phonecheck.v1`.
+//! - [`cli`]: the subcommands (`serve`, `sim`, `lookup`).
+//! - [`config`]: typed configuration from a TOML file plus `PHONECHECK__` environment overrides,
+//!   validated all at once.
+//! - [`server`]: assembles the tonic server: health, reflection, compression, graceful shutdown.
+//! - [`api`]: the gRPC service implementations, proto ↔ domain conversion, and the one mapping of
+//!   errors to `tonic::Status`.
+//! - [`engine`]: runs the checks a request asks for: offline analysis first, then providers.
+//! - [`domain`]: the vocabulary shared by every layer (checks, statuses, reports).
+//! - [`number`]: offline analysis: normalisation to E.164, number type (with China's special
+//!   numbers), carrier by segment, home province and city.
+//! - [`providers`]: one module per vendor behind the [`providers::Provider`] trait, and the
+//!   signing helpers they share.
+//! - [`sim`]: wire-faithful simulators of the vendors over HTTP (the sandbox and the tests).
+//! - [`telemetry`]: logging set-up and masking of numbers for logs.
+//!
+//! Data flows one way: `api → engine → providers → (HTTP) → vendor or sim`.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod number;
+pub mod providers;
+pub mod server;
+pub mod sim;
+pub mod telemetry;
+
+pub use server::{ServeError, serve};
+
+/// The generated protobuf contract (`phonecheck.v1`).
+pub mod pb {
+    #![allow(
+        missing_docs,
+        clippy::large_enum_variant,
+        clippy::doc_lazy_continuation
+    )]
+    tonic::include_proto!("phonecheck.v1");
+
+    /// The encoded `FileDescriptorSet` of the contract and everything it imports, for reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/phonecheck_descriptor.bin"));
+}

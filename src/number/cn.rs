@@ -1,0 +1,168 @@
+//! China's numbering plan, beyond what libphonenumber knows: mobile segments, fixed lines by area
+//! code, and the special numbers (400, 800, 95/96, 1010, 106, 12xxx, 100xx, emergency).
+
+use crate::domain::{Carrier, Location, NumberType};
+
+use super::location::LocationData;
+use super::segments::{self, CM_IOT_1064};
+
+/// A Chinese number, classified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CnNumber {
+    /// National significant number (no trunk `0`); empty when it cannot be known (a local fixed
+    /// line written without its area code).
+    pub national_number: String,
+    /// The number type.
+    pub number_type: NumberType,
+    /// Whether the number is assigned in the plan.
+    pub valid: bool,
+    /// Carrier by segment.
+    pub carrier: Option<Carrier>,
+    /// Home location.
+    pub location: Option<Location>,
+}
+
+impl CnNumber {
+    fn new(national_number: &str, number_type: NumberType, valid: bool) -> CnNumber {
+        CnNumber {
+            national_number: national_number.to_owned(),
+            number_type,
+            valid,
+            carrier: None,
+            location: None,
+        }
+    }
+}
+
+const EMERGENCY: &[&str] = &["110", "112", "119", "120", "122"];
+/// Three-digit service numbers (directory, weather, time).
+const SHORT_SERVICE: &[&str] = &["114", "117", "121"];
+
+/// Classifies a Chinese number. `digits` are what follows `+86` when `international`, otherwise
+/// the digits as dialled inside China (possibly with the trunk prefix `0`).
+pub fn classify(digits: &str, international: bool, data: &LocationData) -> CnNumber {
+    if let Some(rest) = digits.strip_prefix('0').filter(|_| !international) {
+        return classify_with_trunk(rest, data);
+    }
+    if let Some(n) = mobile_like(digits, data) {
+        return n;
+    }
+    let len = digits.len();
+    if len == 10 && digits.starts_with("400") {
+        return CnNumber::new(digits, NumberType::SharedCost, true);
+    }
+    if len == 10 && digits.starts_with("800") {
+        return CnNumber::new(digits, NumberType::TollFree, true);
+    }
+    if digits.starts_with("95") {
+        return CnNumber::new(digits, NumberType::Service, (5..=17).contains(&len));
+    }
+    if digits.starts_with("96") && !international {
+        return CnNumber::new(digits, NumberType::Service, (5..=15).contains(&len));
+    }
+    // Written with +86, the digits are a national significant number, where a fixed line's
+    // area code has no trunk `0`: `+86 10 6401 2345` is Beijing, not a 106 SMS port.
+    if international {
+        if let Some(n) = fixed_line(digits, data) {
+            return n;
+        }
+    }
+    if digits.starts_with("1010") || digits.starts_with("1019") {
+        return CnNumber::new(digits, NumberType::Service, (8..=15).contains(&len));
+    }
+    if digits.starts_with("106") {
+        return CnNumber::new(digits, NumberType::SmsPort, (8..=20).contains(&len));
+    }
+    if digits.starts_with("116") || digits.starts_with("118") {
+        return CnNumber::new(digits, NumberType::Service, (4..=23).contains(&len));
+    }
+    if len == 5 && (digits.starts_with("12") || digits.starts_with("100")) {
+        // 12xxx government hotlines (12315, 12345, 12306, ...) and 100xx carrier hotlines.
+        return CnNumber::new(digits, NumberType::Service, true);
+    }
+    if len == 3 && EMERGENCY.contains(&digits) {
+        return CnNumber::new(digits, NumberType::Emergency, true);
+    }
+    if len == 3 && SHORT_SERVICE.contains(&digits) {
+        return CnNumber::new(digits, NumberType::Service, true);
+    }
+    if !international && (7..=8).contains(&len) && matches!(digits.as_bytes()[0], b'2'..=b'8') {
+        // A local fixed line written without its area code: real, but not placeable.
+        return CnNumber::new("", NumberType::FixedLine, false);
+    }
+    if digits.starts_with('1') {
+        // 1xx of a mobile's length or thereabouts, but in no allocated segment.
+        let number_type = if len == 11 {
+            NumberType::Mobile
+        } else {
+            NumberType::Unknown
+        };
+        return CnNumber::new(digits, number_type, false);
+    }
+    if let Some(n) = fixed_line(digits, data) {
+        return n;
+    }
+    CnNumber::new(digits, NumberType::Unknown, false)
+}
+
+/// A number dialled with the trunk prefix: area code + subscriber, or a mobile with a stray `0`.
+fn classify_with_trunk(rest: &str, data: &LocationData) -> CnNumber {
+    if rest.len() == 11 && rest.starts_with('1') && !rest.starts_with("10") {
+        if let Some(n) = mobile_like(rest, data) {
+            return n;
+        }
+    }
+    if let Some(n) = fixed_line(rest, data) {
+        return n;
+    }
+    CnNumber::new(rest, NumberType::FixedLine, false)
+}
+
+/// Mobile, data card, IoT and satellite numbers, by segment.
+fn mobile_like(digits: &str, data: &LocationData) -> Option<CnNumber> {
+    let len = digits.len();
+    let segment = if len == 13 && digits.starts_with(CM_IOT_1064.prefix) {
+        &CM_IOT_1064
+    } else if (len == 11 || len == 13) && digits.starts_with('1') {
+        segments::lookup(digits)?
+    } else {
+        return None;
+    };
+    let mut n = CnNumber::new(digits, segment.number_type(), segment.length == len);
+    n.carrier = Some(segment.carrier());
+    if len == 11 {
+        n.location = data.by_mobile_prefix(digits).cloned();
+    }
+    Some(n)
+}
+
+/// A fixed line (or a 96 service number) given as area code (without trunk) + subscriber.
+fn fixed_line(nsn: &str, data: &LocationData) -> Option<CnNumber> {
+    // Two-digit area codes are 10 and 2x; the rest have three digits.
+    let area_len = if nsn.starts_with("10") || nsn.starts_with('2') {
+        2
+    } else {
+        3
+    };
+    let area = nsn.get(..area_len)?;
+    let subscriber = &nsn[area_len..];
+    let area_code = format!("0{area}");
+    if !data.is_area_code(&area_code) {
+        return None;
+    }
+    let (number_type, valid) = if subscriber.starts_with("96") || subscriber.starts_with("95") {
+        (NumberType::Service, (3..=15).contains(&subscriber.len()))
+    } else {
+        let plausible = matches!(subscriber.as_bytes().first(), Some(b'2'..=b'8'));
+        (
+            NumberType::FixedLine,
+            plausible && (7..=8).contains(&subscriber.len()),
+        )
+    };
+    let mut n = CnNumber::new(nsn, number_type, valid);
+    n.location = data.by_area_code(&area_code).map(|loc| Location {
+        area_code: area_code.as_str().into(),
+        ..loc.clone()
+    });
+    Some(n)
+}

@@ -1,0 +1,293 @@
+//! Vendors behind one trait. Each vendor is one module: its wire types, its signing, and the
+//! decoding of its answers into the domain types. The closed set of vendors is
+//! [`ProviderConfig`], whose [`ProviderConfig::build`] makes a [`Provider`].
+
+pub mod clock;
+pub mod signing;
+pub mod thinksms;
+
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use crate::config::SecretRef;
+use crate::domain::{Check, CheckData, NumberInfo};
+
+pub use clock::{Clock, FixedClock, SystemClock};
+
+/// Why a vendor call failed, in phonecheck's terms. The `google.rpc.ErrorInfo` reason of the
+/// check's outcome is [`ErrorReason::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorReason {
+    /// The vendor refused the credentials or signature.
+    AuthFailed,
+    /// The account has no balance, is suspended, expired, or the service is not purchased.
+    QuotaExhausted,
+    /// The vendor's rate or volume limit was hit.
+    RateLimited,
+    /// The vendor could not be reached, timed out, or said it is unavailable.
+    Unavailable,
+    /// The vendor's answer could not be read.
+    BadResponse,
+    /// The vendor refused the request for another reason (a parameter, a number it will not take).
+    Rejected,
+}
+
+impl ErrorReason {
+    /// The `google.rpc.ErrorInfo` reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorReason::AuthFailed => "PROVIDER_AUTH_FAILED",
+            ErrorReason::QuotaExhausted => "PROVIDER_QUOTA_EXHAUSTED",
+            ErrorReason::RateLimited => "PROVIDER_RATE_LIMITED",
+            ErrorReason::Unavailable => "PROVIDER_UNAVAILABLE",
+            ErrorReason::BadResponse => "PROVIDER_BAD_RESPONSE",
+            ErrorReason::Rejected => "PROVIDER_REJECTED",
+        }
+    }
+}
+
+/// How a vendor's own error code is to be treated. Each vendor module keeps its table of these in
+/// one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeClass {
+    /// phonecheck's reason.
+    pub reason: ErrorReason,
+    /// Whether trying again later may succeed.
+    pub retryable: bool,
+    /// Whether the vendor bills for the failed call.
+    pub billable: bool,
+}
+
+/// A failed vendor call. Messages are phonecheck's own words plus the vendor's code and text;
+/// they never carry credentials or unmasked numbers.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    /// The HTTP request did not complete (connection refused, reset, DNS, TLS).
+    #[error("could not reach the vendor: {0}")]
+    Transport(String),
+    /// No answer within the configured timeout.
+    #[error("the vendor did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The vendor answered with an HTTP error status and no readable body.
+    #[error("the vendor answered HTTP {0}")]
+    Http(u16),
+    /// The vendor's body could not be decoded.
+    #[error("the vendor's answer could not be read: {0}")]
+    BadResponse(String),
+    /// The vendor answered with one of its own error codes.
+    #[error("the vendor answered code {code}: {message}")]
+    Vendor {
+        /// The vendor's code, as sent.
+        code: String,
+        /// The vendor's text, as sent.
+        message: String,
+        /// How the code is treated.
+        class: CodeClass,
+    },
+}
+
+impl ProviderError {
+    fn class(&self) -> CodeClass {
+        let class = |reason, retryable| CodeClass {
+            reason,
+            retryable,
+            billable: false,
+        };
+        match self {
+            ProviderError::Transport(_) | ProviderError::Timeout(_) => {
+                class(ErrorReason::Unavailable, true)
+            }
+            ProviderError::Http(429) => class(ErrorReason::RateLimited, true),
+            ProviderError::Http(401 | 403) => class(ErrorReason::AuthFailed, false),
+            ProviderError::Http(s) if *s >= 500 => class(ErrorReason::Unavailable, true),
+            ProviderError::Http(_) => class(ErrorReason::Rejected, false),
+            ProviderError::BadResponse(_) => class(ErrorReason::BadResponse, false),
+            ProviderError::Vendor { class, .. } => *class,
+        }
+    }
+
+    /// phonecheck's reason for the failure.
+    pub fn reason(&self) -> ErrorReason {
+        self.class().reason
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn retryable(&self) -> bool {
+        self.class().retryable
+    }
+
+    /// Whether the vendor bills for the failed call.
+    pub fn billable(&self) -> bool {
+        self.class().billable
+    }
+
+    /// The vendor's own code, when it sent one.
+    pub fn vendor_code(&self) -> Option<&str> {
+        match self {
+            ProviderError::Vendor { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// Reads an HTTP client error.
+    pub fn from_reqwest(err: &reqwest::Error, timeout: Duration) -> ProviderError {
+        if err.is_timeout() {
+            return ProviderError::Timeout(timeout);
+        }
+        if err.is_decode() {
+            return ProviderError::BadResponse(err.to_string());
+        }
+        // reqwest's Display names the URL, which may carry credentials in its query (TongDun):
+        // keep only the kind of failure.
+        let kind = if err.is_connect() {
+            "connection failed"
+        } else if err.is_request() {
+            "request failed"
+        } else if err.is_body() {
+            "body failed"
+        } else {
+            "HTTP error"
+        };
+        let source = std::error::Error::source(err)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        ProviderError::Transport(format!("{kind}{source}"))
+    }
+}
+
+/// A successful answer for one number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The decoded answer.
+    pub data: CheckData,
+    /// Whether the vendor bills for it.
+    pub billable: bool,
+}
+
+/// A vendor account's request quota.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Sustained requests per second; zero disables the limit.
+    pub requests_per_second: f64,
+    /// Requests allowed at once above the sustained rate.
+    pub burst: u32,
+}
+
+/// What a provider is and what it does, as listed by `ListProviders`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderInfo {
+    /// The configured name.
+    pub name: Arc<str>,
+    /// The vendor protocol (`thinksms`, ...).
+    pub vendor: &'static str,
+    /// Checks served.
+    pub checks: Vec<Check>,
+    /// Numbers per vendor call.
+    pub batch_size: usize,
+    /// Whether answers come later.
+    pub asynchronous: bool,
+    /// The account's quota.
+    pub quota: QuotaConfig,
+    /// Whether it calls a simulator.
+    pub sandbox: bool,
+}
+
+/// A vendor. Batch-shaped: one call carries up to `batch_size` numbers and yields one result per
+/// number, in order.
+#[async_trait]
+pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
+    /// What the provider is.
+    fn info(&self) -> &ProviderInfo;
+
+    /// Whether the vendor serves this number; `Err` says why not. Called before any vendor call,
+    /// so numbers the vendor would refuse are never sent (nor billed).
+    fn covers(&self, number: &NumberInfo) -> Result<(), String>;
+
+    /// Runs `check` for every number of `batch` (at most `batch_size`, all covered). Returns one
+    /// result per number, in the same order.
+    async fn call(&self, check: Check, batch: &[NumberInfo]) -> Vec<Result<Answer, ProviderError>>;
+}
+
+/// Everything a provider needs from its surroundings.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// The shared HTTP client.
+    pub http: reqwest::Client,
+    /// The clock for signatures.
+    pub clock: Arc<dyn Clock>,
+    /// Whether the provider is pointed at a simulator.
+    pub sandbox: bool,
+}
+
+/// The vendors phonecheck speaks to, one variant each, as written in the config file's
+/// `[providers.NAME]` tables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ProviderConfig {
+    /// Thinksms line status.
+    Thinksms(thinksms::ThinksmsConfig),
+}
+
+impl ProviderConfig {
+    /// Builds the provider named `name`.
+    pub fn build(&self, name: &str, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
+        match self {
+            ProviderConfig::Thinksms(c) => Ok(Arc::new(thinksms::ThinksmsProvider::new(
+                name,
+                c,
+                c.private_key.resolve()?,
+                ctx,
+            )?)),
+        }
+    }
+
+    /// Every problem with this provider's settings, for start-up validation.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ProviderConfig::Thinksms(c) => c.problems(),
+        }
+    }
+
+    /// The secrets this provider reads.
+    pub fn secrets(&self) -> Vec<&SecretRef> {
+        match self {
+            ProviderConfig::Thinksms(c) => vec![&c.private_key],
+        }
+    }
+}
+
+/// The HTTP client every provider shares: rustls with the `ring` provider, pooled connections.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // Fails only when another provider is already installed, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+        .user_agent(concat!("phonecheck/", env!("CARGO_PKG_VERSION")))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_failures_are_retryable_and_free() {
+        let e = ProviderError::Transport("connection refused".into());
+        assert_eq!(
+            (e.reason(), e.retryable(), e.billable()),
+            (ErrorReason::Unavailable, true, false)
+        );
+        assert_eq!(ProviderError::Http(429).reason(), ErrorReason::RateLimited);
+        assert_eq!(ProviderError::Http(503).reason(), ErrorReason::Unavailable);
+        assert_eq!(ProviderError::Http(401).reason(), ErrorReason::AuthFailed);
+        assert_eq!(ProviderError::Http(404).reason(), ErrorReason::Rejected);
+        assert!(!ProviderError::BadResponse("eof".into()).retryable());
+    }
+}

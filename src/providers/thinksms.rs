@@ -1,0 +1,358 @@
+//! Thinksms `emptyStatusQuery`: line status (空号检测) of one Chinese mobile number per call.
+//!
+//! Wire contract: PROVIDERS.md §1. `POST {base}/HrmApi/emptyStatusQuery` with
+//! `{"mobile", "hashcode", "sign"}`, `sign = UPPER(md5(hashcode + mobile + private_key +
+//! yyyyMMdd))` in China time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::signing::thinksms_sign;
+use super::{
+    Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
+    QuotaConfig,
+};
+use crate::config::SecretRef;
+use crate::domain::{Check, CheckData, LineStatus, LineStatusResult, NumberInfo, NumberType};
+
+/// The vendor's production base URL.
+pub const DEFAULT_BASE_URL: &str = "http://api.thinksms.cn";
+/// The request path.
+pub const PATH: &str = "/HrmApi/emptyStatusQuery";
+/// The vendor's published limit: 100 queries per second per account.
+pub const DEFAULT_QUOTA: QuotaConfig = QuotaConfig {
+    requests_per_second: 100.0,
+    burst: 100,
+};
+
+/// `[providers.NAME]` with `type = "thinksms"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThinksmsConfig {
+    /// Base URL; the vendor's production host by default.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// The account id (`hashcode`).
+    pub hashcode: String,
+    /// The private key, from the environment or a file.
+    pub private_key: SecretRef,
+    /// Per-call timeout.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The account's quota.
+    #[serde(default = "default_quota")]
+    pub quota: QuotaConfig,
+}
+
+fn default_base_url() -> String {
+    DEFAULT_BASE_URL.to_owned()
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_quota() -> QuotaConfig {
+    DEFAULT_QUOTA
+}
+
+impl ThinksmsConfig {
+    /// Settings for the sandbox simulator at `base_url`. Its key is passed to
+    /// [`ThinksmsProvider::new`] directly, so `private_key` names nothing.
+    pub fn sandbox(base_url: String, hashcode: &str) -> ThinksmsConfig {
+        ThinksmsConfig {
+            base_url,
+            hashcode: hashcode.to_owned(),
+            private_key: SecretRef::Env(String::new()),
+            timeout: default_timeout(),
+            quota: DEFAULT_QUOTA,
+        }
+    }
+
+    /// Every problem with these settings.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = reqwest::Url::parse(&self.base_url) {
+            problems.push(format!("base_url {:?} is not a URL: {e}", self.base_url));
+        }
+        if self.hashcode.trim().is_empty() {
+            problems.push("hashcode is empty".to_owned());
+        }
+        if self.timeout.is_zero() {
+            problems.push("timeout must be above zero".to_owned());
+        }
+        problems
+    }
+}
+
+#[derive(Serialize)]
+struct Request<'a> {
+    mobile: &'a str,
+    hashcode: &'a str,
+    sign: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Response {
+    mobileresult: Option<MobileResult>,
+    #[serde(rename = "errorRes")]
+    error_res: ErrorRes,
+}
+
+#[derive(Deserialize)]
+struct MobileResult {
+    state: serde_json::Value,
+    #[serde(default)]
+    desc: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorRes {
+    err_code: serde_json::Value,
+    #[serde(default)]
+    err_content: String,
+}
+
+/// How each `err_code` is treated. **Decision**: the vendor publishes only `"200"`; its codes
+/// mirror HTTP status codes, so 401/403 are read as refused credentials, 429 as the rate limit, and
+/// 5xx as unavailability. Any other code is a non-billable refusal; its text is kept.
+pub fn classify_code(code: &str) -> CodeClass {
+    let (reason, retryable) = match code {
+        "401" | "403" => (ErrorReason::AuthFailed, false),
+        "402" => (ErrorReason::QuotaExhausted, false),
+        "429" => (ErrorReason::RateLimited, true),
+        c if c.starts_with('5') && c.len() == 3 => (ErrorReason::Unavailable, true),
+        _ => (ErrorReason::Rejected, false),
+    };
+    CodeClass {
+        reason,
+        retryable,
+        billable: false,
+    }
+}
+
+/// Maps the vendor's `state` to the canonical status: 1 active, 2 empty, 3 silent, 4 risk. Other
+/// states are read by their description's words, else reported as no record.
+pub fn map_state(state: &str, desc: &str) -> LineStatus {
+    match state {
+        "1" => LineStatus::Active,
+        "2" => LineStatus::Empty,
+        "3" => LineStatus::Silent,
+        "4" => LineStatus::Risk,
+        _ => LineStatus::from_vendor_words(desc).unwrap_or(LineStatus::NoRecord),
+    }
+}
+
+fn json_scalar(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Decodes a response body.
+pub fn decode(body: &[u8]) -> Result<Answer, ProviderError> {
+    let response: Response = serde_json::from_slice(body)
+        .map_err(|e| ProviderError::BadResponse(format!("not a Thinksms answer: {e}")))?;
+    let code = json_scalar(&response.error_res.err_code)
+        .ok_or_else(|| ProviderError::BadResponse("err_code is not a string".to_owned()))?;
+    if code != "200" {
+        return Err(ProviderError::Vendor {
+            class: classify_code(&code),
+            code,
+            message: response.error_res.err_content,
+        });
+    }
+    let result = response
+        .mobileresult
+        .ok_or_else(|| ProviderError::BadResponse("success without mobileresult".to_owned()))?;
+    let state = json_scalar(&result.state)
+        .ok_or_else(|| ProviderError::BadResponse("state is not a number".to_owned()))?;
+    Ok(Answer {
+        data: CheckData::LineStatus(LineStatusResult {
+            status: map_state(&state, &result.desc),
+            raw_code: state,
+            description: result.desc,
+        }),
+        billable: true,
+    })
+}
+
+/// The Thinksms client.
+#[derive(Debug)]
+pub struct ThinksmsProvider {
+    info: ProviderInfo,
+    http: reqwest::Client,
+    endpoint: reqwest::Url,
+    hashcode: String,
+    private_key: SecretString,
+    clock: Arc<dyn Clock>,
+    timeout: Duration,
+}
+
+impl ThinksmsProvider {
+    /// Builds the client from its settings and its (resolved) private key.
+    pub fn new(
+        name: &str,
+        config: &ThinksmsConfig,
+        private_key: SecretString,
+        ctx: &BuildContext,
+    ) -> Result<Self, String> {
+        let base = reqwest::Url::parse(&config.base_url).map_err(|e| format!("base_url: {e}"))?;
+        let endpoint = base.join(PATH).map_err(|e| format!("base_url: {e}"))?;
+        Ok(ThinksmsProvider {
+            info: ProviderInfo {
+                name: name.into(),
+                vendor: "thinksms",
+                checks: vec![Check::LineStatus],
+                batch_size: 1,
+                asynchronous: false,
+                quota: config.quota,
+                sandbox: ctx.sandbox,
+            },
+            http: ctx.http.clone(),
+            endpoint,
+            hashcode: config.hashcode.clone(),
+            private_key,
+            clock: ctx.clock.clone(),
+            timeout: config.timeout,
+        })
+    }
+
+    async fn query(&self, number: &NumberInfo) -> Result<Answer, ProviderError> {
+        let mobile = number.national_number.as_str();
+        let date = self.clock.now_china().format("%Y%m%d").to_string();
+        let sign = thinksms_sign(
+            &self.hashcode,
+            mobile,
+            self.private_key.expose_secret(),
+            &date,
+        );
+        let response = self
+            .http
+            .post(self.endpoint.clone())
+            .timeout(self.timeout)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/json;charset=utf-8",
+            )
+            .json(&Request {
+                mobile,
+                hashcode: &self.hashcode,
+                sign: &sign,
+            })
+            .send()
+            .await
+            .map_err(|e| ProviderError::from_reqwest(&e, self.timeout))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| ProviderError::from_reqwest(&e, self.timeout))?;
+        match decode(&body) {
+            // The vendor's own error JSON, whatever the HTTP status, is the better answer.
+            Err(ProviderError::BadResponse(_)) if !status.is_success() => {
+                Err(ProviderError::Http(status.as_u16()))
+            }
+            other => other,
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for ThinksmsProvider {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    fn covers(&self, number: &NumberInfo) -> Result<(), String> {
+        let mobile_like = matches!(
+            number.number_type,
+            NumberType::Mobile | NumberType::DataCard | NumberType::Iot | NumberType::Satellite
+        );
+        if number.region_code == "CN" && mobile_like && number.national_number.len() == 11 {
+            Ok(())
+        } else {
+            Err("Thinksms checks 11-digit Chinese mobile numbers only".to_owned())
+        }
+    }
+
+    async fn call(
+        &self,
+        _check: Check,
+        batch: &[NumberInfo],
+    ) -> Vec<Result<Answer, ProviderError>> {
+        // One number per vendor call (batch size 1); a larger batch is sent call by call.
+        let mut results = Vec::with_capacity(batch.len());
+        for number in batch {
+            results.push(self.query(number).await);
+        }
+        results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_the_vendor_example() {
+        let body = r#"{"mobileresult":{"state":1,"desc":"活跃号"},"errorRes":{"err_code":"200","err_content":"success"},"err_TransCode":"328176434679906304"}"#;
+        let answer = decode(body.as_bytes()).unwrap();
+        assert!(answer.billable);
+        assert_eq!(
+            answer.data,
+            CheckData::LineStatus(LineStatusResult {
+                status: LineStatus::Active,
+                raw_code: "1".into(),
+                description: "活跃号".into()
+            })
+        );
+    }
+
+    #[test]
+    fn states_map_to_the_taxonomy() {
+        assert_eq!(map_state("2", "空号"), LineStatus::Empty);
+        assert_eq!(map_state("3", "沉默号码"), LineStatus::Silent);
+        assert_eq!(map_state("4", "风险号"), LineStatus::Risk);
+        assert_eq!(map_state("7", "停机"), LineStatus::Suspended);
+        assert_eq!(map_state("9", "?"), LineStatus::NoRecord);
+    }
+
+    #[test]
+    fn vendor_errors_are_classified_and_free() {
+        let body = br#"{"mobileresult":null,"errorRes":{"err_code":"401","err_content":"sign error"},"err_TransCode":"1"}"#;
+        let err = decode(body).unwrap_err();
+        assert_eq!(err.reason(), ErrorReason::AuthFailed);
+        assert!(!err.billable() && !err.retryable());
+        assert_eq!(err.vendor_code(), Some("401"));
+        let err = decode(br#"{"errorRes":{"err_code":"9999","err_content":"odd"}}"#).unwrap_err();
+        assert_eq!(err.reason(), ErrorReason::Rejected);
+        assert_eq!(classify_code("503").reason, ErrorReason::Unavailable);
+        assert!(classify_code("429").retryable);
+    }
+
+    #[test]
+    fn malformed_bodies_are_bad_responses() {
+        for body in [
+            &b""[..],
+            b"{",
+            b"<html>",
+            br#"{"errorRes":{"err_code":"200"}}"#,
+            br#"{"errorRes":{"err_code":[]}}"#,
+        ] {
+            let err = decode(body).unwrap_err();
+            assert_eq!(
+                err.reason(),
+                ErrorReason::BadResponse,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}

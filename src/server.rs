@@ -1,0 +1,189 @@
+//! Assembles and runs the gRPC server: the phonecheck services, gRPC health (per service),
+//! reflection v1 and v1alpha, gzip, and graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::Server;
+use tracing::{info, warn};
+
+use crate::api::PhoneCheckApi;
+use crate::config::{Config, ConfigError};
+use crate::engine::Engine;
+use crate::number::{Analyzer, LocationData, LocationDataError};
+use crate::pb::phone_check_service_server::PhoneCheckServiceServer;
+use crate::providers::thinksms::{ThinksmsConfig, ThinksmsProvider};
+use crate::providers::{BuildContext, Provider, SystemClock};
+use crate::sim::{self, SimConfig, SimServer};
+
+/// Largest request or response message, in bytes.
+const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+/// Why the service could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The location data file could not be loaded.
+    #[error(transparent)]
+    LocationData(#[from] LocationDataError),
+    /// A provider could not be built.
+    #[error("provider {name}: {message}")]
+    Provider {
+        /// The provider's name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+    /// Reflection could not be set up.
+    #[error("cannot set up reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// A socket failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The gRPC transport failed.
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// What `serve` builds from the configuration before it accepts calls.
+struct Assembly {
+    engine: Arc<Engine>,
+    sandbox: Option<SimServer>,
+}
+
+async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
+    config.validate()?;
+    let locations = match &config.analysis.location_data {
+        Some(path) => LocationData::from_path(path)?,
+        None => LocationData::embedded(),
+    };
+    let analyzer = Analyzer::new(locations);
+    let mut ctx = BuildContext {
+        http: crate::providers::http_client()?,
+        clock: Arc::new(SystemClock),
+        sandbox: false,
+    };
+    let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
+    let mut sandbox = None;
+    if config.sandbox_active() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let sim_config = SimConfig {
+            latency: config.sandbox.latency,
+            ..SimConfig::default()
+        };
+        let server = SimServer::spawn(listener, sim_config)?;
+        warn!(
+            simulators = %server.base_url(),
+            "SANDBOX MODE: no vendor credentials are configured; every paid check is answered by \
+             in-process simulators and reports say `sandbox: true`"
+        );
+        ctx.sandbox = true;
+        let thinksms = ThinksmsConfig::sandbox(server.base_url(), sim::SANDBOX_THINKSMS_HASHCODE);
+        let key = sim::SANDBOX_THINKSMS_PRIVATE_KEY.to_owned().into();
+        let provider =
+            ThinksmsProvider::new("thinksms", &thinksms, key, &ctx).map_err(|message| {
+                ServeError::Provider {
+                    name: "thinksms".into(),
+                    message,
+                }
+            })?;
+        providers.push(Arc::new(provider));
+        sandbox = Some(server);
+    } else {
+        for (name, provider) in &config.providers {
+            let built = provider
+                .build(name, &ctx)
+                .map_err(|message| ServeError::Provider {
+                    name: name.clone(),
+                    message,
+                })?;
+            providers.push(built);
+        }
+        if providers.is_empty() {
+            warn!("no providers and sandbox disabled: only offline analysis is available");
+        }
+    }
+    Ok(Assembly {
+        engine: Arc::new(Engine::new(analyzer, providers)),
+        sandbox,
+    })
+}
+
+/// Serves phonecheck on `listener` until `shutdown` completes, then stops accepting calls, marks
+/// every service NOT_SERVING, and lets in-flight calls finish within `server.shutdown_grace`.
+pub async fn serve<F>(listener: TcpListener, config: Config, shutdown: F) -> Result<(), ServeError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let Assembly { engine, sandbox } = assemble(&config).await?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<PhoneCheckServiceServer<PhoneCheckApi>>()
+        .await;
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let api = PhoneCheckServiceServer::new(PhoneCheckApi::new(engine))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+
+    let addr = listener.local_addr()?;
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signal = {
+        let stopping = stopping.clone();
+        let health = health.clone();
+        async move {
+            shutdown.await;
+            info!("shutting down: health is NOT_SERVING, in-flight calls may finish");
+            health
+                .set_not_serving::<PhoneCheckServiceServer<PhoneCheckApi>>()
+                .await;
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+            stopping.notify_one();
+        }
+    };
+    info!(%addr, "phonecheck serving");
+    let server = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(api)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    let grace = config.server.shutdown_grace;
+    let result = tokio::select! {
+        result = server => result.map_err(ServeError::from),
+        () = grace_expired(&stopping, grace) => {
+            warn!(?grace, "shutdown grace period over; closing the remaining calls");
+            Ok(())
+        }
+    };
+    if let Some(sim) = sandbox {
+        sim.shutdown().await?;
+    }
+    info!("phonecheck stopped");
+    result
+}
+
+async fn grace_expired(stopping: &tokio::sync::Notify, grace: Duration) {
+    stopping.notified().await;
+    tokio::time::sleep(grace).await;
+}

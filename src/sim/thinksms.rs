@@ -1,0 +1,120 @@
+//! The Thinksms simulator: `POST /HrmApi/emptyStatusQuery`.
+//!
+//! Checks the upper-case MD5 sign with today's date in China time exactly, and answers with the
+//! vendor's JSON. The simulator's error codes (the vendor publishes none but `"200"`) are
+//! `400` bad parameters, `401` wrong sign, `403` unknown `hashcode`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::SimState;
+use crate::providers::signing::{SignatureMethod, signatures_equal, thinksms_sign};
+
+#[derive(Deserialize)]
+struct Request {
+    mobile: Option<String>,
+    hashcode: Option<String>,
+    sign: Option<String>,
+}
+
+fn failure(state: &SimState, code: &str, content: &str) -> Json<Value> {
+    Json(json!({
+        "mobileresult": null,
+        "errorRes": {"err_code": code, "err_content": content},
+        "err_TransCode": state.next_id().to_string(),
+    }))
+}
+
+/// The answer for a number, by rule: the last four digits `0001`..`0004` select state 1..4;
+/// any other number gets a stable state from a hash of it (80% active, 10% empty, 5% silent,
+/// 5% risk).
+pub fn answer_for(mobile: &str) -> (u8, &'static str) {
+    let state = match &mobile[mobile.len().saturating_sub(4)..] {
+        "0001" => 1,
+        "0002" => 2,
+        "0003" => 3,
+        "0004" => 4,
+        _ => match bucket(mobile) {
+            0..80 => 1,
+            80..90 => 2,
+            90..95 => 3,
+            _ => 4,
+        },
+    };
+    let desc = match state {
+        1 => "活跃号",
+        2 => "空号",
+        3 => "沉默号码",
+        _ => "风险号",
+    };
+    (state, desc)
+}
+
+/// A stable number in 0..100 derived from the number.
+pub(crate) fn bucket(number: &str) -> u8 {
+    let digest = SignatureMethod::Md5.hex_digest(number.as_bytes());
+    let value = u16::from_str_radix(&digest[..4], 16).unwrap_or(0);
+    (value % 100) as u8
+}
+
+/// Handles one query.
+pub async fn handle(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Value> {
+    let counters = &state.stats.thinksms;
+    state.stats.record_call(counters, 1);
+    state.delay().await;
+    let Ok(request) = serde_json::from_slice::<Request>(&body) else {
+        return failure(&state, "400", "参数错误: 请求体不是JSON");
+    };
+    let (Some(mobile), Some(hashcode), Some(sign)) =
+        (request.mobile, request.hashcode, request.sign)
+    else {
+        return failure(&state, "400", "参数错误: mobile, hashcode, sign 必填");
+    };
+    let account = &state.config.thinksms;
+    if hashcode != account.hashcode {
+        return failure(&state, "403", "账号不存在");
+    }
+    let date = state.config.clock.now_china().format("%Y%m%d").to_string();
+    let expected = thinksms_sign(&hashcode, &mobile, &account.private_key, &date);
+    if !signatures_equal(&sign, &expected) {
+        return failure(&state, "401", "签名错误");
+    }
+    if mobile.len() != 11 || !mobile.starts_with('1') || !mobile.bytes().all(|b| b.is_ascii_digit())
+    {
+        return failure(&state, "400", "手机号码格式错误");
+    }
+    let (code, desc) = answer_for(&mobile);
+    state.stats.record_billable(counters);
+    Json(json!({
+        "mobileresult": {"state": code, "desc": desc},
+        "errorRes": {"err_code": "200", "err_content": "success"},
+        "err_TransCode": state.next_id().to_string(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_suffixes() {
+        assert_eq!(answer_for("13800000001").0, 1);
+        assert_eq!(answer_for("13800000002").0, 2);
+        assert_eq!(answer_for("13800000003").0, 3);
+        assert_eq!(answer_for("13800000004").0, 4);
+    }
+
+    #[test]
+    fn other_numbers_are_stable_and_mostly_active() {
+        assert_eq!(answer_for("13912345678"), answer_for("13912345678"));
+        let active = (0..1000)
+            .filter(|i| answer_for(&format!("139{:08}", i * 7919)).0 == 1)
+            .count();
+        assert!((700..900).contains(&active), "{active}");
+    }
+}
