@@ -174,6 +174,8 @@ impl Engine {
         if let Err(why) = provider.covers(info) {
             let mut skipped = outcome(CheckState::Skipped(SkipReason::NotCovered(why)), false);
             skipped.fetched_at = None;
+            // Nothing was asked of the (simulated) vendor.
+            skipped.sandbox = false;
             return skipped;
         }
         let result = provider

@@ -1,0 +1,136 @@
+//! Spawns the real server on 127.0.0.1:0 (and simulators) for integration tests.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use phonecheck::config::Config;
+use phonecheck::pb;
+use phonecheck::pb::phone_check_service_client::PhoneCheckServiceClient;
+use phonecheck::sim::{SimConfig, SimServer};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// A running phonecheck server.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), phonecheck::ServeError>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// Binds 127.0.0.1:0, then serves `config` on it.
+    pub async fn start(config: Config) -> TestServer {
+        Self::start_with_dir(config, None).await
+    }
+
+    async fn start_with_dir(config: Config, dir: Option<tempfile::TempDir>) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(phonecheck::serve(listener, config, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            stop: Some(stop),
+            task,
+            _dir: dir,
+        }
+    }
+
+    /// The sandbox: no providers configured.
+    pub async fn sandbox() -> TestServer {
+        Self::start(Config::from_toml("").unwrap()).await
+    }
+
+    /// A live Thinksms provider pointed at `sim`, signing with `private_key`.
+    pub async fn thinksms(sim: &SimServer, hashcode: &str, private_key: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("thinksms.key");
+        std::fs::write(&key, private_key).unwrap();
+        let config = thinksms_config(&sim.base_url(), hashcode, &key);
+        Self::start_with_dir(config, Some(dir)).await
+    }
+
+    pub fn channel(&self) -> Channel {
+        // Connecting lazily means no readiness wait: the listener is already bound.
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect_lazy()
+    }
+
+    pub fn client(&self) -> PhoneCheckServiceClient<Channel> {
+        PhoneCheckServiceClient::new(self.channel())
+    }
+
+    /// Signals shutdown and waits for the server to stop.
+    pub async fn stop(mut self) -> Result<(), phonecheck::ServeError> {
+        self.signal_stop();
+        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+            .await
+            .expect("server stops within 30 s")
+            .expect("server task did not panic")
+    }
+
+    pub fn signal_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    pub async fn join(mut self) -> Result<(), phonecheck::ServeError> {
+        (&mut self.task).await.expect("server task did not panic")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.signal_stop();
+    }
+}
+
+pub fn thinksms_config(base_url: &str, hashcode: &str, key_file: &PathBuf) -> Config {
+    Config::from_toml(&format!(
+        r#"
+        [server]
+        shutdown_grace = "5s"
+        [providers.thinksms]
+        type = "thinksms"
+        base_url = "{base_url}"
+        hashcode = "{hashcode}"
+        private_key = {{ file = "{}" }}
+        timeout = "2s"
+        "#,
+        key_file.display()
+    ))
+    .unwrap()
+}
+
+/// Starts the simulators on 127.0.0.1:0.
+pub async fn start_sim(config: SimConfig) -> SimServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    SimServer::spawn(listener, config).unwrap()
+}
+
+pub fn lookup(number: &str, checks: &[pb::Check]) -> pb::LookupNumberRequest {
+    pb::LookupNumberRequest {
+        number: number.to_owned(),
+        default_region: String::new(),
+        checks: checks.iter().map(|&c| c as i32).collect(),
+        options: None,
+    }
+}
+
+/// The ErrorInfo of a `google.rpc.Status`, decoded.
+pub fn error_info(status: &tonic_types::Status) -> tonic_types::ErrorInfo {
+    use tonic_types::RpcStatusExt;
+    status
+        .get_details_error_info()
+        .expect("status carries an ErrorInfo")
+}
