@@ -199,10 +199,10 @@ impl Config {
                 self.server.listen
             ));
         }
-        if let Some(path) = &self.analysis.location_data {
-            if let Err(e) = crate::number::LocationData::from_path(path) {
-                problems.push(format!("analysis.location_data: {e}"));
-            }
+        if let Some(path) = &self.analysis.location_data
+            && let Err(e) = crate::number::LocationData::from_path(path)
+        {
+            problems.push(format!("analysis.location_data: {e}"));
         }
         if self.sandbox_active() && !self.providers.is_empty() {
             problems.push("sandbox and configured providers exclude each other".to_owned());
@@ -282,6 +282,25 @@ mod tests {
             Config::from_toml(extra),
             Err(ConfigError::Parse(_))
         ));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("phonecheck.toml", "[server]\nlisten = \"127.0.0.1:1\"\n")?;
+            jail.set_env("PHONECHECK__SERVER__LISTEN", "127.0.0.1:2");
+            jail.set_env("PHONECHECK__SANDBOX__LATENCY", "20ms");
+            let config = Config::load(Some(Path::new("phonecheck.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.server.listen, "127.0.0.1:2");
+            assert_eq!(config.sandbox.latency, Duration::from_millis(20));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let err = Config::load(Some(Path::new("/nonexistent/phonecheck.toml"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/phonecheck.toml"));
     }
 
     #[test]

@@ -51,11 +51,18 @@ fn to_json(response: &pb::LookupNumberResponse) -> Result<String, CliError> {
     serde_json::to_string_pretty(&message).map_err(|e| CliError::Render(e.to_string()))
 }
 
-fn enum_name<E: std::fmt::Debug>(value: Result<E, prost::UnknownEnumValue>) -> String {
-    match value {
-        Ok(v) => format!("{v:?}"),
-        Err(e) => format!("unknown({})", e.0),
-    }
+/// An enum value for people: `NUMBER_TYPE_FIXED_LINE` → `fixed line`.
+macro_rules! short {
+    ($enum:ty, $value:expr, $prefix:literal) => {
+        match <$enum>::try_from($value) {
+            Ok(v) => v
+                .as_str_name()
+                .trim_start_matches($prefix)
+                .to_ascii_lowercase()
+                .replace('_', " "),
+            Err(e) => format!("unknown({})", e.0),
+        }
+    };
 }
 
 /// A report, for people.
@@ -75,7 +82,7 @@ pub(super) fn render(report: &pb::NumberReport) -> String {
     let _ = writeln!(
         out,
         "  type        {}{}",
-        enum_name(pb::NumberType::try_from(info.r#type)),
+        short!(pb::NumberType, info.r#type, "NUMBER_TYPE_"),
         if info.valid { "" } else { "  (not valid)" }
     );
     let _ = writeln!(
@@ -88,7 +95,7 @@ pub(super) fn render(report: &pb::NumberReport) -> String {
             "{} {} · {}",
             c.name,
             c.local_name,
-            enum_name(pb::NetworkType::try_from(c.network_type))
+            short!(pb::NetworkType, c.network_type, "NETWORK_TYPE_")
         );
         if !c.host_network.is_empty() {
             let _ = write!(line, " on {}", c.host_network);
@@ -110,7 +117,7 @@ pub(super) fn render(report: &pb::NumberReport) -> String {
         let _ = writeln!(
             out,
             "  line status {}  (vendor code {} {})",
-            enum_name(pb::LineStatus::try_from(ls.status)),
+            short!(pb::LineStatus, ls.status, "LINE_STATUS_"),
             ls.raw_code,
             ls.description
         );
@@ -118,9 +125,9 @@ pub(super) fn render(report: &pb::NumberReport) -> String {
     for o in &report.outcomes {
         let mut line = format!(
             "{} via {}: {}",
-            enum_name(pb::Check::try_from(o.check)),
+            short!(pb::Check, o.check, "CHECK_").replace(' ', "-"),
             o.provider,
-            enum_name(pb::CheckState::try_from(o.state))
+            short!(pb::CheckState, o.state, "CHECK_STATE_")
         );
         if o.billable {
             line.push_str(", billable");

@@ -62,10 +62,8 @@ pub fn classify(digits: &str, international: bool, data: &LocationData) -> CnNum
     }
     // Written with +86, the digits are a national significant number, where a fixed line's
     // area code has no trunk `0`: `+86 10 6401 2345` is Beijing, not a 106 SMS port.
-    if international {
-        if let Some(n) = fixed_line(digits, data) {
-            return n;
-        }
+    if international && let Some(n) = fixed_line(digits, data) {
+        return n;
     }
     if digits.starts_with("1010") || digits.starts_with("1019") {
         return CnNumber::new(digits, NumberType::Service, (8..=15).contains(&len));
@@ -107,10 +105,12 @@ pub fn classify(digits: &str, international: bool, data: &LocationData) -> CnNum
 
 /// A number dialled with the trunk prefix: area code + subscriber, or a mobile with a stray `0`.
 fn classify_with_trunk(rest: &str, data: &LocationData) -> CnNumber {
-    if rest.len() == 11 && rest.starts_with('1') && !rest.starts_with("10") {
-        if let Some(n) = mobile_like(rest, data) {
-            return n;
-        }
+    if rest.len() == 11
+        && rest.starts_with('1')
+        && !rest.starts_with("10")
+        && let Some(n) = mobile_like(rest, data)
+    {
+        return n;
     }
     if let Some(n) = fixed_line(rest, data) {
         return n;

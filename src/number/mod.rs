@@ -61,10 +61,11 @@ impl Analyzer {
         }
         if region == country::Id::CN {
             // `8613800138000`: the country code without `+`, as many exports write it.
-            if let Some(nsn) = digits.digits.strip_prefix("86") {
-                if nsn.len() == 11 && segments::lookup(nsn).is_some() {
-                    return Ok(self.china(input, nsn, true));
-                }
+            if let Some(nsn) = digits.digits.strip_prefix("86")
+                && nsn.len() == 11
+                && segments::lookup(nsn).is_some()
+            {
+                return Ok(self.china(input, nsn, true));
             }
             return Ok(self.china(input, &digits.digits, false));
         }

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use phonecheck::config::Config;
@@ -95,7 +95,7 @@ impl Drop for TestServer {
     }
 }
 
-pub fn thinksms_config(base_url: &str, hashcode: &str, key_file: &PathBuf) -> Config {
+pub fn thinksms_config(base_url: &str, hashcode: &str, key_file: &Path) -> Config {
     Config::from_toml(&format!(
         r#"
         [server]
