@@ -22,14 +22,21 @@ impl Numbers {
 
     /// A Chinese number in one of the forms lists arrive in.
     fn chinese(&mut self) -> String {
-        const SEGMENTS: &[&str] = &["138", "139", "150", "186", "189", "199", "170", "147", "192", "166"];
+        const SEGMENTS: &[&str] = &[
+            "138", "139", "150", "186", "189", "199", "170", "147", "192", "166",
+        ];
         let r = self.next();
         let segment = SEGMENTS[(r % SEGMENTS.len() as u64) as usize];
         let rest = (r >> 8) % 100_000_000;
         match (r >> 40) % 10 {
             0 => format!("+86 {segment}-{:04}-{:04}", rest / 10_000, rest % 10_000),
             1 => format!("0086{segment}{rest:08}"),
-            2 => format!("(0{}) {:04}-{:04}", 10 + (r >> 48) % 20, rest / 10_000 % 10_000, rest % 10_000),
+            2 => format!(
+                "(0{}) {:04}-{:04}",
+                10 + (r >> 48) % 20,
+                rest / 10_000 % 10_000,
+                rest % 10_000
+            ),
             3 => "400-810-8888".to_owned(),
             4 => "95588".to_owned(),
             _ => format!("{segment}{rest:08}"),

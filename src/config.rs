@@ -290,7 +290,8 @@ mod tests {
             jail.create_file("phonecheck.toml", "[server]\nlisten = \"127.0.0.1:1\"\n")?;
             jail.set_env("PHONECHECK__SERVER__LISTEN", "127.0.0.1:2");
             jail.set_env("PHONECHECK__SANDBOX__LATENCY", "20ms");
-            let config = Config::load(Some(Path::new("phonecheck.toml"))).map_err(|e| e.to_string())?;
+            let config =
+                Config::load(Some(Path::new("phonecheck.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(config.server.listen, "127.0.0.1:2");
             assert_eq!(config.sandbox.latency, Duration::from_millis(20));
             Ok(())
