@@ -285,6 +285,8 @@ mod tests {
     }
 
     #[test]
+    // figment's Jail dictates the closure's (large) error type.
+    #[allow(clippy::result_large_err)]
     fn environment_overrides_the_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("phonecheck.toml", "[server]\nlisten = \"127.0.0.1:1\"\n")?;
