@@ -56,6 +56,9 @@ pub struct Config {
     /// Sandbox mode.
     #[serde(default)]
     pub sandbox: SandboxConfig,
+    /// Persistent state.
+    #[serde(default)]
+    pub storage: StorageConfig,
     /// Vendor accounts, by name. Empty: sandbox mode.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -110,6 +113,9 @@ pub struct SandboxConfig {
     /// Latency the sandbox simulators add to each answer.
     #[serde(default, with = "humantime_serde")]
     pub latency: Duration,
+    /// How long the sandbox's caih takes to label a number (hours in real life).
+    #[serde(default = "default_label_delay", with = "humantime_serde")]
+    pub caih_label_delay: Duration,
 }
 
 impl Default for SandboxConfig {
@@ -117,8 +123,34 @@ impl Default for SandboxConfig {
         SandboxConfig {
             enabled: true,
             latency: Duration::ZERO,
+            caih_label_delay: default_label_delay(),
         }
     }
+}
+
+fn default_label_delay() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory of the embedded database (created if missing).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: default_data_dir(),
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("phonecheck-data")
 }
 
 fn default_true() -> bool {

@@ -205,11 +205,224 @@ pub struct NumberInfo {
     pub data_version: Arc<str>,
 }
 
+/// A caller-ID app that labels numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LabelSource {
+    /// 360 手机卫士.
+    Qihoo360,
+    /// Tencent 手机管家.
+    Tencent,
+    /// Baidu 手机卫士.
+    Baidu,
+    /// Sogou 号码通.
+    Sogou,
+    /// 电话邦.
+    Dianhuabang,
+    /// 泰迪熊.
+    Teddy,
+}
+
+/// One source's label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpamLabel {
+    /// The app.
+    pub source: LabelSource,
+    /// The label.
+    pub label: String,
+    /// How many users applied it; zero when unknown.
+    pub count: i64,
+    /// The name shown to called users.
+    pub display_name: String,
+}
+
+/// Spam labels of a number; empty when no source labelled it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SpamLabels {
+    /// One per labelling source.
+    pub labels: Vec<SpamLabel>,
+}
+
+/// A three-valued activity answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// In use.
+    Active,
+    /// Not in use.
+    Inactive,
+    /// Not known.
+    Unknown,
+}
+
+/// A three-valued registration answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// An account exists.
+    Registered,
+    /// No account exists.
+    NotRegistered,
+    /// Not known.
+    Unknown,
+}
+
+/// A platform profile; personal data, returned only to callers who ask and may see it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AccountProfile {
+    /// Display name.
+    pub account_name: Option<String>,
+    /// Full name.
+    pub full_name: Option<String>,
+    /// Photo URL.
+    pub profile_photo: Option<String>,
+    /// Last seen.
+    pub last_seen: Option<String>,
+    /// Country.
+    pub country: Option<String>,
+    /// State.
+    pub state: Option<String>,
+    /// City.
+    pub city: Option<String>,
+    /// Account id.
+    pub account_id: Option<String>,
+    /// Language.
+    pub language: Option<String>,
+    /// Gender.
+    pub gender: Option<String>,
+    /// Age.
+    pub age: Option<String>,
+    /// Biography.
+    pub bio: Option<String>,
+    /// About text.
+    pub about: Option<String>,
+    /// Handle.
+    pub handle: Option<String>,
+}
+
+impl AccountProfile {
+    /// True when no field is known.
+    pub fn is_empty(&self) -> bool {
+        *self == AccountProfile::default()
+    }
+}
+
+/// Registration on one platform.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registration {
+    /// The platform, lower case.
+    pub platform: String,
+    /// Whether an account exists.
+    pub registered: Presence,
+    /// The profile, when the vendor sent one.
+    pub profile: Option<AccountProfile>,
+}
+
+/// How often a vendor has been asked about a number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryHistory {
+    /// Times queried.
+    pub hits: i64,
+    /// Distinct customers that queried it.
+    pub customer_hits: i64,
+    /// First query.
+    pub first_seen: Option<SystemTime>,
+    /// Last query.
+    pub last_seen: Option<SystemTime>,
+}
+
+/// Social-account presence and KYC signals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountPresence {
+    /// Whether the vendor considers the number valid.
+    pub valid: bool,
+    /// Whether it is in use.
+    pub active: Activity,
+    /// Fraud likelihood 0..=999.
+    pub fraud_score: Option<i32>,
+    /// Carrier as the vendor names it.
+    pub carrier: String,
+    /// Line type, lower case.
+    pub line_type: String,
+    /// Per-platform registration.
+    pub registrations: Vec<Registration>,
+    /// Platforms registered, as the vendor counts.
+    pub total_registered: i32,
+    /// Query history.
+    pub history: Option<QueryHistory>,
+}
+
+impl AccountPresence {
+    /// Drops every platform profile (personal data the caller did not ask for).
+    pub fn without_profiles(mut self) -> AccountPresence {
+        for r in &mut self.registrations {
+            r.profile = None;
+        }
+        self
+    }
+}
+
+/// Severity of a risk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RiskLevel {
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
+    High,
+}
+
+/// One risk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Risk {
+    /// Severity.
+    pub level: RiskLevel,
+    /// The vendor's risk type code.
+    pub risk_type: i32,
+    /// Confidence 0..=1.
+    pub score: f64,
+}
+
+/// The under-18 guess.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Under18 {
+    /// Whether the owner is thought to be under 18.
+    pub is_under18: bool,
+    /// Confidence 0..=1.
+    pub confidence: f64,
+}
+
+/// Where a risk vendor places a number.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RiskLocation {
+    /// Carrier.
+    pub carrier: String,
+    /// Province.
+    pub province: String,
+    /// City.
+    pub city: String,
+}
+
+/// A risk profile.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RiskProfile {
+    /// Risks found.
+    pub risks: Vec<Risk>,
+    /// Under-18 guess.
+    pub under18: Option<Under18>,
+    /// Location.
+    pub location: Option<RiskLocation>,
+}
+
 /// The answer of one check.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CheckData {
     /// A line-status answer.
     LineStatus(LineStatusResult),
+    /// Spam labels.
+    SpamLabels(SpamLabels),
+    /// Account presence.
+    AccountPresence(AccountPresence),
+    /// Risk profile.
+    RiskProfile(RiskProfile),
 }
 
 impl CheckData {
@@ -217,8 +430,33 @@ impl CheckData {
     pub fn check(&self) -> Check {
         match self {
             CheckData::LineStatus(_) => Check::LineStatus,
+            CheckData::SpamLabels(_) => Check::SpamLabels,
+            CheckData::AccountPresence(_) => Check::AccountPresence,
+            CheckData::RiskProfile(_) => Check::RiskProfile,
         }
     }
+}
+
+/// Optional identity data for KYC checks.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+pub struct KycInput {
+    /// Document type, in the vendor vocabulary (`identity_card`, `passport`, ...).
+    pub id_type: Option<&'static str>,
+    /// Document number.
+    pub id_number: Option<String>,
+    /// Name.
+    pub name: Option<String>,
+    /// E-mail.
+    pub email: Option<String>,
+}
+
+/// Options of a request that shape how checks run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CheckOptions {
+    /// KYC inputs for account presence.
+    pub kyc: Option<KycInput>,
+    /// Whether platform profiles may be returned.
+    pub include_profile_details: bool,
 }
 
 /// Why a check was not run.

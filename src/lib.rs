@@ -20,6 +20,7 @@
 //! - [`providers`]: one module per vendor behind the [`providers::Provider`] trait, and the
 //!   signing helpers they share.
 //! - [`sim`]: wire-faithful simulators of the vendors over HTTP (the sandbox and the tests).
+//! - [`store`]: what must survive a restart (pending asynchronous submissions), SQLite by default.
 //! - [`telemetry`]: logging set-up and masking of numbers for logs.
 //!
 //! Data flows one way: `api → engine → providers → (HTTP) → vendor or sim`.
@@ -33,6 +34,7 @@ pub mod number;
 pub mod providers;
 pub mod server;
 pub mod sim;
+pub mod store;
 pub mod telemetry;
 
 pub use server::{ServeError, serve};

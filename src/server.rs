@@ -16,9 +16,14 @@ use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 use crate::number::{Analyzer, LocationData, LocationDataError};
 use crate::pb::phone_check_service_server::PhoneCheckServiceServer;
+use crate::providers::caih::{CaihConfig, CaihProvider};
+use crate::providers::signing::SignatureMethod;
 use crate::providers::thinksms::{ThinksmsConfig, ThinksmsProvider};
+use crate::providers::tongdun::{TongdunConfig, TongdunProvider};
+use crate::providers::yidun::{YidunConfig, YidunProvider};
 use crate::providers::{BuildContext, Provider, SystemClock};
 use crate::sim::{self, SimConfig, SimServer};
+use crate::store::{SqliteStore, StoreError};
 
 /// Largest request or response message, in bytes.
 const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
@@ -40,6 +45,9 @@ pub enum ServeError {
         /// What went wrong.
         message: String,
     },
+    /// The state store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
@@ -67,10 +75,12 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         None => LocationData::embedded(),
     };
     let analyzer = Analyzer::new(locations);
+    let store = SqliteStore::open(&config.storage.data_dir).await?;
     let mut ctx = BuildContext {
         http: crate::providers::http_client()?,
         clock: Arc::new(SystemClock),
         sandbox: false,
+        pending: Arc::new(store),
     };
     let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
     let mut sandbox = None;
@@ -78,6 +88,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let sim_config = SimConfig {
             latency: config.sandbox.latency,
+            caih_label_delay: config.sandbox.caih_label_delay,
             ..SimConfig::default()
         };
         let server = SimServer::spawn(listener, sim_config)?;
@@ -87,16 +98,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
              in-process simulators and reports say `sandbox: true`"
         );
         ctx.sandbox = true;
-        let thinksms = ThinksmsConfig::sandbox(server.base_url(), sim::SANDBOX_THINKSMS_HASHCODE);
-        let key = sim::SANDBOX_THINKSMS_PRIVATE_KEY.to_owned().into();
-        let provider =
-            ThinksmsProvider::new("thinksms", &thinksms, key, &ctx).map_err(|message| {
-                ServeError::Provider {
-                    name: "thinksms".into(),
-                    message,
-                }
-            })?;
-        providers.push(Arc::new(provider));
+        providers = sandbox_providers(&server.base_url(), &ctx)?;
         sandbox = Some(server);
     } else {
         for (name, provider) in &config.providers {
@@ -116,6 +118,59 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         engine: Arc::new(Engine::new(analyzer, providers)),
         sandbox,
     })
+}
+
+/// The four vendors' real clients, pointed at the in-process simulators with the sandbox accounts.
+fn sandbox_providers(
+    base_url: &str,
+    ctx: &BuildContext,
+) -> Result<Vec<Arc<dyn Provider>>, ServeError> {
+    let failed = |name: &str| {
+        let name = name.to_owned();
+        move |message| ServeError::Provider { name, message }
+    };
+    let key = |k: &str| k.to_owned().into();
+    let thinksms = ThinksmsConfig::sandbox(base_url.to_owned(), sim::SANDBOX_THINKSMS_HASHCODE);
+    let caih = CaihConfig::sandbox(
+        base_url.to_owned(),
+        sim::SANDBOX_CAIH_USER_KEY,
+        sim::SANDBOX_CAIH_APP_ID,
+    );
+    let tongdun = TongdunConfig::sandbox(base_url, sim::SANDBOX_TONGDUN_PARTNER_CODE);
+    let yidun = YidunConfig::sandbox(
+        base_url.to_owned(),
+        sim::SANDBOX_YIDUN_SECRET_ID,
+        sim::SANDBOX_YIDUN_BUSINESS_ID,
+        SignatureMethod::Sm3,
+    );
+    Ok(vec![
+        Arc::new(
+            ThinksmsProvider::new(
+                "thinksms",
+                &thinksms,
+                key(sim::SANDBOX_THINKSMS_PRIVATE_KEY),
+                ctx,
+            )
+            .map_err(failed("thinksms"))?,
+        ),
+        Arc::new(
+            CaihProvider::new("caih", &caih, key(sim::SANDBOX_CAIH_SECRET_KEY), ctx)
+                .map_err(failed("caih"))?,
+        ),
+        Arc::new(
+            TongdunProvider::new(
+                "tongdun",
+                &tongdun,
+                key(sim::SANDBOX_TONGDUN_PARTNER_KEY),
+                ctx,
+            )
+            .map_err(failed("tongdun"))?,
+        ),
+        Arc::new(
+            YidunProvider::new("yidun", &yidun, key(sim::SANDBOX_YIDUN_SECRET_KEY), ctx)
+                .map_err(failed("yidun"))?,
+        ),
+    ])
 }
 
 /// Serves phonecheck on `listener` until `shutdown` completes, then stops accepting calls, marks

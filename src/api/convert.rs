@@ -8,8 +8,9 @@ use tonic_types::ErrorDetails;
 
 use super::error::{ApiError, ERROR_DOMAIN, rpc_status};
 use crate::domain::{
-    Carrier, Check, CheckData, CheckOutcome, CheckState, LineStatus, Location, NetworkType,
-    NumberInfo, NumberType, Report, SkipReason,
+    AccountPresence, Activity, Carrier, Check, CheckData, CheckOptions, CheckOutcome, CheckState,
+    KycInput, LabelSource, LineStatus, Location, NetworkType, NumberInfo, NumberType, Presence,
+    Report, RiskLevel, RiskProfile, SkipReason, SpamLabels,
 };
 use crate::engine::Health;
 use crate::pb;
@@ -35,6 +36,69 @@ pub fn checks_from_proto(field: &str, checks: &[i32]) -> Result<Vec<Check>, ApiE
         }
     }
     Ok(out)
+}
+
+/// Reads a request's `options`.
+pub fn options_from_proto(
+    field: &str,
+    options: Option<pb::CheckOptions>,
+) -> Result<CheckOptions, ApiError> {
+    let Some(options) = options else {
+        return Ok(CheckOptions::default());
+    };
+    let kyc = match options.kyc {
+        None => None,
+        Some(k) => {
+            let id_type = match pb::IdType::try_from(k.id_type) {
+                Ok(pb::IdType::Unspecified) => None,
+                Ok(pb::IdType::IdentityCard) => Some("identity_card"),
+                Ok(pb::IdType::Passport) => Some("passport"),
+                Ok(pb::IdType::DrivingLicence) => Some("driving_licence"),
+                Ok(pb::IdType::BirthCertificate) => Some("birth_certificate"),
+                Ok(pb::IdType::VoterCard) => Some("voter_card"),
+                Ok(pb::IdType::TaxCard) => Some("tax_card"),
+                Ok(pb::IdType::SocialSecurityCard) => Some("social_security_card"),
+                Ok(pb::IdType::Others) => Some("others"),
+                Err(_) => {
+                    return Err(ApiError::invalid(
+                        format!("{field}.kyc.id_type"),
+                        format!("{} is not a known IdType", k.id_type),
+                    ));
+                }
+            };
+            let text =
+                |name: &str, value: String, max: usize| -> Result<Option<String>, ApiError> {
+                    let value = value.trim().to_owned();
+                    if value.chars().count() > max {
+                        return Err(ApiError::invalid(
+                            format!("{field}.kyc.{name}"),
+                            format!("longer than {max} characters"),
+                        ));
+                    }
+                    Ok((!value.is_empty()).then_some(value))
+                };
+            let email = text("email", k.email, 254)?;
+            if let Some(email) = &email
+                && !email.contains('@')
+            {
+                return Err(ApiError::invalid(
+                    format!("{field}.kyc.email"),
+                    "not an e-mail address",
+                ));
+            }
+            let kyc = KycInput {
+                id_type,
+                id_number: text("id_number", k.id_number, 64)?,
+                name: text("name", k.name, 200)?,
+                email,
+            };
+            (kyc != KycInput::default()).then_some(kyc)
+        }
+    };
+    Ok(CheckOptions {
+        kyc,
+        include_profile_details: options.include_profile_details,
+    })
 }
 
 /// The protobuf `Check`.
@@ -133,7 +197,9 @@ fn reason_code(reason: ErrorReason) -> Code {
     match reason {
         ErrorReason::AuthFailed | ErrorReason::Rejected => Code::FailedPrecondition,
         ErrorReason::QuotaExhausted | ErrorReason::RateLimited => Code::ResourceExhausted,
-        ErrorReason::Unavailable | ErrorReason::BadResponse => Code::Unavailable,
+        ErrorReason::Unavailable | ErrorReason::BadResponse | ErrorReason::StateUnavailable => {
+            Code::Unavailable
+        }
     }
 }
 
@@ -145,6 +211,7 @@ fn reason_text(reason: ErrorReason) -> &'static str {
         ErrorReason::Unavailable => "the vendor is unavailable",
         ErrorReason::BadResponse => "the vendor's answer could not be read",
         ErrorReason::Rejected => "the vendor refused the request",
+        ErrorReason::StateUnavailable => "phonecheck could not use its state store",
     }
 }
 
@@ -200,6 +267,111 @@ fn skip_to_status(provider: &str, check: Check, reason: &SkipReason) -> tonic_ty
     )
 }
 
+fn label_source_to_proto(source: LabelSource) -> pb::LabelSource {
+    match source {
+        LabelSource::Qihoo360 => pb::LabelSource::Qihoo360,
+        LabelSource::Tencent => pb::LabelSource::Tencent,
+        LabelSource::Baidu => pb::LabelSource::Baidu,
+        LabelSource::Sogou => pb::LabelSource::Sogou,
+        LabelSource::Dianhuabang => pb::LabelSource::Dianhuabang,
+        LabelSource::Teddy => pb::LabelSource::Teddy,
+    }
+}
+
+fn spam_labels_to_proto(labels: &SpamLabels) -> pb::SpamLabelsResult {
+    pb::SpamLabelsResult {
+        labels: labels
+            .labels
+            .iter()
+            .map(|l| pb::SpamLabel {
+                source: label_source_to_proto(l.source) as i32,
+                label: l.label.clone(),
+                count: l.count,
+                display_name: l.display_name.clone(),
+            })
+            .collect(),
+        pending: false,
+    }
+}
+
+fn account_presence_to_proto(p: &AccountPresence) -> pb::AccountPresenceResult {
+    let activity = match p.active {
+        Activity::Active => pb::Activity::Active,
+        Activity::Inactive => pb::Activity::Inactive,
+        Activity::Unknown => pb::Activity::Unknown,
+    };
+    pb::AccountPresenceResult {
+        valid: p.valid,
+        active: activity as i32,
+        fraud_score: p.fraud_score,
+        carrier: p.carrier.clone(),
+        line_type: p.line_type.clone(),
+        registrations: p
+            .registrations
+            .iter()
+            .map(|r| pb::Registration {
+                platform: r.platform.clone(),
+                registered: match r.registered {
+                    Presence::Registered => pb::Presence::Registered,
+                    Presence::NotRegistered => pb::Presence::NotRegistered,
+                    Presence::Unknown => pb::Presence::Unknown,
+                } as i32,
+                profile: r.profile.as_ref().map(|p| pb::AccountProfile {
+                    account_name: p.account_name.clone(),
+                    full_name: p.full_name.clone(),
+                    profile_photo: p.profile_photo.clone(),
+                    last_seen: p.last_seen.clone(),
+                    country: p.country.clone(),
+                    state: p.state.clone(),
+                    city: p.city.clone(),
+                    account_id: p.account_id.clone(),
+                    language: p.language.clone(),
+                    gender: p.gender.clone(),
+                    age: p.age.clone(),
+                    bio: p.bio.clone(),
+                    about: p.about.clone(),
+                    handle: p.handle.clone(),
+                }),
+            })
+            .collect(),
+        total_registered: p.total_registered,
+        history: p.history.as_ref().map(|h| pb::QueryHistory {
+            hits: h.hits,
+            customer_hits: h.customer_hits,
+            first_seen: h.first_seen.map(timestamp),
+            last_seen: h.last_seen.map(timestamp),
+        }),
+    }
+}
+
+fn risk_profile_to_proto(p: &RiskProfile) -> pb::RiskProfileResult {
+    pb::RiskProfileResult {
+        risks: p
+            .risks
+            .iter()
+            .map(|r| pb::Risk {
+                level: match r.level {
+                    RiskLevel::Low => pb::RiskLevel::Low,
+                    RiskLevel::Medium => pb::RiskLevel::Medium,
+                    RiskLevel::High => pb::RiskLevel::High,
+                } as i32,
+                r#type: r.risk_type,
+                type_name: crate::providers::yidun::risk_type_name(r.risk_type).to_owned(),
+                score: r.score,
+            })
+            .collect(),
+        under18: p.under18.map(|u| pb::Under18 {
+            is_under18: u.is_under18,
+            confidence: u.confidence,
+        }),
+        location: p.location.as_ref().map(|l| pb::RiskLocation {
+            carrier: l.carrier.clone(),
+            province: l.province.clone(),
+            city: l.city.clone(),
+        }),
+    }
+}
+
 fn timestamp(t: SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(t)
 }
@@ -238,16 +410,30 @@ pub fn report_to_proto(report: &Report) -> pb::NumberReport {
         ..Default::default()
     };
     for outcome in &report.outcomes {
-        if let CheckState::Ok(data) = &outcome.state {
-            match data {
-                CheckData::LineStatus(r) => {
-                    out.line_status = Some(pb::LineStatusResult {
-                        status: line_status_to_proto(r.status) as i32,
-                        raw_code: r.raw_code.clone(),
-                        description: r.description.clone(),
-                    })
-                }
+        match &outcome.state {
+            CheckState::Ok(CheckData::LineStatus(r)) => {
+                out.line_status = Some(pb::LineStatusResult {
+                    status: line_status_to_proto(r.status) as i32,
+                    raw_code: r.raw_code.clone(),
+                    description: r.description.clone(),
+                });
             }
+            CheckState::Ok(CheckData::SpamLabels(labels)) => {
+                out.spam_labels = Some(spam_labels_to_proto(labels));
+            }
+            CheckState::Ok(CheckData::AccountPresence(p)) => {
+                out.account_presence = Some(account_presence_to_proto(p));
+            }
+            CheckState::Ok(CheckData::RiskProfile(p)) => {
+                out.risk_profile = Some(risk_profile_to_proto(p));
+            }
+            CheckState::Pending if outcome.check == Check::SpamLabels => {
+                out.spam_labels = Some(pb::SpamLabelsResult {
+                    labels: Vec::new(),
+                    pending: true,
+                });
+            }
+            CheckState::Pending | CheckState::Failed(_) | CheckState::Skipped(_) => {}
         }
     }
     out

@@ -39,6 +39,7 @@ impl PhoneCheckService for PhoneCheckApi {
         let request = request.into_inner();
         let lookup = LookupRequest {
             checks: convert::checks_from_proto("checks", &request.checks)?,
+            options: convert::options_from_proto("options", request.options)?,
             number: request.number,
             default_region: request.default_region,
         };

@@ -136,16 +136,20 @@ fn mobile_like(digits: &str, data: &LocationData) -> Option<CnNumber> {
     Some(n)
 }
 
-/// A fixed line (or a 96 service number) given as area code (without trunk) + subscriber.
-fn fixed_line(nsn: &str, data: &LocationData) -> Option<CnNumber> {
-    // Two-digit area codes are 10 and 2x; the rest have three digits.
+/// Splits a national number into area code (without trunk `0`) and subscriber number, by shape:
+/// two-digit area codes are 10 and 2x, the rest have three digits.
+pub fn split_area(nsn: &str) -> Option<(&str, &str)> {
     let area_len = if nsn.starts_with("10") || nsn.starts_with('2') {
         2
     } else {
         3
     };
-    let area = nsn.get(..area_len)?;
-    let subscriber = &nsn[area_len..];
+    nsn.get(..area_len).map(|area| (area, &nsn[area_len..]))
+}
+
+/// A fixed line (or a 96 service number) given as area code (without trunk) + subscriber.
+fn fixed_line(nsn: &str, data: &LocationData) -> Option<CnNumber> {
+    let (area, subscriber) = split_area(nsn)?;
     let area_code = format!("0{area}");
     if !data.is_area_code(&area_code) {
         return None;

@@ -9,6 +9,11 @@ pub trait Clock: Send + Sync + Debug + 'static {
     /// Now.
     fn now(&self) -> DateTime<Utc>;
 
+    /// A fresh random nonce of 32 lower-case hex characters.
+    fn nonce(&self) -> String {
+        hex::encode(rand::random::<[u8; 16]>())
+    }
+
     /// Now in China Standard Time (UTC+8), which the Chinese vendors sign with.
     fn now_china(&self) -> DateTime<FixedOffset> {
         self.now().with_timezone(&china_offset())
@@ -37,6 +42,10 @@ pub struct FixedClock(pub DateTime<Utc>);
 impl Clock for FixedClock {
     fn now(&self) -> DateTime<Utc> {
         self.0
+    }
+
+    fn nonce(&self) -> String {
+        "0123456789abcdef0123456789abcdef".to_owned()
     }
 }
 

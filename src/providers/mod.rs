@@ -2,9 +2,12 @@
 //! decoding of its answers into the domain types. The closed set of vendors is
 //! [`ProviderConfig`], whose [`ProviderConfig::build`] makes a [`Provider`].
 
+pub mod caih;
 pub mod clock;
 pub mod signing;
 pub mod thinksms;
+pub mod tongdun;
+pub mod yidun;
 
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -13,7 +16,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::config::SecretRef;
-use crate::domain::{Check, CheckData, NumberInfo};
+use crate::domain::{Check, CheckData, KycInput, NumberInfo};
+use crate::store::PendingStore;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 
@@ -33,6 +37,8 @@ pub enum ErrorReason {
     BadResponse,
     /// The vendor refused the request for another reason (a parameter, a number it will not take).
     Rejected,
+    /// phonecheck's own state store failed.
+    StateUnavailable,
 }
 
 impl ErrorReason {
@@ -45,6 +51,7 @@ impl ErrorReason {
             ErrorReason::Unavailable => "PROVIDER_UNAVAILABLE",
             ErrorReason::BadResponse => "PROVIDER_BAD_RESPONSE",
             ErrorReason::Rejected => "PROVIDER_REJECTED",
+            ErrorReason::StateUnavailable => "STATE_UNAVAILABLE",
         }
     }
 }
@@ -77,6 +84,10 @@ pub enum ProviderError {
     /// The vendor's body could not be decoded.
     #[error("the vendor's answer could not be read: {0}")]
     BadResponse(String),
+    /// phonecheck's own state (what was submitted to an asynchronous vendor) could not be read or
+    /// written.
+    #[error("phonecheck could not read or write its state: {0}")]
+    State(String),
     /// The vendor answered with one of its own error codes.
     #[error("the vendor answered code {code}: {message}")]
     Vendor {
@@ -105,6 +116,7 @@ impl ProviderError {
             ProviderError::Http(s) if *s >= 500 => class(ErrorReason::Unavailable, true),
             ProviderError::Http(_) => class(ErrorReason::Rejected, false),
             ProviderError::BadResponse(_) => class(ErrorReason::BadResponse, false),
+            ProviderError::State(_) => class(ErrorReason::StateUnavailable, true),
             ProviderError::Vendor { class, .. } => *class,
         }
     }
@@ -158,13 +170,45 @@ impl ProviderError {
     }
 }
 
-/// A successful answer for one number.
+/// What a vendor is asked about one number.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    /// The decoded answer.
-    pub data: CheckData,
+pub struct Query {
+    /// The number, analysed.
+    pub number: NumberInfo,
+    /// Optional KYC inputs (account presence).
+    pub kyc: Option<KycInput>,
+}
+
+impl From<NumberInfo> for Query {
+    fn from(number: NumberInfo) -> Query {
+        Query { number, kyc: None }
+    }
+}
+
+/// A successful vendor answer for one number.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// The answer is here.
+    Ready {
+        /// The decoded answer.
+        data: CheckData,
+        /// Whether the vendor bills for it.
+        billable: bool,
+    },
+    /// An asynchronous vendor has the number and will answer later.
+    Pending {
+        /// Whether the vendor bills for the submission.
+        billable: bool,
+    },
+}
+
+impl Answer {
     /// Whether the vendor bills for it.
-    pub billable: bool,
+    pub fn billable(&self) -> bool {
+        match self {
+            Answer::Ready { billable, .. } | Answer::Pending { billable } => *billable,
+        }
+    }
 }
 
 /// A vendor account's request quota.
@@ -207,9 +251,9 @@ pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
     /// so numbers the vendor would refuse are never sent (nor billed).
     fn covers(&self, number: &NumberInfo) -> Result<(), String>;
 
-    /// Runs `check` for every number of `batch` (at most `batch_size`, all covered). Returns one
-    /// result per number, in the same order.
-    async fn call(&self, check: Check, batch: &[NumberInfo]) -> Vec<Result<Answer, ProviderError>>;
+    /// Runs `check` for every query of `batch` (at most `batch_size`, all covered). Returns one
+    /// result per query, in the same order.
+    async fn call(&self, check: Check, batch: &[Query]) -> Vec<Result<Answer, ProviderError>>;
 }
 
 /// Everything a provider needs from its surroundings.
@@ -221,6 +265,8 @@ pub struct BuildContext {
     pub clock: Arc<dyn Clock>,
     /// Whether the provider is pointed at a simulator.
     pub sandbox: bool,
+    /// Where asynchronous vendors remember what they submitted.
+    pub pending: Arc<dyn PendingStore>,
 }
 
 /// The vendors phonecheck speaks to, one variant each, as written in the config file's
@@ -230,25 +276,52 @@ pub struct BuildContext {
 pub enum ProviderConfig {
     /// Thinksms line status.
     Thinksms(thinksms::ThinksmsConfig),
+    /// caih spam labels (asynchronous).
+    Caih(caih::CaihConfig),
+    /// TongDun account presence and KYC.
+    Tongdun(tongdun::TongdunConfig),
+    /// NetEase Yidun risk profile.
+    Yidun(yidun::YidunConfig),
 }
 
 impl ProviderConfig {
     /// Builds the provider named `name`.
     pub fn build(&self, name: &str, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
-        match self {
-            ProviderConfig::Thinksms(c) => Ok(Arc::new(thinksms::ThinksmsProvider::new(
+        Ok(match self {
+            ProviderConfig::Thinksms(c) => Arc::new(thinksms::ThinksmsProvider::new(
                 name,
                 c,
                 c.private_key.resolve()?,
                 ctx,
-            )?)),
-        }
+            )?),
+            ProviderConfig::Caih(c) => Arc::new(caih::CaihProvider::new(
+                name,
+                c,
+                c.secret_key.resolve()?,
+                ctx,
+            )?),
+            ProviderConfig::Tongdun(c) => Arc::new(tongdun::TongdunProvider::new(
+                name,
+                c,
+                c.partner_key.resolve()?,
+                ctx,
+            )?),
+            ProviderConfig::Yidun(c) => Arc::new(yidun::YidunProvider::new(
+                name,
+                c,
+                c.secret_key.resolve()?,
+                ctx,
+            )?),
+        })
     }
 
     /// Every problem with this provider's settings, for start-up validation.
     pub fn problems(&self) -> Vec<String> {
         match self {
             ProviderConfig::Thinksms(c) => c.problems(),
+            ProviderConfig::Caih(c) => c.problems(),
+            ProviderConfig::Tongdun(c) => c.problems(),
+            ProviderConfig::Yidun(c) => c.problems(),
         }
     }
 
@@ -256,8 +329,57 @@ impl ProviderConfig {
     pub fn secrets(&self) -> Vec<&SecretRef> {
         match self {
             ProviderConfig::Thinksms(c) => vec![&c.private_key],
+            ProviderConfig::Caih(c) => vec![&c.secret_key],
+            ProviderConfig::Tongdun(c) => vec![&c.partner_key],
+            ProviderConfig::Yidun(c) => vec![&c.secret_key],
         }
     }
+}
+
+/// Checks a configured URL, for start-up validation.
+pub fn url_problem(field: &str, url: &str) -> Option<String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => None,
+        Ok(_) => Some(format!("{field} {url:?} must be an http or https URL")),
+        Err(e) => Some(format!("{field} {url:?} is not a URL: {e}")),
+    }
+}
+
+/// Sends a prepared request and returns the body, mapping transport failures. A body that the
+/// vendor module cannot read together with an HTTP error status becomes [`ProviderError::Http`].
+pub async fn send(
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<(reqwest::StatusCode, bytes::Bytes), ProviderError> {
+    let response = request
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| ProviderError::from_reqwest(&e, timeout))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| ProviderError::from_reqwest(&e, timeout))?;
+    Ok((status, body))
+}
+
+/// Prefers the HTTP status over a decoding failure when the vendor answered an HTTP error.
+pub fn http_or<T>(
+    status: reqwest::StatusCode,
+    decoded: Result<T, ProviderError>,
+) -> Result<T, ProviderError> {
+    match decoded {
+        Err(ProviderError::BadResponse(_)) if !status.is_success() => {
+            Err(ProviderError::Http(status.as_u16()))
+        }
+        other => other,
+    }
+}
+
+/// The same failure for every query of a batch (a whole call failed).
+pub fn fail_all(batch_len: usize, error: ProviderError) -> Vec<Result<Answer, ProviderError>> {
+    vec![Err(error); batch_len]
 }
 
 /// The HTTP client every provider shares: rustls with the `ring` provider, pooled connections.

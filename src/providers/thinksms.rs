@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::signing::thinksms_sign;
 use super::{
     Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
-    QuotaConfig,
+    Query, QuotaConfig, http_or, send, url_problem,
 };
 use crate::config::SecretRef;
 use crate::domain::{Check, CheckData, LineStatus, LineStatusResult, NumberInfo, NumberType};
@@ -75,10 +75,9 @@ impl ThinksmsConfig {
 
     /// Every problem with these settings.
     pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if let Err(e) = reqwest::Url::parse(&self.base_url) {
-            problems.push(format!("base_url {:?} is not a URL: {e}", self.base_url));
-        }
+        let mut problems: Vec<String> = url_problem("base_url", &self.base_url)
+            .into_iter()
+            .collect();
         if self.hashcode.trim().is_empty() {
             problems.push("hashcode is empty".to_owned());
         }
@@ -173,7 +172,7 @@ pub fn decode(body: &[u8]) -> Result<Answer, ProviderError> {
         .ok_or_else(|| ProviderError::BadResponse("success without mobileresult".to_owned()))?;
     let state = json_scalar(&result.state)
         .ok_or_else(|| ProviderError::BadResponse("state is not a number".to_owned()))?;
-    Ok(Answer {
+    Ok(Answer::Ready {
         data: CheckData::LineStatus(LineStatusResult {
             status: map_state(&state, &result.desc),
             raw_code: state,
@@ -233,10 +232,9 @@ impl ThinksmsProvider {
             self.private_key.expose_secret(),
             &date,
         );
-        let response = self
+        let request = self
             .http
             .post(self.endpoint.clone())
-            .timeout(self.timeout)
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/json;charset=utf-8",
@@ -245,22 +243,10 @@ impl ThinksmsProvider {
                 mobile,
                 hashcode: &self.hashcode,
                 sign: &sign,
-            })
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_reqwest(&e, self.timeout))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| ProviderError::from_reqwest(&e, self.timeout))?;
-        match decode(&body) {
-            // The vendor's own error JSON, whatever the HTTP status, is the better answer.
-            Err(ProviderError::BadResponse(_)) if !status.is_success() => {
-                Err(ProviderError::Http(status.as_u16()))
-            }
-            other => other,
-        }
+            });
+        let (status, body) = send(request, self.timeout).await?;
+        // The vendor's own error JSON, whatever the HTTP status, is the better answer.
+        http_or(status, decode(&body))
     }
 }
 
@@ -282,15 +268,11 @@ impl Provider for ThinksmsProvider {
         }
     }
 
-    async fn call(
-        &self,
-        _check: Check,
-        batch: &[NumberInfo],
-    ) -> Vec<Result<Answer, ProviderError>> {
+    async fn call(&self, _check: Check, batch: &[Query]) -> Vec<Result<Answer, ProviderError>> {
         // One number per vendor call (batch size 1); a larger batch is sent call by call.
         let mut results = Vec::with_capacity(batch.len());
-        for number in batch {
-            results.push(self.query(number).await);
+        for query in batch {
+            results.push(self.query(&query.number).await);
         }
         results
     }
@@ -304,14 +286,16 @@ mod tests {
     fn decodes_the_vendor_example() {
         let body = r#"{"mobileresult":{"state":1,"desc":"活跃号"},"errorRes":{"err_code":"200","err_content":"success"},"err_TransCode":"328176434679906304"}"#;
         let answer = decode(body.as_bytes()).unwrap();
-        assert!(answer.billable);
         assert_eq!(
-            answer.data,
-            CheckData::LineStatus(LineStatusResult {
-                status: LineStatus::Active,
-                raw_code: "1".into(),
-                description: "活跃号".into()
-            })
+            answer,
+            Answer::Ready {
+                data: CheckData::LineStatus(LineStatusResult {
+                    status: LineStatus::Active,
+                    raw_code: "1".into(),
+                    description: "活跃号".into()
+                }),
+                billable: true
+            }
         );
     }
 

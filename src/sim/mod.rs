@@ -5,7 +5,10 @@
 //! `phonecheck sim` serves them standalone; `phonecheck serve` in sandbox mode runs them
 //! in-process on loopback. `GET /_sim/stats` counts calls, numbers and billable calls per vendor.
 
+pub mod caih;
 pub mod thinksms;
+pub mod tongdun;
+pub mod yidun;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::providers::signing::SignatureMethod;
 use crate::providers::{Clock, SystemClock};
 
 /// The Thinksms account the sandbox simulator knows.
@@ -28,7 +32,24 @@ pub const SANDBOX_THINKSMS_HASHCODE: &str = "sandbox0thinksms0hashcode0000000";
 /// The Thinksms private key of the sandbox account. Public on purpose: it only opens the simulator.
 pub const SANDBOX_THINKSMS_PRIVATE_KEY: &str = "sandbox-thinksms-private-key";
 
-/// A vendor account the simulator accepts.
+/// The caih account of the sandbox.
+pub const SANDBOX_CAIH_USER_KEY: &str = "5a1db0c0sandbox0caih0userkey0001";
+/// The caih app id of the sandbox.
+pub const SANDBOX_CAIH_APP_ID: &str = "5a1db0c0sandbox0caih00appid00001";
+/// The caih secret key of the sandbox.
+pub const SANDBOX_CAIH_SECRET_KEY: &str = "sandbox-caih-secret-key";
+/// The TongDun partner code of the sandbox.
+pub const SANDBOX_TONGDUN_PARTNER_CODE: &str = "sandbox_partner";
+/// The TongDun partner key of the sandbox.
+pub const SANDBOX_TONGDUN_PARTNER_KEY: &str = "sandbox-tongdun-partner-key";
+/// The Yidun secret id of the sandbox.
+pub const SANDBOX_YIDUN_SECRET_ID: &str = "sandbox0yidun0secret0id000000001";
+/// The Yidun business id of the sandbox.
+pub const SANDBOX_YIDUN_BUSINESS_ID: &str = "sandbox0yidun0business0id0000001";
+/// The Yidun secret key of the sandbox.
+pub const SANDBOX_YIDUN_SECRET_KEY: &str = "sandbox-yidun-secret-key";
+
+/// A Thinksms account the simulator accepts.
 #[derive(Debug, Clone)]
 pub struct ThinksmsAccount {
     /// `hashcode`.
@@ -37,11 +58,50 @@ pub struct ThinksmsAccount {
     pub private_key: String,
 }
 
+/// A caih account the simulator accepts.
+#[derive(Debug, Clone)]
+pub struct CaihAccount {
+    /// `userkey`.
+    pub user_key: String,
+    /// `appid`.
+    pub app_id: String,
+    /// The secret key.
+    pub secret_key: String,
+}
+
+/// A TongDun account the simulator accepts.
+#[derive(Debug, Clone)]
+pub struct TongdunAccount {
+    /// `partner_code`.
+    pub partner_code: String,
+    /// `partner_key`.
+    pub partner_key: String,
+}
+
+/// A Yidun account the simulator accepts.
+#[derive(Debug, Clone)]
+pub struct YidunAccount {
+    /// `secretId`.
+    pub secret_id: String,
+    /// `businessId`.
+    pub business_id: String,
+    /// The secret key.
+    pub secret_key: String,
+}
+
 /// How the simulators behave.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// The Thinksms account.
     pub thinksms: ThinksmsAccount,
+    /// The caih account.
+    pub caih: CaihAccount,
+    /// The TongDun account.
+    pub tongdun: TongdunAccount,
+    /// The Yidun account.
+    pub yidun: YidunAccount,
+    /// How long caih takes to label an added number (about two hours in real life).
+    pub caih_label_delay: Duration,
     /// Added to every answer.
     pub latency: Duration,
     /// The simulators' clock (signature dates, timestamp windows).
@@ -55,6 +115,21 @@ impl Default for SimConfig {
                 hashcode: SANDBOX_THINKSMS_HASHCODE.to_owned(),
                 private_key: SANDBOX_THINKSMS_PRIVATE_KEY.to_owned(),
             },
+            caih: CaihAccount {
+                user_key: SANDBOX_CAIH_USER_KEY.to_owned(),
+                app_id: SANDBOX_CAIH_APP_ID.to_owned(),
+                secret_key: SANDBOX_CAIH_SECRET_KEY.to_owned(),
+            },
+            tongdun: TongdunAccount {
+                partner_code: SANDBOX_TONGDUN_PARTNER_CODE.to_owned(),
+                partner_key: SANDBOX_TONGDUN_PARTNER_KEY.to_owned(),
+            },
+            yidun: YidunAccount {
+                secret_id: SANDBOX_YIDUN_SECRET_ID.to_owned(),
+                business_id: SANDBOX_YIDUN_BUSINESS_ID.to_owned(),
+                secret_key: SANDBOX_YIDUN_SECRET_KEY.to_owned(),
+            },
+            caih_label_delay: Duration::from_secs(10),
             latency: Duration::ZERO,
             clock: Arc::new(SystemClock),
         }
@@ -67,6 +142,7 @@ pub struct VendorCounters {
     calls: AtomicU64,
     numbers: AtomicU64,
     billable: AtomicU64,
+    ready: AtomicU64,
 }
 
 /// A snapshot of one vendor's counters.
@@ -78,24 +154,34 @@ pub struct VendorStats {
     pub numbers: u64,
     /// Calls the vendor would bill.
     pub billable: u64,
+    /// Numbers an asynchronous vendor finished (caih labelled).
+    pub ready: u64,
 }
 
 /// Counters of every simulated vendor.
 #[derive(Debug, Default)]
 pub struct Stats {
     thinksms: VendorCounters,
-    arrived: Notify,
+    caih: VendorCounters,
+    tongdun: VendorCounters,
+    yidun: VendorCounters,
+    changed: Notify,
 }
 
 impl Stats {
     fn record_call(&self, vendor: &VendorCounters, numbers: u64) {
         vendor.calls.fetch_add(1, Ordering::Relaxed);
         vendor.numbers.fetch_add(numbers, Ordering::Relaxed);
-        self.arrived.notify_waiters();
+        self.changed.notify_waiters();
     }
 
     fn record_billable(&self, vendor: &VendorCounters) {
         vendor.billable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn record_ready(&self, vendor: &VendorCounters, numbers: u64) {
+        vendor.ready.fetch_add(numbers, Ordering::Relaxed);
+        self.changed.notify_waiters();
     }
 
     /// A snapshot of every vendor's counters, by vendor name.
@@ -104,8 +190,19 @@ impl Stats {
             calls: c.calls.load(Ordering::Relaxed),
             numbers: c.numbers.load(Ordering::Relaxed),
             billable: c.billable.load(Ordering::Relaxed),
+            ready: c.ready.load(Ordering::Relaxed),
         };
-        BTreeMap::from([("thinksms", read(&self.thinksms))])
+        BTreeMap::from([
+            ("caih", read(&self.caih)),
+            ("thinksms", read(&self.thinksms)),
+            ("tongdun", read(&self.tongdun)),
+            ("yidun", read(&self.yidun)),
+        ])
+    }
+
+    /// One vendor's counters.
+    pub fn vendor(&self, vendor: &str) -> VendorStats {
+        self.snapshot().get(vendor).copied().unwrap_or_default()
     }
 
     /// Calls received by all vendors together.
@@ -115,12 +212,18 @@ impl Stats {
 
     /// Waits until all vendors together have received at least `calls` calls.
     pub async fn wait_for_calls(&self, calls: u64) {
+        self.wait_until(|s| s.values().map(|v| v.calls).sum::<u64>() >= calls)
+            .await;
+    }
+
+    /// Waits until the counters satisfy `done`.
+    pub async fn wait_until(&self, done: impl Fn(&BTreeMap<&'static str, VendorStats>) -> bool) {
         loop {
-            let arrived = self.arrived.notified();
-            if self.total_calls() >= calls {
+            let changed = self.changed.notified();
+            if done(&self.snapshot()) {
                 return;
             }
-            arrived.await;
+            changed.await;
         }
     }
 }
@@ -131,6 +234,8 @@ pub struct SimState {
     config: SimConfig,
     stats: Arc<Stats>,
     sequence: AtomicU64,
+    caih: caih::CaihState,
+    yidun: yidun::YidunState,
 }
 
 impl SimState {
@@ -147,6 +252,18 @@ impl SimState {
     }
 }
 
+/// A stable number in 0..100 derived from a number: the simulators' answers follow it.
+pub(crate) fn bucket(number: &str) -> u8 {
+    let digest = SignatureMethod::Md5.hex_digest(number.as_bytes());
+    let value = u16::from_str_radix(&digest[..4], 16).unwrap_or(0);
+    (value % 100) as u8
+}
+
+/// The last four digits, which select the magic answers.
+pub(crate) fn suffix(number: &str) -> &str {
+    &number[number.len().saturating_sub(4)..]
+}
+
 /// The simulators' HTTP routes.
 pub fn router(config: SimConfig) -> (Router, Arc<Stats>) {
     let stats = Arc::new(Stats::default());
@@ -154,9 +271,20 @@ pub fn router(config: SimConfig) -> (Router, Arc<Stats>) {
         config,
         stats: stats.clone(),
         sequence: AtomicU64::new(0),
+        caih: caih::CaihState::default(),
+        yidun: yidun::YidunState::default(),
     });
+    let tongdun_path = crate::providers::tongdun::PATH;
     let router = Router::new()
         .route(crate::providers::thinksms::PATH, post(thinksms::handle))
+        .route(crate::providers::caih::ADD_PATH, post(caih::add))
+        .route(crate::providers::caih::SEARCH_PATH, post(caih::search))
+        .route(tongdun_path, post(tongdun::handle))
+        .route(
+            &format!("/{{node}}{tongdun_path}"),
+            post(tongdun::handle_node),
+        )
+        .route(crate::providers::yidun::PATH, post(yidun::handle))
         .route("/_sim/stats", get(stats_handler))
         .with_state(state);
     (router, stats)

@@ -12,8 +12,8 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::SimState;
-use crate::providers::signing::{SignatureMethod, signatures_equal, thinksms_sign};
+use super::{SimState, bucket, suffix};
+use crate::providers::signing::{signatures_equal, thinksms_sign};
 
 #[derive(Deserialize)]
 struct Request {
@@ -34,7 +34,7 @@ fn failure(state: &SimState, code: &str, content: &str) -> Json<Value> {
 /// any other number gets a stable state from a hash of it (80% active, 10% empty, 5% silent,
 /// 5% risk).
 pub fn answer_for(mobile: &str) -> (u8, &'static str) {
-    let state = match &mobile[mobile.len().saturating_sub(4)..] {
+    let state = match suffix(mobile) {
         "0001" => 1,
         "0002" => 2,
         "0003" => 3,
@@ -53,13 +53,6 @@ pub fn answer_for(mobile: &str) -> (u8, &'static str) {
         _ => "风险号",
     };
     (state, desc)
-}
-
-/// A stable number in 0..100 derived from the number.
-pub(crate) fn bucket(number: &str) -> u8 {
-    let digest = SignatureMethod::Md5.hex_digest(number.as_bytes());
-    let value = u16::from_str_radix(&digest[..4], 16).unwrap_or(0);
-    (value % 100) as u8
 }
 
 /// Handles one query.
@@ -87,6 +80,12 @@ pub async fn handle(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Val
     if mobile.len() != 11 || !mobile.starts_with('1') || !mobile.bytes().all(|b| b.is_ascii_digit())
     {
         return failure(&state, "400", "手机号码格式错误");
+    }
+    // Magic numbers for the vendor's failures.
+    match suffix(&mobile) {
+        "0429" => return failure(&state, "429", "请求过于频繁"),
+        "0500" => return failure(&state, "500", "系统繁忙"),
+        _ => {}
     }
     let (code, desc) = answer_for(&mobile);
     state.stats.record_billable(counters);

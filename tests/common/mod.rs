@@ -24,9 +24,21 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Binds 127.0.0.1:0, then serves `config` on it.
+    /// Binds 127.0.0.1:0, then serves `config` on it, with its state in a fresh directory.
     pub async fn start(config: Config) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(config, dir.path()).await.keep_dir(dir)
+    }
+
+    /// Like `start`, with the state in `data_dir` (to restart on the same state).
+    pub async fn start_in(mut config: Config, data_dir: &Path) -> TestServer {
+        config.storage.data_dir = data_dir.to_owned();
         Self::start_with_dir(config, None).await
+    }
+
+    fn keep_dir(mut self, dir: tempfile::TempDir) -> TestServer {
+        self._dir = Some(dir);
+        self
     }
 
     async fn start_with_dir(config: Config, dir: Option<tempfile::TempDir>) -> TestServer {
@@ -55,7 +67,7 @@ impl TestServer {
         let key = dir.path().join("thinksms.key");
         std::fs::write(&key, private_key).unwrap();
         let config = thinksms_config(&sim.base_url(), hashcode, &key);
-        Self::start_with_dir(config, Some(dir)).await
+        Self::start_in(config, dir.path()).await.keep_dir(dir)
     }
 
     pub fn channel(&self) -> Channel {

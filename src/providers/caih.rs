@@ -1,0 +1,621 @@
+//! caih 号码标记监测: spam labels from caller-ID apps, asynchronously. Numbers are first added to
+//! monitoring (`sign_add`), the vendor labels them in an hourly run, then they are queried
+//! (`sign_search`). Wire contract: PROVIDERS.md §2.
+//!
+//! A lookup of a number not yet submitted claims it in the [`PendingStore`] (atomically, so
+//! concurrent lookups submit it once), adds it, and answers pending. A later lookup queries by
+//! number: labels when the vendor is done, pending while it says `查询中`; a number the vendor no
+//! longer knows is submitted again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::signing::caih_sign;
+use super::{
+    Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
+    Query, QuotaConfig, http_or, send, url_problem,
+};
+use crate::config::SecretRef;
+use crate::domain::{Check, CheckData, LabelSource, NumberInfo, NumberType, SpamLabel, SpamLabels};
+use crate::store::{Claim, PendingStore};
+
+/// The vendor's production base URL (test host: `https://test.callas2.caih.com`).
+pub const DEFAULT_BASE_URL: &str = "https://api.caih.com";
+/// Adds numbers to monitoring. **Decision**: path not published; named like the query's.
+pub const ADD_PATH: &str = "/verify/api/sign_add";
+/// Queries labels.
+pub const SEARCH_PATH: &str = "/verify/api/sign_search";
+/// At most this many numbers per call.
+pub const BATCH_SIZE: usize = 10_000;
+/// The item status the vendor gives while it is still labelling.
+pub const STILL_RUNNING: &str = "查询中";
+/// A claim whose submission never completed (the process died mid-call) is retried after this.
+const STALE_CLAIM: Duration = Duration::from_secs(300);
+
+/// `[providers.NAME]` with `type = "caih"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaihConfig {
+    /// Base URL.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// `userkey` (32 characters).
+    pub user_key: String,
+    /// `appid` (32 characters).
+    pub app_id: String,
+    /// The secret key, from the environment or a file. Never sent.
+    pub secret_key: SecretRef,
+    /// Per-call timeout.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The account's quota (the vendor publishes none).
+    #[serde(default = "default_quota")]
+    pub quota: QuotaConfig,
+}
+
+fn default_base_url() -> String {
+    DEFAULT_BASE_URL.to_owned()
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_quota() -> QuotaConfig {
+    QuotaConfig {
+        requests_per_second: 10.0,
+        burst: 10,
+    }
+}
+
+impl CaihConfig {
+    /// Settings for the sandbox simulator; the secret is passed to [`CaihProvider::new`].
+    pub fn sandbox(base_url: String, user_key: &str, app_id: &str) -> CaihConfig {
+        CaihConfig {
+            base_url,
+            user_key: user_key.to_owned(),
+            app_id: app_id.to_owned(),
+            secret_key: SecretRef::Env(String::new()),
+            timeout: default_timeout(),
+            quota: default_quota(),
+        }
+    }
+
+    /// Every problem with these settings.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = url_problem("base_url", &self.base_url)
+            .into_iter()
+            .collect();
+        for (field, value) in [("user_key", &self.user_key), ("app_id", &self.app_id)] {
+            if value.len() != 32 {
+                problems.push(format!(
+                    "{field} must have 32 characters, not {}",
+                    value.len()
+                ));
+            }
+        }
+        if self.timeout.is_zero() {
+            problems.push("timeout must be above zero".to_owned());
+        }
+        problems
+    }
+}
+
+#[derive(Serialize)]
+struct AuthInfo<'a> {
+    userkey: &'a str,
+    appid: &'a str,
+    timestamp: &'a str,
+    sign: &'a str,
+}
+
+#[derive(Serialize)]
+struct Request<'a, P> {
+    authinfo: AuthInfo<'a>,
+    param: P,
+}
+
+#[derive(Serialize)]
+struct TelsParam {
+    tels: String,
+}
+
+/// The unified envelope. **Decision** (not published): `code` `"0000"` is success.
+#[derive(Deserialize)]
+struct Envelope<D> {
+    code: String,
+    #[serde(default)]
+    msg: String,
+    #[serde(default)]
+    charge: bool,
+    data: Option<D>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AddData {
+    state: String,
+    #[serde(default)]
+    desc: String,
+    batch_unique_id: Option<String>,
+}
+
+/// `data` of `sign_search`.
+#[derive(Deserialize)]
+pub struct SearchData {
+    state: String,
+    #[serde(default)]
+    desc: String,
+    #[serde(default)]
+    items: Vec<Item>,
+}
+
+/// One number in a `sign_search` answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Item {
+    /// The number as added.
+    pub phone: String,
+    /// `查询中` while running.
+    #[serde(default)]
+    pub status: String,
+    #[serde(flatten)]
+    fields: HashMap<String, serde_json::Value>,
+}
+
+/// The labelling sources, by the vendor's field prefix.
+const SOURCES: &[(&str, LabelSource)] = &[
+    ("securityGuard", LabelSource::Qihoo360),
+    ("mobileHousekeeper", LabelSource::Tencent),
+    ("mobileGuard", LabelSource::Baidu),
+    ("numberLink", LabelSource::Sogou),
+    ("telephoneBond", LabelSource::Dianhuabang),
+    ("other", LabelSource::Teddy),
+];
+
+impl Item {
+    fn field(&self, name: &str) -> Option<String> {
+        let text = match self.fields.get(name)? {
+            serde_json::Value::String(s) => s.trim().to_owned(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        (!text.is_empty() && text != "--").then_some(text)
+    }
+
+    /// Whether the vendor is still labelling this number.
+    pub fn running(&self) -> bool {
+        self.status == STILL_RUNNING
+    }
+
+    /// The labels; a source whose triple is all `--` did not label the number.
+    pub fn labels(&self) -> SpamLabels {
+        let labels = SOURCES
+            .iter()
+            .filter_map(|&(prefix, source)| {
+                let label = self.field(&format!("{prefix}Name"));
+                let count = self.field(&format!("{prefix}Times"));
+                let display_name = self.field(&format!("{prefix}ShowName"));
+                if label.is_none() && count.is_none() && display_name.is_none() {
+                    return None;
+                }
+                Some(SpamLabel {
+                    source,
+                    label: label.unwrap_or_default(),
+                    count: count.and_then(|c| c.parse().ok()).unwrap_or(0),
+                    display_name: display_name.unwrap_or_default(),
+                })
+            })
+            .collect();
+        SpamLabels { labels }
+    }
+}
+
+/// How each envelope `code` is treated. **Decision**: the vendor publishes no codes but success;
+/// these are the ones its simulator uses, kept here in one place.
+pub fn classify_code(code: &str) -> CodeClass {
+    let (reason, retryable) = match code {
+        "1001" | "1002" => (ErrorReason::AuthFailed, false),
+        "2001" | "2002" => (ErrorReason::QuotaExhausted, false),
+        "1006" => (ErrorReason::RateLimited, true),
+        "9999" => (ErrorReason::Unavailable, true),
+        // 1003 expired timestamp (fix the clock), 1004 parameters, 1005 too many numbers.
+        _ => (ErrorReason::Rejected, false),
+    };
+    CodeClass {
+        reason,
+        retryable,
+        billable: false,
+    }
+}
+
+fn decode_envelope<D: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<(D, bool), ProviderError> {
+    let envelope: Envelope<D> = serde_json::from_slice(body)
+        .map_err(|e| ProviderError::BadResponse(format!("not a caih answer: {e}")))?;
+    if envelope.code != "0000" {
+        return Err(ProviderError::Vendor {
+            class: classify_code(&envelope.code),
+            code: envelope.code,
+            message: envelope.msg,
+        });
+    }
+    let data = envelope
+        .data
+        .ok_or_else(|| ProviderError::BadResponse("success without data".to_owned()))?;
+    Ok((data, envelope.charge))
+}
+
+/// `data.state` `"0"`: the vendor failed the query (not billed); retrying later may work.
+fn failed_state(desc: &str) -> ProviderError {
+    ProviderError::Vendor {
+        code: "state 0".to_owned(),
+        message: desc.to_owned(),
+        class: CodeClass {
+            reason: ErrorReason::Rejected,
+            retryable: true,
+            billable: false,
+        },
+    }
+}
+
+/// Decodes a `sign_search` body into items and the envelope's charge flag.
+pub fn decode_search(body: &[u8]) -> Result<(Vec<Item>, bool), ProviderError> {
+    let (data, charge): (SearchData, bool) = decode_envelope(body)?;
+    if data.state != "1" {
+        return Err(failed_state(&data.desc));
+    }
+    Ok((data.items, charge))
+}
+
+/// The number as caih takes it, or `None` when caih does not accept its kind: mobiles (11
+/// digits), fixed lines with area code, 95 (no area code), 96 (with area code), 400, 1010,
+/// 116/118 and 1019 numbers.
+pub fn caih_tel(info: &NumberInfo) -> Option<String> {
+    if info.region_code != "CN" || !info.valid {
+        return None;
+    }
+    let nsn = info.national_number.as_str();
+    let len = nsn.len();
+    let with_area = || format!("0{nsn}");
+    match info.number_type {
+        NumberType::Mobile | NumberType::DataCard | NumberType::Iot | NumberType::Satellite
+            if len == 11 =>
+        {
+            Some(nsn.to_owned())
+        }
+        NumberType::FixedLine => Some(with_area()),
+        NumberType::SharedCost if len == 10 => Some(nsn.to_owned()),
+        NumberType::Service if nsn.starts_with("95") && len <= 17 => Some(nsn.to_owned()),
+        // A 96 (or 95) number written after an area code is taken with it.
+        NumberType::Service
+            if !nsn.starts_with('9')
+                && matches!(crate::number::cn::split_area(nsn), Some((_, sub)) if sub.starts_with("96") || sub.starts_with("95")) =>
+        {
+            Some(with_area())
+        }
+        NumberType::Service if nsn.starts_with("1010") && (8..=15).contains(&len) => {
+            Some(nsn.to_owned())
+        }
+        NumberType::Service if nsn.starts_with("1019") => Some(nsn.to_owned()),
+        NumberType::Service
+            if (nsn.starts_with("116") || nsn.starts_with("118")) && (4..=23).contains(&len) =>
+        {
+            Some(nsn.to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// The caih client.
+#[derive(Debug)]
+pub struct CaihProvider {
+    info: ProviderInfo,
+    http: reqwest::Client,
+    add_url: reqwest::Url,
+    search_url: reqwest::Url,
+    user_key: String,
+    app_id: String,
+    secret_key: SecretString,
+    clock: Arc<dyn Clock>,
+    timeout: Duration,
+    pending: Arc<dyn PendingStore>,
+}
+
+impl CaihProvider {
+    /// Builds the client from its settings and its (resolved) secret key.
+    pub fn new(
+        name: &str,
+        config: &CaihConfig,
+        secret_key: SecretString,
+        ctx: &BuildContext,
+    ) -> Result<Self, String> {
+        let base = reqwest::Url::parse(&config.base_url).map_err(|e| format!("base_url: {e}"))?;
+        let join = |path| base.join(path).map_err(|e| format!("base_url: {e}"));
+        Ok(CaihProvider {
+            info: ProviderInfo {
+                name: name.into(),
+                vendor: "caih",
+                checks: vec![Check::SpamLabels],
+                batch_size: BATCH_SIZE,
+                asynchronous: true,
+                quota: config.quota,
+                sandbox: ctx.sandbox,
+            },
+            http: ctx.http.clone(),
+            add_url: join(ADD_PATH)?,
+            search_url: join(SEARCH_PATH)?,
+            user_key: config.user_key.clone(),
+            app_id: config.app_id.clone(),
+            secret_key,
+            clock: ctx.clock.clone(),
+            timeout: config.timeout,
+            pending: ctx.pending.clone(),
+        })
+    }
+
+    async fn post<P: Serialize>(
+        &self,
+        url: &reqwest::Url,
+        param: P,
+    ) -> Result<(reqwest::StatusCode, bytes::Bytes), ProviderError> {
+        let timestamp = self.clock.now_china().format("%Y%m%d%H%M%S").to_string();
+        let sign = caih_sign(
+            self.secret_key.expose_secret(),
+            &self.user_key,
+            &self.app_id,
+            &timestamp,
+        );
+        let body = Request {
+            authinfo: AuthInfo {
+                userkey: &self.user_key,
+                appid: &self.app_id,
+                timestamp: &timestamp,
+                sign: &sign,
+            },
+            param,
+        };
+        send(self.http.post(url.clone()).json(&body), self.timeout).await
+    }
+
+    /// Adds numbers to monitoring; returns the batch id and whether the vendor charged.
+    async fn add(&self, tels: &[String]) -> Result<(String, bool), ProviderError> {
+        let (status, body) = self
+            .post(
+                &self.add_url,
+                TelsParam {
+                    tels: tels.join(","),
+                },
+            )
+            .await?;
+        let (data, charge): (AddData, bool) = http_or(status, decode_envelope(&body))?;
+        if data.state != "1" {
+            return Err(failed_state(&data.desc));
+        }
+        let batch = data
+            .batch_unique_id
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| {
+                ProviderError::BadResponse("sign_add answered no batchUniqueId".to_owned())
+            })?;
+        Ok((batch, charge))
+    }
+
+    async fn search(&self, tels: &[String]) -> Result<(Vec<Item>, bool), ProviderError> {
+        let (status, body) = self
+            .post(
+                &self.search_url,
+                TelsParam {
+                    tels: tels.join(","),
+                },
+            )
+            .await?;
+        http_or(status, decode_search(&body))
+    }
+
+    async fn release(&self, tels: Vec<String>) {
+        if let Err(e) = self.pending.release(&self.info.name, &tels).await {
+            tracing::warn!(provider = %self.info.name, error = %e, "could not forget pending numbers");
+        }
+    }
+}
+
+fn store_error(e: crate::store::StoreError) -> ProviderError {
+    ProviderError::State(e.to_string())
+}
+
+#[async_trait]
+impl Provider for CaihProvider {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    fn covers(&self, number: &NumberInfo) -> Result<(), String> {
+        caih_tel(number).map(|_| ()).ok_or_else(|| {
+            "caih labels Chinese mobiles, fixed lines and 95/96/400/1010/116/118/1019 numbers only".to_owned()
+        })
+    }
+
+    async fn call(&self, _check: Check, batch: &[Query]) -> Vec<Result<Answer, ProviderError>> {
+        let name = &self.info.name;
+        let tels: Vec<String> = batch
+            .iter()
+            .map(|q| caih_tel(&q.number).unwrap_or_default())
+            .collect();
+        let mut results: Vec<Option<Result<Answer, ProviderError>>> = vec![None; batch.len()];
+        let mut to_query = Vec::new();
+        let mut to_submit = Vec::new();
+        for (i, tel) in tels.iter().enumerate() {
+            match self.pending.claim(name, tel, STALE_CLAIM).await {
+                Ok(Claim::Claimed) => to_submit.push(i),
+                Ok(Claim::Pending(p)) if p.batch_id.is_some() => to_query.push(i),
+                // Another lookup is submitting it right now.
+                Ok(Claim::Pending(_)) => results[i] = Some(Ok(Answer::Pending { billable: false })),
+                Err(e) => results[i] = Some(Err(store_error(e))),
+            }
+        }
+
+        if !to_query.is_empty() {
+            let asked: Vec<String> = to_query.iter().map(|&i| tels[i].clone()).collect();
+            match self.search(&asked).await {
+                Ok((items, charge)) => {
+                    // The newest finished item wins over a running one.
+                    let mut by_tel: HashMap<&str, &Item> = HashMap::new();
+                    for item in &items {
+                        let keep = by_tel
+                            .get(item.phone.as_str())
+                            .is_none_or(|seen| seen.running());
+                        if keep {
+                            by_tel.insert(&item.phone, item);
+                        }
+                    }
+                    let mut collected = Vec::new();
+                    for &i in &to_query {
+                        match by_tel.get(tels[i].as_str()) {
+                            Some(item) if item.running() => {
+                                results[i] = Some(Ok(Answer::Pending { billable: false }))
+                            }
+                            Some(item) => {
+                                results[i] = Some(Ok(Answer::Ready {
+                                    data: CheckData::SpamLabels(item.labels()),
+                                    billable: charge,
+                                }));
+                                collected.push(tels[i].clone());
+                            }
+                            // The vendor no longer knows the number: submit it again.
+                            None => to_submit.push(i),
+                        }
+                    }
+                    self.release(collected).await;
+                }
+                Err(e) => {
+                    for &i in &to_query {
+                        results[i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+
+        if !to_submit.is_empty() {
+            let submit: Vec<String> = to_submit.iter().map(|&i| tels[i].clone()).collect();
+            match self.add(&submit).await {
+                Ok((batch_id, charge)) => {
+                    let recorded = self.pending.submitted(name, &submit, &batch_id).await;
+                    for (n, &i) in to_submit.iter().enumerate() {
+                        // Only the first number carries the submission's charge, once.
+                        let billable = charge && n == 0;
+                        results[i] = Some(match &recorded {
+                            Ok(()) => Ok(Answer::Pending { billable }),
+                            Err(e) => Err(ProviderError::State(e.to_string())),
+                        });
+                    }
+                }
+                Err(e) => {
+                    self.release(submit).await;
+                    for &i in &to_submit {
+                        results[i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(ProviderError::BadResponse(
+                        "number left unanswered".to_owned(),
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vendor page's own example (seeds/001), inside the decided envelope.
+    const SEED_RUNNING: &str = r#"{"code":"0000","msg":"成功","seqNo":"1","charge":false,"data":{"state":"1","desc":"成功","items":[{"batchUniqueId":"u910043b9cbb24338291d27f3306c06c","batchStatus":"查询中","phone":"15001090000","status":"查询中","mobileHousekeeperName":"--","mobileHousekeeperTimes":"--","mobileHousekeeperShowName":"--","securityGuardName":"--","securityGuardTimes":"--","securityGuardShowName":"--","telephoneBondName":"--","telephoneBondTimes":"--","telephoneBondShowName":"--","mobileGuardName":"--","mobileGuardTimes":"--","mobileGuardShowName":"--","numberLinkName":"--","numberLinkTimes":"--","numberLinkShowName":"--","otherName":"--","otherTimes":"--","otherShowName":"--","date":"2022-07-07","createTime":"2022-07-07 11:00:59"},{"batchUniqueId":"u910043b9cbb24338291d27f3306c06c","batchStatus":"查询中","phone":"15001090001","status":"查询中","mobileHousekeeperName":"--","mobileHousekeeperTimes":"--","mobileHousekeeperShowName":"--","securityGuardName":"--","securityGuardTimes":"--","securityGuardShowName":"--","telephoneBondName":"--","telephoneBondTimes":"--","telephoneBondShowName":"--","mobileGuardName":"--","mobileGuardTimes":"--","mobileGuardShowName":"--","numberLinkName":"--","numberLinkTimes":"--","numberLinkShowName":"--","otherName":"--","otherTimes":"--","otherShowName":"--","date":"2022-07-07","createTime":"2022-07-07 11:00:59"}]}}"#;
+
+    #[test]
+    fn the_seed_example_decodes_as_running() {
+        let (items, charge) = decode_search(SEED_RUNNING.as_bytes()).unwrap();
+        assert!(!charge);
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].phone, "15001090000");
+        assert!(items.iter().all(Item::running));
+        assert!(items[0].labels().labels.is_empty());
+    }
+
+    #[test]
+    fn the_seed_failure_is_a_free_failed_query() {
+        let body =
+            r#"{"code":"0000","msg":"成功","charge":false,"data":{"state":"0","desc":"失败"}}"#;
+        let err = decode_search(body.as_bytes()).unwrap_err();
+        assert!(!err.billable() && err.retryable());
+    }
+
+    #[test]
+    fn labels_are_read_per_source() {
+        let body = r#"{"code":"0000","charge":true,"data":{"state":"1","desc":"成功","items":[{"phone":"13800138000","status":"已完成","securityGuardName":"骚扰电话","securityGuardTimes":"120","securityGuardShowName":"--","numberLinkName":"快递送餐","numberLinkTimes":"--","numberLinkShowName":"顺丰速运","otherName":"--","otherTimes":"--","otherShowName":"--"}]}}"#;
+        let (items, charge) = decode_search(body.as_bytes()).unwrap();
+        assert!(charge && !items[0].running());
+        let labels = items[0].labels().labels;
+        assert_eq!(labels.len(), 2);
+        assert_eq!(
+            (labels[0].source, labels[0].label.as_str(), labels[0].count),
+            (LabelSource::Qihoo360, "骚扰电话", 120)
+        );
+        assert_eq!(
+            (
+                labels[1].source,
+                labels[1].display_name.as_str(),
+                labels[1].count
+            ),
+            (LabelSource::Sogou, "顺丰速运", 0)
+        );
+    }
+
+    #[test]
+    fn envelope_codes_are_classified() {
+        let err = decode_search(br#"{"code":"1002","msg":"sign error"}"#).unwrap_err();
+        assert_eq!(err.reason(), ErrorReason::AuthFailed);
+        assert_eq!(classify_code("2001").reason, ErrorReason::QuotaExhausted);
+        assert!(classify_code("9999").retryable);
+        for body in [
+            &b"{"[..],
+            b"[]",
+            br#"{"code":"0000"}"#,
+            br#"{"code":"0000","data":{"state":"1","items":[{"nophone":1}]}}"#,
+        ] {
+            assert_eq!(
+                decode_search(body).unwrap_err().reason(),
+                ErrorReason::BadResponse
+            );
+        }
+    }
+
+    #[test]
+    fn accepted_number_formats() {
+        let a = crate::number::Analyzer::default();
+        let tel = |s: &str| caih_tel(&a.analyze(s, "").unwrap());
+        assert_eq!(tel("13800138000").as_deref(), Some("13800138000"));
+        assert_eq!(tel("010-64012345").as_deref(), Some("01064012345"));
+        assert_eq!(tel("95588").as_deref(), Some("95588"));
+        assert_eq!(tel("0571-96225").as_deref(), Some("057196225"));
+        assert_eq!(tel("400-810-8888").as_deref(), Some("4008108888"));
+        assert_eq!(tel("10109999").as_deref(), Some("10109999"));
+        assert_eq!(tel("116114").as_deref(), Some("116114"));
+        assert_eq!(tel("96225"), None, "96 numbers need their area code");
+        assert_eq!(tel("12315"), None);
+        assert_eq!(tel("110"), None);
+        assert_eq!(tel("+6281234567890"), None);
+    }
+}

@@ -1,0 +1,546 @@
+//! TongDun `phoneverify`: social-account presence and KYC signals for Indonesian, Singaporean and
+//! Pakistani numbers, one number per call, at the regional node of the number's country.
+//! Wire contract: PROVIDERS.md §3. Credentials travel in the query string: never log the URL.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    Answer, BuildContext, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo, Query,
+    QuotaConfig, http_or, send, url_problem,
+};
+use crate::config::SecretRef;
+use crate::domain::{
+    AccountPresence, AccountProfile, Activity, Check, CheckData, KycInput, NumberInfo, Presence,
+    QueryHistory, Registration,
+};
+
+/// The request path on every node.
+pub const PATH: &str = "/verification/kyc/phoneverify/v1";
+/// The countries TongDun serves, with their nodes.
+pub const COUNTRIES: &[(&str, &str)] = &[
+    ("ID", "https://id.apitd.net"),
+    ("SG", "https://sg.apitd.net"),
+    ("PK", "https://pk.apitd.net"),
+];
+/// The vendor's "not available" marker.
+const NOT_AVAILABLE: i64 = -999;
+
+/// `[providers.NAME]` with `type = "tongdun"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TongdunConfig {
+    /// `partner_code`.
+    pub partner_code: String,
+    /// `partner_key`, from the environment or a file.
+    pub partner_key: SecretRef,
+    /// Node base URL per country (ISO alpha-2); the vendor's nodes by default.
+    #[serde(default = "default_nodes")]
+    pub nodes: BTreeMap<String, String>,
+    /// Per-call timeout.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The account's quota (the vendor publishes none).
+    #[serde(default = "default_quota")]
+    pub quota: QuotaConfig,
+}
+
+fn default_nodes() -> BTreeMap<String, String> {
+    COUNTRIES
+        .iter()
+        .map(|&(c, url)| (c.to_owned(), url.to_owned()))
+        .collect()
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_quota() -> QuotaConfig {
+    QuotaConfig {
+        requests_per_second: 20.0,
+        burst: 20,
+    }
+}
+
+impl TongdunConfig {
+    /// Settings for the sandbox simulator at `base_url`, one node path per country; the key is
+    /// passed to [`TongdunProvider::new`].
+    pub fn sandbox(base_url: &str, partner_code: &str) -> TongdunConfig {
+        TongdunConfig {
+            partner_code: partner_code.to_owned(),
+            partner_key: SecretRef::Env(String::new()),
+            nodes: COUNTRIES
+                .iter()
+                .map(|&(c, _)| {
+                    (
+                        c.to_owned(),
+                        format!("{base_url}/{}", c.to_ascii_lowercase()),
+                    )
+                })
+                .collect(),
+            timeout: default_timeout(),
+            quota: default_quota(),
+        }
+    }
+
+    /// Every problem with these settings.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.partner_code.trim().is_empty() {
+            problems.push("partner_code is empty".to_owned());
+        }
+        for (country, url) in &self.nodes {
+            if !COUNTRIES.iter().any(|&(c, _)| c == country) {
+                problems.push(format!(
+                    "nodes.{country}: TongDun serves only ID, SG and PK"
+                ));
+            }
+            problems.extend(url_problem(&format!("nodes.{country}"), url));
+        }
+        if self.timeout.is_zero() {
+            problems.push("timeout must be above zero".to_owned());
+        }
+        problems
+    }
+}
+
+#[derive(Serialize)]
+struct Request<'a> {
+    country: &'a str,
+    phone_number: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_number: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Response {
+    code: Value,
+    #[serde(default)]
+    message: String,
+    phone_detection: Option<Detection>,
+}
+
+#[derive(Deserialize)]
+struct Detection {
+    account_info: Option<AccountInfo>,
+    history_info: Option<HistoryInfo>,
+}
+
+#[derive(Deserialize)]
+struct AccountInfo {
+    #[serde(default)]
+    valid: Value,
+    #[serde(default)]
+    carrier: Value,
+    #[serde(default)]
+    active: Value,
+    #[serde(default)]
+    score: Value,
+    #[serde(default, rename = "type")]
+    line_type: Value,
+    #[serde(default)]
+    total_registered: Value,
+    #[serde(default)]
+    registration_detail: Vec<BTreeMap<String, Value>>,
+}
+
+#[derive(Deserialize)]
+struct HistoryInfo {
+    #[serde(default)]
+    hits_time: Value,
+    #[serde(default)]
+    customer_hits_time: Value,
+    #[serde(default)]
+    first_seen: Value,
+    #[serde(default)]
+    last_seen: Value,
+}
+
+/// A value unless it is absent, null, or the vendor's `-999`.
+fn available(v: &Value) -> Option<&Value> {
+    match v {
+        Value::Null => None,
+        Value::Number(n) if n.as_f64() == Some(NOT_AVAILABLE as f64) => None,
+        Value::String(s) if s.trim() == "-999" || s.trim().is_empty() => None,
+        other => Some(other),
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match available(v)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A number sent as a number or a string.
+fn number(v: &Value) -> Option<f64> {
+    match available(v)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn flag(v: &Value) -> Option<bool> {
+    match available(v)? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" => Some(true),
+            "false" | "no" => Some(false),
+            _ => None,
+        },
+        Value::Number(n) => n.as_i64().map(|n| n != 0),
+        _ => None,
+    }
+}
+
+fn profile(detail: &BTreeMap<String, Value>) -> Option<AccountProfile> {
+    let get = |k: &str| detail.get(k).and_then(text);
+    let p = AccountProfile {
+        account_name: get("account_name"),
+        full_name: get("full_name"),
+        profile_photo: get("profile_photo"),
+        last_seen: get("last_seen"),
+        country: get("account_country"),
+        state: get("account_state"),
+        city: get("account_city"),
+        account_id: get("account_id"),
+        language: get("account_language"),
+        gender: get("profile_gender"),
+        age: get("profile_age"),
+        bio: get("profile_bio"),
+        about: get("profile_about"),
+        handle: get("profile_handle"),
+    };
+    (!p.is_empty()).then_some(p)
+}
+
+fn timestamp(v: &Value) -> Option<std::time::SystemTime> {
+    let secs = number(v)?;
+    (secs >= 0.0).then(|| UNIX_EPOCH + Duration::from_secs_f64(secs))
+}
+
+/// How each `code` is treated (PROVIDERS.md §3: only 200 is billable). A parameter error about
+/// `partner_code` or `partner_key` means the credentials are wrong.
+pub fn classify(code: i64, message: &str) -> CodeClass {
+    let lower = message.to_ascii_lowercase();
+    let about_credentials = lower.contains("partner_code") || lower.contains("partner_key");
+    let (reason, retryable) = match code {
+        300 | 11350 => (ErrorReason::Unavailable, true),
+        301..=305 => (ErrorReason::QuotaExhausted, false),
+        11301 | 11340 if about_credentials => (ErrorReason::AuthFailed, false),
+        _ => (ErrorReason::Rejected, false),
+    };
+    CodeClass {
+        reason,
+        retryable,
+        billable: false,
+    }
+}
+
+/// Decodes a response body.
+pub fn decode(body: &[u8]) -> Result<Answer, ProviderError> {
+    let response: Response = serde_json::from_slice(body)
+        .map_err(|e| ProviderError::BadResponse(format!("not a TongDun answer: {e}")))?;
+    let code = number(&response.code)
+        .map(|c| c as i64)
+        .ok_or_else(|| ProviderError::BadResponse("code is not a number".to_owned()))?;
+    if code != 200 {
+        return Err(ProviderError::Vendor {
+            class: classify(code, &response.message),
+            code: code.to_string(),
+            message: response.message,
+        });
+    }
+    let detection = response
+        .phone_detection
+        .ok_or_else(|| ProviderError::BadResponse("success without phone_detection".to_owned()))?;
+    let account = detection
+        .account_info
+        .ok_or_else(|| ProviderError::BadResponse("success without account_info".to_owned()))?;
+    let registrations = account
+        .registration_detail
+        .iter()
+        .filter_map(|detail| {
+            let platform = detail
+                .get("account_type")
+                .and_then(text)?
+                .to_ascii_lowercase();
+            let registered = match detail.get("registered").and_then(flag) {
+                Some(true) => Presence::Registered,
+                Some(false) => Presence::NotRegistered,
+                None => Presence::Unknown,
+            };
+            Some(Registration {
+                platform,
+                registered,
+                profile: profile(detail),
+            })
+        })
+        .collect();
+    let active = match text(&account.active)
+        .map(|a| a.to_ascii_uppercase())
+        .as_deref()
+    {
+        Some("YES") => Activity::Active,
+        Some("NO") => Activity::Inactive,
+        _ => Activity::Unknown,
+    };
+    let history = detection.history_info.map(|h| QueryHistory {
+        hits: number(&h.hits_time).unwrap_or(0.0) as i64,
+        customer_hits: number(&h.customer_hits_time).unwrap_or(0.0) as i64,
+        first_seen: timestamp(&h.first_seen),
+        last_seen: timestamp(&h.last_seen),
+    });
+    Ok(Answer::Ready {
+        data: CheckData::AccountPresence(AccountPresence {
+            valid: flag(&account.valid).unwrap_or(false),
+            active,
+            fraud_score: number(&account.score).map(|s| s.round().clamp(0.0, 999.0) as i32),
+            carrier: text(&account.carrier).unwrap_or_default(),
+            line_type: text(&account.line_type)
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
+            registrations,
+            total_registered: number(&account.total_registered).unwrap_or(0.0) as i32,
+            history,
+        }),
+        billable: true,
+    })
+}
+
+/// The TongDun client.
+#[derive(Debug)]
+pub struct TongdunProvider {
+    info: ProviderInfo,
+    http: reqwest::Client,
+    /// Endpoint per country, without credentials.
+    endpoints: BTreeMap<String, reqwest::Url>,
+    partner_code: String,
+    partner_key: SecretString,
+    timeout: Duration,
+}
+
+impl TongdunProvider {
+    /// Builds the client from its settings and its (resolved) partner key.
+    pub fn new(
+        name: &str,
+        config: &TongdunConfig,
+        partner_key: SecretString,
+        ctx: &BuildContext,
+    ) -> Result<Self, String> {
+        let mut endpoints = BTreeMap::new();
+        for (country, base) in &config.nodes {
+            let base = reqwest::Url::parse(base).map_err(|e| format!("nodes.{country}: {e}"))?;
+            // Keep a path prefix on the base (`http://sim/id` + PATH).
+            let url =
+                reqwest::Url::parse(&format!("{}{PATH}", base.as_str().trim_end_matches('/')))
+                    .map_err(|e| format!("nodes.{country}: {e}"))?;
+            endpoints.insert(country.clone(), url);
+        }
+        Ok(TongdunProvider {
+            info: ProviderInfo {
+                name: name.into(),
+                vendor: "tongdun",
+                checks: vec![Check::AccountPresence],
+                batch_size: 1,
+                asynchronous: false,
+                quota: config.quota,
+                sandbox: ctx.sandbox,
+            },
+            http: ctx.http.clone(),
+            endpoints,
+            partner_code: config.partner_code.clone(),
+            partner_key,
+            timeout: config.timeout,
+        })
+    }
+
+    async fn query(
+        &self,
+        number: &NumberInfo,
+        kyc: Option<&KycInput>,
+    ) -> Result<Answer, ProviderError> {
+        let country = number.region_code.as_str();
+        let endpoint = self
+            .endpoints
+            .get(country)
+            .ok_or_else(|| ProviderError::BadResponse(format!("no node for {country}")))?;
+        let body = Request {
+            country,
+            phone_number: number.e164.trim_start_matches('+').to_owned(),
+            id_type: kyc.and_then(|k| k.id_type),
+            id_number: kyc.and_then(|k| k.id_number.as_deref()),
+            name: kyc.and_then(|k| k.name.as_deref()),
+            email: kyc.and_then(|k| k.email.as_deref()),
+        };
+        let request = self
+            .http
+            .post(endpoint.clone())
+            .query(&[
+                ("partner_code", self.partner_code.as_str()),
+                ("partner_key", self.partner_key.expose_secret()),
+            ])
+            .json(&body);
+        let (status, body) = send(request, self.timeout).await?;
+        http_or(status, decode(&body))
+    }
+}
+
+#[async_trait]
+impl Provider for TongdunProvider {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    fn covers(&self, number: &NumberInfo) -> Result<(), String> {
+        if self.endpoints.contains_key(&number.region_code)
+            && number.e164.len() > 1
+            && number.e164.len() <= 20
+        {
+            Ok(())
+        } else {
+            let served: Vec<&str> = self.endpoints.keys().map(String::as_str).collect();
+            Err(format!(
+                "TongDun serves numbers of {} only, not {}",
+                served.join(", "),
+                if number.region_code.is_empty() {
+                    "this number"
+                } else {
+                    &number.region_code
+                }
+            ))
+        }
+    }
+
+    async fn call(&self, _check: Check, batch: &[Query]) -> Vec<Result<Answer, ProviderError>> {
+        let mut results = Vec::with_capacity(batch.len());
+        for query in batch {
+            results.push(self.query(&query.number, query.kyc.as_ref()).await);
+        }
+        results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vendor page's success example (seeds/002).
+    const SEED_SUCCESS: &str = r#"{"code":200,"phone_detection":{"account_info":{"score":150.0,"active":"YES","valid":true,"carrier":"China Unicom","total_registered":1,"phone_number":"86176****5618","type":"MOBILE","registration_detail":[{"account_type":"bukalapak","registered":-999},{"account_type":"linkedin","registered":-999},{"account_type":"amazon","registered":-999},{"account_type":"whatsapp","last_seen":-999,"profile_photo":-999,"profile_about":-999,"registered":false},{"account_type":"skype","account_language":-999,"profile_photo":-999,"profile_gender":-999,"registered":false,"profile_bio":-999,"profile_handle":-999,"account_id":-999,"profile_age":-999,"account_name":-999,"account_city":-999,"account_country":-999,"account_state":-999},{"account_type":"twitter","registered":false},{"account_type":"facebook","registered":false},{"account_type":"telegram","last_seen":-999,"profile_photo":-999,"registered":false},{"account_type":"google","account_id":-999,"full_name":-999,"registered":true},{"account_type":"instagram","registered":false},{"account_type":"microsoft","registered":false},{"account_type":"viber","last_seen":-999,"profile_photo":-999,"account_name":-999,"registered":false}]},"history_info":{"customer_hits_time":1,"first_seen":1710842026,"hits_time":1,"last_seen":1710842026}},"sequence_id":"1710842026384800G104C24D38339515","message":"success"}"#;
+
+    #[test]
+    fn the_seed_success_decodes() {
+        let Answer::Ready {
+            data: CheckData::AccountPresence(p),
+            billable,
+        } = decode(SEED_SUCCESS.as_bytes()).unwrap()
+        else {
+            panic!("not account presence")
+        };
+        assert!(billable && p.valid);
+        assert_eq!(
+            (p.active, p.fraud_score, p.total_registered),
+            (Activity::Active, Some(150), 1)
+        );
+        assert_eq!(
+            (p.carrier.as_str(), p.line_type.as_str()),
+            ("China Unicom", "mobile")
+        );
+        assert_eq!(p.registrations.len(), 12);
+        let by = |name: &str| p.registrations.iter().find(|r| r.platform == name).unwrap();
+        assert_eq!(by("google").registered, Presence::Registered);
+        assert_eq!(
+            by("bukalapak").registered,
+            Presence::Unknown,
+            "-999 is unknown, never a value"
+        );
+        assert_eq!(by("skype").registered, Presence::NotRegistered);
+        assert!(
+            p.registrations.iter().all(|r| r.profile.is_none()),
+            "-999 extras are absent"
+        );
+        let h = p.history.unwrap();
+        assert_eq!((h.hits, h.customer_hits), (1, 1));
+        assert_eq!(
+            h.first_seen,
+            Some(UNIX_EPOCH + Duration::from_secs(1_710_842_026))
+        );
+    }
+
+    #[test]
+    fn the_seed_failure_decodes() {
+        let body = r#"{"code":11340,"sequence_id":"1720072040470369I30BC3538833****","message":"Country error"}"#;
+        let err = decode(body.as_bytes()).unwrap_err();
+        assert_eq!(
+            (err.reason(), err.billable(), err.vendor_code()),
+            (ErrorReason::Rejected, false, Some("11340"))
+        );
+    }
+
+    #[test]
+    fn scores_as_strings_types_in_any_case_and_profiles() {
+        let body = r#"{"code":"200","phone_detection":{"account_info":{"score":"999","active":"no","valid":"true","type":"Fixed Line","registration_detail":[{"account_type":"Skype","registered":true,"account_name":"budi","profile_age":31}]}}}"#;
+        let Answer::Ready {
+            data: CheckData::AccountPresence(p),
+            ..
+        } = decode(body.as_bytes()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (p.fraud_score, p.active, p.line_type.as_str()),
+            (Some(999), Activity::Inactive, "fixed line")
+        );
+        let skype = &p.registrations[0];
+        assert_eq!(skype.platform, "skype");
+        let profile = skype.profile.as_ref().unwrap();
+        assert_eq!(
+            (profile.account_name.as_deref(), profile.age.as_deref()),
+            (Some("budi"), Some("31"))
+        );
+        assert!(p.history.is_none());
+    }
+
+    #[test]
+    fn codes_are_classified() {
+        assert_eq!(
+            classify(303, "Not enough balance").reason,
+            ErrorReason::QuotaExhausted
+        );
+        assert_eq!(classify(305, "").reason, ErrorReason::QuotaExhausted);
+        assert!(classify(300, "").retryable);
+        assert!(classify(11350, "").retryable);
+        assert_eq!(
+            classify(11340, "partner_key error").reason,
+            ErrorReason::AuthFailed
+        );
+        assert_eq!(
+            classify(11301, "phone_number empty").reason,
+            ErrorReason::Rejected
+        );
+        for body in [
+            &b"nope"[..],
+            br#"{"code":200}"#,
+            br#"{"code":"x"}"#,
+            br#"{"code":200,"phone_detection":{}}"#,
+        ] {
+            assert_eq!(decode(body).unwrap_err().reason(), ErrorReason::BadResponse);
+        }
+    }
+}

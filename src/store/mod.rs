@@ -1,0 +1,84 @@
+//! What phonecheck must remember across restarts, behind traits so that another backend (a shared
+//! database for several replicas) can be added. The embedded default is SQLite, in the configured
+//! data directory.
+//!
+//! Now: the asynchronous vendors' pending submissions (caih adds a number today and labels it
+//! hours later; the submission must survive a restart and must never be made twice).
+
+mod sqlite;
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+pub use sqlite::SqliteStore;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("store: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The database's schema could not be brought up to date.
+    #[error("store migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The data directory could not be created.
+    #[error("store directory {path}: {source}")]
+    Directory {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A number submitted to an asynchronous vendor and not yet collected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSubmission {
+    /// The vendor's batch id; `None` while the submission call is still under way.
+    pub batch_id: Option<String>,
+    /// When it was claimed or submitted.
+    pub submitted_at: SystemTime,
+}
+
+/// The result of claiming a number for submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller claimed it and must submit it (then [`PendingStore::submitted`] or
+    /// [`PendingStore::release`]).
+    Claimed,
+    /// It was already submitted or is being submitted.
+    Pending(PendingSubmission),
+}
+
+/// Pending submissions to asynchronous vendors, by provider and number (E.164).
+#[async_trait]
+pub trait PendingStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Claims `number` for submission unless it is pending already. Atomic: of concurrent callers,
+    /// one gets [`Claim::Claimed`]. A claim whose submission never completed (the process died
+    /// mid-call) is given out again after `stale_after`.
+    async fn claim(
+        &self,
+        provider: &str,
+        number: &str,
+        stale_after: std::time::Duration,
+    ) -> Result<Claim, StoreError>;
+
+    /// Records that claimed numbers were submitted under `batch_id`.
+    async fn submitted(
+        &self,
+        provider: &str,
+        numbers: &[String],
+        batch_id: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets numbers: collected, or their submission failed.
+    async fn release(&self, provider: &str, numbers: &[String]) -> Result<(), StoreError>;
+
+    /// The pending submission of a number, if any.
+    async fn get(
+        &self,
+        provider: &str,
+        number: &str,
+    ) -> Result<Option<PendingSubmission>, StoreError>;
+}
