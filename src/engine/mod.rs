@@ -130,7 +130,7 @@ impl Engine {
             let mut outcomes = Vec::with_capacity(checks.len());
             for (slot, &check) in checks.iter().enumerate() {
                 match self.plan(check, &info) {
-                    Ok(provider) => {
+                    Plan::Provider(provider) => {
                         outcomes.push(None);
                         work.entry((provider, check)).or_default().push(Work {
                             request: r,
@@ -141,7 +141,7 @@ impl Engine {
                             },
                         });
                     }
-                    Err(local) => outcomes.push(Some(local.finish(started))),
+                    Plan::Local(local) => outcomes.push(Some(local.finish(started))),
                 }
             }
             slots.push(outcomes);
@@ -187,10 +187,10 @@ impl Engine {
     }
 
     /// Picks the provider for a check, or decides locally why none is asked.
-    fn plan(&self, check: Check, info: &NumberInfo) -> Result<usize, LocalOutcome> {
+    fn plan(&self, check: Check, info: &NumberInfo) -> Plan {
         if !info.valid {
             // The taxonomy's INVALID is decided here and never sent upstream.
-            return Err(LocalOutcome::local(
+            return Plan::Local(LocalOutcome::local(
                 check,
                 match check {
                     Check::LineStatus => CheckState::Ok(CheckData::LineStatus(LineStatusResult {
@@ -203,20 +203,20 @@ impl Engine {
             ));
         }
         let Some(&index) = self.by_check.get(&check) else {
-            return Err(LocalOutcome::local(
+            return Plan::Local(LocalOutcome::local(
                 check,
                 CheckState::Skipped(SkipReason::NoProvider),
             ));
         };
         let provider = &self.providers[index].provider;
         if let Err(why) = provider.covers(info) {
-            return Err(LocalOutcome {
+            return Plan::Local(LocalOutcome {
                 check,
                 provider: provider.info().name.clone(),
                 state: CheckState::Skipped(SkipReason::NotCovered(why)),
             });
         }
-        Ok(index)
+        Plan::Provider(index)
     }
 
     async fn run_batch(
@@ -266,6 +266,14 @@ impl Engine {
             .collect();
         (items, outcomes)
     }
+}
+
+/// Where a check goes.
+enum Plan {
+    /// To the provider at this index.
+    Provider(usize),
+    /// Nowhere: decided locally.
+    Local(LocalOutcome),
 }
 
 /// An outcome decided without a vendor.

@@ -217,7 +217,11 @@ fn detection(phone: &str) -> Value {
                 "0033" => None,
                 "0031" => Some(false),
                 // Marketplaces the vendor often cannot probe, as in its own example.
-                _ if matches!(platform, "bukalapak" | "linkedin" | "amazon") && b % 2 == 0 => None,
+                _ if matches!(platform, "bukalapak" | "linkedin" | "amazon")
+                    && b.is_multiple_of(2) =>
+                {
+                    None
+                }
                 _ => Some(bucket(&format!("{phone}/{platform}")) < 40),
             };
             let mut detail = extras(platform, phone, registered == Some(true));
@@ -252,7 +256,7 @@ fn detection(phone: &str) -> Value {
             "valid": true,
             "carrier": if unknown { json!(-999) } else { json!(["Telkomsel", "Indosat", "XL Axiata"][usize::from(b % 3)]) },
             "active": active,
-            "score": if unknown { json!(-999) } else if b % 2 == 0 { json!(f64::from(score)) } else { json!(score.to_string()) },
+            "score": if unknown { json!(-999) } else if b.is_multiple_of(2) { json!(f64::from(score)) } else { json!(score.to_string()) },
             "type": line_type,
             "total_registered": total,
             "registration_detail": registrations,

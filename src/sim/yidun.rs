@@ -163,7 +163,7 @@ fn detail(phone: &str) -> Value {
     };
     let (province, city) = PLACES[usize::from(b) % PLACES.len()];
     let location = json!({"carrier": carrier(phone), "province": province, "city": city});
-    let location_key = if b % 2 == 0 {
+    let location_key = if b.is_multiple_of(2) {
         "phoneLocation"
     } else {
         "location"

@@ -146,3 +146,100 @@ pub fn error_info(status: &tonic_types::Status) -> tonic_types::ErrorInfo {
         .get_details_error_info()
         .expect("status carries an ErrorInfo")
 }
+
+/// The secrets phonecheck signs with for each vendor.
+pub struct Secrets {
+    pub thinksms: String,
+    pub caih: String,
+    pub tongdun: String,
+    pub yidun: String,
+}
+
+impl Secrets {
+    /// The simulator's own (right) secrets.
+    pub fn right() -> Secrets {
+        use phonecheck::sim::*;
+        Secrets {
+            thinksms: SANDBOX_THINKSMS_PRIVATE_KEY.into(),
+            caih: SANDBOX_CAIH_SECRET_KEY.into(),
+            tongdun: SANDBOX_TONGDUN_PARTNER_KEY.into(),
+            yidun: SANDBOX_YIDUN_SECRET_KEY.into(),
+        }
+    }
+
+    /// Wrong secrets for every vendor.
+    pub fn wrong() -> Secrets {
+        Secrets {
+            thinksms: "wrong".into(),
+            caih: "wrong".into(),
+            tongdun: "wrong".into(),
+            yidun: "wrong".into(),
+        }
+    }
+}
+
+/// All four vendors, live (not sandbox), pointed at `sim`, their secrets in files under `dir`.
+pub fn vendors_config(
+    sim: &SimServer,
+    dir: &Path,
+    secrets: &Secrets,
+    yidun_method: &str,
+) -> Config {
+    use phonecheck::sim::*;
+    let write = |name: &str, value: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, value).unwrap();
+        path.display().to_string()
+    };
+    let base = sim.base_url();
+    Config::from_toml(&format!(
+        r#"
+        [server]
+        shutdown_grace = "5s"
+        [providers.thinksms]
+        type = "thinksms"
+        base_url = "{base}"
+        hashcode = "{SANDBOX_THINKSMS_HASHCODE}"
+        private_key = {{ file = "{}" }}
+        [providers.caih]
+        type = "caih"
+        base_url = "{base}"
+        user_key = "{SANDBOX_CAIH_USER_KEY}"
+        app_id = "{SANDBOX_CAIH_APP_ID}"
+        secret_key = {{ file = "{}" }}
+        [providers.tongdun]
+        type = "tongdun"
+        partner_code = "{SANDBOX_TONGDUN_PARTNER_CODE}"
+        partner_key = {{ file = "{}" }}
+        nodes = {{ ID = "{base}/id", SG = "{base}/sg", PK = "{base}/pk" }}
+        [providers.yidun]
+        type = "yidun"
+        base_url = "{base}"
+        secret_id = "{SANDBOX_YIDUN_SECRET_ID}"
+        business_id = "{SANDBOX_YIDUN_BUSINESS_ID}"
+        secret_key = {{ file = "{}" }}
+        signature_method = "{yidun_method}"
+        "#,
+        write("thinksms.key", &secrets.thinksms),
+        write("caih.key", &secrets.caih),
+        write("tongdun.key", &secrets.tongdun),
+        write("yidun.key", &secrets.yidun),
+    ))
+    .unwrap()
+}
+
+/// Starts a server with all four vendors live against `sim`.
+pub async fn vendors_server(sim: &SimServer, secrets: &Secrets, yidun_method: &str) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let config = vendors_config(sim, dir.path(), secrets, yidun_method);
+    TestServer::start_in(config, dir.path()).await.keep_dir(dir)
+}
+
+/// The outcome of `check` in a report.
+pub fn outcome(report: &pb::NumberReport, check: pb::Check) -> &pb::CheckOutcome {
+    report
+        .outcomes
+        .iter()
+        .find(|o| o.check() == check)
+        .unwrap_or_else(|| panic!("no outcome for {check:?}"))
+}

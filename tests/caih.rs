@@ -1,0 +1,147 @@
+//! caih is asynchronous: a number is submitted once, answered pending, and labelled later; the
+//! submission survives a restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Secrets, TestServer, lookup, outcome, start_sim, vendors_config, vendors_server};
+use phonecheck::pb;
+use phonecheck::sim::SimConfig;
+
+fn sim_config(delay: Duration) -> SimConfig {
+    SimConfig {
+        caih_label_delay: delay,
+        ..SimConfig::default()
+    }
+}
+
+async fn spam(server: &TestServer, number: &str) -> pb::NumberReport {
+    server
+        .client()
+        .lookup_number(lookup(number, &[pb::Check::SpamLabels]))
+        .await
+        .unwrap()
+        .into_inner()
+        .report
+        .unwrap()
+}
+
+#[tokio::test]
+async fn pending_then_labelled_after_the_vendor_delay() {
+    let sim = start_sim(sim_config(Duration::from_millis(200))).await;
+    let server = vendors_server(&sim, &Secrets::right(), "MD5").await;
+
+    let first = spam(&server, "13800000012").await;
+    let o = outcome(&first, pb::Check::SpamLabels);
+    assert_eq!(o.state(), pb::CheckState::Pending);
+    assert!(o.billable, "adding a number to monitoring is billed");
+    assert!(first.spam_labels.unwrap().pending);
+
+    // The vendor labels the batch after its delay.
+    sim.stats().wait_until(|s| s["caih"].ready >= 1).await;
+
+    let second = spam(&server, "13800000012").await;
+    let o = outcome(&second, pb::Check::SpamLabels);
+    assert_eq!(o.state(), pb::CheckState::Ok);
+    assert!(!o.billable, "querying is free");
+    let labels = second.spam_labels.unwrap();
+    assert!(!labels.pending);
+    let sources: Vec<_> = labels.labels.iter().map(|l| l.source()).collect();
+    assert_eq!(
+        sources,
+        vec![
+            pb::LabelSource::Qihoo360,
+            pb::LabelSource::Baidu,
+            pb::LabelSource::Dianhuabang
+        ]
+    );
+    assert_eq!(
+        (labels.labels[0].label.as_str(), labels.labels[0].count),
+        ("诈骗电话", 530)
+    );
+    assert_eq!(sim.stats().vendor("caih").billable, 1);
+}
+
+#[tokio::test]
+async fn concurrent_lookups_of_a_pending_number_submit_it_once() {
+    let sim = start_sim(sim_config(Duration::from_secs(3600))).await;
+    let server = vendors_server(&sim, &Secrets::right(), "MD5").await;
+    let lookups = (0..20).map(|_| {
+        let mut client = server.client();
+        async move {
+            client
+                .lookup_number(lookup("13800000011", &[pb::Check::SpamLabels]))
+                .await
+                .unwrap()
+                .into_inner()
+                .report
+                .unwrap()
+        }
+    });
+    let reports = futures::future::join_all(lookups).await;
+    for r in &reports {
+        assert_eq!(
+            outcome(r, pb::Check::SpamLabels).state(),
+            pb::CheckState::Pending
+        );
+    }
+    let billed = reports
+        .iter()
+        .filter(|r| outcome(r, pb::Check::SpamLabels).billable)
+        .count();
+    assert_eq!(billed, 1, "one outcome carries the one submission's charge");
+    assert_eq!(sim.stats().vendor("caih").billable, 1, "one sign_add");
+}
+
+#[tokio::test]
+async fn a_pending_submission_survives_a_restart() {
+    let sim = start_sim(sim_config(Duration::from_millis(300))).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let before = TestServer::start_in(
+        vendors_config(&sim, dir.path(), &Secrets::right(), "MD5"),
+        dir.path(),
+    )
+    .await;
+    let r = spam(&before, "13800000013").await;
+    assert_eq!(
+        outcome(&r, pb::Check::SpamLabels).state(),
+        pb::CheckState::Pending
+    );
+    before.stop().await.unwrap();
+
+    let after = TestServer::start_in(
+        vendors_config(&sim, dir.path(), &Secrets::right(), "MD5"),
+        dir.path(),
+    )
+    .await;
+    sim.stats().wait_until(|s| s["caih"].ready >= 1).await;
+    let r = spam(&after, "13800000013").await;
+    assert_eq!(
+        outcome(&r, pb::Check::SpamLabels).state(),
+        pb::CheckState::Ok
+    );
+    let labels = r.spam_labels.unwrap().labels;
+    assert_eq!(labels[0].display_name, "顺丰速运");
+    assert_eq!(
+        sim.stats().vendor("caih").billable,
+        1,
+        "not submitted again after the restart"
+    );
+}
+
+#[tokio::test]
+async fn numbers_caih_does_not_take_are_not_sent() {
+    let sim = start_sim(sim_config(Duration::from_secs(1))).await;
+    let server = vendors_server(&sim, &Secrets::right(), "MD5").await;
+    for number in ["12315", "110", "+6281234567890", "96225"] {
+        let r = spam(&server, number).await;
+        assert_eq!(
+            outcome(&r, pb::Check::SpamLabels).state(),
+            pb::CheckState::Skipped,
+            "{number}"
+        );
+    }
+    assert_eq!(sim.stats().vendor("caih").calls, 0);
+}
