@@ -333,6 +333,24 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_is_a_valid_configuration() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\n").expect("README has a TOML example") + 8;
+        let example = &readme[start..start + readme[start..].find("```").unwrap()];
+        let config: Config = Figment::from(Toml::string(example)).extract().unwrap();
+        assert_eq!(
+            config.providers.keys().collect::<Vec<_>>(),
+            ["caih", "thinksms", "tongdun", "yidun"]
+        );
+        let problems: Vec<_> = config
+            .providers
+            .values()
+            .flat_map(ProviderConfig::problems)
+            .collect();
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
     fn a_missing_file_is_named() {
         let err = Config::load(Some(Path::new("/nonexistent/phonecheck.toml"))).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/phonecheck.toml"));

@@ -378,3 +378,45 @@ async fn list_providers_shows_all_four() {
             .all(|p| p.health() == pb::ProviderHealth::Serving && p.quota.is_some())
     );
 }
+
+/// The TongDun simulator behaves like the three nodes: each takes only its own country.
+#[tokio::test]
+async fn tongdun_nodes_take_only_their_country() {
+    let sim = start_sim(SimConfig::default()).await;
+    let http = phonecheck::providers::http_client().unwrap();
+    let post = |node: &str, body: serde_json::Value| {
+        let url = format!(
+            "{}{node}/verification/kyc/phoneverify/v1?partner_code={}&partner_key={}",
+            sim.base_url(),
+            phonecheck::sim::SANDBOX_TONGDUN_PARTNER_CODE,
+            phonecheck::sim::SANDBOX_TONGDUN_PARTNER_KEY
+        );
+        let request = http.post(url).json(&body);
+        async move {
+            request
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let indonesian = serde_json::json!({"country": "ID", "phone_number": "6281234567890"});
+    assert_eq!(post("/id", indonesian.clone()).await["code"], 200);
+    assert_eq!(post("/pk", indonesian.clone()).await["code"], 11304);
+    assert_eq!(
+        post(
+            "",
+            serde_json::json!({"country": "CN", "phone_number": "8613800138000"})
+        )
+        .await["code"],
+        11304
+    );
+    assert_eq!(
+        post("/id", serde_json::json!({"country": "ID"})).await["code"],
+        11301
+    );
+    let bad_kyc = serde_json::json!({"country": "ID", "phone_number": "6281234567890", "id_type": "library_card"});
+    assert_eq!(post("/id", bad_kyc).await["code"], 11340);
+}

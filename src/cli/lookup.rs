@@ -122,6 +122,83 @@ pub(super) fn render(report: &pb::NumberReport) -> String {
             ls.description
         );
     }
+    if let Some(spam) = &report.spam_labels {
+        if spam.pending {
+            let _ = writeln!(
+                out,
+                "  spam labels pending: the vendor is still labelling; ask again later"
+            );
+        } else if spam.labels.is_empty() {
+            let _ = writeln!(out, "  spam labels none");
+        }
+        for l in &spam.labels {
+            let mut line = format!(
+                "{}: {}",
+                short!(pb::LabelSource, l.source, "LABEL_SOURCE_"),
+                l.label
+            );
+            if l.count > 0 {
+                let _ = write!(line, " ×{}", l.count);
+            }
+            if !l.display_name.is_empty() {
+                let _ = write!(line, " (shown as {})", l.display_name);
+            }
+            let _ = writeln!(out, "  spam label  {line}");
+        }
+    }
+    if let Some(p) = &report.account_presence {
+        let score = p
+            .fraud_score
+            .map_or_else(|| "unknown".to_owned(), |s| s.to_string());
+        let _ = writeln!(
+            out,
+            "  accounts    {} · fraud score {score} · {} {}",
+            short!(pb::Activity, p.active, "ACTIVITY_"),
+            p.carrier,
+            p.line_type
+        );
+        let registered: Vec<&str> = p
+            .registrations
+            .iter()
+            .filter(|r| r.registered() == pb::Presence::Registered)
+            .map(|r| r.platform.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "  registered  {}",
+            if registered.is_empty() {
+                "nowhere known".to_owned()
+            } else {
+                registered.join(", ")
+            }
+        );
+    }
+    if let Some(p) = &report.risk_profile {
+        if p.risks.is_empty() {
+            let _ = writeln!(out, "  risk        none found");
+        }
+        for r in &p.risks {
+            let name = if r.type_name.is_empty() {
+                r.r#type.to_string()
+            } else {
+                format!("{} ({})", r.type_name, r.r#type)
+            };
+            let _ = writeln!(
+                out,
+                "  risk        {} · {name} · score {:.2}",
+                short!(pb::RiskLevel, r.level, "RISK_LEVEL_"),
+                r.score
+            );
+        }
+        if let Some(u) = &p.under18 {
+            let _ = writeln!(
+                out,
+                "  under 18    {} (confidence {:.2})",
+                if u.is_under18 { "yes" } else { "no" },
+                u.confidence
+            );
+        }
+    }
     for o in &report.outcomes {
         let mut line = format!(
             "{} via {}: {}",

@@ -518,6 +518,29 @@ mod tests {
     }
 
     #[test]
+    fn kyc_inputs_travel_in_the_body_and_absent_ones_are_left_out() {
+        let kyc = KycInput {
+            id_type: Some("passport"),
+            id_number: Some("A1234567".into()),
+            name: None,
+            email: Some("budi@example.com".into()),
+        };
+        let body = Request {
+            country: "ID",
+            phone_number: "6281234567890".into(),
+            id_type: kyc.id_type,
+            id_number: kyc.id_number.as_deref(),
+            name: kyc.name.as_deref(),
+            email: kyc.email.as_deref(),
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            serde_json::json!({"country": "ID", "phone_number": "6281234567890", "id_type": "passport",
+                               "id_number": "A1234567", "email": "budi@example.com"})
+        );
+    }
+
+    #[test]
     fn codes_are_classified() {
         assert_eq!(
             classify(303, "Not enough balance").reason,

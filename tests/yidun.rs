@@ -1,0 +1,136 @@
+//! The Yidun simulator checks what Yidun checks; the client surfaces each code.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{Duration as Days, Utc};
+use common::start_sim;
+use phonecheck::domain::Check;
+use phonecheck::number::Analyzer;
+use phonecheck::providers::signing::SignatureMethod;
+use phonecheck::providers::yidun::{YidunConfig, YidunProvider};
+use phonecheck::providers::{
+    BuildContext, Clock, FixedClock, Provider, ProviderError, Query, SystemClock, http_client,
+};
+use phonecheck::sim::{self, SimConfig, SimServer};
+use phonecheck::store::SqliteStore;
+
+async fn provider(sim: &SimServer, clock: Arc<dyn Clock>, secret_id: &str) -> YidunProvider {
+    let ctx = BuildContext {
+        http: http_client().unwrap(),
+        clock,
+        sandbox: false,
+        pending: Arc::new(SqliteStore::in_memory().await.unwrap()),
+    };
+    let config = YidunConfig::sandbox(
+        sim.base_url(),
+        secret_id,
+        sim::SANDBOX_YIDUN_BUSINESS_ID,
+        SignatureMethod::Sha1,
+    );
+    YidunProvider::new(
+        "yidun",
+        &config,
+        sim::SANDBOX_YIDUN_SECRET_KEY.to_owned().into(),
+        &ctx,
+    )
+    .unwrap()
+}
+
+fn queries(n: usize) -> Vec<Query> {
+    let analyzer = Analyzer::default();
+    (0..n)
+        .map(|i| Query::from(analyzer.analyze(&format!("1391234{i:04}"), "").unwrap()))
+        .collect()
+}
+
+fn vendor_code(results: &[Result<phonecheck::providers::Answer, ProviderError>]) -> Option<String> {
+    results[0]
+        .as_ref()
+        .err()
+        .and_then(|e| e.vendor_code().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn a_clock_off_by_a_day_is_refused_with_420() {
+    let sim = start_sim(SimConfig::default()).await;
+    let late = provider(
+        &sim,
+        Arc::new(FixedClock(Utc::now() - Days::days(1))),
+        sim::SANDBOX_YIDUN_SECRET_ID,
+    )
+    .await;
+    let results = late.call(Check::RiskProfile, &queries(1)).await;
+    assert_eq!(vendor_code(&results).as_deref(), Some("420"));
+    assert!(
+        !results[0].as_ref().unwrap_err().retryable(),
+        "fix the clock, do not retry blindly"
+    );
+}
+
+#[tokio::test]
+async fn a_reused_nonce_is_refused_with_430() {
+    let sim = start_sim(SimConfig::default()).await;
+    // A stopped clock also hands out one nonce forever.
+    let stopped = provider(
+        &sim,
+        Arc::new(FixedClock(Utc::now())),
+        sim::SANDBOX_YIDUN_SECRET_ID,
+    )
+    .await;
+    assert!(stopped.call(Check::RiskProfile, &queries(1)).await[0].is_ok());
+    let again = stopped.call(Check::RiskProfile, &queries(1)).await;
+    assert_eq!(vendor_code(&again).as_deref(), Some("430"));
+    // With fresh nonces every call goes through.
+    let live = provider(&sim, Arc::new(SystemClock), sim::SANDBOX_YIDUN_SECRET_ID).await;
+    for _ in 0..3 {
+        assert!(live.call(Check::RiskProfile, &queries(1)).await[0].is_ok());
+    }
+}
+
+#[tokio::test]
+async fn more_than_a_hundred_phones_are_refused_with_414() {
+    let sim = start_sim(SimConfig::default()).await;
+    let yidun = provider(&sim, Arc::new(SystemClock), sim::SANDBOX_YIDUN_SECRET_ID).await;
+    let results = yidun.call(Check::RiskProfile, &queries(101)).await;
+    assert_eq!(results.len(), 101, "one result per number, failure or not");
+    assert_eq!(vendor_code(&results).as_deref(), Some("414"));
+    assert!(
+        yidun
+            .call(Check::RiskProfile, &queries(100))
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+}
+
+#[tokio::test]
+async fn wrong_and_missing_ids() {
+    let sim = start_sim(SimConfig::default()).await;
+    let wrong = provider(&sim, Arc::new(SystemClock), "not-our-secret-id").await;
+    assert_eq!(
+        vendor_code(&wrong.call(Check::RiskProfile, &queries(1)).await).as_deref(),
+        Some("401")
+    );
+    let missing = provider(&sim, Arc::new(SystemClock), "").await;
+    assert_eq!(
+        vendor_code(&missing.call(Check::RiskProfile, &queries(1)).await).as_deref(),
+        Some("400")
+    );
+    // A malformed form is a parameter error, not a crash.
+    let http = http_client().unwrap();
+    let body: serde_json::Value = http
+        .post(format!(
+            "{}/v1/profile/phone/multiple/query",
+            sim.base_url()
+        ))
+        .body("%%%")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["code"], 400);
+}
