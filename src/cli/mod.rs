@@ -47,6 +47,9 @@ pub enum Command {
         /// Latency added to every answer, e.g. `20ms`.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
         latency: Duration,
+        /// How long caih takes to label an added number, e.g. `2h`.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        caih_label_delay: Duration,
     },
     /// Check one number against a running server and print the report.
     Lookup {
@@ -104,7 +107,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     crate::telemetry::init_logging(cli.log_format);
     match cli.command {
         Command::Serve { config, listen } => serve::run(config, listen).await,
-        Command::Sim { listen, latency } => sim::run(listen, latency).await,
+        Command::Sim {
+            listen,
+            latency,
+            caih_label_delay,
+        } => sim::run(listen, latency, caih_label_delay).await,
         Command::Lookup {
             number,
             checks,

@@ -7,25 +7,39 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use super::{CliError, shutdown_signal};
-use crate::sim::{self, SimConfig, SimServer};
+use crate::providers::{caih, thinksms, tongdun, yidun};
+use crate::sim::{SimConfig, SimServer};
 
-pub(super) async fn run(listen: SocketAddr, latency: Duration) -> Result<(), CliError> {
+pub(super) async fn run(
+    listen: SocketAddr,
+    latency: Duration,
+    caih_label_delay: Duration,
+) -> Result<(), CliError> {
     let listener = TcpListener::bind(listen).await?;
     let server = SimServer::spawn(
         listener,
         SimConfig {
             latency,
+            caih_label_delay,
             ..SimConfig::default()
         },
     )?;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "phonecheck sim listening on {}", server.base_url())?;
+    for (vendor, path) in [
+        ("thinksms", thinksms::PATH.to_owned()),
+        ("caih", caih::ADD_PATH.to_owned()),
+        ("caih", caih::SEARCH_PATH.to_owned()),
+        ("tongdun", format!("[/id|/sg|/pk]{}", tongdun::PATH)),
+        ("yidun", yidun::PATH.to_owned()),
+    ] {
+        writeln!(stdout, "  {vendor:<9} POST {path}")?;
+    }
+    writeln!(stdout, "  stats     GET  /_sim/stats")?;
     writeln!(
         stdout,
-        "  thinksms  POST /HrmApi/emptyStatusQuery  (sandbox account hashcode={})",
-        sim::SANDBOX_THINKSMS_HASHCODE
+        "  sandbox accounts: see README, \"Sandbox and magic numbers\""
     )?;
-    writeln!(stdout, "  stats     GET  /_sim/stats")?;
     stdout.flush()?;
     shutdown_signal().await;
     server.shutdown().await?;
