@@ -74,6 +74,9 @@ pub struct ServerConfig {
     /// How long in-flight calls may run after a shutdown signal.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How many items of one `CheckNumbers` stream are worked on at once; reading stops beyond.
+    #[serde(default = "default_stream_window")]
+    pub stream_window: usize,
 }
 
 impl Default for ServerConfig {
@@ -81,8 +84,13 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             shutdown_grace: default_grace(),
+            stream_window: default_stream_window(),
         }
     }
+}
+
+fn default_stream_window() -> usize {
+    256
 }
 
 fn default_listen() -> String {
@@ -230,6 +238,9 @@ impl Config {
                 "server.listen: {:?} is not an IP address with a port",
                 self.server.listen
             ));
+        }
+        if !(1..=100_000).contains(&self.server.stream_window) {
+            problems.push("server.stream_window must be between 1 and 100000".to_owned());
         }
         if let Some(path) = &self.analysis.location_data
             && let Err(e) = crate::number::LocationData::from_path(path)

@@ -193,7 +193,7 @@ where
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let api = PhoneCheckServiceServer::new(PhoneCheckApi::new(engine))
+    let api = PhoneCheckServiceServer::new(PhoneCheckApi::new(engine, config.server.stream_window))
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)

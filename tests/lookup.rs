@@ -296,11 +296,3 @@ async fn list_providers_in_the_sandbox() {
     assert_eq!(thinksms.quota.unwrap().requests_per_second, 100.0);
     assert_eq!(thinksms.health(), pb::ProviderHealth::Serving);
 }
-
-#[tokio::test]
-async fn check_numbers_is_not_yet_served() {
-    let server = TestServer::sandbox().await;
-    let items = tokio_stream::iter(Vec::<pb::CheckNumbersRequest>::new());
-    let status = server.client().check_numbers(items).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-}

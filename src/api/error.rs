@@ -19,9 +19,6 @@ pub enum ApiError {
         /// What is wrong, for the caller.
         message: String,
     },
-    /// The RPC exists in the contract but this build does not serve it yet.
-    #[error("{0} is not available in this version of phonecheck")]
-    Unimplemented(&'static str),
 }
 
 impl ApiError {
@@ -42,6 +39,18 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The error as a `google.rpc.Status` message, for a stream item.
+    pub fn to_rpc_status(&self) -> tonic_types::Status {
+        let status = Status::from(self.clone());
+        prost::Message::decode(status.details()).unwrap_or_else(|_| tonic_types::Status {
+            code: status.code() as i32,
+            message: status.message().to_owned(),
+            details: Vec::new(),
+        })
+    }
+}
+
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Status {
         let message = e.to_string();
@@ -54,7 +63,6 @@ impl From<ApiError> for Status {
                 message,
                 ErrorDetails::with_bad_request_violation(field, why),
             ),
-            ApiError::Unimplemented(_) => Status::unimplemented(message),
         }
     }
 }

@@ -2,11 +2,10 @@
 
 pub mod convert;
 pub mod error;
+pub mod stream;
 
-use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::engine::{Engine, LookupRequest};
@@ -19,16 +18,19 @@ pub use error::ApiError;
 #[derive(Debug, Clone)]
 pub struct PhoneCheckApi {
     engine: Arc<Engine>,
+    stream_window: usize,
 }
 
 impl PhoneCheckApi {
-    /// The service over an engine.
-    pub fn new(engine: Arc<Engine>) -> PhoneCheckApi {
-        PhoneCheckApi { engine }
+    /// The service over an engine; each `CheckNumbers` stream has at most `stream_window` items
+    /// in flight.
+    pub fn new(engine: Arc<Engine>, stream_window: usize) -> PhoneCheckApi {
+        PhoneCheckApi {
+            engine,
+            stream_window,
+        }
     }
 }
-
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl PhoneCheckService for PhoneCheckApi {
@@ -49,13 +51,20 @@ impl PhoneCheckService for PhoneCheckApi {
         }))
     }
 
-    type CheckNumbersStream = ResponseStream<pb::CheckNumbersResponse>;
+    type CheckNumbersStream = stream::CheckNumbersStream;
 
     async fn check_numbers(
         &self,
-        _request: Request<Streaming<pb::CheckNumbersRequest>>,
+        request: Request<Streaming<pb::CheckNumbersRequest>>,
     ) -> Result<Response<Self::CheckNumbersStream>, Status> {
-        Err(ApiError::Unimplemented("CheckNumbers").into())
+        let deadline =
+            stream::grpc_timeout(request.metadata()).map(|d| tokio::time::Instant::now() + d);
+        Ok(Response::new(stream::check_numbers(
+            self.engine.clone(),
+            request.into_inner(),
+            self.stream_window,
+            deadline,
+        )))
     }
 
     async fn list_providers(

@@ -1,0 +1,204 @@
+//! `CheckNumbers`: a bidirectional stream of numbers, answered in completion order.
+//!
+//! The server reads at most `window` items ahead of the answers it has sent: when the client or
+//! the vendors are slow, reading stops, and HTTP/2 flow control pushes back on the client. After
+//! the client half-closes, the outstanding items are answered and the summary is sent last. When
+//! the client goes away, the response stream is dropped and with it every outstanding item.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt, stream};
+use tokio::time::Instant;
+use tonic::{Code, Status, Streaming};
+
+use super::convert;
+use super::error::ApiError;
+use crate::engine::{Engine, LookupRequest};
+use crate::pb;
+
+/// The response stream.
+pub type CheckNumbersStream =
+    Pin<Box<dyn Stream<Item = Result<pb::CheckNumbersResponse, Status>> + Send>>;
+
+#[derive(Default)]
+struct Totals {
+    items: i64,
+    reports: i64,
+    errors: i64,
+    statuses: HashMap<i32, i64>,
+    billable: i64,
+    cache_hits: i64,
+}
+
+impl Totals {
+    fn record(&mut self, result: &pb::CheckNumbersResult) {
+        match &result.outcome {
+            Some(pb::check_numbers_result::Outcome::Report(report)) => {
+                self.reports += 1;
+                if let Some(line) = &report.line_status {
+                    *self.statuses.entry(line.status).or_default() += 1;
+                }
+                for o in &report.outcomes {
+                    self.billable += i64::from(o.billable);
+                    self.cache_hits += i64::from(o.cached);
+                }
+            }
+            Some(pb::check_numbers_result::Outcome::Error(_)) | None => self.errors += 1,
+        }
+    }
+
+    fn summary(&self) -> pb::CheckNumbersSummary {
+        let mut counts: Vec<pb::LineStatusCount> = self
+            .statuses
+            .iter()
+            .map(|(&status, &count)| pb::LineStatusCount { status, count })
+            .collect();
+        counts.sort_by_key(|c| c.status);
+        pb::CheckNumbersSummary {
+            items_received: self.items,
+            reports: self.reports,
+            errors: self.errors,
+            line_status_counts: counts,
+            billable_calls: self.billable,
+            cache_hits: self.cache_hits,
+        }
+    }
+}
+
+/// Answers one item: a report, or a per-item error that does not end the stream.
+async fn answer(engine: Arc<Engine>, item: pb::CheckNumbersRequest) -> pb::CheckNumbersResult {
+    let request_id = item.request_id.clone();
+    let outcome = match to_lookup(item) {
+        Ok(lookup) => match engine.lookup(&lookup).await {
+            Ok(report) => Ok(convert::report_to_proto(&report)),
+            Err(e) => Err(ApiError::from(e)),
+        },
+        Err(e) => Err(e),
+    };
+    pb::CheckNumbersResult {
+        request_id,
+        outcome: Some(match outcome {
+            Ok(report) => pb::check_numbers_result::Outcome::Report(report),
+            Err(e) => pb::check_numbers_result::Outcome::Error(e.to_rpc_status()),
+        }),
+    }
+}
+
+fn to_lookup(item: pb::CheckNumbersRequest) -> Result<LookupRequest, ApiError> {
+    Ok(LookupRequest {
+        checks: convert::checks_from_proto("checks", &item.checks)?,
+        options: convert::options_from_proto("options", item.options)?,
+        number: item.number,
+        default_region: item.default_region,
+    })
+}
+
+/// The response stream for `inbound`.
+pub fn check_numbers(
+    engine: Arc<Engine>,
+    inbound: Streaming<pb::CheckNumbersRequest>,
+    window: usize,
+    deadline: Option<Instant>,
+) -> CheckNumbersStream {
+    let totals = Arc::new(Mutex::new(Totals::default()));
+    let counted = totals.clone();
+    let results = inbound
+        .map(move |item| {
+            let engine = engine.clone();
+            let counted = counted.clone();
+            async move {
+                match item {
+                    Ok(item) => {
+                        counted.lock().unwrap_or_else(|e| e.into_inner()).items += 1;
+                        let result = answer(engine, item).await;
+                        counted
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .record(&result);
+                        Ok(pb::CheckNumbersResponse {
+                            response: Some(pb::check_numbers_response::Response::Result(result)),
+                        })
+                    }
+                    // The client's stream broke (reset, undecodable message): end ours too.
+                    Err(status) => Err(status),
+                }
+            }
+        })
+        .buffer_unordered(window.max(1));
+    let summary = stream::once(async move {
+        let summary = totals.lock().unwrap_or_else(|e| e.into_inner()).summary();
+        Ok(pb::CheckNumbersResponse {
+            response: Some(pb::check_numbers_response::Response::Summary(summary)),
+        })
+    });
+    let all = results.chain(summary);
+    match deadline {
+        None => Box::pin(all),
+        Some(deadline) => Box::pin(until_deadline(all, deadline)),
+    }
+}
+
+/// Ends `inner` with `DEADLINE_EXCEEDED` when the caller's deadline passes.
+fn until_deadline<S>(
+    inner: S,
+    deadline: Instant,
+) -> impl Stream<Item = Result<pb::CheckNumbersResponse, Status>>
+where
+    S: Stream<Item = Result<pb::CheckNumbersResponse, Status>> + Send,
+{
+    let sleep = Box::pin(tokio::time::sleep_until(deadline));
+    stream::unfold(
+        (Box::pin(inner), sleep, false),
+        |(mut inner, mut sleep, expired)| async move {
+            if expired {
+                return None;
+            }
+            tokio::select! {
+                item = inner.next() => item.map(|item| (item, (inner, sleep, false))),
+                () = &mut sleep => {
+                    let status = Status::new(Code::DeadlineExceeded, "the call's deadline passed before every item was answered");
+                    Some((Err(status), (inner, sleep, true)))
+                }
+            }
+        },
+    )
+}
+
+/// Reads the `grpc-timeout` header (`<digits><unit>`, units H M S m u n).
+pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units() {
+        let mut m = tonic::metadata::MetadataMap::new();
+        for (v, d) in [
+            ("5S", Duration::from_secs(5)),
+            ("250m", Duration::from_millis(250)),
+            ("1H", Duration::from_secs(3600)),
+        ] {
+            m.insert("grpc-timeout", v.parse().unwrap());
+            assert_eq!(grpc_timeout(&m), Some(d));
+        }
+        m.insert("grpc-timeout", "5x".parse().unwrap());
+        assert_eq!(grpc_timeout(&m), None);
+    }
+}
