@@ -457,6 +457,8 @@ pub struct CheckOptions {
     pub kyc: Option<KycInput>,
     /// Whether platform profiles may be returned.
     pub include_profile_details: bool,
+    /// Accept a cached answer only if younger than this; `None`: the check's TTL.
+    pub max_cache_age: Option<Duration>,
 }
 
 /// Why a check was not run.

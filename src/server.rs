@@ -115,7 +115,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         }
     }
     Ok(Assembly {
-        engine: Arc::new(Engine::new(analyzer, providers)),
+        engine: Arc::new(Engine::with_cache(analyzer, providers, &config.cache)),
         sandbox,
     })
 }

@@ -99,10 +99,9 @@ async fn every_item_is_answered_once_and_bad_items_do_not_end_the_stream() {
     assert!(count(pb::LineStatus::Active) >= 100);
     let total: i64 = summary.line_status_counts.iter().map(|c| c.count).sum();
     assert_eq!(total, 500);
-    assert_eq!(
-        summary.billable_calls, 400,
-        "invalid numbers are decided locally, for free"
-    );
+    // Invalid numbers are decided locally, for free; a number asked a hundred times is paid once.
+    assert_eq!(summary.billable_calls, 1 + 1 + 100 + 100);
+    assert!(summary.cache_hits > 0);
 }
 
 #[tokio::test]
@@ -168,7 +167,10 @@ async fn the_deadline_ends_the_stream() {
         item(0, "13912345678"),
         item(1, "13912345679"),
     ]));
-    request.set_timeout(Duration::from_millis(300));
+    // The header alone, so that the server's deadline is tested, not the client's own timer.
+    request
+        .metadata_mut()
+        .insert("grpc-timeout", "300m".parse().unwrap());
     let started = std::time::Instant::now();
     let result = async {
         let mut responses = server.client().check_numbers(request).await?.into_inner();

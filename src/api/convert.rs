@@ -95,9 +95,16 @@ pub fn options_from_proto(
             (kyc != KycInput::default()).then_some(kyc)
         }
     };
+    let max_cache_age = match options.max_cache_age {
+        None => None,
+        Some(d) => Some(std::time::Duration::try_from(d).map_err(|_| {
+            ApiError::invalid(format!("{field}.max_cache_age"), "must not be negative")
+        })?),
+    };
     Ok(CheckOptions {
         kyc,
         include_profile_details: options.include_profile_details,
+        max_cache_age,
     })
 }
 

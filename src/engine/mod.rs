@@ -1,24 +1,26 @@
 //! Runs the checks a request asks for: offline analysis first (free; invalid numbers never reach a
-//! vendor), then, per check, the provider that serves it; numbers bound for the same provider are
-//! sent together, in batches of the provider's size.
+//! vendor), then, per check, the provider that serves it, through its [`Dispatcher`]: the answer
+//! cache, single-flight, and the batcher.
 
+mod dispatch;
 mod health;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use futures::future::join_all;
 
+use crate::config::CacheConfig;
 use crate::domain::{
     Check, CheckData, CheckOptions, CheckOutcome, CheckState, LineStatus, LineStatusResult,
     NumberInfo, Report, SkipReason,
 };
 use crate::number::{Analyzer, NumberError};
-use crate::providers::{Answer, Provider, ProviderError, Query};
+use crate::providers::{Answer, Provider, Query};
 
+pub use dispatch::{Delivery, Dispatcher, Fetched};
 pub use health::Health;
-use health::Registered;
 
 /// The provider name reported for answers phonecheck decides itself.
 pub const LOCAL: &str = "local";
@@ -48,20 +50,23 @@ pub enum EngineError {
 #[derive(Debug)]
 pub struct Engine {
     analyzer: Analyzer,
-    providers: Vec<Registered>,
+    dispatchers: Vec<Dispatcher>,
     by_check: HashMap<Check, usize>,
 }
 
-/// One check of one request that goes to a provider.
-struct Work {
-    request: usize,
-    slot: usize,
-    query: Query,
-}
-
 impl Engine {
-    /// An engine over these providers. The first provider that serves a check serves it.
+    /// An engine over these providers, with the default cache. The first provider that serves a
+    /// check serves it. Must be called within a Tokio runtime (each provider gets a batcher).
     pub fn new(analyzer: Analyzer, providers: Vec<Arc<dyn Provider>>) -> Engine {
+        Self::with_cache(analyzer, providers, &CacheConfig::default())
+    }
+
+    /// An engine with the given cache settings.
+    pub fn with_cache(
+        analyzer: Analyzer,
+        providers: Vec<Arc<dyn Provider>>,
+        cache: &CacheConfig,
+    ) -> Engine {
         let mut by_check = HashMap::new();
         for (i, provider) in providers.iter().enumerate() {
             for &check in &provider.info().checks {
@@ -70,7 +75,10 @@ impl Engine {
         }
         Engine {
             analyzer,
-            providers: providers.into_iter().map(Registered::new).collect(),
+            dispatchers: providers
+                .into_iter()
+                .map(|p| Dispatcher::new(p, cache, dispatch::DEFAULT_LINGER))
+                .collect(),
             by_check,
         }
     }
@@ -82,108 +90,87 @@ impl Engine {
 
     /// Every provider with its health, in configuration order.
     pub fn providers(&self) -> Vec<(Arc<dyn Provider>, Health)> {
-        self.providers
+        self.dispatchers
             .iter()
-            .map(|r| (r.provider.clone(), r.health()))
+            .map(|d| (d.provider().clone(), d.health()))
             .collect()
     }
 
     /// Analyses one number and runs every check asked for, concurrently.
     pub async fn lookup(&self, request: &LookupRequest) -> Result<Report, EngineError> {
-        self.lookup_many(std::slice::from_ref(request))
-            .await
-            .pop()
-            .expect("one result per request")
+        let started = Instant::now();
+        let info = self
+            .analyzer
+            .analyze(&request.number, &request.default_region)?;
+        let mut seen = HashSet::new();
+        let checks = request.checks.iter().copied().filter(|c| seen.insert(*c));
+        let outcomes =
+            join_all(checks.map(|check| self.run_check(check, &info, &request.options, started)))
+                .await;
+        Ok(Report { info, outcomes })
     }
 
-    /// Analyses many numbers and runs their checks: numbers bound for one provider and check are
-    /// sent together in batches of the provider's size, all batches concurrently. One result per
-    /// request, in order.
+    /// Analyses many numbers and runs their checks, all concurrently: numbers bound for one
+    /// provider meet in its batcher and go out in batches of its size. One result per request, in
+    /// order.
     pub async fn lookup_many(
         &self,
         requests: &[LookupRequest],
     ) -> Vec<Result<Report, EngineError>> {
-        let started = Instant::now();
-        let mut reports: Vec<Result<Report, EngineError>> = Vec::with_capacity(requests.len());
-        let mut slots: Vec<Vec<Option<CheckOutcome>>> = Vec::with_capacity(requests.len());
-        let mut work: HashMap<(usize, Check), Vec<Work>> = HashMap::new();
+        join_all(requests.iter().map(|r| self.lookup(r))).await
+    }
 
-        for (r, request) in requests.iter().enumerate() {
-            let info = match self
-                .analyzer
-                .analyze(&request.number, &request.default_region)
-            {
-                Ok(info) => info,
-                Err(e) => {
-                    reports.push(Err(e.into()));
-                    slots.push(Vec::new());
-                    continue;
-                }
-            };
-            let mut seen = HashSet::new();
-            let checks: Vec<Check> = request
-                .checks
-                .iter()
-                .copied()
-                .filter(|c| seen.insert(*c))
-                .collect();
-            let mut outcomes = Vec::with_capacity(checks.len());
-            for (slot, &check) in checks.iter().enumerate() {
-                match self.plan(check, &info) {
-                    Plan::Provider(provider) => {
-                        outcomes.push(None);
-                        work.entry((provider, check)).or_default().push(Work {
-                            request: r,
-                            slot,
-                            query: Query {
-                                number: info.clone(),
-                                kyc: request.options.kyc.clone(),
-                            },
-                        });
-                    }
-                    Plan::Local(local) => outcomes.push(Some(local.finish(started))),
-                }
+    async fn run_check(
+        &self,
+        check: Check,
+        info: &NumberInfo,
+        options: &CheckOptions,
+        started: Instant,
+    ) -> CheckOutcome {
+        let dispatcher = match self.plan(check, info) {
+            Plan::Local(local) => return local.finish(started),
+            Plan::Provider(index) => &self.dispatchers[index],
+        };
+        let provider = dispatcher.provider().info();
+        let query = Query {
+            number: info.clone(),
+            kyc: options.kyc.clone(),
+        };
+        let delivery = dispatcher
+            .dispatch(check, query, options.max_cache_age)
+            .await;
+        let (state, billable, cached, fetched_at) = match delivery {
+            Delivery::Cached(hit) => (CheckState::Ok(hit.data), false, true, hit.fetched_at),
+            Delivery::Fresh(fetched) => {
+                let billable = match &fetched.result {
+                    Ok(answer) => answer.billable(),
+                    Err(e) => e.billable(),
+                };
+                (
+                    state_of(fetched.result),
+                    billable,
+                    false,
+                    fetched.fetched_at,
+                )
             }
-            slots.push(outcomes);
-            reports.push(Ok(Report {
-                info,
-                outcomes: Vec::new(),
-            }));
-        }
-
-        let batches = work.into_iter().flat_map(|((provider, check), items)| {
-            let size = self.providers[provider].provider.info().batch_size.max(1);
-            let mut chunks = Vec::new();
-            let mut items = items.into_iter().peekable();
-            while items.peek().is_some() {
-                chunks.push((
-                    provider,
-                    check,
-                    items.by_ref().take(size).collect::<Vec<_>>(),
-                ));
+            // Another caller's call: shared, and billed to that caller.
+            Delivery::Joined(fetched) => {
+                (state_of(fetched.result), false, false, fetched.fetched_at)
             }
-            chunks
-        });
-        let answered = join_all(
-            batches.map(|(provider, check, items)| self.run_batch(provider, check, items)),
+        };
+        redact_profiles(
+            CheckOutcome {
+                check,
+                provider: provider.name.clone(),
+                state,
+                billable,
+                cached,
+                latency: started.elapsed(),
+                fetched_at: Some(fetched_at),
+                sandbox: provider.sandbox,
+            },
+            options,
         )
-        .await;
-        for (items, outcomes) in answered {
-            for (item, outcome) in items.into_iter().zip(outcomes) {
-                slots[item.request][item.slot] = Some(outcome);
-            }
-        }
-
-        for ((report, outcomes), request) in reports.iter_mut().zip(slots).zip(requests) {
-            if let Ok(report) = report {
-                report.outcomes = outcomes
-                    .into_iter()
-                    .map(|o| o.expect("every planned check is answered"))
-                    .map(|o| redact_profiles(o, &request.options))
-                    .collect();
-            }
-        }
-        reports
     }
 
     /// Picks the provider for a check, or decides locally why none is asked.
@@ -208,7 +195,7 @@ impl Engine {
                 CheckState::Skipped(SkipReason::NoProvider),
             ));
         };
-        let provider = &self.providers[index].provider;
+        let provider = self.dispatchers[index].provider();
         if let Err(why) = provider.covers(info) {
             return Plan::Local(LocalOutcome {
                 check,
@@ -218,54 +205,6 @@ impl Engine {
         }
         Plan::Provider(index)
     }
-
-    async fn run_batch(
-        &self,
-        provider: usize,
-        check: Check,
-        items: Vec<Work>,
-    ) -> (Vec<Work>, Vec<CheckOutcome>) {
-        let registered = &self.providers[provider];
-        let info = registered.provider.info();
-        let queries: Vec<Query> = items.iter().map(|w| w.query.clone()).collect();
-        let started = Instant::now();
-        let mut results = registered.provider.call(check, &queries).await;
-        if results.len() != queries.len() {
-            let error = ProviderError::BadResponse(format!(
-                "the provider returned {} results for {} numbers",
-                results.len(),
-                queries.len()
-            ));
-            results = vec![Err(error); queries.len()];
-        }
-        registered.record(&results);
-        let latency = started.elapsed();
-        let fetched_at = SystemTime::now();
-        let outcomes = results
-            .into_iter()
-            .map(|result| {
-                let (state, billable) = match result {
-                    Ok(Answer::Ready { data, billable }) => (CheckState::Ok(data), billable),
-                    Ok(Answer::Pending { billable }) => (CheckState::Pending, billable),
-                    Err(error) => {
-                        let billable = error.billable();
-                        (CheckState::Failed(error), billable)
-                    }
-                };
-                CheckOutcome {
-                    check,
-                    provider: info.name.clone(),
-                    state,
-                    billable,
-                    cached: false,
-                    latency,
-                    fetched_at: Some(fetched_at),
-                    sandbox: info.sandbox,
-                }
-            })
-            .collect();
-        (items, outcomes)
-    }
 }
 
 /// Where a check goes.
@@ -274,6 +213,14 @@ enum Plan {
     Provider(usize),
     /// Nowhere: decided locally.
     Local(LocalOutcome),
+}
+
+fn state_of(result: Result<Answer, crate::providers::ProviderError>) -> CheckState {
+    match result {
+        Ok(Answer::Ready { data, .. }) => CheckState::Ok(data),
+        Ok(Answer::Pending { .. }) => CheckState::Pending,
+        Err(error) => CheckState::Failed(error),
+    }
 }
 
 /// An outcome decided without a vendor.

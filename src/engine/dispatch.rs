@@ -1,0 +1,329 @@
+//! One provider's front: the answer cache, single-flight, and the batcher.
+//!
+//! A check of a number is answered from the cache when a fresh enough answer is there. Otherwise
+//! the first caller reserves the (check, number) key and queues a job; any caller that comes while
+//! the job is in flight waits for the same answer (single-flight: one vendor call, whoever asks,
+//! unary or streamed). The batcher gathers queued jobs into calls of the provider's batch size,
+//! waiting at most `linger` for a batch to fill.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use moka::Expiry;
+use moka::future::Cache;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::health::Health;
+use crate::config::CacheConfig;
+use crate::domain::{Check, CheckData};
+use crate::providers::{Answer, ErrorReason, Provider, ProviderError, Query};
+
+/// How long a batch waits to fill before it is sent anyway.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(10);
+/// Jobs queued for the batcher before callers wait.
+const QUEUE: usize = 16_384;
+
+/// What identifies one answer: the check, the number, and what else the vendor was told.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    check: Check,
+    e164: String,
+    /// A hash of the KYC inputs, which change account-presence answers; 0 without any.
+    inputs: u64,
+}
+
+impl Key {
+    fn new(check: Check, query: &Query) -> Key {
+        let inputs = query.kyc.as_ref().map_or(0, |kyc| {
+            let mut h = DefaultHasher::new();
+            kyc.hash(&mut h);
+            h.finish()
+        });
+        Key {
+            check,
+            e164: query.number.e164.clone(),
+            inputs,
+        }
+    }
+}
+
+/// A cached answer.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    /// The answer.
+    pub data: CheckData,
+    /// When the vendor gave it.
+    pub fetched_at: SystemTime,
+}
+
+/// A vendor call's result for one number, and when it came.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The result.
+    pub result: Result<Answer, ProviderError>,
+    /// When the vendor answered.
+    pub fetched_at: SystemTime,
+}
+
+impl Fetched {
+    fn now(result: Result<Answer, ProviderError>) -> Fetched {
+        Fetched {
+            result,
+            fetched_at: SystemTime::now(),
+        }
+    }
+}
+
+/// How an answer was obtained.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// From the cache.
+    Cached(Cached),
+    /// From a vendor call made for this caller.
+    Fresh(Fetched),
+    /// From a vendor call another caller made at the same time.
+    Joined(Fetched),
+}
+
+struct PerCheckTtl(CacheConfig);
+
+impl Expiry<Key, Cached> for PerCheckTtl {
+    fn expire_after_create(
+        &self,
+        key: &Key,
+        _value: &Cached,
+        _now: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(self.0.ttl(key.check))
+    }
+}
+
+struct Job {
+    key: Key,
+    query: Query,
+    reply: oneshot::Sender<Fetched>,
+}
+
+struct Shared {
+    provider: Arc<dyn Provider>,
+    cache: Cache<Key, Cached>,
+    inflight: Mutex<HashMap<Key, Vec<oneshot::Sender<Fetched>>>>,
+    health: Mutex<Health>,
+}
+
+/// A provider behind its cache, single-flight and batcher.
+#[derive(Clone)]
+pub struct Dispatcher {
+    shared: Arc<Shared>,
+    queue: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("provider", &self.shared.provider.info().name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// Starts the batcher of `provider`. Must be called within a Tokio runtime.
+    pub fn new(provider: Arc<dyn Provider>, cache: &CacheConfig, linger: Duration) -> Dispatcher {
+        let shared = Arc::new(Shared {
+            cache: Cache::builder()
+                .max_capacity(cache.max_entries)
+                .expire_after(PerCheckTtl(cache.clone()))
+                .build(),
+            provider,
+            inflight: Mutex::new(HashMap::new()),
+            health: Mutex::new(Health::default()),
+        });
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        tokio::spawn(batcher(shared.clone(), jobs, linger));
+        Dispatcher { shared, queue }
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &Arc<dyn Provider> {
+        &self.shared.provider
+    }
+
+    /// The provider's health as last seen.
+    pub fn health(&self) -> Health {
+        self.shared
+            .health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Answers `check` for `query`: from the cache if an answer younger than `max_age` is there,
+    /// else from the vendor call in flight for the same key, else from a new one.
+    pub async fn dispatch(
+        &self,
+        check: Check,
+        query: Query,
+        max_age: Option<Duration>,
+    ) -> Delivery {
+        let key = Key::new(check, &query);
+        if let Some(hit) = self.fresh(&key, max_age).await {
+            return Delivery::Cached(hit);
+        }
+        let (reply, answer) = oneshot::channel();
+        let joined = {
+            let mut inflight = self
+                .shared
+                .inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match inflight.get_mut(&key) {
+                Some(waiters) => {
+                    waiters.push(reply);
+                    None
+                }
+                None => {
+                    inflight.insert(key.clone(), Vec::new());
+                    Some(reply)
+                }
+            }
+        };
+        let Some(reply) = joined else {
+            return Delivery::Joined(
+                answer
+                    .await
+                    .unwrap_or_else(|_| Fetched::now(Err(dropped()))),
+            );
+        };
+        // An answer may have landed between the cache check and the reservation.
+        if let Some(hit) = self.fresh(&key, max_age).await {
+            let answer = Answer::Ready {
+                data: hit.data.clone(),
+                billable: false,
+            };
+            let fetched = Fetched {
+                result: Ok(answer),
+                fetched_at: hit.fetched_at,
+            };
+            self.shared.deliver(&key, fetched, None);
+            return Delivery::Cached(hit);
+        }
+        let job = Job {
+            key: key.clone(),
+            query,
+            reply,
+        };
+        if let Err(mpsc::error::SendError(job)) = self.queue.send(job).await {
+            self.shared
+                .deliver(&job.key, Fetched::now(Err(dropped())), None);
+            return Delivery::Fresh(Fetched::now(Err(dropped())));
+        }
+        Delivery::Fresh(
+            answer
+                .await
+                .unwrap_or_else(|_| Fetched::now(Err(dropped()))),
+        )
+    }
+
+    async fn fresh(&self, key: &Key, max_age: Option<Duration>) -> Option<Cached> {
+        let hit = self.shared.cache.get(key).await?;
+        let age = SystemTime::now()
+            .duration_since(hit.fetched_at)
+            .unwrap_or_default();
+        max_age.is_none_or(|max| age <= max).then_some(hit)
+    }
+}
+
+fn dropped() -> ProviderError {
+    ProviderError::State("the provider's batcher stopped".to_owned())
+}
+
+impl Shared {
+    /// Hands a result to every waiter of `key` (and to the caller that made the call).
+    fn deliver(&self, key: &Key, fetched: Fetched, reply: Option<oneshot::Sender<Fetched>>) {
+        let waiters = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)
+            .unwrap_or_default();
+        for waiter in waiters {
+            let _ = waiter.send(fetched.clone());
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(fetched);
+        }
+    }
+
+    /// Calls the provider for a batch, then caches and delivers each answer.
+    async fn execute(&self, check: Check, jobs: Vec<Job>) {
+        let queries: Vec<Query> = jobs.iter().map(|j| j.query.clone()).collect();
+        let mut results = self.provider.call(check, &queries).await;
+        if results.len() != jobs.len() {
+            let error = ProviderError::BadResponse(format!(
+                "the provider returned {} results for {} numbers",
+                results.len(),
+                jobs.len()
+            ));
+            results = vec![Err(error); jobs.len()];
+        }
+        self.record(&results);
+        let fetched_at = SystemTime::now();
+        for (job, result) in jobs.into_iter().zip(results) {
+            // Answers are cached, negative ones too; failures and pending answers are not.
+            if let Ok(Answer::Ready { data, .. }) = &result {
+                let cached = Cached {
+                    data: data.clone(),
+                    fetched_at,
+                };
+                self.cache.insert(job.key.clone(), cached).await;
+            }
+            self.deliver(&job.key, Fetched { result, fetched_at }, Some(job.reply));
+        }
+    }
+
+    /// Any success resets the failure count; a call whose results all failed for the vendor's
+    /// sake (not a refused number) counts as one failure.
+    fn record(&self, results: &[Result<Answer, ProviderError>]) {
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        if results.iter().any(Result::is_ok) {
+            *health = Health::default();
+            return;
+        }
+        let failure = results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .find(|e| e.reason() != ErrorReason::Rejected);
+        if let Some(error) = failure {
+            health.consecutive_failures = health.consecutive_failures.saturating_add(1);
+            health.last_error = Some(error.clone());
+        }
+    }
+}
+
+/// Gathers jobs into batches of the provider's size, waiting at most `linger` for one to fill.
+async fn batcher(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, linger: Duration) {
+    let size = shared.provider.info().batch_size.max(1);
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        let until = Instant::now() + linger;
+        while batch.len() < size {
+            match tokio::time::timeout_at(until, jobs.recv()).await {
+                Ok(Some(job)) => batch.push(job),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut by_check: HashMap<Check, Vec<Job>> = HashMap::new();
+            for job in batch {
+                by_check.entry(job.key.check).or_default().push(job);
+            }
+            for (check, jobs) in by_check {
+                shared.execute(check, jobs).await;
+            }
+        });
+    }
+}
