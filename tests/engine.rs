@@ -65,17 +65,23 @@ async fn a_second_lookup_is_served_from_the_cache_unless_fresher_is_demanded() {
 }
 
 #[tokio::test]
-async fn failures_are_not_cached() {
+async fn failures_are_retried_but_not_cached() {
     let sim = start_sim(SimConfig::default()).await;
     let server = vendors_server(&sim, &Secrets::right(), "MD5").await;
     for _ in 0..2 {
         let r = line_status(&server, lookup("13912340500", &[pb::Check::LineStatus])).await;
-        assert_eq!(
-            outcome(&r, pb::Check::LineStatus).state(),
-            pb::CheckState::Error
-        );
+        let o = outcome(&r, pb::Check::LineStatus);
+        assert_eq!((o.state(), o.billable), (pb::CheckState::Error, false));
     }
-    assert_eq!(sim.stats().vendor("thinksms").calls, 2);
+    // A retryable, unbilled failure is tried three times (two retries); nothing is cached.
+    assert_eq!(sim.stats().vendor("thinksms").calls, 2 * 3);
+    // A refusal that retrying cannot change is tried once.
+    let r = line_status(&server, lookup("13912340402", &[pb::Check::RiskProfile])).await;
+    assert_eq!(
+        outcome(&r, pb::Check::RiskProfile).state(),
+        pb::CheckState::Error
+    );
+    assert_eq!(sim.stats().vendor("yidun").calls, 1);
 }
 
 #[tokio::test]

@@ -460,8 +460,8 @@ pub fn provider_to_proto(provider: &dyn Provider, health: &Health) -> pb::Provid
         batch_size: u32::try_from(info.batch_size).unwrap_or(u32::MAX),
         asynchronous: info.asynchronous,
         quota: Some(pb::Quota {
-            requests_per_second: info.quota.requests_per_second,
-            burst: info.quota.burst,
+            requests_per_second: info.limits.quota.requests_per_second,
+            burst: info.limits.quota.burst,
         }),
         sandbox: info.sandbox,
         health: if health.failing() {

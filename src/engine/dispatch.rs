@@ -15,14 +15,13 @@ use moka::Expiry;
 use moka::future::Cache;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tower::ServiceExt;
 
 use super::health::Health;
 use crate::config::CacheConfig;
 use crate::domain::{Check, CheckData};
 use crate::providers::{Answer, ErrorReason, Provider, ProviderError, Query};
 
-/// How long a batch waits to fill before it is sent anyway.
-pub const DEFAULT_LINGER: Duration = Duration::from_millis(10);
 /// Jobs queued for the batcher before callers wait.
 const QUEUE: usize = 16_384;
 
@@ -109,6 +108,7 @@ struct Job {
 
 struct Shared {
     provider: Arc<dyn Provider>,
+    stack: super::stack::CallService,
     cache: Cache<Key, Cached>,
     inflight: Mutex<HashMap<Key, Vec<oneshot::Sender<Fetched>>>>,
     health: Mutex<Health>,
@@ -131,8 +131,10 @@ impl std::fmt::Debug for Dispatcher {
 
 impl Dispatcher {
     /// Starts the batcher of `provider`. Must be called within a Tokio runtime.
-    pub fn new(provider: Arc<dyn Provider>, cache: &CacheConfig, linger: Duration) -> Dispatcher {
+    pub fn new(provider: Arc<dyn Provider>, cache: &CacheConfig) -> Dispatcher {
+        let linger = provider.info().limits.batch_linger;
         let shared = Arc::new(Shared {
+            stack: super::stack::build(provider.clone()),
             cache: Cache::builder()
                 .max_capacity(cache.max_entries)
                 .expire_after(PerCheckTtl(cache.clone()))
@@ -259,8 +261,12 @@ impl Shared {
 
     /// Calls the provider for a batch, then caches and delivers each answer.
     async fn execute(&self, check: Check, jobs: Vec<Job>) {
-        let queries: Vec<Query> = jobs.iter().map(|j| j.query.clone()).collect();
-        let mut results = self.provider.call(check, &queries).await;
+        let queries: Arc<[Query]> = jobs.iter().map(|j| j.query.clone()).collect();
+        let call = super::stack::Call { check, queries };
+        let mut results = match self.stack.clone().oneshot(call).await {
+            Ok(results) => results,
+            Err(error) => vec![Err(error); jobs.len()],
+        };
         if results.len() != jobs.len() {
             let error = ProviderError::BadResponse(format!(
                 "the provider returned {} results for {} numbers",

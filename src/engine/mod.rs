@@ -4,6 +4,7 @@
 
 mod dispatch;
 mod health;
+pub mod stack;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -77,7 +78,7 @@ impl Engine {
             analyzer,
             dispatchers: providers
                 .into_iter()
-                .map(|p| Dispatcher::new(p, cache, dispatch::DEFAULT_LINGER))
+                .map(|p| Dispatcher::new(p, cache))
                 .collect(),
             by_check,
         }

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use super::LimitsConfig;
 use super::signing::caih_sign;
 use super::{
     Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
@@ -50,12 +51,9 @@ pub struct CaihConfig {
     pub app_id: String,
     /// The secret key, from the environment or a file. Never sent.
     pub secret_key: SecretRef,
-    /// Per-call timeout.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// The account's quota (the vendor publishes none).
-    #[serde(default = "default_quota")]
-    pub quota: QuotaConfig,
+    /// Timeout, quota, concurrency, retries, circuit breaker.
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 fn default_base_url() -> String {
@@ -81,8 +79,7 @@ impl CaihConfig {
             user_key: user_key.to_owned(),
             app_id: app_id.to_owned(),
             secret_key: SecretRef::Env(String::new()),
-            timeout: default_timeout(),
-            quota: default_quota(),
+            limits: LimitsConfig::default(),
         }
     }
 
@@ -98,9 +95,6 @@ impl CaihConfig {
                     value.len()
                 ));
             }
-        }
-        if self.timeout.is_zero() {
-            problems.push("timeout must be above zero".to_owned());
         }
         problems
     }
@@ -324,7 +318,6 @@ pub struct CaihProvider {
     app_id: String,
     secret_key: SecretString,
     clock: Arc<dyn Clock>,
-    timeout: Duration,
     pending: Arc<dyn PendingStore>,
 }
 
@@ -345,7 +338,7 @@ impl CaihProvider {
                 checks: vec![Check::SpamLabels],
                 batch_size: BATCH_SIZE,
                 asynchronous: true,
-                quota: config.quota,
+                limits: config.limits.resolve(default_quota(), default_timeout()),
                 sandbox: ctx.sandbox,
             },
             http: ctx.http.clone(),
@@ -355,7 +348,6 @@ impl CaihProvider {
             app_id: config.app_id.clone(),
             secret_key,
             clock: ctx.clock.clone(),
-            timeout: config.timeout,
             pending: ctx.pending.clone(),
         })
     }
@@ -381,7 +373,7 @@ impl CaihProvider {
             },
             param,
         };
-        send(self.http.post(url.clone()).json(&body), self.timeout).await
+        send(self.http.post(url.clone()).json(&body)).await
     }
 
     /// Adds numbers to monitoring; returns the batch id and whether the vendor charged.

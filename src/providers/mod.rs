@@ -4,6 +4,7 @@
 
 pub mod caih;
 pub mod clock;
+pub mod limits;
 pub mod signing;
 pub mod thinksms;
 pub mod tongdun;
@@ -20,6 +21,7 @@ use crate::domain::{Check, CheckData, KycInput, NumberInfo};
 use crate::store::PendingStore;
 
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use limits::{Limits, LimitsConfig, QuotaConfig};
 
 /// Why a vendor call failed, in phonecheck's terms. The `google.rpc.ErrorInfo` reason of the
 /// check's outcome is [`ErrorReason::as_str`].
@@ -78,6 +80,9 @@ pub enum ProviderError {
     /// No answer within the configured timeout.
     #[error("the vendor did not answer within {0:?}")]
     Timeout(Duration),
+    /// The circuit breaker is open after repeated failures: the call was not made.
+    #[error("not called: the circuit breaker is open after repeated failures")]
+    CircuitOpen,
     /// The vendor answered with an HTTP error status and no readable body.
     #[error("the vendor answered HTTP {0}")]
     Http(u16),
@@ -108,9 +113,9 @@ impl ProviderError {
             billable: false,
         };
         match self {
-            ProviderError::Transport(_) | ProviderError::Timeout(_) => {
-                class(ErrorReason::Unavailable, true)
-            }
+            ProviderError::Transport(_)
+            | ProviderError::Timeout(_)
+            | ProviderError::CircuitOpen => class(ErrorReason::Unavailable, true),
             ProviderError::Http(429) => class(ErrorReason::RateLimited, true),
             ProviderError::Http(401 | 403) => class(ErrorReason::AuthFailed, false),
             ProviderError::Http(s) if *s >= 500 => class(ErrorReason::Unavailable, true),
@@ -145,16 +150,15 @@ impl ProviderError {
     }
 
     /// Reads an HTTP client error.
-    pub fn from_reqwest(err: &reqwest::Error, timeout: Duration) -> ProviderError {
-        if err.is_timeout() {
-            return ProviderError::Timeout(timeout);
-        }
+    pub fn from_reqwest(err: &reqwest::Error) -> ProviderError {
         if err.is_decode() {
             return ProviderError::BadResponse(err.to_string());
         }
         // reqwest's Display names the URL, which may carry credentials in its query (TongDun):
         // keep only the kind of failure.
-        let kind = if err.is_connect() {
+        let kind = if err.is_timeout() {
+            "timed out"
+        } else if err.is_connect() {
             "connection failed"
         } else if err.is_request() {
             "request failed"
@@ -211,16 +215,6 @@ impl Answer {
     }
 }
 
-/// A vendor account's request quota.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QuotaConfig {
-    /// Sustained requests per second; zero disables the limit.
-    pub requests_per_second: f64,
-    /// Requests allowed at once above the sustained rate.
-    pub burst: u32,
-}
-
 /// What a provider is and what it does, as listed by `ListProviders`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderInfo {
@@ -234,8 +228,8 @@ pub struct ProviderInfo {
     pub batch_size: usize,
     /// Whether answers come later.
     pub asynchronous: bool,
-    /// The account's quota.
-    pub quota: QuotaConfig,
+    /// The limits phonecheck keeps to with this vendor account.
+    pub limits: Limits,
     /// Whether it calls a simulator.
     pub sandbox: bool,
 }
@@ -317,12 +311,14 @@ impl ProviderConfig {
 
     /// Every problem with this provider's settings, for start-up validation.
     pub fn problems(&self) -> Vec<String> {
-        match self {
-            ProviderConfig::Thinksms(c) => c.problems(),
-            ProviderConfig::Caih(c) => c.problems(),
-            ProviderConfig::Tongdun(c) => c.problems(),
-            ProviderConfig::Yidun(c) => c.problems(),
-        }
+        let (mut problems, limits) = match self {
+            ProviderConfig::Thinksms(c) => (c.problems(), &c.limits),
+            ProviderConfig::Caih(c) => (c.problems(), &c.limits),
+            ProviderConfig::Tongdun(c) => (c.problems(), &c.limits),
+            ProviderConfig::Yidun(c) => (c.problems(), &c.limits),
+        };
+        problems.extend(limits.problems());
+        problems
     }
 
     /// The secrets this provider reads.
@@ -345,22 +341,20 @@ pub fn url_problem(field: &str, url: &str) -> Option<String> {
     }
 }
 
-/// Sends a prepared request and returns the body, mapping transport failures. A body that the
-/// vendor module cannot read together with an HTTP error status becomes [`ProviderError::Http`].
+/// Sends a prepared request and returns the body, mapping transport failures. (The time allowed
+/// is the engine's timeout layer's business.)
 pub async fn send(
     request: reqwest::RequestBuilder,
-    timeout: Duration,
 ) -> Result<(reqwest::StatusCode, bytes::Bytes), ProviderError> {
     let response = request
-        .timeout(timeout)
         .send()
         .await
-        .map_err(|e| ProviderError::from_reqwest(&e, timeout))?;
+        .map_err(|e| ProviderError::from_reqwest(&e))?;
     let status = response.status();
     let body = response
         .bytes()
         .await
-        .map_err(|e| ProviderError::from_reqwest(&e, timeout))?;
+        .map_err(|e| ProviderError::from_reqwest(&e))?;
     Ok((status, body))
 }
 

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use super::LimitsConfig;
 use super::signing::thinksms_sign;
 use super::{
     Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
@@ -23,10 +24,11 @@ use crate::domain::{Check, CheckData, LineStatus, LineStatusResult, NumberInfo, 
 pub const DEFAULT_BASE_URL: &str = "http://api.thinksms.cn";
 /// The request path.
 pub const PATH: &str = "/HrmApi/emptyStatusQuery";
-/// The vendor's published limit: 100 queries per second per account.
+/// The vendor's published limit: 100 queries per second per account. A burst of one spaces calls
+/// evenly, so no one-second window ever holds more than 100.
 pub const DEFAULT_QUOTA: QuotaConfig = QuotaConfig {
     requests_per_second: 100.0,
-    burst: 100,
+    burst: 1,
 };
 
 /// `[providers.NAME]` with `type = "thinksms"`.
@@ -40,12 +42,9 @@ pub struct ThinksmsConfig {
     pub hashcode: String,
     /// The private key, from the environment or a file.
     pub private_key: SecretRef,
-    /// Per-call timeout.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// The account's quota.
-    #[serde(default = "default_quota")]
-    pub quota: QuotaConfig,
+    /// Timeout, quota, concurrency, retries, circuit breaker.
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 fn default_base_url() -> String {
@@ -56,10 +55,6 @@ fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-fn default_quota() -> QuotaConfig {
-    DEFAULT_QUOTA
-}
-
 impl ThinksmsConfig {
     /// Settings for the sandbox simulator at `base_url`. Its key is passed to
     /// [`ThinksmsProvider::new`] directly, so `private_key` names nothing.
@@ -68,8 +63,7 @@ impl ThinksmsConfig {
             base_url,
             hashcode: hashcode.to_owned(),
             private_key: SecretRef::Env(String::new()),
-            timeout: default_timeout(),
-            quota: DEFAULT_QUOTA,
+            limits: LimitsConfig::default(),
         }
     }
 
@@ -80,9 +74,6 @@ impl ThinksmsConfig {
             .collect();
         if self.hashcode.trim().is_empty() {
             problems.push("hashcode is empty".to_owned());
-        }
-        if self.timeout.is_zero() {
-            problems.push("timeout must be above zero".to_owned());
         }
         problems
     }
@@ -191,7 +182,6 @@ pub struct ThinksmsProvider {
     hashcode: String,
     private_key: SecretString,
     clock: Arc<dyn Clock>,
-    timeout: Duration,
 }
 
 impl ThinksmsProvider {
@@ -211,7 +201,7 @@ impl ThinksmsProvider {
                 checks: vec![Check::LineStatus],
                 batch_size: 1,
                 asynchronous: false,
-                quota: config.quota,
+                limits: config.limits.resolve(DEFAULT_QUOTA, default_timeout()),
                 sandbox: ctx.sandbox,
             },
             http: ctx.http.clone(),
@@ -219,7 +209,6 @@ impl ThinksmsProvider {
             hashcode: config.hashcode.clone(),
             private_key,
             clock: ctx.clock.clone(),
-            timeout: config.timeout,
         })
     }
 
@@ -244,7 +233,7 @@ impl ThinksmsProvider {
                 hashcode: &self.hashcode,
                 sign: &sign,
             });
-        let (status, body) = send(request, self.timeout).await?;
+        let (status, body) = send(request).await?;
         // The vendor's own error JSON, whatever the HTTP status, is the better answer.
         http_or(status, decode(&body))
     }

@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::LimitsConfig;
 use super::{
     Answer, BuildContext, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo, Query,
     QuotaConfig, http_or, send, url_problem,
@@ -42,12 +43,9 @@ pub struct TongdunConfig {
     /// Node base URL per country (ISO alpha-2); the vendor's nodes by default.
     #[serde(default = "default_nodes")]
     pub nodes: BTreeMap<String, String>,
-    /// Per-call timeout.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// The account's quota (the vendor publishes none).
-    #[serde(default = "default_quota")]
-    pub quota: QuotaConfig,
+    /// Timeout, quota, concurrency, retries, circuit breaker.
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 fn default_nodes() -> BTreeMap<String, String> {
@@ -84,8 +82,7 @@ impl TongdunConfig {
                     )
                 })
                 .collect(),
-            timeout: default_timeout(),
-            quota: default_quota(),
+            limits: LimitsConfig::default(),
         }
     }
 
@@ -102,9 +99,6 @@ impl TongdunConfig {
                 ));
             }
             problems.extend(url_problem(&format!("nodes.{country}"), url));
-        }
-        if self.timeout.is_zero() {
-            problems.push("timeout must be above zero".to_owned());
         }
         problems
     }
@@ -333,7 +327,6 @@ pub struct TongdunProvider {
     endpoints: BTreeMap<String, reqwest::Url>,
     partner_code: String,
     partner_key: SecretString,
-    timeout: Duration,
 }
 
 impl TongdunProvider {
@@ -360,14 +353,13 @@ impl TongdunProvider {
                 checks: vec![Check::AccountPresence],
                 batch_size: 1,
                 asynchronous: false,
-                quota: config.quota,
+                limits: config.limits.resolve(default_quota(), default_timeout()),
                 sandbox: ctx.sandbox,
             },
             http: ctx.http.clone(),
             endpoints,
             partner_code: config.partner_code.clone(),
             partner_key,
-            timeout: config.timeout,
         })
     }
 
@@ -397,7 +389,7 @@ impl TongdunProvider {
                 ("partner_key", self.partner_key.expose_secret()),
             ])
             .json(&body);
-        let (status, body) = send(request, self.timeout).await?;
+        let (status, body) = send(request).await?;
         http_or(status, decode(&body))
     }
 }

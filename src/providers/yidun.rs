@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::LimitsConfig;
 use super::signing::{SignatureMethod, yidun_sign};
 use super::{
     Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
@@ -44,12 +45,9 @@ pub struct YidunConfig {
     /// `MD5` (default, not sent), `SHA1`, `SHA256` or `SM3`.
     #[serde(default = "default_method")]
     pub signature_method: String,
-    /// Per-call timeout.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// The account's quota (the vendor publishes none).
-    #[serde(default = "default_quota")]
-    pub quota: QuotaConfig,
+    /// Timeout, quota, concurrency, retries, circuit breaker.
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 fn default_base_url() -> String {
@@ -85,8 +83,7 @@ impl YidunConfig {
             business_id: business_id.to_owned(),
             secret_key: SecretRef::Env(String::new()),
             signature_method: method.as_str().to_owned(),
-            timeout: default_timeout(),
-            quota: default_quota(),
+            limits: LimitsConfig::default(),
         }
     }
 
@@ -108,9 +105,6 @@ impl YidunConfig {
                 "signature_method {:?} is not MD5, SHA1, SHA256 or SM3",
                 self.signature_method
             ));
-        }
-        if self.timeout.is_zero() {
-            problems.push("timeout must be above zero".to_owned());
         }
         problems
     }
@@ -306,7 +300,6 @@ pub struct YidunProvider {
     secret_key: SecretString,
     method: SignatureMethod,
     clock: Arc<dyn Clock>,
-    timeout: Duration,
 }
 
 impl YidunProvider {
@@ -327,7 +320,7 @@ impl YidunProvider {
                 checks: vec![Check::RiskProfile],
                 batch_size: BATCH_SIZE,
                 asynchronous: false,
-                quota: config.quota,
+                limits: config.limits.resolve(default_quota(), default_timeout()),
                 sandbox: ctx.sandbox,
             },
             http: ctx.http.clone(),
@@ -337,7 +330,6 @@ impl YidunProvider {
             secret_key,
             method,
             clock: ctx.clock.clone(),
-            timeout: config.timeout,
         })
     }
 
@@ -397,7 +389,7 @@ impl Provider for YidunProvider {
                 "application/x-www-form-urlencoded;charset=utf-8",
             )
             .body(serde_urlencoded::to_string(&form).unwrap_or_default());
-        let result = match send(request, self.timeout).await {
+        let result = match send(request).await {
             Ok((status, body)) => http_or(status, decode(&body, &phones)),
             Err(e) => Err(e),
         };

@@ -1,0 +1,359 @@
+//! The way to one vendor, as tower layers around the provider:
+//!
+//! ```text
+//! CircuitBreaker → Retry → Quota → ConcurrencyLimit → Timeout → provider
+//! ```
+//!
+//! The breaker fails calls fast while the vendor keeps failing, then lets one probe through. Retry
+//! repeats a call that failed retryably and was not billed, with exponential back-off and jitter.
+//! Quota waits for the account's token bucket, so the vendor never has to say "over limit".
+//! Concurrency caps calls in flight; Timeout bounds each attempt.
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota as GovernorQuota, RateLimiter};
+use tokio::time::Instant;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+
+use crate::domain::Check;
+use crate::providers::{Answer, ErrorReason, Limits, Provider, ProviderError, Query, QuotaConfig};
+
+/// One vendor call: a batch of queries for one check.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The check.
+    pub check: Check,
+    /// The numbers, at most the provider's batch size.
+    pub queries: Arc<[Query]>,
+}
+
+/// One result per query, in order.
+pub type Results = Vec<Result<Answer, ProviderError>>;
+
+/// A provider behind its layers.
+pub type CallService = BoxCloneSyncService<Call, Results, ProviderError>;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Builds the layered service for `provider`.
+pub fn build(provider: Arc<dyn Provider>) -> CallService {
+    let limits = provider.info().limits;
+    let service = ServiceBuilder::new()
+        .layer(BreakerLayer::new(
+            limits.breaker_failures,
+            limits.breaker_cooldown,
+        ))
+        .layer(tower::retry::RetryLayer::new(RetryPolicy::new(&limits)))
+        .layer(QuotaLayer::new(limits.quota))
+        .concurrency_limit(limits.concurrency.max(1))
+        .layer(TimeoutLayer(limits.timeout))
+        .service(ProviderService(provider));
+    BoxCloneSyncService::new(service)
+}
+
+/// The provider as a service. A call whose every number failed the same way is a failed call
+/// (`Err`), which the layers above count, retry and break on; anything else is per number.
+#[derive(Clone)]
+struct ProviderService(Arc<dyn Provider>);
+
+impl Service<Call> for ProviderService {
+    type Response = Results;
+    type Error = ProviderError;
+    type Future = BoxFuture<Result<Results, ProviderError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProviderError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let provider = self.0.clone();
+        Box::pin(async move {
+            let results = provider.call(call.check, &call.queries).await;
+            match results.first() {
+                Some(Err(first)) if results.iter().all(|r| r.as_ref().err() == Some(first)) => {
+                    Err(first.clone())
+                }
+                _ => Ok(results),
+            }
+        })
+    }
+}
+
+/// Bounds each attempt.
+#[derive(Clone)]
+struct TimeoutLayer(Duration);
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = Timeout<S>;
+
+    fn layer(&self, inner: S) -> Timeout<S> {
+        Timeout {
+            inner,
+            limit: self.0,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Timeout<S> {
+    inner: S,
+    limit: Duration,
+}
+
+impl<S> Service<Call> for Timeout<S>
+where
+    S: Service<Call, Response = Results, Error = ProviderError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Results;
+    type Error = ProviderError;
+    type Future = BoxFuture<Result<Results, ProviderError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProviderError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let future = self.inner.call(call);
+        let limit = self.limit;
+        Box::pin(async move {
+            tokio::time::timeout(limit, future)
+                .await
+                .unwrap_or(Err(ProviderError::Timeout(limit)))
+        })
+    }
+}
+
+/// Waits for the vendor account's token bucket before each attempt.
+#[derive(Clone)]
+struct QuotaLayer(Option<Arc<DefaultDirectRateLimiter>>);
+
+impl QuotaLayer {
+    fn new(quota: QuotaConfig) -> QuotaLayer {
+        QuotaLayer(governor_quota(quota).map(|q| Arc::new(RateLimiter::direct(q))))
+    }
+}
+
+/// The token bucket for a quota; `None` when unlimited.
+pub fn governor_quota(quota: QuotaConfig) -> Option<GovernorQuota> {
+    if quota.requests_per_second <= 0.0 {
+        return None;
+    }
+    let period = Duration::from_secs_f64(1.0 / quota.requests_per_second);
+    let burst = NonZeroU32::new(quota.burst.max(1))?;
+    GovernorQuota::with_period(period).map(|q| q.allow_burst(burst))
+}
+
+impl<S> Layer<S> for QuotaLayer {
+    type Service = QuotaService<S>;
+
+    fn layer(&self, inner: S) -> QuotaService<S> {
+        QuotaService {
+            inner,
+            limiter: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct QuotaService<S> {
+    inner: S,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+impl<S> Service<Call> for QuotaService<S>
+where
+    S: Service<Call, Response = Results, Error = ProviderError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Results;
+    type Error = ProviderError;
+    type Future = BoxFuture<Result<Results, ProviderError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProviderError>> {
+        // Readiness of the inner service is awaited in `call`, after the quota.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let inner = self.inner.clone();
+        let limiter = self.limiter.clone();
+        Box::pin(async move {
+            if let Some(limiter) = limiter {
+                limiter.until_ready().await;
+            }
+            inner.oneshot(call).await
+        })
+    }
+}
+
+/// Retries failed calls that may succeed later and were not billed.
+#[derive(Clone)]
+struct RetryPolicy {
+    left: u32,
+    backoff: Duration,
+}
+
+impl RetryPolicy {
+    fn new(limits: &Limits) -> RetryPolicy {
+        RetryPolicy {
+            left: limits.retries,
+            backoff: limits.retry_backoff,
+        }
+    }
+}
+
+impl tower::retry::Policy<Call, Results, ProviderError> for RetryPolicy {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        _call: &mut Call,
+        result: &mut Result<Results, ProviderError>,
+    ) -> Option<Self::Future> {
+        let Err(error) = result else { return None };
+        if self.left == 0
+            || !error.retryable()
+            || error.billable()
+            || *error == ProviderError::CircuitOpen
+        {
+            return None;
+        }
+        self.left -= 1;
+        // Full jitter: anywhere up to the current back-off, which doubles each time.
+        let wait = self.backoff.mul_f64(rand::random::<f64>());
+        self.backoff = self.backoff.saturating_mul(2);
+        Some(tokio::time::sleep(wait))
+    }
+
+    fn clone_request(&mut self, call: &Call) -> Option<Call> {
+        Some(call.clone())
+    }
+}
+
+/// Opens after consecutive failures of the vendor; fails fast while open; after the cool-down
+/// lets one call probe: success closes it, failure opens it again.
+#[derive(Clone)]
+struct BreakerLayer(Arc<Mutex<BreakerState>>);
+
+#[derive(Debug)]
+struct BreakerState {
+    threshold: u32,
+    cooldown: Duration,
+    failures: u32,
+    open_until: Option<Instant>,
+    probing: bool,
+}
+
+impl BreakerLayer {
+    fn new(threshold: u32, cooldown: Duration) -> BreakerLayer {
+        BreakerLayer(Arc::new(Mutex::new(BreakerState {
+            threshold: threshold.max(1),
+            cooldown,
+            failures: 0,
+            open_until: None,
+            probing: false,
+        })))
+    }
+}
+
+impl<S> Layer<S> for BreakerLayer {
+    type Service = Breaker<S>;
+
+    fn layer(&self, inner: S) -> Breaker<S> {
+        Breaker {
+            inner,
+            state: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Breaker<S> {
+    inner: S,
+    state: Arc<Mutex<BreakerState>>,
+}
+
+/// Failures that say something about the vendor's health (not a refused number, not our quota).
+fn counts_against_vendor(error: &ProviderError) -> bool {
+    matches!(
+        error.reason(),
+        ErrorReason::Unavailable | ErrorReason::BadResponse
+    ) && *error != ProviderError::CircuitOpen
+}
+
+impl<S> Service<Call> for Breaker<S>
+where
+    S: Service<Call, Response = Results, Error = ProviderError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Results;
+    type Error = ProviderError;
+    type Future = BoxFuture<Result<Results, ProviderError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProviderError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let inner = self.inner.clone();
+        let state = self.state.clone();
+        Box::pin(async move {
+            {
+                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(until) = s.open_until {
+                    if Instant::now() < until || s.probing {
+                        return Err(ProviderError::CircuitOpen);
+                    }
+                    s.probing = true;
+                }
+            }
+            let result = inner.oneshot(call).await;
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            match &result {
+                Err(error) if counts_against_vendor(error) => {
+                    s.failures = s.failures.saturating_add(1);
+                    if s.probing || s.failures >= s.threshold {
+                        s.open_until = Some(Instant::now() + s.cooldown);
+                        tracing::warn!(failures = s.failures, cooldown = ?s.cooldown, "circuit breaker open");
+                    }
+                }
+                _ => {
+                    s.failures = 0;
+                    s.open_until = None;
+                }
+            }
+            s.probing = false;
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas() {
+        assert!(
+            governor_quota(QuotaConfig {
+                requests_per_second: 0.0,
+                burst: 1
+            })
+            .is_none()
+        );
+        let q = governor_quota(QuotaConfig {
+            requests_per_second: 100.0,
+            burst: 5,
+        })
+        .unwrap();
+        assert_eq!(q.burst_size().get(), 5);
+        assert_eq!(q.replenish_interval(), Duration::from_millis(10));
+    }
+}
