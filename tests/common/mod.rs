@@ -117,7 +117,7 @@ pub fn thinksms_config(base_url: &str, hashcode: &str, key_file: &Path) -> Confi
         base_url = "{base_url}"
         hashcode = "{hashcode}"
         private_key = {{ file = "{}" }}
-        timeout = "2s"
+        limits = {{ timeout = "2s" }}
         "#,
         key_file.display()
     ))
