@@ -127,6 +127,9 @@ pub struct SandboxConfig {
     /// How long the sandbox's caih takes to label a number (hours in real life).
     #[serde(default = "default_label_delay", with = "humantime_serde")]
     pub caih_label_delay: Duration,
+    /// Faults the sandbox simulators inject.
+    #[serde(default)]
+    pub faults: crate::sim::faults::Faults,
 }
 
 impl Default for SandboxConfig {
@@ -135,6 +138,7 @@ impl Default for SandboxConfig {
             enabled: true,
             latency: Duration::ZERO,
             caih_label_delay: default_label_delay(),
+            faults: crate::sim::faults::Faults::default(),
         }
     }
 }
@@ -312,6 +316,9 @@ impl Config {
             && let Err(e) = crate::number::LocationData::from_path(path)
         {
             problems.push(format!("analysis.location_data: {e}"));
+        }
+        for problem in self.sandbox.faults.problems() {
+            problems.push(format!("sandbox.{problem}"));
         }
         if self.sandbox_active() && !self.providers.is_empty() {
             problems.push("sandbox and configured providers exclude each other".to_owned());

@@ -89,6 +89,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         let sim_config = SimConfig {
             latency: config.sandbox.latency,
             caih_label_delay: config.sandbox.caih_label_delay,
+            faults: config.sandbox.faults.clone(),
             ..SimConfig::default()
         };
         let server = SimServer::spawn(listener, sim_config)?;

@@ -50,6 +50,9 @@ pub enum Command {
         /// How long caih takes to label an added number, e.g. `2h`.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
         caih_label_delay: Duration,
+        /// Faults to inject.
+        #[command(flatten)]
+        faults: FaultArgs,
     },
     /// Check one number against a running server and print the report.
     Lookup {
@@ -72,6 +75,42 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `phonecheck sim` fault flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FaultArgs {
+    /// Share of calls answered HTTP 503 with a non-vendor body (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Share of calls answered with a truncated body.
+    #[arg(long, default_value_t = 0.0)]
+    pub malformed_rate: f64,
+    /// Share of calls left unanswered for a minute.
+    #[arg(long, default_value_t = 0.0)]
+    pub timeout_rate: f64,
+    /// Share of calls whose connection is cut mid-answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub reset_rate: f64,
+    /// Extra latency, uniform up to this, e.g. `30ms`.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub latency_jitter: Duration,
+    /// Calls per second each vendor accepts before its own over-limit answer.
+    #[arg(long)]
+    pub quota: Option<u32>,
+}
+
+impl From<FaultArgs> for crate::sim::faults::Faults {
+    fn from(a: FaultArgs) -> Self {
+        crate::sim::faults::Faults {
+            error_rate: a.error_rate,
+            malformed_rate: a.malformed_rate,
+            timeout_rate: a.timeout_rate,
+            reset_rate: a.reset_rate,
+            latency_jitter: a.latency_jitter,
+            quota_per_second: a.quota,
+        }
+    }
 }
 
 /// Why a command failed.
@@ -97,6 +136,9 @@ pub enum CliError {
     /// The server answered with an error.
     #[error("{}: {}", .0.code(), .0.message())]
     Rpc(#[from] tonic::Status),
+    /// A flag's value is out of range.
+    #[error("{0}")]
+    Usage(String),
     /// The answer could not be shown.
     #[error("cannot render the answer: {0}")]
     Render(String),
@@ -111,7 +153,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             listen,
             latency,
             caih_label_delay,
-        } => sim::run(listen, latency, caih_label_delay).await,
+            faults,
+        } => sim::run(listen, latency, caih_label_delay, faults.into()).await,
         Command::Lookup {
             number,
             checks,

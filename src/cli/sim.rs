@@ -8,19 +8,26 @@ use tokio::net::TcpListener;
 
 use super::{CliError, shutdown_signal};
 use crate::providers::{caih, thinksms, tongdun, yidun};
+use crate::sim::faults::Faults;
 use crate::sim::{SimConfig, SimServer};
 
 pub(super) async fn run(
     listen: SocketAddr,
     latency: Duration,
     caih_label_delay: Duration,
+    faults: Faults,
 ) -> Result<(), CliError> {
+    let problems = faults.problems();
+    if !problems.is_empty() {
+        return Err(CliError::Usage(problems.join("; ")));
+    }
     let listener = TcpListener::bind(listen).await?;
     let server = SimServer::spawn(
         listener,
         SimConfig {
             latency,
             caih_label_delay,
+            faults,
             ..SimConfig::default()
         },
     )?;

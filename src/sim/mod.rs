@@ -6,6 +6,7 @@
 //! in-process on loopback. `GET /_sim/stats` counts calls, numbers and billable calls per vendor.
 
 pub mod caih;
+pub mod faults;
 pub mod thinksms;
 pub mod tongdun;
 pub mod yidun;
@@ -104,6 +105,8 @@ pub struct SimConfig {
     pub caih_label_delay: Duration,
     /// Added to every answer.
     pub latency: Duration,
+    /// Injected faults.
+    pub faults: faults::Faults,
     /// The simulators' clock (signature dates, timestamp windows).
     pub clock: Arc<dyn Clock>,
 }
@@ -131,6 +134,7 @@ impl Default for SimConfig {
             },
             caih_label_delay: Duration::from_secs(10),
             latency: Duration::ZERO,
+            faults: faults::Faults::default(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -143,6 +147,7 @@ pub struct VendorCounters {
     numbers: AtomicU64,
     billable: AtomicU64,
     ready: AtomicU64,
+    over_limit: AtomicU64,
 }
 
 /// A snapshot of one vendor's counters.
@@ -156,6 +161,8 @@ pub struct VendorStats {
     pub billable: u64,
     /// Numbers an asynchronous vendor finished (caih labelled).
     pub ready: u64,
+    /// Calls answered "over limit" because the simulator's quota was exceeded.
+    pub over_limit: u64,
 }
 
 /// Counters of every simulated vendor.
@@ -179,6 +186,19 @@ impl Stats {
         vendor.billable.fetch_add(1, Ordering::Relaxed);
     }
 
+    fn record_over_limit(&self, vendor: &VendorCounters) {
+        vendor.over_limit.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn counters(&self, vendor: &str) -> &VendorCounters {
+        match vendor {
+            "caih" => &self.caih,
+            "tongdun" => &self.tongdun,
+            "yidun" => &self.yidun,
+            _ => &self.thinksms,
+        }
+    }
+
     fn record_ready(&self, vendor: &VendorCounters, numbers: u64) {
         vendor.ready.fetch_add(numbers, Ordering::Relaxed);
         self.changed.notify_waiters();
@@ -191,6 +211,7 @@ impl Stats {
             numbers: c.numbers.load(Ordering::Relaxed),
             billable: c.billable.load(Ordering::Relaxed),
             ready: c.ready.load(Ordering::Relaxed),
+            over_limit: c.over_limit.load(Ordering::Relaxed),
         };
         BTreeMap::from([
             ("caih", read(&self.caih)),
@@ -236,6 +257,7 @@ pub struct SimState {
     sequence: AtomicU64,
     caih: caih::CaihState,
     yidun: yidun::YidunState,
+    windows: faults::Windows,
 }
 
 impl SimState {
@@ -273,6 +295,7 @@ pub fn router(config: SimConfig) -> (Router, Arc<Stats>) {
         sequence: AtomicU64::new(0),
         caih: caih::CaihState::default(),
         yidun: yidun::YidunState::default(),
+        windows: faults::Windows::default(),
     });
     let tongdun_path = crate::providers::tongdun::PATH;
     let router = Router::new()
@@ -285,6 +308,10 @@ pub fn router(config: SimConfig) -> (Router, Arc<Stats>) {
             post(tongdun::handle_node),
         )
         .route(crate::providers::yidun::PATH, post(yidun::handle))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            faults::inject,
+        ))
         .route("/_sim/stats", get(stats_handler))
         .with_state(state);
     (router, stats)

@@ -243,3 +243,39 @@ pub fn outcome(report: &pb::NumberReport, check: pb::Check) -> &pb::CheckOutcome
         .find(|o| o.check() == check)
         .unwrap_or_else(|| panic!("no outcome for {check:?}"))
 }
+
+/// Sets every provider's limits.
+pub fn set_limits(config: &mut Config, limits: phonecheck::providers::LimitsConfig) {
+    use phonecheck::providers::ProviderConfig;
+    for provider in config.providers.values_mut() {
+        match provider {
+            ProviderConfig::Thinksms(c) => c.limits = limits.clone(),
+            ProviderConfig::Caih(c) => c.limits = limits.clone(),
+            ProviderConfig::Tongdun(c) => c.limits = limits.clone(),
+            ProviderConfig::Yidun(c) => c.limits = limits.clone(),
+        }
+    }
+}
+
+/// Streams `items` through CheckNumbers and collects every result and the summary.
+pub async fn check_numbers(
+    server: &TestServer,
+    items: Vec<pb::CheckNumbersRequest>,
+) -> (Vec<pb::CheckNumbersResult>, pb::CheckNumbersSummary) {
+    use pb::check_numbers_response::Response;
+    let mut responses = server
+        .client()
+        .check_numbers(tokio_stream::iter(items))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut results = Vec::new();
+    let mut summary = None;
+    while let Some(message) = responses.message().await.unwrap() {
+        match message.response.unwrap() {
+            Response::Result(r) => results.push(r),
+            Response::Summary(s) => summary = Some(s),
+        }
+    }
+    (results, summary.expect("a summary"))
+}

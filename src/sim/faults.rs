@@ -1,0 +1,187 @@
+//! Faults the simulators inject, set at start: errors, malformed bodies, hangs, connection
+//! resets, latency jitter, and each vendor's own over-limit answer past a quota.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::SimState;
+
+/// What to inject. Rates are shares of calls, 0 to 1, drawn independently per call.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Answer HTTP 503 with a body that is not the vendor's.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Answer 200 with a truncated body.
+    #[serde(default)]
+    pub malformed_rate: f64,
+    /// Do not answer for a minute (clients time out).
+    #[serde(default)]
+    pub timeout_rate: f64,
+    /// Close the connection in the middle of the answer.
+    #[serde(default)]
+    pub reset_rate: f64,
+    /// Extra latency, uniform between zero and this, on top of the fixed latency.
+    #[serde(default, with = "humantime_serde")]
+    pub latency_jitter: Duration,
+    /// Calls per second each vendor accepts; past it, the vendor's own over-limit answer.
+    #[serde(default)]
+    pub quota_per_second: Option<u32>,
+}
+
+impl Faults {
+    /// Every problem with these settings.
+    pub fn problems(&self) -> Vec<String> {
+        let rates = [
+            ("error_rate", self.error_rate),
+            ("malformed_rate", self.malformed_rate),
+            ("timeout_rate", self.timeout_rate),
+            ("reset_rate", self.reset_rate),
+        ];
+        let mut problems: Vec<String> = rates
+            .iter()
+            .filter(|(_, r)| !(0.0..=1.0).contains(r))
+            .map(|(name, _)| format!("faults.{name} must be between 0 and 1"))
+            .collect();
+        if rates.iter().map(|(_, r)| r).sum::<f64>() > 1.0 {
+            problems.push("faults: the rates add up to more than 1".to_owned());
+        }
+        problems
+    }
+}
+
+/// Recent accepted calls per vendor, for the quota (a sliding one-second window).
+#[derive(Debug, Default)]
+pub struct Windows {
+    calls: Mutex<[VecDeque<Instant>; 4]>,
+}
+
+/// The vendor a path belongs to: index into the windows, and its over-limit answer.
+fn vendor_of(path: &str) -> Option<(usize, &'static str, Response)> {
+    let json =
+        |body: &'static str| ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if path.starts_with("/HrmApi/") {
+        Some((
+            0,
+            "thinksms",
+            json(
+                r#"{"mobileresult":null,"errorRes":{"err_code":"429","err_content":"请求过于频繁"},"err_TransCode":"0"}"#,
+            ),
+        ))
+    } else if path.starts_with("/verify/api/") {
+        Some((
+            1,
+            "caih",
+            json(r#"{"code":"1006","msg":"请求过于频繁","seqNo":"0","charge":false}"#),
+        ))
+    } else if path.ends_with("/phoneverify/v1") {
+        Some((
+            2,
+            "tongdun",
+            (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response(),
+        ))
+    } else if path.starts_with("/v1/profile/") {
+        Some((3, "yidun", json(r#"{"code":411,"msg":"rate limited"}"#)))
+    } else {
+        None
+    }
+}
+
+/// The middleware in front of every vendor route.
+pub async fn inject(State(state): State<Arc<SimState>>, request: Request, next: Next) -> Response {
+    let Some((index, vendor, over_limit)) = vendor_of(request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let faults = &state.config.faults;
+    let counters = state.stats.counters(vendor);
+    if let Some(quota) = faults.quota_per_second {
+        let now = Instant::now();
+        let mut windows = state
+            .windows
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let window = &mut windows[index];
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            window.pop_front();
+        }
+        if window.len() >= quota as usize {
+            drop(windows);
+            state.stats.record_call(counters, 0);
+            state.stats.record_over_limit(counters);
+            return over_limit;
+        }
+        window.push_back(now);
+    }
+    if !faults.latency_jitter.is_zero() {
+        tokio::time::sleep(faults.latency_jitter.mul_f64(rand::random::<f64>())).await;
+    }
+    let draw = rand::random::<f64>();
+    let mut edge = faults.error_rate;
+    if draw < edge {
+        state.stats.record_call(counters, 0);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "<html>503 Service Temporarily Unavailable</html>",
+        )
+            .into_response();
+    }
+    edge += faults.malformed_rate;
+    if draw < edge {
+        state.stats.record_call(counters, 0);
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"code":200,"data":{"risk"#,
+        )
+            .into_response();
+    }
+    edge += faults.timeout_rate;
+    if draw < edge {
+        state.stats.record_call(counters, 0);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        return StatusCode::GATEWAY_TIMEOUT.into_response();
+    }
+    edge += faults.reset_rate;
+    if draw < edge {
+        state.stats.record_call(counters, 0);
+        // Headers go out, then the body fails: the connection is cut mid-answer.
+        let broken = futures::stream::once(async {
+            Err::<bytes::Bytes, std::io::Error>(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "reset",
+            ))
+        });
+        return Response::new(Body::from_stream(broken));
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_checked() {
+        assert!(Faults::default().problems().is_empty());
+        let bad = Faults {
+            error_rate: 0.8,
+            malformed_rate: 0.5,
+            timeout_rate: -0.1,
+            ..Faults::default()
+        };
+        assert_eq!(bad.problems().len(), 2);
+    }
+}
