@@ -1,5 +1,6 @@
 //! The command line: `serve`, `sim`, `lookup`.
 
+mod check;
 mod lookup;
 mod serve;
 mod sim;
@@ -54,6 +55,8 @@ pub enum Command {
         #[command(flatten)]
         faults: FaultArgs,
     },
+    /// Check a list of numbers through a running server (streaming), with a progress bar.
+    Check(CheckCommand),
     /// Check one number against a running server and print the report.
     Lookup {
         /// The number, in any common written form.
@@ -75,6 +78,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `phonecheck check` arguments.
+#[derive(Debug, clap::Args)]
+pub struct CheckCommand {
+    /// A file with one number per line (CSV: the first column), or `-` for standard input.
+    pub input: PathBuf,
+    /// A paid check to run; repeat for several.
+    #[arg(long = "check", value_name = "CHECK")]
+    pub checks: Vec<Check>,
+    /// Region for numbers without a country code.
+    #[arg(long, default_value = "CN")]
+    pub region: String,
+    /// The server's URL.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:50051",
+        env = "PHONECHECK_SERVER"
+    )]
+    pub server: String,
+    /// Where to write the results (CSV); standard output when absent.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `phonecheck sim` fault flags.
@@ -155,6 +181,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             caih_label_delay,
             faults,
         } => sim::run(listen, latency, caih_label_delay, faults.into()).await,
+        Command::Check(c) => {
+            check::run(check::CheckArgs {
+                input: c.input,
+                checks: c.checks,
+                region: c.region,
+                server: c.server,
+                out: c.out,
+            })
+            .await
+        }
         Command::Lookup {
             number,
             checks,
