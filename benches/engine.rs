@@ -1,0 +1,410 @@
+//! The engine under load, on loopback: the server as a child process (its memory measured from
+//! /proc), the vendor simulators and the load generator in this process.
+//!
+//!     cargo bench --bench engine                 # every scenario
+//!     cargo bench --bench engine -- stream quota # some of: lookup stream quota savings baseline
+//!
+//! Scenarios (BENCHMARKS.md has the results and their reading):
+//! - lookup:   LookupNumber offline only, line status uncached, line status cached: requests/s, p50/p99.
+//! - stream:   CheckNumbers of 1,000,000 numbers (quota off, simulator latency 0): numbers/s and the
+//!             server's RSS at 100k and at 1M.
+//! - quota:    10,000 numbers against a simulator enforcing 100 calls/s: achieved/allowed rate and
+//!             over-limit answers.
+//! - savings:  100,000 rows with 30% duplicates, run twice: billable vendor calls per run.
+//! - baseline: the vendor's documented way (one signed request per number, sequential) against
+//!             CheckNumbers, at simulator latency 20 ms.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use phonecheck::pb;
+use phonecheck::pb::check_numbers_response::Response;
+use phonecheck::pb::phone_check_service_client::PhoneCheckServiceClient;
+use phonecheck::providers::signing::thinksms_sign;
+use phonecheck::sim::faults::Faults;
+use phonecheck::sim::{self, SimConfig, SimServer};
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+
+struct Server {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `phonecheck serve` against `sim`, Thinksms limited to `quota` calls/s (0: off).
+    fn start(sim: &SimServer, quota: u32, cache_entries: u64) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("thinksms.key");
+        std::fs::write(&key, sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
+        let config = dir.path().join("phonecheck.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+                [storage]
+                data_dir = "{data}"
+                [cache]
+                max_entries = {cache_entries}
+                [providers.thinksms]
+                type = "thinksms"
+                base_url = "{base}"
+                hashcode = "{hashcode}"
+                private_key = {{ file = "{key}" }}
+                limits = {{ quota = {{ requests_per_second = {quota}, burst = 1 }}, concurrency = 256 }}
+                "#,
+                data = dir.path().join("data").display(),
+                base = sim.base_url(),
+                hashcode = sim::SANDBOX_THINKSMS_HASHCODE,
+                key = key.display(),
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_phonecheck"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
+        Server {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    async fn client(&self) -> PhoneCheckServiceClient<Channel> {
+        PhoneCheckServiceClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    /// (current RSS, peak RSS) in MiB.
+    fn rss(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+                .map_or(f64::NAN, |kib| kib / 1024.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn sim(latency: Duration, faults: Faults) -> SimServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    SimServer::spawn(
+        listener,
+        SimConfig {
+            latency,
+            faults,
+            ..SimConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+/// The i-th of ten million distinct valid mobiles; none ends like a magic number.
+fn number(i: u64) -> String {
+    format!("135{:07}7", i % 10_000_000)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn lookup_scenario() {
+    let sim = sim(Duration::ZERO, Faults::default()).await;
+    let server = Server::start(&sim, 0, 1_000_000);
+    let client = server.client().await;
+    println!("\n## lookup: 64 concurrent callers over 8 connections, 5 s each mode");
+    println!("| mode | requests/s | p50 | p99 | vendor calls |");
+    println!("|---|---:|---:|---:|---:|");
+    // Warm the cached set.
+    for i in 0..1000 {
+        let mut c = client.clone();
+        let request = pb::LookupNumberRequest {
+            number: number(9_000_000 + i),
+            checks: vec![pb::Check::LineStatus as i32],
+            ..Default::default()
+        };
+        c.lookup_number(request).await.unwrap();
+    }
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    for (mode, checks, cached) in [
+        ("offline only", vec![], false),
+        (
+            "line status, uncached",
+            vec![pb::Check::LineStatus as i32],
+            false,
+        ),
+        (
+            "line status, cached",
+            vec![pb::Check::LineStatus as i32],
+            true,
+        ),
+    ] {
+        let calls_before = sim.stats().vendor("thinksms").calls;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut clients = Vec::new();
+        for _ in 0..8 {
+            clients.push(server.client().await);
+        }
+        let workers = (0..64).map(|w| {
+            let mut c = clients[w % clients.len()].clone();
+            let checks = checks.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let n = if cached {
+                        number(9_000_000 + i % 1000)
+                    } else {
+                        number(i)
+                    };
+                    let request = pb::LookupNumberRequest {
+                        number: n,
+                        checks: checks.clone(),
+                        ..Default::default()
+                    };
+                    let started = Instant::now();
+                    c.lookup_number(request).await.unwrap();
+                    latencies.push(started.elapsed());
+                }
+                latencies
+            })
+        });
+        // Spawn them all before waiting for any.
+        let workers: Vec<_> = workers.collect();
+        let mut latencies: Vec<Duration> = Vec::new();
+        for w in workers {
+            latencies.extend(w.await.unwrap());
+        }
+        latencies.sort();
+        let calls = sim.stats().vendor("thinksms").calls - calls_before;
+        println!(
+            "| {mode} | {:.0} | {:.2} ms | {:.2} ms | {calls} |",
+            latencies.len() as f64 / 5.0,
+            percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+            percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        );
+    }
+}
+
+/// Streams `numbers` through CheckNumbers; calls `progress` every 100,000 answers.
+async fn stream(
+    client: &mut PhoneCheckServiceClient<Channel>,
+    numbers: impl Iterator<Item = String> + Send + 'static,
+    mut progress: impl FnMut(u64),
+) -> pb::CheckNumbersSummary {
+    let items = tokio_stream::iter(numbers.enumerate().map(|(i, n)| pb::CheckNumbersRequest {
+        request_id: i.to_string(),
+        number: n,
+        checks: vec![pb::Check::LineStatus as i32],
+        ..Default::default()
+    }));
+    let mut responses = client.check_numbers(items).await.unwrap().into_inner();
+    let mut answered = 0u64;
+    while let Some(message) = responses.message().await.unwrap() {
+        match message.response.unwrap() {
+            Response::Result(_) => {
+                answered += 1;
+                if answered % 100_000 == 0 {
+                    progress(answered);
+                }
+            }
+            Response::Summary(s) => return s,
+        }
+    }
+    panic!("no summary")
+}
+
+async fn stream_scenario() {
+    let sim = sim(Duration::ZERO, Faults::default()).await;
+    // A small cache, so that what is measured is the stream, not a million cached answers.
+    let server = Server::start(&sim, 0, 10_000);
+    let mut client = server.client().await;
+    println!(
+        "\n## stream: CheckNumbers of 1,000,000 numbers, quota off, simulator latency 0, cache 10,000 entries"
+    );
+    println!("| answered | elapsed | numbers/s | server RSS | server peak RSS |");
+    println!("|---:|---:|---:|---:|---:|");
+    let started = Instant::now();
+    let summary = stream(&mut client, (0..1_000_000).map(number), |n| {
+        let (rss, peak) = server.rss();
+        let t = started.elapsed().as_secs_f64();
+        println!(
+            "| {n} | {t:.1} s | {:.0} | {rss:.1} MiB | {peak:.1} MiB |",
+            n as f64 / t
+        );
+    })
+    .await;
+    println!(
+        "summary: {} reports, {} billable, {} errors",
+        summary.reports, summary.billable_calls, summary.errors
+    );
+}
+
+async fn quota_scenario() {
+    let sim = sim(
+        Duration::ZERO,
+        Faults {
+            quota_per_second: Some(100),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let server = Server::start(&sim, 100, 1_000_000);
+    let mut client = server.client().await;
+    let started = Instant::now();
+    let summary = stream(
+        &mut client,
+        (0..10_000).map(|i| number(20_000_000 + i)),
+        |_| {},
+    )
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let stats = sim.stats().vendor("thinksms");
+    let achieved = stats.calls as f64 / elapsed;
+    println!("\n## quota: 10,000 numbers, simulator enforcing 100 calls/s (sliding 1 s window)");
+    println!(
+        "| elapsed | vendor calls | achieved calls/s | achieved / allowed | over-limit answers | reports |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {elapsed:.1} s | {} | {achieved:.1} | {:.3} | {} | {} |",
+        stats.calls,
+        achieved / 100.0,
+        stats.over_limit,
+        summary.reports
+    );
+}
+
+async fn savings_scenario() {
+    let sim = sim(Duration::ZERO, Faults::default()).await;
+    let server = Server::start(&sim, 0, 1_000_000);
+    let mut client = server.client().await;
+    // 70,000 distinct numbers; 30,000 more rows repeat some of them.
+    let list: Vec<String> = (0..100_000u64)
+        .map(|i| number(30_000_000 + if i < 70_000 { i } else { i * 7919 % 70_000 }))
+        .collect();
+    println!("\n## savings: 100,000 rows, 70,000 distinct (30% duplicates), run twice");
+    println!(
+        "| run | rows | billable vendor calls | cache hits | simulator billable (cumulative) |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for run in ["first", "second"] {
+        let summary = stream(&mut client, list.clone().into_iter(), |_| {}).await;
+        println!(
+            "| {run} | {} | {} | {} | {} |",
+            summary.items_received,
+            summary.billable_calls,
+            summary.cache_hits,
+            sim.stats().vendor("thinksms").billable
+        );
+    }
+}
+
+async fn baseline_scenario() {
+    let latency = Duration::from_millis(20);
+    let sim = sim(latency, Faults::default()).await;
+    let n = 500u64;
+    // The vendor's sample code: build, sign and send one request per number, one after another.
+    let http = reqwest::Client::new();
+    let url = format!("{}/HrmApi/emptyStatusQuery", sim.base_url());
+    let started = Instant::now();
+    for i in 0..n {
+        let mobile = number(40_000_000 + i);
+        let date = (chrono::Utc::now() + chrono::Duration::hours(8))
+            .format("%Y%m%d")
+            .to_string();
+        let sign = thinksms_sign(
+            sim::SANDBOX_THINKSMS_HASHCODE,
+            &mobile,
+            sim::SANDBOX_THINKSMS_PRIVATE_KEY,
+            &date,
+        );
+        let body = serde_json::json!({"mobile": mobile, "hashcode": sim::SANDBOX_THINKSMS_HASHCODE, "sign": sign});
+        let answer: serde_json::Value = http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["errorRes"]["err_code"], "200");
+    }
+    let baseline = started.elapsed().as_secs_f64();
+    println!("\n## baseline: {n} numbers, simulator latency 20 ms");
+    println!("| way | elapsed | numbers/s |");
+    println!("|---|---:|---:|");
+    println!(
+        "| vendor sample code: one signed request per number, sequential | {baseline:.2} s | {:.0} |",
+        n as f64 / baseline
+    );
+    for (label, quota, offset) in [
+        ("CheckNumbers, vendor quota 100/s", 100, 50_000_000),
+        ("CheckNumbers, quota off", 0, 60_000_000),
+    ] {
+        let server = Server::start(&sim, quota, 1_000_000);
+        let mut client = server.client().await;
+        let started = Instant::now();
+        stream(&mut client, (0..n).map(move |i| number(offset + i)), |_| {}).await;
+        let t = started.elapsed().as_secs_f64();
+        println!("| {label} | {t:.2} s | {:.0} |", n as f64 / t);
+    }
+}
+
+fn main() {
+    let _ = phonecheck::providers::http_client();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let want = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
+    println!(
+        "phonecheck engine benchmarks; {} CPUs",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    runtime.block_on(async {
+        if want("lookup") {
+            lookup_scenario().await;
+        }
+        if want("stream") {
+            stream_scenario().await;
+        }
+        if want("quota") {
+            quota_scenario().await;
+        }
+        if want("savings") {
+            savings_scenario().await;
+        }
+        if want("baseline") {
+            baseline_scenario().await;
+        }
+    });
+}
