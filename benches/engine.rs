@@ -5,14 +5,15 @@
 //!     cargo bench --bench engine -- stream quota # some of: lookup stream quota savings baseline
 //!
 //! Scenarios (BENCHMARKS.md has the results and their reading):
-//! - lookup:   LookupNumber offline only, line status uncached, line status cached: requests/s, p50/p99.
-//! - stream:   CheckNumbers of 1,000,000 numbers (quota off, simulator latency 0): numbers/s and the
-//!             server's RSS at 100k and at 1M.
-//! - quota:    10,000 numbers against a simulator enforcing 100 calls/s: achieved/allowed rate and
-//!             over-limit answers.
-//! - savings:  100,000 rows with 30% duplicates, run twice: billable vendor calls per run.
+//! - lookup: LookupNumber offline only, line status uncached, line status cached: requests/s,
+//!   p50/p99.
+//! - stream: CheckNumbers of 1,000,000 numbers (quota off, simulator latency 0): numbers/s and the
+//!   server's RSS at 100k and at 1M.
+//! - quota: 10,000 numbers against a simulator enforcing 100 calls/s: achieved/allowed rate and
+//!   over-limit answers.
+//! - savings: 100,000 rows with 30% duplicates, run twice: billable vendor calls per run.
 //! - baseline: the vendor's documented way (one signed request per number, sequential) against
-//!             CheckNumbers, at simulator latency 20 ms.
+//!   CheckNumbers, at simulator latency 20 ms.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -230,7 +231,7 @@ async fn stream(
         match message.response.unwrap() {
             Response::Result(_) => {
                 answered += 1;
-                if answered % 100_000 == 0 {
+                if answered.is_multiple_of(100_000) {
                     progress(answered);
                 }
             }
