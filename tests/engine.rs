@@ -149,3 +149,28 @@ async fn concurrent_unary_lookups_meet_in_one_yidun_batch() {
         yidun.calls
     );
 }
+
+#[tokio::test]
+async fn a_unary_call_honours_its_deadline() {
+    let sim = start_sim(SimConfig {
+        latency: Duration::from_secs(5),
+        ..SimConfig::default()
+    })
+    .await;
+    let server = vendors_server(&sim, &Secrets::right(), "MD5").await;
+    let mut request = tonic::Request::new(lookup("13912345678", &[pb::Check::LineStatus]));
+    // The header alone: the server's handling of the deadline, not the client's own timer.
+    request
+        .metadata_mut()
+        .insert("grpc-timeout", "300m".parse().unwrap());
+    let started = std::time::Instant::now();
+    let status = server.client().lookup_number(request).await.unwrap_err();
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{status:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+}

@@ -38,12 +38,15 @@ impl PhoneCheckService for PhoneCheckApi {
         &self,
         request: Request<pb::LookupNumberRequest>,
     ) -> Result<Response<pb::LookupNumberResponse>, Status> {
+        let deadline =
+            stream::grpc_timeout(request.metadata()).map(|d| tokio::time::Instant::now() + d);
         let request = request.into_inner();
         let lookup = LookupRequest {
             checks: convert::checks_from_proto("checks", &request.checks)?,
             options: convert::options_from_proto("options", request.options)?,
             number: request.number,
             default_region: request.default_region,
+            deadline,
         };
         let report = self.engine.lookup(&lookup).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::LookupNumberResponse {

@@ -69,9 +69,13 @@ impl Totals {
 }
 
 /// Answers one item: a report, or a per-item error that does not end the stream.
-async fn answer(engine: Arc<Engine>, item: pb::CheckNumbersRequest) -> pb::CheckNumbersResult {
+async fn answer(
+    engine: Arc<Engine>,
+    item: pb::CheckNumbersRequest,
+    deadline: Option<Instant>,
+) -> pb::CheckNumbersResult {
     let request_id = item.request_id.clone();
-    let outcome = match to_lookup(item) {
+    let outcome = match to_lookup(item, deadline) {
         Ok(lookup) => match engine.lookup(&lookup).await {
             Ok(report) => Ok(convert::report_to_proto(&report)),
             Err(e) => Err(ApiError::from(e)),
@@ -87,12 +91,16 @@ async fn answer(engine: Arc<Engine>, item: pb::CheckNumbersRequest) -> pb::Check
     }
 }
 
-fn to_lookup(item: pb::CheckNumbersRequest) -> Result<LookupRequest, ApiError> {
+fn to_lookup(
+    item: pb::CheckNumbersRequest,
+    deadline: Option<Instant>,
+) -> Result<LookupRequest, ApiError> {
     Ok(LookupRequest {
         checks: convert::checks_from_proto("checks", &item.checks)?,
         options: convert::options_from_proto("options", item.options)?,
         number: item.number,
         default_region: item.default_region,
+        deadline,
     })
 }
 
@@ -113,7 +121,7 @@ pub fn check_numbers(
                 match item {
                     Ok(item) => {
                         counted.lock().unwrap_or_else(|e| e.into_inner()).items += 1;
-                        let result = answer(engine, item).await;
+                        let result = answer(engine, item, deadline).await;
                         counted
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())

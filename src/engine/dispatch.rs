@@ -103,6 +103,7 @@ impl Expiry<Key, Cached> for PerCheckTtl {
 struct Job {
     key: Key,
     query: Query,
+    deadline: Option<Instant>,
     reply: oneshot::Sender<Fetched>,
 }
 
@@ -169,6 +170,7 @@ impl Dispatcher {
         check: Check,
         query: Query,
         max_age: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Delivery {
         let key = Key::new(check, &query);
         if let Some(hit) = self.fresh(&key, max_age).await {
@@ -215,6 +217,7 @@ impl Dispatcher {
         let job = Job {
             key: key.clone(),
             query,
+            deadline,
             reply,
         };
         if let Err(mpsc::error::SendError(job)) = self.queue.send(job).await {
@@ -262,7 +265,17 @@ impl Shared {
     /// Calls the provider for a batch, then caches and delivers each answer.
     async fn execute(&self, check: Check, jobs: Vec<Job>) {
         let queries: Arc<[Query]> = jobs.iter().map(|j| j.query.clone()).collect();
-        let call = super::stack::Call { check, queries };
+        // Retries stop at the latest deadline among the callers; any caller without one lifts it.
+        let deadline = jobs
+            .iter()
+            .map(|j| j.deadline)
+            .reduce(|a, b| a.zip(b).map(|(a, b)| a.max(b)))
+            .flatten();
+        let call = super::stack::Call {
+            check,
+            queries,
+            deadline,
+        };
         let mut results = match self.stack.clone().oneshot(call).await {
             Ok(results) => results,
             Err(error) => vec![Err(error); jobs.len()],

@@ -37,6 +37,8 @@ pub struct LookupRequest {
     pub checks: Vec<Check>,
     /// Options.
     pub options: CheckOptions,
+    /// When the caller stops waiting; retries do not start after it.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 /// Why the engine could not produce a report.
@@ -106,8 +108,7 @@ impl Engine {
         let mut seen = HashSet::new();
         let checks = request.checks.iter().copied().filter(|c| seen.insert(*c));
         let outcomes =
-            join_all(checks.map(|check| self.run_check(check, &info, &request.options, started)))
-                .await;
+            join_all(checks.map(|check| self.run_check(check, &info, request, started))).await;
         Ok(Report { info, outcomes })
     }
 
@@ -125,9 +126,10 @@ impl Engine {
         &self,
         check: Check,
         info: &NumberInfo,
-        options: &CheckOptions,
+        request: &LookupRequest,
         started: Instant,
     ) -> CheckOutcome {
+        let options = &request.options;
         let dispatcher = match self.plan(check, info) {
             Plan::Local(local) => return local.finish(started),
             Plan::Provider(index) => &self.dispatchers[index],
@@ -138,7 +140,7 @@ impl Engine {
             kyc: options.kyc.clone(),
         };
         let delivery = dispatcher
-            .dispatch(check, query, options.max_cache_age)
+            .dispatch(check, query, options.max_cache_age, request.deadline)
             .await;
         let (state, billable, cached, fetched_at) = match delivery {
             Delivery::Cached(hit) => (CheckState::Ok(hit.data), false, true, hit.fetched_at),

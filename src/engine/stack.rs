@@ -31,6 +31,9 @@ pub struct Call {
     pub check: Check,
     /// The numbers, at most the provider's batch size.
     pub queries: Arc<[Query]>,
+    /// The latest deadline of the callers waiting for this call; no retry starts after it.
+    /// `None`: some caller waits without a deadline.
+    pub deadline: Option<Instant>,
 }
 
 /// One result per query, in order.
@@ -214,7 +217,7 @@ impl tower::retry::Policy<Call, Results, ProviderError> for RetryPolicy {
 
     fn retry(
         &mut self,
-        _call: &mut Call,
+        call: &mut Call,
         result: &mut Result<Results, ProviderError>,
     ) -> Option<Self::Future> {
         let Err(error) = result else { return None };
@@ -228,6 +231,13 @@ impl tower::retry::Policy<Call, Results, ProviderError> for RetryPolicy {
         self.left -= 1;
         // Full jitter: anywhere up to the current back-off, which doubles each time.
         let wait = self.backoff.mul_f64(rand::random::<f64>());
+        if call
+            .deadline
+            .is_some_and(|deadline| Instant::now() + wait >= deadline)
+        {
+            // Nobody would be there to receive the answer.
+            return None;
+        }
         self.backoff = self.backoff.saturating_mul(2);
         Some(tokio::time::sleep(wait))
     }
@@ -338,6 +348,63 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower::retry::Policy;
+
+    fn call(deadline: Option<Instant>) -> Call {
+        Call {
+            check: Check::LineStatus,
+            queries: Arc::from(Vec::new()),
+            deadline,
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_only_what_may_succeed_unbilled_and_in_time() {
+        let policy = || RetryPolicy {
+            left: 2,
+            backoff: Duration::from_millis(50),
+        };
+        let unavailable = || Err(ProviderError::Http(503));
+        assert!(
+            policy()
+                .retry(&mut call(None), &mut unavailable())
+                .is_some()
+        );
+        // Refusals are not retried, nor successes, nor a fast-failing breaker.
+        assert!(
+            policy()
+                .retry(&mut call(None), &mut Err(ProviderError::Http(404)))
+                .is_none()
+        );
+        assert!(
+            policy()
+                .retry(&mut call(None), &mut Ok(Vec::new()))
+                .is_none()
+        );
+        assert!(
+            policy()
+                .retry(&mut call(None), &mut Err(ProviderError::CircuitOpen))
+                .is_none()
+        );
+        // No retry would start after the caller's deadline.
+        let past = Instant::now();
+        assert!(
+            policy()
+                .retry(&mut call(Some(past)), &mut unavailable())
+                .is_none()
+        );
+        let later = Instant::now() + Duration::from_secs(60);
+        assert!(
+            policy()
+                .retry(&mut call(Some(later)), &mut unavailable())
+                .is_some()
+        );
+        // And no more than `retries` of them.
+        let mut p = policy();
+        assert!(p.retry(&mut call(None), &mut unavailable()).is_some());
+        assert!(p.retry(&mut call(None), &mut unavailable()).is_some());
+        assert!(p.retry(&mut call(None), &mut unavailable()).is_none());
+    }
 
     #[test]
     fn quotas() {
