@@ -185,3 +185,49 @@ async fn the_deadline_ends_the_stream() {
         "not waiting for the vendors"
     );
 }
+
+/// A client that sends a long list but never reads an answer: once the answers it does not read
+/// fill the HTTP/2 windows, the server stops reading its items, so the work done (and the memory
+/// held) stays bounded instead of following the list.
+#[tokio::test]
+async fn a_client_that_stops_reading_stops_the_server_reading() {
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = vendors_config(&sim, dir.path(), &Secrets::right(), "MD5");
+    common::set_limits(
+        &mut config,
+        phonecheck::providers::LimitsConfig {
+            quota: Some(phonecheck::providers::QuotaConfig {
+                requests_per_second: 0.0,
+                burst: 1,
+            }),
+            ..Default::default()
+        },
+    );
+    let server = TestServer::start_in(config, dir.path()).await;
+    let pulled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = pulled.clone();
+    let items = tokio_stream::iter((0u64..200_000).map(move |i| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        item(i as usize, &format!("135{:07}7", i))
+    }));
+    let mut client = server.client();
+    // The response stream is opened and then never read.
+    let _unread = client.check_numbers(items).await.unwrap().into_inner();
+    sim.stats().wait_for_calls(100).await;
+    // A measurement interval, not a wait for readiness: unbounded, the server would go through
+    // thousands of items a second here.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = sim.stats().vendor("thinksms").calls;
+    let taken = pulled.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        calls < 5_000,
+        "the server kept working for a client that reads nothing: {calls} calls"
+    );
+    // What the client could push sits in its own send buffer and the kernel's socket buffers
+    // (items are ~35 bytes); it is pushed back long before the end of the list.
+    assert!(
+        taken < 100_000,
+        "the client was let to push {taken} of 200,000 items"
+    );
+}
