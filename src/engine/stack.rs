@@ -48,14 +48,14 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub fn build(provider: Arc<dyn Provider>) -> CallService {
     let limits = provider.info().limits;
     let service = ServiceBuilder::new()
-        .layer(BreakerLayer::new(
+        .layer(breaker_layer(
             limits.breaker_failures,
             limits.breaker_cooldown,
         ))
         .layer(tower::retry::RetryLayer::new(RetryPolicy::new(&limits)))
-        .layer(QuotaLayer::new(limits.quota))
+        .layer(quota_layer(limits.quota))
         .concurrency_limit(limits.concurrency.max(1))
-        .layer(TimeoutLayer(limits.timeout))
+        .layer(timeout_layer(limits.timeout))
         .service(ProviderService(provider));
     BoxCloneSyncService::new(service)
 }
@@ -88,59 +88,84 @@ impl Service<Call> for ProviderService {
     }
 }
 
-/// Bounds each attempt.
+/// A layer that runs `f(inner, call)` around the inner service: the one shape the custom layers
+/// here share. The inner service's readiness is awaited inside `f` (`oneshot`), so that a layer
+/// such as the quota can wait before taking a concurrency permit.
 #[derive(Clone)]
-struct TimeoutLayer(Duration);
+struct Around<F>(F);
 
-impl<S> Layer<S> for TimeoutLayer {
-    type Service = Timeout<S>;
+impl<S, F: Clone> Layer<S> for Around<F> {
+    type Service = AroundService<S, F>;
 
-    fn layer(&self, inner: S) -> Timeout<S> {
-        Timeout {
+    fn layer(&self, inner: S) -> AroundService<S, F> {
+        AroundService {
             inner,
-            limit: self.0,
+            f: self.0.clone(),
         }
     }
 }
 
 #[derive(Clone)]
-struct Timeout<S> {
+struct AroundService<S, F> {
     inner: S,
-    limit: Duration,
+    f: F,
 }
 
-impl<S> Service<Call> for Timeout<S>
+impl<S, F, Fut> Service<Call> for AroundService<S, F>
 where
-    S: Service<Call, Response = Results, Error = ProviderError> + Clone + Send + 'static,
-    S::Future: Send,
+    S: Service<Call, Response = Results, Error = ProviderError> + Clone,
+    F: Fn(S, Call) -> Fut,
+    Fut: Future<Output = Result<Results, ProviderError>> + Send + 'static,
 {
     type Response = Results;
     type Error = ProviderError;
     type Future = BoxFuture<Result<Results, ProviderError>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProviderError>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProviderError>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
-        let future = self.inner.call(call);
-        let limit = self.limit;
-        Box::pin(async move {
-            tokio::time::timeout(limit, future)
-                .await
-                .unwrap_or(Err(ProviderError::Timeout(limit)))
-        })
+        Box::pin((self.f)(self.inner.clone(), call))
     }
 }
 
-/// Waits for the vendor account's token bucket before each attempt.
-#[derive(Clone)]
-struct QuotaLayer(Option<Arc<DefaultDirectRateLimiter>>);
+/// Bounds each attempt.
+fn timeout_layer<S>(
+    limit: Duration,
+) -> Around<impl Fn(S, Call) -> BoxFuture<Result<Results, ProviderError>> + Clone>
+where
+    S: Service<Call, Response = Results, Error = ProviderError> + Send + 'static,
+    S::Future: Send,
+{
+    Around(move |inner: S, call| -> BoxFuture<_> {
+        Box::pin(async move {
+            tokio::time::timeout(limit, inner.oneshot(call))
+                .await
+                .unwrap_or(Err(ProviderError::Timeout(limit)))
+        })
+    })
+}
 
-impl QuotaLayer {
-    fn new(quota: QuotaConfig) -> QuotaLayer {
-        QuotaLayer(governor_quota(quota).map(|q| Arc::new(RateLimiter::direct(q))))
-    }
+/// Waits for the vendor account's token bucket before each attempt.
+fn quota_layer<S>(
+    quota: QuotaConfig,
+) -> Around<impl Fn(S, Call) -> BoxFuture<Result<Results, ProviderError>> + Clone>
+where
+    S: Service<Call, Response = Results, Error = ProviderError> + Send + 'static,
+    S::Future: Send,
+{
+    let limiter: Option<Arc<DefaultDirectRateLimiter>> =
+        governor_quota(quota).map(|q| Arc::new(RateLimiter::direct(q)));
+    Around(move |inner: S, call| -> BoxFuture<_> {
+        let limiter = limiter.clone();
+        Box::pin(async move {
+            if let Some(limiter) = limiter {
+                limiter.until_ready().await;
+            }
+            inner.oneshot(call).await
+        })
+    })
 }
 
 /// The token bucket for a quota; `None` when unlimited.
@@ -151,49 +176,6 @@ pub fn governor_quota(quota: QuotaConfig) -> Option<GovernorQuota> {
     let period = Duration::from_secs_f64(1.0 / quota.requests_per_second);
     let burst = NonZeroU32::new(quota.burst.max(1))?;
     GovernorQuota::with_period(period).map(|q| q.allow_burst(burst))
-}
-
-impl<S> Layer<S> for QuotaLayer {
-    type Service = QuotaService<S>;
-
-    fn layer(&self, inner: S) -> QuotaService<S> {
-        QuotaService {
-            inner,
-            limiter: self.0.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-struct QuotaService<S> {
-    inner: S,
-    limiter: Option<Arc<DefaultDirectRateLimiter>>,
-}
-
-impl<S> Service<Call> for QuotaService<S>
-where
-    S: Service<Call, Response = Results, Error = ProviderError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Results;
-    type Error = ProviderError;
-    type Future = BoxFuture<Result<Results, ProviderError>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProviderError>> {
-        // Readiness of the inner service is awaited in `call`, after the quota.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, call: Call) -> Self::Future {
-        let inner = self.inner.clone();
-        let limiter = self.limiter.clone();
-        Box::pin(async move {
-            if let Some(limiter) = limiter {
-                limiter.until_ready().await;
-            }
-            inner.oneshot(call).await
-        })
-    }
 }
 
 /// Retries failed calls that may succeed later and were not billed.
@@ -249,9 +231,6 @@ impl tower::retry::Policy<Call, Results, ProviderError> for RetryPolicy {
 
 /// Opens after consecutive failures of the vendor; fails fast while open; after the cool-down
 /// lets one call probe: success closes it, failure opens it again.
-#[derive(Clone)]
-struct BreakerLayer(Arc<Mutex<BreakerState>>);
-
 #[derive(Debug)]
 struct BreakerState {
     threshold: u32,
@@ -259,35 +238,6 @@ struct BreakerState {
     failures: u32,
     open_until: Option<Instant>,
     probing: bool,
-}
-
-impl BreakerLayer {
-    fn new(threshold: u32, cooldown: Duration) -> BreakerLayer {
-        BreakerLayer(Arc::new(Mutex::new(BreakerState {
-            threshold: threshold.max(1),
-            cooldown,
-            failures: 0,
-            open_until: None,
-            probing: false,
-        })))
-    }
-}
-
-impl<S> Layer<S> for BreakerLayer {
-    type Service = Breaker<S>;
-
-    fn layer(&self, inner: S) -> Breaker<S> {
-        Breaker {
-            inner,
-            state: self.0.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-struct Breaker<S> {
-    inner: S,
-    state: Arc<Mutex<BreakerState>>,
 }
 
 /// Failures that say something about the vendor's health (not a refused number, not our quota).
@@ -298,22 +248,23 @@ fn counts_against_vendor(error: &ProviderError) -> bool {
     ) && *error != ProviderError::CircuitOpen
 }
 
-impl<S> Service<Call> for Breaker<S>
+fn breaker_layer<S>(
+    threshold: u32,
+    cooldown: Duration,
+) -> Around<impl Fn(S, Call) -> BoxFuture<Result<Results, ProviderError>> + Clone>
 where
-    S: Service<Call, Response = Results, Error = ProviderError> + Clone + Send + 'static,
+    S: Service<Call, Response = Results, Error = ProviderError> + Send + 'static,
     S::Future: Send,
 {
-    type Response = Results;
-    type Error = ProviderError;
-    type Future = BoxFuture<Result<Results, ProviderError>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProviderError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, call: Call) -> Self::Future {
-        let inner = self.inner.clone();
-        let state = self.state.clone();
+    let state = Arc::new(Mutex::new(BreakerState {
+        threshold: threshold.max(1),
+        cooldown,
+        failures: 0,
+        open_until: None,
+        probing: false,
+    }));
+    Around(move |inner: S, call| -> BoxFuture<_> {
+        let state = state.clone();
         Box::pin(async move {
             {
                 let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -342,7 +293,7 @@ where
             s.probing = false;
             result
         })
-    }
+    })
 }
 
 #[cfg(test)]
