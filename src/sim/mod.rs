@@ -184,10 +184,12 @@ impl Stats {
 
     fn record_billable(&self, vendor: &VendorCounters) {
         vendor.billable.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
     }
 
     fn record_over_limit(&self, vendor: &VendorCounters) {
         vendor.over_limit.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
     }
 
     fn counters(&self, vendor: &str) -> &VendorCounters {
@@ -237,16 +239,32 @@ impl Stats {
             .await;
     }
 
-    /// Waits until the counters satisfy `done`.
+    /// Waits until the counters satisfy `done`, for at most [`Stats::WAIT_LIMIT`]; panics with
+    /// the counters after that, so that a test waiting on the simulator can never hang.
     pub async fn wait_until(&self, done: impl Fn(&BTreeMap<&'static str, VendorStats>) -> bool) {
-        loop {
-            let changed = self.changed.notified();
-            if done(&self.snapshot()) {
-                return;
+        let waiting = async {
+            loop {
+                let changed = self.changed.notified();
+                if done(&self.snapshot()) {
+                    return;
+                }
+                changed.await;
             }
-            changed.await;
+        };
+        if tokio::time::timeout(Self::WAIT_LIMIT, waiting)
+            .await
+            .is_err()
+        {
+            panic!(
+                "the simulators' counters did not get there in {:?}: {:?}",
+                Self::WAIT_LIMIT,
+                self.snapshot()
+            );
         }
     }
+
+    /// The longest [`Stats::wait_until`] waits.
+    pub const WAIT_LIMIT: Duration = Duration::from_secs(60);
 }
 
 /// Shared state of the simulators.
