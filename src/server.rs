@@ -27,6 +27,9 @@ use crate::store::{SqliteStore, StoreError};
 
 /// Largest request or response message, in bytes.
 const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+/// HTTP/2 flow-control windows: what one connection, and one stream, may have unread.
+const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+const STREAM_WINDOW: u32 = 64 * 1024;
 
 /// Why the service could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +223,13 @@ where
     info!(%addr, "phonecheck serving");
     // HTTP/1.1 as well as HTTP/2, and gRPC-Web translated to gRPC, so browsers can call too.
     let server = Server::builder()
+        // h2 allows unread small DATA frames up to half the connection window. Clients such as
+        // grpc-python send one small frame per stream item, and a stream the server pushes back on
+        // stops being read; a 16 MiB connection window lets a whole 64 KiB stream window of tiny
+        // frames wait (about 0.5 MiB of budget each) instead of the connection being refused
+        // with ENHANCE_YOUR_CALM.
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .initial_stream_window_size(STREAM_WINDOW)
         .accept_http1(true)
         .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health_service)
