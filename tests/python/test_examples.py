@@ -38,3 +38,15 @@ def test_python_example(server):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "bulk: 3000 answered" in done.stdout, done.stdout
     assert "INVALID_ARGUMENT on field number" in done.stdout, done.stdout
+
+
+def test_node_example(server):
+    done = subprocess.run(
+        ["node", str(ROOT / "examples" / "node" / "client.js"), server, "3000"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "bulk: 3000 answered" in done.stdout, done.stdout
+    assert "INVALID_ARGUMENT on field number" in done.stdout, done.stdout

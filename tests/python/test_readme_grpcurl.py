@@ -66,5 +66,8 @@ def test_readme_command(server, command):
         assert '"e164": "+8613800138000"' in output and "LINE_STATUS_" in output, output
     if "13800000002" in command:
         assert "LINE_STATUS_EMPTY" in output, output
+    if "CheckNumbers" in command:
+        assert output.count('"requestId"') == 5 and '"summary"' in output, output
+        assert '"itemsReceived": "5"' in output and '"errors": "1"' in output, output
     if "Health/Check" in command:
         assert '"SERVING"' in output, output
