@@ -65,6 +65,30 @@ pub struct Config {
     /// Vendor accounts, by name. Empty: sandbox mode.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// API clients, by name. Empty: no authentication (loopback only, unless explicitly allowed).
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+/// `[tenants.NAME]`: one API client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// SHA-256 (hex) of each of the tenant's API keys; `phonecheck keys new` prints one. The keys
+    /// themselves are never stored.
+    pub key_sha256: Vec<String>,
+    /// The checks the tenant may run. Account presence (social-account probing) is not granted
+    /// unless listed.
+    #[serde(default = "default_allowed_checks")]
+    pub allowed_checks: Vec<crate::domain::Check>,
+    /// Whether the tenant may receive platform profile details (personal data).
+    #[serde(default)]
+    pub profile_details: bool,
+}
+
+fn default_allowed_checks() -> Vec<crate::domain::Check> {
+    use crate::domain::Check;
+    vec![Check::LineStatus, Check::SpamLabels, Check::RiskProfile]
 }
 
 /// `[server]`.
@@ -333,6 +357,18 @@ impl Config {
                 }
             }
         }
+        for (name, tenant) in &self.tenants {
+            if tenant.key_sha256.is_empty() {
+                problems.push(format!("tenants.{name}: key_sha256 is empty"));
+            }
+            for (i, hash) in tenant.key_sha256.iter().enumerate() {
+                if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    problems.push(format!(
+                        "tenants.{name}.key_sha256[{i}]: not a SHA-256 in hex (64 hex digits)"
+                    ));
+                }
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -419,7 +455,14 @@ mod tests {
     #[test]
     fn the_readme_example_is_a_valid_configuration() {
         let readme = include_str!("../README.md");
-        let start = readme.find("```toml\n").expect("README has a TOML example") + 8;
+        let section = readme
+            .find("## Configuration")
+            .expect("README has a configuration section");
+        let start = section
+            + readme[section..]
+                .find("```toml\n")
+                .expect("with a TOML example")
+            + 8;
         let example = &readme[start..start + readme[start..].find("```").unwrap()];
         let config: Config = Figment::from(Toml::string(example)).extract().unwrap();
         assert_eq!(

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 use crate::providers::ProviderError;
 
 /// A paid check a vendor can answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Check {
     /// Line status (空号检测).
     LineStatus,

@@ -11,6 +11,7 @@
 //! - [`config`]: typed configuration from a TOML file plus `PHONECHECK__` environment overrides,
 //!   validated all at once.
 //! - [`server`]: assembles the tonic server: health, reflection, compression, graceful shutdown.
+//! - [`auth`]: API keys (hashed) mapped to tenants and their grants.
 //! - [`api`]: the gRPC service implementations, proto ↔ domain conversion, and the one mapping of
 //!   errors to `tonic::Status`.
 //! - [`engine`]: runs the checks a request asks for: offline analysis first, then providers.
@@ -26,6 +27,7 @@
 //! Data flows one way: `api → engine → providers → (HTTP) → vendor or sim`.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -11,7 +11,10 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 use tracing::{info, warn};
 
+use tonic::service::interceptor::InterceptedService;
+
 use crate::api::PhoneCheckApi;
+use crate::auth::{AuthInterceptor, Tenants};
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 use crate::number::{Analyzer, LocationData, LocationDataError};
@@ -202,6 +205,8 @@ where
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    // Health and reflection stay open; the phonecheck services need a key when tenants exist.
+    let api = InterceptedService::new(api, AuthInterceptor::new(Tenants::new(&config.tenants)));
 
     let addr = listener.local_addr()?;
     let stopping = Arc::new(tokio::sync::Notify::new());

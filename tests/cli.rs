@@ -153,3 +153,38 @@ async fn a_killed_client_takes_its_outstanding_work_with_it() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sim.stats().vendor("thinksms").calls, 8);
 }
+
+#[test]
+fn keys_new_prints_a_key_and_its_hash_line() {
+    let output = phonecheck()
+        .args(["keys", "new", "--tenant", "acme"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let key = text
+        .split_whitespace()
+        .find(|w| w.starts_with("pck_"))
+        .expect("a key");
+    assert!(text.contains("[tenants.acme]"), "{text}");
+    assert!(
+        text.contains(&phonecheck::auth::key_hash(key)),
+        "the printed hash is the key's: {text}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_keys() {
+    // Refused before anything is bound.
+    let output = phonecheck()
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains("refusing to listen on 0.0.0.0:0")
+            && text.contains("--allow-unauthenticated"),
+        "{text}"
+    );
+}

@@ -11,6 +11,17 @@ pub const ERROR_DOMAIN: &str = "phonecheck.dev";
 /// Why an RPC failed as a whole.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
+    /// No valid API key.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The caller's tenant was not granted what it asked for.
+    #[error("{message}")]
+    PermissionDenied {
+        /// The `google.rpc.ErrorInfo` reason.
+        reason: &'static str,
+        /// What was refused.
+        message: String,
+    },
     /// A request field is not acceptable.
     #[error("{field}: {message}")]
     InvalidArgument {
@@ -62,6 +73,12 @@ impl From<ApiError> for Status {
                 Code::InvalidArgument,
                 message,
                 ErrorDetails::with_bad_request_violation(field, why),
+            ),
+            ApiError::Unauthenticated(_) => Status::unauthenticated(message),
+            ApiError::PermissionDenied { reason, .. } => Status::with_error_details(
+                Code::PermissionDenied,
+                message,
+                ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
             ),
         }
     }

@@ -8,11 +8,21 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::Tenant;
 use crate::engine::{Engine, LookupRequest};
 use crate::pb;
 use crate::pb::phone_check_service_server::PhoneCheckService;
 
 pub use error::ApiError;
+
+/// The caller's tenant, put in the request by the [`crate::auth::AuthInterceptor`].
+fn tenant_of<T>(request: &Request<T>) -> Arc<Tenant> {
+    request
+        .extensions()
+        .get::<Arc<Tenant>>()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(Tenant::anonymous()))
+}
 
 /// `phonecheck.v1.PhoneCheckService`.
 #[derive(Debug, Clone)]
@@ -40,6 +50,7 @@ impl PhoneCheckService for PhoneCheckApi {
     ) -> Result<Response<pb::LookupNumberResponse>, Status> {
         let deadline =
             stream::grpc_timeout(request.metadata()).map(|d| tokio::time::Instant::now() + d);
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let lookup = LookupRequest {
             checks: convert::checks_from_proto("checks", &request.checks)?,
@@ -48,6 +59,7 @@ impl PhoneCheckService for PhoneCheckApi {
             default_region: request.default_region,
             deadline,
         };
+        tenant.authorize("checks", &lookup.checks, &lookup.options)?;
         let report = self.engine.lookup(&lookup).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::LookupNumberResponse {
             report: Some(convert::report_to_proto(&report)),
@@ -62,8 +74,10 @@ impl PhoneCheckService for PhoneCheckApi {
     ) -> Result<Response<Self::CheckNumbersStream>, Status> {
         let deadline =
             stream::grpc_timeout(request.metadata()).map(|d| tokio::time::Instant::now() + d);
+        let tenant = tenant_of(&request);
         Ok(Response::new(stream::check_numbers(
             self.engine.clone(),
+            tenant,
             request.into_inner(),
             self.stream_window,
             deadline,

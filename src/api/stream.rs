@@ -16,6 +16,7 @@ use tonic::{Code, Status, Streaming};
 
 use super::convert;
 use super::error::ApiError;
+use crate::auth::Tenant;
 use crate::engine::{Engine, LookupRequest};
 use crate::pb;
 
@@ -71,11 +72,16 @@ impl Totals {
 /// Answers one item: a report, or a per-item error that does not end the stream.
 async fn answer(
     engine: Arc<Engine>,
+    tenant: &Tenant,
     item: pb::CheckNumbersRequest,
     deadline: Option<Instant>,
 ) -> pb::CheckNumbersResult {
     let request_id = item.request_id.clone();
-    let outcome = match to_lookup(item, deadline) {
+    let lookup = to_lookup(item, deadline).and_then(|lookup| {
+        tenant.authorize("checks", &lookup.checks, &lookup.options)?;
+        Ok(lookup)
+    });
+    let outcome = match lookup {
         Ok(lookup) => match engine.lookup(&lookup).await {
             Ok(report) => Ok(convert::report_to_proto(&report)),
             Err(e) => Err(ApiError::from(e)),
@@ -107,6 +113,7 @@ fn to_lookup(
 /// The response stream for `inbound`.
 pub fn check_numbers(
     engine: Arc<Engine>,
+    tenant: Arc<Tenant>,
     inbound: Streaming<pb::CheckNumbersRequest>,
     window: usize,
     deadline: Option<Instant>,
@@ -116,12 +123,13 @@ pub fn check_numbers(
     let results = inbound
         .map(move |item| {
             let engine = engine.clone();
+            let tenant = tenant.clone();
             let counted = counted.clone();
             async move {
                 match item {
                     Ok(item) => {
                         counted.lock().unwrap_or_else(|e| e.into_inner()).items += 1;
-                        let result = answer(engine, item, deadline).await;
+                        let result = answer(engine, &tenant, item, deadline).await;
                         counted
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())

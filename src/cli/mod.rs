@@ -39,7 +39,13 @@ pub enum Command {
         /// Address to listen on; overrides `server.listen`. Port 0 picks a free port.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Listen on a non-loopback address even though no API keys are configured.
+        #[arg(long)]
+        allow_unauthenticated: bool,
     },
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Serve every vendor simulator on one address, at each vendor's own paths.
     Sim {
         /// Address to listen on.
@@ -77,6 +83,17 @@ pub enum Command {
         /// Print the report as JSON (the protobuf JSON mapping).
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `phonecheck keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print a fresh API key and the configuration line that grants it.
+    New {
+        /// The tenant the key is for.
+        #[arg(long, default_value = "my-tenant")]
+        tenant: String,
     },
 }
 
@@ -174,7 +191,18 @@ pub enum CliError {
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     crate::telemetry::init_logging(cli.log_format);
     match cli.command {
-        Command::Serve { config, listen } => serve::run(config, listen).await,
+        Command::Serve {
+            config,
+            listen,
+            allow_unauthenticated,
+        } => serve::run(config, listen, allow_unauthenticated).await,
+        Command::Keys(KeysCommand::New { tenant }) => {
+            let key = crate::auth::new_key();
+            println!("API key (give it to the client; it is not stored anywhere):\n  {key}\n");
+            println!("Add to the server configuration:\n  [tenants.{tenant}]");
+            println!("  key_sha256 = [\"{}\"]", crate::auth::key_hash(&key));
+            Ok(())
+        }
         Command::Sim {
             listen,
             latency,

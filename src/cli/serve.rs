@@ -12,6 +12,7 @@ use crate::config::{Config, ConfigError};
 pub(super) async fn run(
     config: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    allow_unauthenticated: bool,
 ) -> Result<(), CliError> {
     let config = Config::load(config.as_deref())?;
     let addr = match listen {
@@ -23,6 +24,13 @@ pub(super) async fn run(
             )])
         })?,
     };
+    if !addr.ip().is_loopback() && config.tenants.is_empty() && !allow_unauthenticated {
+        return Err(CliError::Usage(format!(
+            "refusing to listen on {addr} with no API keys configured: anyone who can reach it \
+             could spend the vendor accounts' credit. Configure [tenants] (`phonecheck keys new` \
+             prints a key), listen on a loopback address, or pass --allow-unauthenticated."
+        )));
+    }
     // Bind first, then announce, then serve: whoever reads this line can connect at once.
     let listener = TcpListener::bind(addr).await?;
     let mut stdout = std::io::stdout();

@@ -1,0 +1,198 @@
+//! API keys and tenants: `authorization: Bearer <key>` names a tenant, whose grants decide which
+//! checks it may run. Keys are configured only as SHA-256 hashes.
+//!
+//! Authentication is a tonic interceptor on the phonecheck services (health and reflection stay
+//! open); authorisation of each request's checks happens in the API layer, which knows them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tonic::service::Interceptor;
+use tonic::{Request, Status};
+
+use crate::api::ApiError;
+use crate::config::TenantConfig;
+use crate::domain::{Check, CheckOptions};
+
+/// An API client and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// The configured name (`anonymous` without authentication).
+    pub name: String,
+    /// Checks it may run.
+    pub allowed_checks: HashSet<Check>,
+    /// Whether it may receive platform profile details.
+    pub profile_details: bool,
+}
+
+impl Tenant {
+    /// The caller when no tenants are configured: may do everything.
+    pub fn anonymous() -> Tenant {
+        Tenant {
+            name: "anonymous".to_owned(),
+            allowed_checks: Check::ALL.into_iter().collect(),
+            profile_details: true,
+        }
+    }
+
+    /// Refuses checks and options the tenant was not granted.
+    pub fn authorize(
+        &self,
+        field: &str,
+        checks: &[Check],
+        options: &CheckOptions,
+    ) -> Result<(), ApiError> {
+        if let Some(check) = checks.iter().find(|c| !self.allowed_checks.contains(c)) {
+            return Err(ApiError::PermissionDenied {
+                reason: "CHECK_NOT_ALLOWED",
+                message: format!("{field}: tenant {} may not run {check}", self.name),
+            });
+        }
+        if options.include_profile_details && !self.profile_details {
+            return Err(ApiError::PermissionDenied {
+                reason: "PROFILE_DETAILS_NOT_ALLOWED",
+                message: format!("tenant {} may not receive profile details", self.name),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The SHA-256 (hex) of an API key, as configured in `key_sha256`.
+pub fn key_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// A fresh API key: `pck_` and 64 hex digits of randomness.
+pub fn new_key() -> String {
+    format!("pck_{}", hex::encode(rand::random::<[u8; 32]>()))
+}
+
+/// Every configured key's hash, mapped to its tenant.
+#[derive(Debug, Clone, Default)]
+pub struct Tenants {
+    by_hash: HashMap<String, Arc<Tenant>>,
+}
+
+impl Tenants {
+    /// From the validated configuration.
+    pub fn new(config: &std::collections::BTreeMap<String, TenantConfig>) -> Tenants {
+        let mut by_hash = HashMap::new();
+        for (name, tenant) in config {
+            let resolved = Arc::new(Tenant {
+                name: name.clone(),
+                allowed_checks: tenant.allowed_checks.iter().copied().collect(),
+                profile_details: tenant.profile_details,
+            });
+            for hash in &tenant.key_sha256 {
+                by_hash.insert(hash.to_ascii_lowercase(), resolved.clone());
+            }
+        }
+        Tenants { by_hash }
+    }
+
+    /// Whether any key is configured.
+    pub fn enabled(&self) -> bool {
+        !self.by_hash.is_empty()
+    }
+}
+
+/// Authenticates every call of a service: puts the caller's [`Tenant`] in the request extensions,
+/// or refuses the call with `UNAUTHENTICATED`.
+#[derive(Debug, Clone)]
+pub struct AuthInterceptor {
+    tenants: Arc<Tenants>,
+    anonymous: Arc<Tenant>,
+}
+
+impl AuthInterceptor {
+    /// An interceptor over these tenants (none: every caller is anonymous).
+    pub fn new(tenants: Tenants) -> AuthInterceptor {
+        AuthInterceptor {
+            tenants: Arc::new(tenants),
+            anonymous: Arc::new(Tenant::anonymous()),
+        }
+    }
+}
+
+impl Interceptor for AuthInterceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let tenant = if self.tenants.enabled() {
+            let key = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .map(str::trim)
+                .ok_or(ApiError::Unauthenticated(
+                    "an API key is required: authorization: Bearer <key>",
+                ))?;
+            self.tenants
+                .by_hash
+                .get(&key_hash(key))
+                .cloned()
+                .ok_or(ApiError::Unauthenticated("the API key is not valid"))?
+        } else {
+            self.anonymous.clone()
+        };
+        request.extensions_mut().insert(tenant);
+        Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_hashes() {
+        let key = new_key();
+        assert!(key.starts_with("pck_") && key.len() == 68);
+        assert_ne!(new_key(), key);
+        assert_eq!(
+            key_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn grants() {
+        let tenant = Tenant {
+            name: "acme".into(),
+            allowed_checks: [Check::LineStatus].into_iter().collect(),
+            profile_details: false,
+        };
+        assert!(
+            tenant
+                .authorize("checks", &[Check::LineStatus], &CheckOptions::default())
+                .is_ok()
+        );
+        assert!(
+            tenant
+                .authorize(
+                    "checks",
+                    &[Check::AccountPresence],
+                    &CheckOptions::default()
+                )
+                .is_err()
+        );
+        let profiles = CheckOptions {
+            include_profile_details: true,
+            ..CheckOptions::default()
+        };
+        assert!(
+            tenant
+                .authorize("checks", &[Check::LineStatus], &profiles)
+                .is_err()
+        );
+        assert!(
+            Tenant::anonymous()
+                .authorize("checks", &Check::ALL, &profiles)
+                .is_ok()
+        );
+    }
+}
