@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use governor::clock::{Clock, DefaultClock};
 use sha2::{Digest, Sha256};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
@@ -16,7 +17,7 @@ use crate::config::TenantConfig;
 use crate::domain::{Check, CheckOptions};
 
 /// An API client and what it may do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Tenant {
     /// The configured name (`anonymous` without authentication).
     pub name: String,
@@ -69,10 +70,13 @@ pub fn new_key() -> String {
     format!("pck_{}", hex::encode(rand::random::<[u8; 32]>()))
 }
 
-/// Every configured key's hash, mapped to its tenant.
+/// A tenant's call rate limit.
+type Limiter = governor::DefaultDirectRateLimiter;
+
+/// Every configured key's hash, mapped to its tenant and the tenant's rate limiter.
 #[derive(Debug, Clone, Default)]
 pub struct Tenants {
-    by_hash: HashMap<String, Arc<Tenant>>,
+    by_hash: HashMap<String, (Arc<Tenant>, Option<Arc<Limiter>>)>,
 }
 
 impl Tenants {
@@ -85,8 +89,16 @@ impl Tenants {
                 allowed_checks: tenant.allowed_checks.iter().copied().collect(),
                 profile_details: tenant.profile_details,
             });
+            // One bucket per tenant, whichever of its keys is used.
+            let limiter = tenant
+                .rate_limit
+                .and_then(crate::engine::stack::governor_quota)
+                .map(|q| Arc::new(governor::RateLimiter::direct(q)));
             for hash in &tenant.key_sha256 {
-                by_hash.insert(hash.to_ascii_lowercase(), resolved.clone());
+                by_hash.insert(
+                    hash.to_ascii_lowercase(),
+                    (resolved.clone(), limiter.clone()),
+                );
             }
         }
         Tenants { by_hash }
@@ -131,11 +143,22 @@ impl Interceptor for AuthInterceptor {
                 .ok_or(ApiError::Unauthenticated(
                     "an API key is required: authorization: Bearer <key>",
                 ))?;
-            self.tenants
+            let (tenant, limiter) = self
+                .tenants
                 .by_hash
                 .get(&key_hash(key))
-                .cloned()
-                .ok_or(ApiError::Unauthenticated("the API key is not valid"))?
+                .ok_or(ApiError::Unauthenticated("the API key is not valid"))?;
+            if let Some(limiter) = limiter
+                && let Err(not_until) = limiter.check()
+            {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                return Err(ApiError::RateLimited {
+                    tenant: tenant.name.clone(),
+                    retry_after: wait,
+                }
+                .into());
+            }
+            tenant.clone()
         } else {
             self.anonymous.clone()
         };

@@ -84,6 +84,8 @@ pub struct TenantConfig {
     /// Whether the tenant may receive platform profile details (personal data).
     #[serde(default)]
     pub profile_details: bool,
+    /// Calls per second the tenant may make (a token bucket); absent: unlimited.
+    pub rate_limit: Option<crate::providers::QuotaConfig>,
 }
 
 fn default_allowed_checks() -> Vec<crate::domain::Check> {
@@ -358,6 +360,15 @@ impl Config {
             }
         }
         for (name, tenant) in &self.tenants {
+            if let Some(rate) = tenant.rate_limit
+                && !(rate.requests_per_second > 0.0
+                    && rate.requests_per_second.is_finite()
+                    && rate.burst >= 1)
+            {
+                problems.push(format!(
+                    "tenants.{name}.rate_limit: requests_per_second must be above zero and burst at least 1"
+                ));
+            }
             if tenant.key_sha256.is_empty() {
                 problems.push(format!("tenants.{name}: key_sha256 is empty"));
             }

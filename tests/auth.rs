@@ -20,6 +20,7 @@ async fn server() -> TestServer {
         [tenants.acme]
         key_sha256 = ["{}"]
         allowed_checks = ["line-status"]
+        rate_limit = {{ requests_per_second = 1, burst = 3 }}
         [tenants.trusted]
         key_sha256 = ["{}"]
         allowed_checks = ["line-status", "account-presence"]
@@ -171,4 +172,38 @@ async fn a_stream_refuses_items_the_tenant_may_not_check() {
 fn bad_key_hashes_are_configuration_errors() {
     let err = Config::from_toml("[tenants.x]\nkey_sha256 = [\"not-a-hash\"]").unwrap_err();
     assert!(err.to_string().contains("tenants.x.key_sha256[0]"), "{err}");
+}
+
+#[tokio::test]
+async fn a_tenant_over_its_rate_limit_is_told_when_to_retry() {
+    let server = server().await;
+    let mut client = server.client();
+    // acme may make 3 calls at once, then one a second.
+    for _ in 0..3 {
+        client
+            .lookup_number(with_key(lookup("13800138000", &[]), Some(ACME)))
+            .await
+            .unwrap();
+    }
+    let status = client
+        .lookup_number(with_key(lookup("13800138000", &[]), Some(ACME)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    let details = status.get_error_details();
+    let retry = details
+        .retry_info()
+        .expect("RetryInfo")
+        .retry_delay
+        .expect("a delay");
+    assert!(retry > std::time::Duration::ZERO && retry <= std::time::Duration::from_secs(1));
+    assert_eq!(
+        details.quota_failure().expect("QuotaFailure").violations[0].subject,
+        "tenant:acme"
+    );
+    // Another tenant's bucket is its own.
+    client
+        .lookup_number(with_key(lookup("13800138000", &[]), Some(TRUSTED)))
+        .await
+        .unwrap();
 }

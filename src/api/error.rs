@@ -22,6 +22,14 @@ pub enum ApiError {
         /// What was refused.
         message: String,
     },
+    /// The tenant called faster than its rate limit.
+    #[error("tenant {tenant} is over its rate limit; retry in {retry_after:?}")]
+    RateLimited {
+        /// The tenant.
+        tenant: String,
+        /// When a call would be accepted again.
+        retry_after: std::time::Duration,
+    },
     /// A request field is not acceptable.
     #[error("{field}: {message}")]
     InvalidArgument {
@@ -75,6 +83,17 @@ impl From<ApiError> for Status {
                 ErrorDetails::with_bad_request_violation(field, why),
             ),
             ApiError::Unauthenticated(_) => Status::unauthenticated(message),
+            ApiError::RateLimited {
+                tenant,
+                retry_after,
+            } => {
+                let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+                details.add_quota_failure_violation(
+                    format!("tenant:{tenant}"),
+                    "calls per second over the tenant's rate_limit",
+                );
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
             ApiError::PermissionDenied { reason, .. } => Status::with_error_details(
                 Code::PermissionDenied,
                 message,
