@@ -5,7 +5,7 @@
 //! open); authorisation of each request's checks happens in the API layer, which knows them.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use governor::clock::{Clock, DefaultClock};
 use sha2::{Digest, Sha256};
@@ -15,9 +15,10 @@ use tonic::{Request, Status};
 use crate::api::ApiError;
 use crate::config::TenantConfig;
 use crate::domain::{Check, CheckOptions};
+use crate::providers::{Clock as _, SystemClock};
 
 /// An API client and what it may do.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Tenant {
     /// The configured name (`anonymous` without authentication).
     pub name: String,
@@ -25,6 +26,56 @@ pub struct Tenant {
     pub allowed_checks: HashSet<Check>,
     /// Whether it may receive platform profile details.
     pub profile_details: bool,
+    /// Billable vendor calls it may cause per day.
+    pub budget: Option<Arc<DailyBudget>>,
+}
+
+/// A tenant's daily billable budget, counted in China time (the vendors' billing day).
+#[derive(Debug)]
+pub struct DailyBudget {
+    limit: u64,
+    spent: Mutex<(chrono::NaiveDate, u64)>,
+}
+
+impl DailyBudget {
+    /// A budget of `limit` billable calls per day.
+    pub fn new(limit: u64) -> DailyBudget {
+        DailyBudget {
+            limit,
+            spent: Mutex::new((today(), 0)),
+        }
+    }
+
+    /// `Err(time until the budget renews)` when today's budget is spent.
+    fn check(&self) -> Result<(), std::time::Duration> {
+        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        let now = SystemClock.now_china();
+        if spent.0 != now.date_naive() {
+            *spent = (now.date_naive(), 0);
+        }
+        if spent.1 < self.limit {
+            return Ok(());
+        }
+        let midnight = now
+            .date_naive()
+            .succ_opt()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t - now.naive_local());
+        Err(midnight.and_then(|d| d.to_std().ok()).unwrap_or_default())
+    }
+
+    fn spend(&self, calls: u64) {
+        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        let day = today();
+        if spent.0 != day {
+            *spent = (day, 0);
+        }
+        spent.1 = spent.1.saturating_add(calls);
+    }
+}
+
+fn today() -> chrono::NaiveDate {
+    SystemClock.now_china().date_naive()
 }
 
 impl Tenant {
@@ -34,6 +85,29 @@ impl Tenant {
             name: "anonymous".to_owned(),
             allowed_checks: Check::ALL.into_iter().collect(),
             profile_details: true,
+            budget: None,
+        }
+    }
+
+    /// Refuses paid checks once today's billable budget is spent (offline analysis stays free).
+    pub fn check_budget(&self, checks: &[Check]) -> Result<(), ApiError> {
+        match &self.budget {
+            Some(budget) if !checks.is_empty() => {
+                budget
+                    .check()
+                    .map_err(|retry_after| ApiError::BudgetExhausted {
+                        tenant: self.name.clone(),
+                        retry_after,
+                    })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a report's billable vendor calls against the budget.
+    pub fn spend(&self, report: &crate::domain::Report) {
+        if let Some(budget) = &self.budget {
+            budget.spend(report.outcomes.iter().filter(|o| o.billable).count() as u64);
         }
     }
 
@@ -88,6 +162,9 @@ impl Tenants {
                 name: name.clone(),
                 allowed_checks: tenant.allowed_checks.iter().copied().collect(),
                 profile_details: tenant.profile_details,
+                budget: tenant
+                    .daily_billable_budget
+                    .map(|limit| Arc::new(DailyBudget::new(limit))),
             });
             // One bucket per tenant, whichever of its keys is used.
             let limiter = tenant
@@ -187,7 +264,7 @@ mod tests {
         let tenant = Tenant {
             name: "acme".into(),
             allowed_checks: [Check::LineStatus].into_iter().collect(),
-            profile_details: false,
+            ..Tenant::default()
         };
         assert!(
             tenant

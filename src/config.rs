@@ -86,6 +86,9 @@ pub struct TenantConfig {
     pub profile_details: bool,
     /// Calls per second the tenant may make (a token bucket); absent: unlimited.
     pub rate_limit: Option<crate::providers::QuotaConfig>,
+    /// Billable vendor calls the tenant may cause per day (China time, as the vendors bill);
+    /// absent: unlimited.
+    pub daily_billable_budget: Option<u64>,
 }
 
 fn default_allowed_checks() -> Vec<crate::domain::Check> {

@@ -25,6 +25,7 @@ async fn server() -> TestServer {
         key_sha256 = ["{}"]
         allowed_checks = ["line-status", "account-presence"]
         profile_details = true
+        daily_billable_budget = 2
         "#,
         key_hash(ACME),
         key_hash(TRUSTED)
@@ -204,6 +205,44 @@ async fn a_tenant_over_its_rate_limit_is_told_when_to_retry() {
     // Another tenant's bucket is its own.
     client
         .lookup_number(with_key(lookup("13800138000", &[]), Some(TRUSTED)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_spent_daily_budget_refuses_paid_checks_until_it_renews() {
+    let server = server().await;
+    let mut client = server.client();
+    // trusted may cause two billable vendor calls a day.
+    for number in ["13912340001", "13912340002"] {
+        let r = client
+            .lookup_number(with_key(
+                lookup(number, &[pb::Check::LineStatus]),
+                Some(TRUSTED),
+            ))
+            .await
+            .unwrap();
+        assert!(r.into_inner().report.unwrap().outcomes[0].billable);
+    }
+    let status = client
+        .lookup_number(with_key(
+            lookup("13912340003", &[pb::Check::LineStatus]),
+            Some(TRUSTED),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    let details = status.get_error_details();
+    let renews = details.retry_info().unwrap().retry_delay.unwrap();
+    assert!(renews <= std::time::Duration::from_secs(86_400));
+    assert!(
+        details.quota_failure().unwrap().violations[0]
+            .description
+            .contains("daily_billable_budget")
+    );
+    // Offline analysis stays free.
+    client
+        .lookup_number(with_key(lookup("13912340003", &[]), Some(TRUSTED)))
         .await
         .unwrap();
 }

@@ -30,6 +30,14 @@ pub enum ApiError {
         /// When a call would be accepted again.
         retry_after: std::time::Duration,
     },
+    /// The tenant spent today's billable budget.
+    #[error("tenant {tenant} has spent today's billable budget; it renews in {retry_after:?}")]
+    BudgetExhausted {
+        /// The tenant.
+        tenant: String,
+        /// Until the budget renews.
+        retry_after: std::time::Duration,
+    },
     /// A request field is not acceptable.
     #[error("{field}: {message}")]
     InvalidArgument {
@@ -91,6 +99,17 @@ impl From<ApiError> for Status {
                 details.add_quota_failure_violation(
                     format!("tenant:{tenant}"),
                     "calls per second over the tenant's rate_limit",
+                );
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
+            ApiError::BudgetExhausted {
+                tenant,
+                retry_after,
+            } => {
+                let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+                details.add_quota_failure_violation(
+                    format!("tenant:{tenant}"),
+                    "billable vendor calls over the tenant's daily_billable_budget",
                 );
                 Status::with_error_details(Code::ResourceExhausted, message, details)
             }

@@ -60,7 +60,9 @@ impl PhoneCheckService for PhoneCheckApi {
             deadline,
         };
         tenant.authorize("checks", &lookup.checks, &lookup.options)?;
+        tenant.check_budget(&lookup.checks)?;
         let report = self.engine.lookup(&lookup).await.map_err(ApiError::from)?;
+        tenant.spend(&report);
         Ok(Response::new(pb::LookupNumberResponse {
             report: Some(convert::report_to_proto(&report)),
         }))
