@@ -46,16 +46,22 @@ impl DailyBudget {
         }
     }
 
+    /// Today's count, started afresh when the (China-time) day changed.
+    fn today(&self) -> std::sync::MutexGuard<'_, (chrono::NaiveDate, u64)> {
+        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        let day = today();
+        if spent.0 != day {
+            *spent = (day, 0);
+        }
+        spent
+    }
+
     /// `Err(time until the budget renews)` when today's budget is spent.
     fn check(&self) -> Result<(), std::time::Duration> {
-        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
-        let now = SystemClock.now_china();
-        if spent.0 != now.date_naive() {
-            *spent = (now.date_naive(), 0);
-        }
-        if spent.1 < self.limit {
+        if self.today().1 < self.limit {
             return Ok(());
         }
+        let now = SystemClock.now_china();
         let midnight = now
             .date_naive()
             .succ_opt()
@@ -65,11 +71,7 @@ impl DailyBudget {
     }
 
     fn spend(&self, calls: u64) {
-        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
-        let day = today();
-        if spent.0 != day {
-            *spent = (day, 0);
-        }
+        let mut spent = self.today();
         spent.1 = spent.1.saturating_add(calls);
     }
 }

@@ -426,18 +426,6 @@ pub enum CheckData {
     RiskProfile(RiskProfile),
 }
 
-impl CheckData {
-    /// The check this answers.
-    pub fn check(&self) -> Check {
-        match self {
-            CheckData::LineStatus(_) => Check::LineStatus,
-            CheckData::SpamLabels(_) => Check::SpamLabels,
-            CheckData::AccountPresence(_) => Check::AccountPresence,
-            CheckData::RiskProfile(_) => Check::RiskProfile,
-        }
-    }
-}
-
 /// Optional identity data for KYC checks.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
 pub struct KycInput {
@@ -520,13 +508,5 @@ impl Report {
     /// True when any answer came from a simulator.
     pub fn sandbox(&self) -> bool {
         self.outcomes.iter().any(|o| o.sandbox)
-    }
-
-    /// The line-status answer, if there is one.
-    pub fn line_status(&self) -> Option<&LineStatusResult> {
-        self.outcomes.iter().find_map(|o| match &o.state {
-            CheckState::Ok(CheckData::LineStatus(r)) => Some(r),
-            _ => None,
-        })
     }
 }

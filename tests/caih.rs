@@ -17,14 +17,7 @@ fn sim_config(delay: Duration) -> SimConfig {
 }
 
 async fn spam(server: &TestServer, number: &str) -> pb::NumberReport {
-    server
-        .client()
-        .lookup_number(lookup(number, &[pb::Check::SpamLabels]))
-        .await
-        .unwrap()
-        .into_inner()
-        .report
-        .unwrap()
+    common::report(server, lookup(number, &[pb::Check::SpamLabels])).await
 }
 
 #[tokio::test]

@@ -4,31 +4,20 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Secrets, TestServer, lookup, outcome, start_sim, vendors_server};
+use common::{Secrets, lookup, outcome, report, start_sim, vendors_server};
 use phonecheck::pb;
 use phonecheck::sim::SimConfig;
-
-async fn line_status(server: &TestServer, request: pb::LookupNumberRequest) -> pb::NumberReport {
-    server
-        .client()
-        .lookup_number(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .report
-        .unwrap()
-}
 
 #[tokio::test]
 async fn a_second_lookup_is_served_from_the_cache_unless_fresher_is_demanded() {
     let sim = start_sim(SimConfig::default()).await;
     let server = vendors_server(&sim, &Secrets::right(), "MD5").await;
 
-    let first = line_status(&server, lookup("13912340002", &[pb::Check::LineStatus])).await;
+    let first = report(&server, lookup("13912340002", &[pb::Check::LineStatus])).await;
     let o = outcome(&first, pb::Check::LineStatus);
     assert!(o.billable && !o.cached);
 
-    let second = line_status(
+    let second = report(
         &server,
         lookup("+86 139 1234 0002", &[pb::Check::LineStatus]),
     )
@@ -58,7 +47,7 @@ async fn a_second_lookup_is_served_from_the_cache_unless_fresher_is_demanded() {
         }),
         ..Default::default()
     });
-    let third = line_status(&server, fresh).await;
+    let third = report(&server, fresh).await;
     let o = outcome(&third, pb::Check::LineStatus);
     assert!(o.billable && !o.cached, "max_cache_age 0 asks the vendor");
     assert_eq!(sim.stats().vendor("thinksms").calls, 2);
@@ -69,14 +58,14 @@ async fn failures_are_retried_but_not_cached() {
     let sim = start_sim(SimConfig::default()).await;
     let server = vendors_server(&sim, &Secrets::right(), "MD5").await;
     for _ in 0..2 {
-        let r = line_status(&server, lookup("13912340500", &[pb::Check::LineStatus])).await;
+        let r = report(&server, lookup("13912340500", &[pb::Check::LineStatus])).await;
         let o = outcome(&r, pb::Check::LineStatus);
         assert_eq!((o.state(), o.billable), (pb::CheckState::Error, false));
     }
     // A retryable, unbilled failure is tried three times (two retries); nothing is cached.
     assert_eq!(sim.stats().vendor("thinksms").calls, 2 * 3);
     // A refusal that retrying cannot change is tried once.
-    let r = line_status(&server, lookup("13912340402", &[pb::Check::RiskProfile])).await;
+    let r = report(&server, lookup("13912340402", &[pb::Check::RiskProfile])).await;
     assert_eq!(
         outcome(&r, pb::Check::RiskProfile).state(),
         pb::CheckState::Error

@@ -20,13 +20,7 @@ async fn offline_analysis_of_written_forms() {
         "8613800138000",
         "１３８００１３８０００",
     ] {
-        let report = client
-            .lookup_number(lookup(input, &[]))
-            .await
-            .unwrap()
-            .into_inner()
-            .report
-            .unwrap();
+        let report = common::report(&server, lookup(input, &[])).await;
         let info = report.info.unwrap();
         assert_eq!(info.e164, "+8613800138000", "{input}");
         assert_eq!(info.input, input);
@@ -95,7 +89,6 @@ async fn bad_input_is_invalid_argument_naming_the_field() {
 #[tokio::test]
 async fn line_status_for_each_magic_suffix() {
     let server = TestServer::sandbox().await;
-    let mut client = server.client();
     let cases = [
         ("13800000001", pb::LineStatus::Active, "1"),
         ("13800000002", pb::LineStatus::Empty, "2"),
@@ -103,13 +96,7 @@ async fn line_status_for_each_magic_suffix() {
         ("13800000004", pb::LineStatus::Risk, "4"),
     ];
     for (number, status, raw) in cases {
-        let report = client
-            .lookup_number(lookup(number, &[pb::Check::LineStatus]))
-            .await
-            .unwrap()
-            .into_inner()
-            .report
-            .unwrap();
+        let report = common::report(&server, lookup(number, &[pb::Check::LineStatus])).await;
         let line = report.line_status.unwrap();
         assert_eq!(
             (line.status(), line.raw_code.as_str()),
@@ -137,14 +124,7 @@ async fn invalid_numbers_never_reach_the_vendor() {
         phonecheck::sim::SANDBOX_THINKSMS_PRIVATE_KEY,
     )
     .await;
-    let mut client = server.client();
-    let report = client
-        .lookup_number(lookup("15412345678", &[pb::Check::LineStatus]))
-        .await
-        .unwrap()
-        .into_inner()
-        .report
-        .unwrap();
+    let report = common::report(&server, lookup("15412345678", &[pb::Check::LineStatus])).await;
     assert!(!report.info.unwrap().valid);
     assert_eq!(
         report.line_status.unwrap().status(),
@@ -156,13 +136,7 @@ async fn invalid_numbers_never_reach_the_vendor() {
         ("local", false)
     );
     // A fixed line is outside Thinksms' coverage: skipped with a reason, not sent.
-    let report = client
-        .lookup_number(lookup("010-64012345", &[pb::Check::LineStatus]))
-        .await
-        .unwrap()
-        .into_inner()
-        .report
-        .unwrap();
+    let report = common::report(&server, lookup("010-64012345", &[pb::Check::LineStatus])).await;
     let outcome = &report.outcomes[0];
     assert_eq!(outcome.state(), pb::CheckState::Skipped);
     assert_eq!(
@@ -181,14 +155,7 @@ async fn live_provider_against_the_simulator_over_http() {
         phonecheck::sim::SANDBOX_THINKSMS_PRIVATE_KEY,
     )
     .await;
-    let report = server
-        .client()
-        .lookup_number(lookup("13912340002", &[pb::Check::LineStatus]))
-        .await
-        .unwrap()
-        .into_inner()
-        .report
-        .unwrap();
+    let report = common::report(&server, lookup("13912340002", &[pb::Check::LineStatus])).await;
     assert_eq!(report.line_status.unwrap().status(), pb::LineStatus::Empty);
     assert!(
         !report.sandbox,
@@ -251,13 +218,7 @@ async fn an_unreachable_vendor_is_unavailable_and_retryable() {
     .await;
     let mut client = server.client();
     for _ in 0..3 {
-        let report = client
-            .lookup_number(lookup("13800138000", &[pb::Check::LineStatus]))
-            .await
-            .unwrap()
-            .into_inner()
-            .report
-            .unwrap();
+        let report = common::report(&server, lookup("13800138000", &[pb::Check::LineStatus])).await;
         let info = error_info(report.outcomes[0].error.as_ref().unwrap());
         assert_eq!(info.reason, "PROVIDER_UNAVAILABLE");
         assert_eq!(info.metadata["retryable"], "true");

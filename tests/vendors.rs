@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Secrets, TestServer, error_info, lookup, outcome, start_sim, vendors_server};
+use common::{Secrets, TestServer, error_info, lookup, outcome, report, start_sim, vendors_server};
 use phonecheck::pb;
 use phonecheck::sim::SimConfig;
 
@@ -13,17 +13,6 @@ const ALL: &[pb::Check] = &[
     pb::Check::AccountPresence,
     pb::Check::RiskProfile,
 ];
-
-async fn report(server: &TestServer, request: pb::LookupNumberRequest) -> pb::NumberReport {
-    server
-        .client()
-        .lookup_number(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .report
-        .unwrap()
-}
 
 #[tokio::test]
 async fn all_four_checks_on_a_chinese_mobile() {

@@ -86,11 +86,6 @@ impl Engine {
         }
     }
 
-    /// The offline analyser.
-    pub fn analyzer(&self) -> &Analyzer {
-        &self.analyzer
-    }
-
     /// Every provider with its health, in configuration order.
     pub fn providers(&self) -> Vec<(Arc<dyn Provider>, Health)> {
         self.dispatchers

@@ -42,11 +42,6 @@ impl Analyzer {
         }
     }
 
-    /// The version of the location data, reported as `data_version`.
-    pub fn data_version(&self) -> &Arc<str> {
-        self.locations.version()
-    }
-
     /// Analyses `input`, read in `default_region` (`CN` when empty) unless it carries a country
     /// code. Fails only when the input is not a number at all; a number outside its plan is
     /// returned with `valid == false`.

@@ -130,6 +130,18 @@ pub async fn start_sim(config: SimConfig) -> SimServer {
     SimServer::spawn(listener, config).unwrap()
 }
 
+/// Looks a number up and returns the report; any RPC failure fails the test.
+pub async fn report(server: &TestServer, request: pb::LookupNumberRequest) -> pb::NumberReport {
+    server
+        .client()
+        .lookup_number(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .report
+        .unwrap()
+}
+
 pub fn lookup(number: &str, checks: &[pb::Check]) -> pb::LookupNumberRequest {
     pb::LookupNumberRequest {
         number: number.to_owned(),
