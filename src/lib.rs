@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //! - `proto/` (built by `build.rs`) → [`pb`]: the generated contract, `phonecheck.v1`.
-//! - [`cli`]: the subcommands (`serve`, `sim`, `lookup`).
+//! - [`cli`]: the subcommands (`serve`, `sim`, `lookup`, `check`, `job ...`, `keys`).
 //! - [`config`]: typed configuration from a TOML file plus `PHONECHECK__` environment overrides,
 //!   validated all at once.
 //! - [`server`]: assembles the tonic server: health, reflection, compression, graceful shutdown.
@@ -15,16 +15,19 @@
 //! - [`api`]: the gRPC service implementations, proto ↔ domain conversion, and the one mapping of
 //!   errors to `tonic::Status`.
 //! - [`engine`]: runs the checks a request asks for: offline analysis first, then providers.
+//! - [`jobs`]: bulk file jobs: reading TXT/CSV/XLSX, the runner (resumes after a restart),
+//!   exports and the HTML report.
 //! - [`domain`]: the vocabulary shared by every layer (checks, statuses, reports).
 //! - [`number`]: offline analysis: normalisation to E.164, number type (with China's special
 //!   numbers), carrier by segment, home province and city.
 //! - [`providers`]: one module per vendor behind the [`providers::Provider`] trait, and the
 //!   signing helpers they share.
 //! - [`sim`]: wire-faithful simulators of the vendors over HTTP (the sandbox and the tests).
-//! - [`store`]: what must survive a restart (pending asynchronous submissions), SQLite by default.
+//! - [`store`]: what must survive a restart (pending asynchronous submissions, jobs with their
+//!   rows and results), behind traits; SQLite by default.
 //! - [`telemetry`]: logging set-up and masking of numbers for logs.
 //!
-//! Data flows one way: `api → engine → providers → (HTTP) → vendor or sim`.
+//! Data flows one way: `api → (jobs →) engine → providers → (HTTP) → vendor or sim`.
 
 pub mod api;
 pub mod auth;
@@ -32,6 +35,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod jobs;
 pub mod number;
 pub mod providers;
 pub mod server;

@@ -14,10 +14,13 @@ use tracing::{info, warn};
 use tonic::service::interceptor::InterceptedService;
 
 use crate::api::PhoneCheckApi;
+use crate::api::jobs::BatchJobApi;
 use crate::auth::{AuthInterceptor, Tenants};
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
+use crate::jobs::{JobError, Jobs};
 use crate::number::{Analyzer, LocationData, LocationDataError};
+use crate::pb::batch_job_service_server::BatchJobServiceServer;
 use crate::pb::phone_check_service_server::PhoneCheckServiceServer;
 use crate::providers::caih::{CaihConfig, CaihProvider};
 use crate::providers::signing::SignatureMethod;
@@ -60,6 +63,9 @@ pub enum ServeError {
     /// Reflection could not be set up.
     #[error("cannot set up reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The job store could not be prepared.
+    #[error(transparent)]
+    Jobs(#[from] JobError),
     /// A socket failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -71,6 +77,7 @@ pub enum ServeError {
 /// What `serve` builds from the configuration before it accepts calls.
 struct Assembly {
     engine: Arc<Engine>,
+    jobs: Arc<Jobs>,
     sandbox: Option<SimServer>,
 }
 
@@ -81,12 +88,12 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         None => LocationData::embedded(),
     };
     let analyzer = Analyzer::new(locations);
-    let store = SqliteStore::open(&config.storage.data_dir).await?;
+    let store = Arc::new(SqliteStore::open(&config.storage.data_dir).await?);
     let mut ctx = BuildContext {
         http: crate::providers::http_client()?,
         clock: Arc::new(SystemClock),
         sandbox: false,
-        pending: Arc::new(store),
+        pending: store.clone(),
     };
     let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
     let mut sandbox = None;
@@ -121,8 +128,21 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
             warn!("no providers and sandbox disabled: only offline analysis is available");
         }
     }
+    let engine = Arc::new(Engine::build(
+        analyzer,
+        providers,
+        &config.cache,
+        config.jobs.quota_share,
+    ));
+    let jobs = Jobs::new(
+        store,
+        engine.clone(),
+        config.jobs.clone(),
+        &config.storage.data_dir,
+    )?;
     Ok(Assembly {
-        engine: Arc::new(Engine::with_cache(analyzer, providers, &config.cache)),
+        engine,
+        jobs,
         sandbox,
     })
 }
@@ -186,10 +206,18 @@ pub async fn serve<F>(listener: TcpListener, config: Config, shutdown: F) -> Res
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let Assembly { engine, sandbox } = assemble(&config).await?;
+    let Assembly {
+        engine,
+        jobs,
+        sandbox,
+    } = assemble(&config).await?;
+    jobs.start().await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<PhoneCheckServiceServer<PhoneCheckApi>>()
+        .await;
+    health
+        .set_serving::<BatchJobServiceServer<BatchJobApi>>()
         .await;
 
     let reflection = || {
@@ -205,8 +233,15 @@ where
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let batch_jobs = BatchJobServiceServer::new(BatchJobApi::new(jobs.clone()))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
     // Health and reflection stay open; the phonecheck services need a key when tenants exist.
-    let api = InterceptedService::new(api, AuthInterceptor::new(Tenants::new(&config.tenants)));
+    let auth = AuthInterceptor::new(Tenants::new(&config.tenants));
+    let api = InterceptedService::new(api, auth.clone());
+    let batch_jobs = InterceptedService::new(batch_jobs, auth);
 
     let addr = listener.local_addr()?;
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -218,6 +253,9 @@ where
             info!("shutting down: health is NOT_SERVING, in-flight calls may finish");
             health
                 .set_not_serving::<PhoneCheckServiceServer<PhoneCheckApi>>()
+                .await;
+            health
+                .set_not_serving::<BatchJobServiceServer<BatchJobApi>>()
                 .await;
             health
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
@@ -241,6 +279,7 @@ where
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(api)
+        .add_service(batch_jobs)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     let grace = config.server.shutdown_grace;
     let result = tokio::select! {
@@ -250,6 +289,8 @@ where
             Ok(())
         }
     };
+    // Running jobs stop where they are and resume at the next start.
+    jobs.shutdown().await;
     if let Some(sim) = sandbox {
         sim.shutdown().await?;
     }

@@ -38,6 +38,17 @@ pub enum ApiError {
         /// Until the budget renews.
         retry_after: std::time::Duration,
     },
+    /// The named resource does not exist (or belongs to another tenant).
+    #[error("{kind} {name:?} not found")]
+    NotFound {
+        /// The resource's type, for `google.rpc.ResourceInfo`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// A part of phonecheck itself failed; the details are in the server's log only.
+    #[error("{0}")]
+    Unavailable(&'static str),
     /// A request field is not acceptable.
     #[error("{field}: {message}")]
     InvalidArgument {
@@ -91,6 +102,17 @@ impl From<ApiError> for Status {
                 ErrorDetails::with_bad_request_violation(field, why),
             ),
             ApiError::Unauthenticated(_) => Status::unauthenticated(message),
+            ApiError::NotFound { kind, name } => Status::with_error_details(
+                Code::NotFound,
+                message,
+                ErrorDetails::with_resource_info(
+                    kind,
+                    name,
+                    "",
+                    "no such resource for this caller",
+                ),
+            ),
+            ApiError::Unavailable(_) => Status::unavailable(message),
             ApiError::RateLimited {
                 tenant,
                 retry_after,

@@ -2,6 +2,7 @@
 
 pub mod convert;
 pub mod error;
+pub mod jobs;
 pub mod stream;
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use crate::pb::phone_check_service_server::PhoneCheckService;
 pub use error::ApiError;
 
 /// The caller's tenant, put in the request by the [`crate::auth::AuthInterceptor`].
-fn tenant_of<T>(request: &Request<T>) -> Arc<Tenant> {
+pub(crate) fn tenant_of<T>(request: &Request<T>) -> Arc<Tenant> {
     request
         .extensions()
         .get::<Arc<Tenant>>()
@@ -58,6 +59,7 @@ impl PhoneCheckService for PhoneCheckApi {
             number: request.number,
             default_region: request.default_region,
             deadline,
+            priority: crate::engine::Priority::Live,
         };
         tenant.authorize("checks", &lookup.checks, &lookup.options)?;
         tenant.check_budget(&lookup.checks)?;

@@ -111,6 +111,7 @@ fn to_lookup(
         number: item.number,
         default_region: item.default_region,
         deadline,
+        priority: crate::engine::Priority::Live,
     })
 }
 

@@ -1,6 +1,7 @@
-//! The command line: `serve`, `sim`, `lookup`.
+//! The command line: `serve`, `sim`, `lookup`, `check`, `job ...`, `keys new`.
 
 mod check;
+mod job;
 mod lookup;
 mod serve;
 mod sim;
@@ -63,6 +64,9 @@ pub enum Command {
     },
     /// Check a list of numbers through a running server (streaming), with a progress bar.
     Check(CheckCommand),
+    /// Bulk file jobs on a running server: submit, follow, export.
+    #[command(subcommand)]
+    Job(job::JobCommand),
     /// Check one number against a running server and print the report.
     Lookup {
         /// The number, in any common written form.
@@ -219,6 +223,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             })
             .await
         }
+        Command::Job(command) => job::run(command).await,
         Command::Lookup {
             number,
             checks,

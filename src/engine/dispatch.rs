@@ -107,8 +107,12 @@ struct Job {
     reply: oneshot::Sender<Fetched>,
 }
 
+type Pacer = governor::DefaultDirectRateLimiter;
+
 struct Shared {
     provider: Arc<dyn Provider>,
+    /// Paces bulk numbers to their share of the vendor's quota; `None` without a quota.
+    bulk_pacer: Option<Pacer>,
     stack: super::stack::CallService,
     cache: Cache<Key, Cached>,
     inflight: Mutex<HashMap<Key, Vec<oneshot::Sender<Fetched>>>>,
@@ -132,9 +136,19 @@ impl std::fmt::Debug for Dispatcher {
 
 impl Dispatcher {
     /// Starts the batcher of `provider`. Must be called within a Tokio runtime.
-    pub fn new(provider: Arc<dyn Provider>, cache: &CacheConfig) -> Dispatcher {
-        let linger = provider.info().limits.batch_linger;
+    pub fn new(provider: Arc<dyn Provider>, cache: &CacheConfig, bulk_share: f64) -> Dispatcher {
+        let info = provider.info();
+        let linger = info.limits.batch_linger;
+        // In numbers: a call carries up to `batch_size` of them.
+        let size = info.batch_size.max(1) as f64;
+        let quota = info.limits.quota;
+        let bulk_pacer = super::stack::governor_quota(crate::providers::QuotaConfig {
+            requests_per_second: quota.requests_per_second * bulk_share * size,
+            burst: (f64::from(quota.burst.max(1)) * size) as u32,
+        })
+        .map(governor::RateLimiter::direct);
         let shared = Arc::new(Shared {
+            bulk_pacer,
             stack: super::stack::build(provider.clone()),
             cache: Cache::builder()
                 .max_capacity(cache.max_entries)
@@ -171,10 +185,20 @@ impl Dispatcher {
         query: Query,
         max_age: Option<Duration>,
         deadline: Option<Instant>,
+        priority: super::Priority,
     ) -> Delivery {
         let key = Key::new(check, &query);
         if let Some(hit) = self.fresh(&key, max_age).await {
             return Delivery::Cached(hit);
+        }
+        if priority == super::Priority::Bulk
+            && let Some(pacer) = &self.shared.bulk_pacer
+            && !self.in_flight(&key)
+        {
+            pacer.until_ready().await;
+            if let Some(hit) = self.fresh(&key, max_age).await {
+                return Delivery::Cached(hit);
+            }
         }
         let (reply, answer) = oneshot::channel();
         let joined = {
@@ -230,6 +254,14 @@ impl Dispatcher {
                 .await
                 .unwrap_or_else(|_| Fetched::now(Err(dropped()))),
         )
+    }
+
+    fn in_flight(&self, key: &Key) -> bool {
+        self.shared
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(key)
     }
 
     async fn fresh(&self, key: &Key, max_age: Option<Duration>) -> Option<Cached> {

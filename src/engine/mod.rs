@@ -39,6 +39,19 @@ pub struct LookupRequest {
     pub options: CheckOptions,
     /// When the caller stops waiting; retries do not start after it.
     pub deadline: Option<tokio::time::Instant>,
+    /// Live callers go first; bulk jobs use a share of each vendor's quota.
+    pub priority: Priority,
+}
+
+/// Who is waiting for an answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Priority {
+    /// A caller waiting now (unary calls, streams).
+    #[default]
+    Live,
+    /// A bulk job: paced to `jobs.quota_share` of the vendor's quota, so that live calls find
+    /// quota left.
+    Bulk,
 }
 
 /// Why the engine could not produce a report.
@@ -64,11 +77,22 @@ impl Engine {
         Self::with_cache(analyzer, providers, &CacheConfig::default())
     }
 
-    /// An engine with the given cache settings.
+    /// An engine with the given cache settings; bulk jobs may use 80% of each vendor's quota.
     pub fn with_cache(
         analyzer: Analyzer,
         providers: Vec<Arc<dyn Provider>>,
         cache: &CacheConfig,
+    ) -> Engine {
+        Self::build(analyzer, providers, cache, 0.8)
+    }
+
+    /// An engine with the given cache settings, whose bulk jobs may use `bulk_share` (0 to 1] of
+    /// each vendor's quota.
+    pub fn build(
+        analyzer: Analyzer,
+        providers: Vec<Arc<dyn Provider>>,
+        cache: &CacheConfig,
+        bulk_share: f64,
     ) -> Engine {
         let mut by_check = HashMap::new();
         for (i, provider) in providers.iter().enumerate() {
@@ -80,10 +104,15 @@ impl Engine {
             analyzer,
             dispatchers: providers
                 .into_iter()
-                .map(|p| Dispatcher::new(p, cache))
+                .map(|p| Dispatcher::new(p, cache, bulk_share))
                 .collect(),
             by_check,
         }
+    }
+
+    /// The offline analyser.
+    pub fn analyzer(&self) -> &Analyzer {
+        &self.analyzer
     }
 
     /// Every provider with its health, in configuration order.
@@ -135,7 +164,13 @@ impl Engine {
             kyc: options.kyc.clone(),
         };
         let delivery = dispatcher
-            .dispatch(check, query, options.max_cache_age, request.deadline)
+            .dispatch(
+                check,
+                query,
+                options.max_cache_age,
+                request.deadline,
+                request.priority,
+            )
             .await;
         let (state, billable, cached, fetched_at) = match delivery {
             Delivery::Cached(hit) => (CheckState::Ok(hit.data), false, true, hit.fetched_at),

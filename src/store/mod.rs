@@ -2,15 +2,19 @@
 //! database for several replicas) can be added. The embedded default is SQLite, in the configured
 //! data directory.
 //!
-//! Now: the asynchronous vendors' pending submissions (caih adds a number today and labels it
-//! hours later; the submission must survive a restart and must never be made twice).
+//! Kept: the asynchronous vendors' pending submissions (caih adds a number today and labels it
+//! hours later; the submission must survive a restart and must never be made twice), and bulk
+//! jobs with their rows and results ([`JobStore`]).
 
+mod jobs;
 mod sqlite;
+mod sqlite_jobs;
 
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 
+pub use jobs::*;
 pub use sqlite::SqliteStore;
 
 /// A store failure.

@@ -1,0 +1,381 @@
+//! `phonecheck.v1.BatchJobService`: bulk file jobs over gRPC. Jobs belong to the caller's tenant.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::{Stream, StreamExt};
+use prost::Message;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::error::ApiError;
+use super::{convert, tenant_of};
+use crate::jobs::export::{self, ExportRequest};
+use crate::jobs::{JobError, Jobs};
+use crate::pb;
+use crate::pb::batch_job_service_server::BatchJobService;
+use crate::store::{ExportFilter, JobRecord};
+
+/// Default and largest page of `ListBatchJobs`.
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 1_000;
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> ApiError {
+        match e {
+            JobError::Invalid { field, message } => ApiError::invalid(field, message),
+            e @ (JobError::TooManyRows { .. } | JobError::TooLarge { .. }) => {
+                let text = e.to_string();
+                ApiError::invalid("chunk", text.trim_start_matches("chunk: "))
+            }
+            JobError::NotFound(id) => ApiError::NotFound {
+                kind: "phonecheck.v1.BatchJob",
+                name: id,
+            },
+            e @ (JobError::Store(_) | JobError::Io(_)) => {
+                tracing::error!(error = %e, "job store failure");
+                ApiError::Unavailable("the job store is unavailable; try again")
+            }
+        }
+    }
+}
+
+fn status(e: JobError) -> Status {
+    ApiError::from(e).into()
+}
+
+/// `phonecheck.v1.BatchJobService`.
+#[derive(Debug, Clone)]
+pub struct BatchJobApi {
+    jobs: Arc<Jobs>,
+}
+
+impl BatchJobApi {
+    /// The service over the process's jobs.
+    pub fn new(jobs: Arc<Jobs>) -> BatchJobApi {
+        BatchJobApi { jobs }
+    }
+
+    async fn to_proto(&self, job: &JobRecord, with_bad_rows: bool) -> Result<pb::BatchJob, Status> {
+        let bad_rows = if with_bad_rows && job.counts.bad_rows > 0 {
+            self.jobs.bad_rows(&job.job.id).await.map_err(status)?
+        } else {
+            Vec::new()
+        };
+        Ok(job_to_proto(job, bad_rows, self.jobs.expires_at(job)))
+    }
+}
+
+fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(t)
+}
+
+/// A stored job as the contract shows it.
+fn job_to_proto(
+    job: &JobRecord,
+    bad_rows: Vec<crate::store::BadRowRecord>,
+    expires: Option<SystemTime>,
+) -> pb::BatchJob {
+    let c = &job.counts;
+    let remaining = (c.numbers_total - c.numbers_done).max(0);
+    let eta = (c.rate > 0.0 && !job.state.is_final())
+        .then(|| Duration::from_secs_f64(remaining as f64 / c.rate))
+        .and_then(|d| prost_types::Duration::try_from(d).ok());
+    pb::BatchJob {
+        id: job.job.id.clone(),
+        spec: pb::BatchJobSpec::decode(job.job.spec.as_slice()).ok(),
+        format: job.job.format,
+        encoding: job.job.encoding.clone(),
+        number_column: job.job.number_column.clone(),
+        state: job.state as i32,
+        progress: Some(pb::BatchJobProgress {
+            rows_total: c.rows_total,
+            rows_done: c.rows_done,
+            numbers_total: c.numbers_total,
+            numbers_done: c.numbers_done,
+            numbers_pending: c.numbers_pending,
+            numbers_per_second: if job.state.is_final() { 0.0 } else { c.rate },
+            eta,
+            line_status_counts: c
+                .line_status_rows
+                .iter()
+                .map(|&(status, count)| pb::LineStatusCount { status, count })
+                .collect(),
+            bad_rows: c.bad_rows,
+            numbers_failed: c.numbers_failed,
+            billable_calls: c.billable,
+            cache_hits: c.cache_hits,
+        }),
+        bad_rows: bad_rows
+            .into_iter()
+            .map(|b| pb::BadRow {
+                sheet: b.sheet,
+                row: i64::try_from(b.row_no).unwrap_or(i64::MAX),
+                reason: b.reason,
+            })
+            .collect(),
+        create_time: Some(timestamp(job.job.created_at)),
+        start_time: job.started_at.map(timestamp),
+        end_time: job.finished_at.map(timestamp),
+        error: job.error.clone(),
+        expire_time: expires.map(timestamp),
+    }
+}
+
+fn job_id(id: &str) -> Result<&str, Status> {
+    if id.is_empty() {
+        return Err(ApiError::invalid("job_id", "the job id is required").into());
+    }
+    Ok(id)
+}
+
+/// The list cursor, as an opaque token.
+fn page_token(cursor: &(i64, String)) -> String {
+    format!("{}.{}", cursor.0, cursor.1)
+}
+
+fn parse_page_token(token: &str) -> Result<Option<(i64, String)>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    token
+        .split_once('.')
+        .and_then(|(ms, id)| Some((ms.parse().ok()?, id.to_owned())))
+        .map(Some)
+        .ok_or_else(|| ApiError::invalid("page_token", "not a token this server gave out").into())
+}
+
+type ByteStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl BatchJobService for BatchJobApi {
+    async fn create_batch_job(
+        &self,
+        request: Request<Streaming<pb::CreateBatchJobRequest>>,
+    ) -> Result<Response<pb::CreateBatchJobResponse>, Status> {
+        use pb::create_batch_job_request::Payload;
+        let tenant = tenant_of(&request);
+        let mut inbound = request.into_inner();
+        let spec = match inbound.message().await? {
+            Some(pb::CreateBatchJobRequest {
+                payload: Some(Payload::Spec(spec)),
+            }) => spec,
+            _ => {
+                return Err(ApiError::invalid(
+                    "spec",
+                    "the first message must carry the job's spec",
+                )
+                .into());
+            }
+        };
+        let checks = convert::checks_from_proto("spec.checks", &spec.checks)?;
+        let options = convert::options_from_proto("spec.options", spec.options.clone())?;
+        tenant.authorize("spec.checks", &checks, &options)?;
+        if let Err(e) = crate::number::parse_region(&spec.default_region) {
+            return Err(ApiError::invalid("spec.default_region", e.to_string()).into());
+        }
+        if !(0..=4).contains(&spec.format) {
+            return Err(ApiError::invalid("spec.format", "not a FileFormat value").into());
+        }
+        let mut upload = self.jobs.upload().await.map_err(status)?;
+        while let Some(message) = inbound.message().await? {
+            match message.payload {
+                Some(Payload::Chunk(chunk)) => upload.write(&chunk).await.map_err(status)?,
+                Some(Payload::Spec(_)) => {
+                    return Err(ApiError::invalid(
+                        "spec",
+                        "only the first message may carry a spec",
+                    )
+                    .into());
+                }
+                None => {}
+            }
+        }
+        let job = self
+            .jobs
+            .create(&tenant.name, spec, upload)
+            .await
+            .map_err(status)?;
+        tracing::info!(job = %job.job.id, rows = job.counts.rows_total, "job created");
+        Ok(Response::new(pb::CreateBatchJobResponse {
+            job: Some(self.to_proto(&job, true).await?),
+        }))
+    }
+
+    async fn get_batch_job(
+        &self,
+        request: Request<pb::GetBatchJobRequest>,
+    ) -> Result<Response<pb::GetBatchJobResponse>, Status> {
+        let tenant = tenant_of(&request);
+        let id = request.into_inner().job_id;
+        let job = self
+            .jobs
+            .get(&tenant.name, job_id(&id)?)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetBatchJobResponse {
+            job: Some(self.to_proto(&job, true).await?),
+        }))
+    }
+
+    async fn list_batch_jobs(
+        &self,
+        request: Request<pb::ListBatchJobsRequest>,
+    ) -> Result<Response<pb::ListBatchJobsResponse>, Status> {
+        let tenant = tenant_of(&request);
+        let request = request.into_inner();
+        let size = match request.page_size {
+            0 => DEFAULT_PAGE,
+            n if n < 0 => {
+                return Err(ApiError::invalid("page_size", "must not be negative").into());
+            }
+            n => (n as u32).min(MAX_PAGE),
+        };
+        let after = parse_page_token(&request.page_token)?;
+        let (jobs, next) = self
+            .jobs
+            .list(&tenant.name, after, size)
+            .await
+            .map_err(status)?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            out.push(self.to_proto(job, false).await?);
+        }
+        Ok(Response::new(pb::ListBatchJobsResponse {
+            jobs: out,
+            next_page_token: next.as_ref().map(page_token).unwrap_or_default(),
+        }))
+    }
+
+    async fn cancel_batch_job(
+        &self,
+        request: Request<pb::CancelBatchJobRequest>,
+    ) -> Result<Response<pb::CancelBatchJobResponse>, Status> {
+        let tenant = tenant_of(&request);
+        let id = request.into_inner().job_id;
+        let job = self
+            .jobs
+            .cancel(&tenant.name, job_id(&id)?)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CancelBatchJobResponse {
+            job: Some(self.to_proto(&job, true).await?),
+        }))
+    }
+
+    async fn delete_batch_job(
+        &self,
+        request: Request<pb::DeleteBatchJobRequest>,
+    ) -> Result<Response<pb::DeleteBatchJobResponse>, Status> {
+        let tenant = tenant_of(&request);
+        let id = request.into_inner().job_id;
+        self.jobs
+            .delete(&tenant.name, job_id(&id)?)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteBatchJobResponse {}))
+    }
+
+    type WatchBatchJobStream = ByteStream<pb::WatchBatchJobResponse>;
+
+    async fn watch_batch_job(
+        &self,
+        request: Request<pb::WatchBatchJobRequest>,
+    ) -> Result<Response<Self::WatchBatchJobStream>, Status> {
+        let tenant = tenant_of(&request);
+        let request = request.into_inner();
+        let interval = match request.interval {
+            None => Duration::from_secs(1),
+            Some(d) => Duration::try_from(d)
+                .map_err(|_| ApiError::invalid("interval", "must not be negative"))?
+                .max(Jobs::MIN_WATCH_INTERVAL),
+        };
+        let id = job_id(&request.job_id)?.to_owned();
+        // The first answer tells at once whether the job exists.
+        let first = self.jobs.get(&tenant.name, &id).await.map_err(status)?;
+        let api = self.clone();
+        let updates = futures::stream::unfold(
+            (Some(first), None::<pb::BatchJob>, false),
+            move |(mut next, last, ended)| {
+                let api = api.clone();
+                let (tenant, id) = (tenant.name.clone(), id.clone());
+                async move {
+                    if ended {
+                        return None;
+                    }
+                    loop {
+                        let job = match next.take() {
+                            Some(job) => job,
+                            None => {
+                                tokio::time::sleep(interval).await;
+                                match api.jobs.get(&tenant, &id).await {
+                                    Ok(job) => job,
+                                    Err(e) => return Some((Err(status(e)), (None, last, true))),
+                                }
+                            }
+                        };
+                        let done = job.state.is_final();
+                        let proto = match api.to_proto(&job, false).await {
+                            Ok(p) => p,
+                            Err(e) => return Some((Err(e), (None, last, true))),
+                        };
+                        if last.as_ref() != Some(&proto) || done {
+                            let response = pb::WatchBatchJobResponse {
+                                job: Some(proto.clone()),
+                            };
+                            return Some((Ok(response), (None, Some(proto), done)));
+                        }
+                    }
+                }
+            },
+        );
+        Ok(Response::new(Box::pin(updates)))
+    }
+
+    type ExportBatchJobResultsStream = ByteStream<pb::ExportBatchJobResultsResponse>;
+
+    async fn export_batch_job_results(
+        &self,
+        request: Request<pb::ExportBatchJobResultsRequest>,
+    ) -> Result<Response<Self::ExportBatchJobResultsStream>, Status> {
+        let tenant = tenant_of(&request);
+        let request = request.into_inner();
+        let format = pb::ExportFormat::try_from(request.format)
+            .map_err(|_| ApiError::invalid("format", "not an ExportFormat value"))?;
+        let filter = match pb::LineStatus::try_from(request.line_status) {
+            Ok(pb::LineStatus::Unspecified) => ExportFilter::All,
+            Ok(s) if format != pb::ExportFormat::Html => ExportFilter::LineStatus(s as i32),
+            Ok(_) => {
+                return Err(ApiError::invalid(
+                    "line_status",
+                    "the HTML report covers every status; choose CSV or XLSX for one category",
+                )
+                .into());
+            }
+            Err(_) => return Err(ApiError::invalid("line_status", "not a LineStatus value").into()),
+        };
+        let job = self
+            .jobs
+            .get(&tenant.name, job_id(&request.job_id)?)
+            .await
+            .map_err(status)?;
+        let export = ExportRequest { format, filter };
+        let (name, content_type) = export::file_name(&job, &export);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(export::produce(self.jobs.clone(), job, export, tx));
+        let mut first = Some((name, content_type));
+        let chunks = ReceiverStream::new(rx).map(move |chunk| match chunk {
+            Ok(chunk) => {
+                let (file_name, content_type) = first.take().unwrap_or_default();
+                Ok(pb::ExportBatchJobResultsResponse {
+                    file_name,
+                    content_type: content_type.to_owned(),
+                    chunk,
+                })
+            }
+            Err(e) => Err(status(e)),
+        });
+        Ok(Response::new(Box::pin(chunks)))
+    }
+}

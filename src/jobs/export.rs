@@ -1,0 +1,397 @@
+//! Exports of a job's results: CSV and XLSX in the file's row order, the original columns followed
+//! by the result columns, all rows or one line-status category; and the HTML report. Rows are read
+//! a page at a time and written out in chunks, so an export of millions of rows needs little memory.
+
+use std::sync::Arc;
+
+use prost::Message;
+use tokio::sync::mpsc;
+
+use super::{JobError, Jobs, report};
+use crate::pb;
+use crate::store::{ExportFilter, ExportRow, JobRecord};
+
+/// Rows read from the store at once.
+const PAGE: u32 = 2_000;
+/// Size of the chunks sent.
+pub const CHUNK: usize = 64 * 1024;
+/// Rows per XLSX sheet (Excel's limit is 1,048,576 with the header).
+const XLSX_SHEET_ROWS: u32 = 1_000_000;
+
+/// What to export.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportRequest {
+    /// Format.
+    pub format: pb::ExportFormat,
+    /// Rows to include.
+    pub filter: ExportFilter,
+}
+
+/// A prefix of 'short' names for an enum value: `LINE_STATUS_EMPTY` → `empty`.
+macro_rules! short {
+    ($enum:ty, $value:expr, $prefix:literal) => {
+        <$enum>::try_from($value)
+            .map(|v| {
+                v.as_str_name()
+                    .trim_start_matches($prefix)
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default()
+    };
+}
+pub(super) use short;
+
+/// The result columns for a job's checks.
+pub fn result_columns(checks: &[i32]) -> Vec<&'static str> {
+    let mut columns = vec![
+        "e164",
+        "valid",
+        "number_type",
+        "carrier",
+        "province",
+        "city",
+    ];
+    let has = |c: pb::Check| checks.contains(&(c as i32));
+    if has(pb::Check::LineStatus) {
+        columns.extend(["line_status", "line_status_code"]);
+    }
+    if has(pb::Check::SpamLabels) {
+        columns.extend(["spam_labels", "spam_labels_pending"]);
+    }
+    if has(pb::Check::AccountPresence) {
+        columns.extend([
+            "account_valid",
+            "account_active",
+            "fraud_score",
+            "registered_on",
+        ]);
+    }
+    if has(pb::Check::RiskProfile) {
+        columns.extend(["risks", "under18"]);
+    }
+    columns.push("error");
+    columns
+}
+
+/// The result cells of one row, matching [`result_columns`].
+pub fn result_cells(row: &ExportRow, checks: &[i32]) -> Vec<String> {
+    let report = row
+        .report
+        .as_deref()
+        .and_then(|bytes| pb::NumberReport::decode(bytes).ok())
+        .unwrap_or_default();
+    let info = report.info.clone().unwrap_or_default();
+    let location = info.location.clone().unwrap_or_default();
+    let mut cells = vec![
+        info.e164.clone(),
+        if row.report.is_some() {
+            info.valid.to_string()
+        } else {
+            String::new()
+        },
+        if row.report.is_some() {
+            short!(pb::NumberType, info.r#type, "NUMBER_TYPE_")
+        } else {
+            String::new()
+        },
+        info.carrier.map(|c| c.local_name).unwrap_or_default(),
+        location.province,
+        location.city,
+    ];
+    let has = |c: pb::Check| checks.contains(&(c as i32));
+    if has(pb::Check::LineStatus) {
+        let line = report.line_status.clone().unwrap_or_default();
+        cells.push(if report.line_status.is_some() {
+            short!(pb::LineStatus, line.status, "LINE_STATUS_")
+        } else {
+            String::new()
+        });
+        cells.push(line.raw_code);
+    }
+    if has(pb::Check::SpamLabels) {
+        let spam = report.spam_labels.clone().unwrap_or_default();
+        let labels: Vec<String> = spam
+            .labels
+            .iter()
+            .map(|l| {
+                let source = short!(pb::LabelSource, l.source, "LABEL_SOURCE_");
+                match l.count {
+                    0 => format!("{source}:{}", l.label),
+                    n => format!("{source}:{}({n})", l.label),
+                }
+            })
+            .collect();
+        cells.push(labels.join("; "));
+        cells.push(spam.pending.to_string());
+    }
+    if has(pb::Check::AccountPresence) {
+        match &report.account_presence {
+            Some(a) => {
+                cells.push(a.valid.to_string());
+                cells.push(short!(pb::Activity, a.active, "ACTIVITY_"));
+                cells.push(a.fraud_score.map(|s| s.to_string()).unwrap_or_default());
+                let on: Vec<&str> = a
+                    .registrations
+                    .iter()
+                    .filter(|r| r.registered == pb::Presence::Registered as i32)
+                    .map(|r| r.platform.as_str())
+                    .collect();
+                cells.push(on.join("; "));
+            }
+            None => cells.extend([String::new(), String::new(), String::new(), String::new()]),
+        }
+    }
+    if has(pb::Check::RiskProfile) {
+        match &report.risk_profile {
+            Some(r) => {
+                let risks: Vec<String> = r
+                    .risks
+                    .iter()
+                    .map(|k| {
+                        let name = if k.type_name.is_empty() {
+                            k.r#type.to_string()
+                        } else {
+                            k.type_name.clone()
+                        };
+                        format!("{name}:{}", short!(pb::RiskLevel, k.level, "RISK_LEVEL_"))
+                    })
+                    .collect();
+                cells.push(risks.join("; "));
+                cells.push(
+                    r.under18
+                        .as_ref()
+                        .map(|u| u.is_under18.to_string())
+                        .unwrap_or_default(),
+                );
+            }
+            None => cells.extend([String::new(), String::new()]),
+        }
+    }
+    let mut errors: Vec<String> = row.problem.iter().cloned().collect();
+    for outcome in &report.outcomes {
+        if outcome.state == pb::CheckState::Error as i32
+            && let Some(e) = &outcome.error
+        {
+            let check = short!(pb::Check, outcome.check, "CHECK_");
+            errors.push(format!("{check}: {}", e.message));
+        }
+    }
+    if row.report.is_none() && row.problem.is_none() {
+        errors.push("not checked yet".to_owned());
+    }
+    cells.push(errors.join("; "));
+    cells
+}
+
+/// The suggested file name and MIME type of an export.
+pub fn file_name(job: &JobRecord, request: &ExportRequest) -> (String, &'static str) {
+    let suffix = match request.filter {
+        ExportFilter::All => String::new(),
+        ExportFilter::LineStatus(s) => format!("-{}", short!(pb::LineStatus, s, "LINE_STATUS_")),
+    };
+    match request.format {
+        pb::ExportFormat::Xlsx => (
+            format!("{}{suffix}.xlsx", job.job.id),
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ),
+        pb::ExportFormat::Html => (
+            format!("{}-report.html", job.job.id),
+            "text/html; charset=utf-8",
+        ),
+        _ => (
+            format!("{}{suffix}.csv", job.job.id),
+            "text/csv; charset=utf-8",
+        ),
+    }
+}
+
+/// Produces the export into `out` in chunks of about [`CHUNK`] bytes.
+pub async fn produce(
+    jobs: Arc<Jobs>,
+    job: JobRecord,
+    request: ExportRequest,
+    out: mpsc::Sender<Result<Vec<u8>, JobError>>,
+) {
+    let result = match request.format {
+        pb::ExportFormat::Html => match report::render(&jobs, &job).await {
+            Ok(html) => send_chunks(&out, html.into_bytes()).await,
+            Err(e) => Err(e),
+        },
+        pb::ExportFormat::Xlsx => xlsx(&jobs, &job, request.filter, &out).await,
+        _ => csv(&jobs, &job, request.filter, &out).await,
+    };
+    if let Err(e) = result {
+        let _ = out.send(Err(e)).await;
+    }
+}
+
+async fn send_chunks(
+    out: &mpsc::Sender<Result<Vec<u8>, JobError>>,
+    bytes: Vec<u8>,
+) -> Result<(), JobError> {
+    for chunk in bytes.chunks(CHUNK) {
+        if out.send(Ok(chunk.to_vec())).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+struct Columns {
+    sheet: bool,
+    header: Vec<String>,
+    original: usize,
+    checks: Vec<i32>,
+}
+
+fn columns(job: &JobRecord) -> Columns {
+    let spec = pb::BatchJobSpec::decode(job.job.spec.as_slice()).unwrap_or_default();
+    let sheet = job.job.sheets > 1;
+    let mut header = Vec::new();
+    if sheet {
+        header.push("sheet".to_owned());
+    }
+    header.push("row".to_owned());
+    header.extend(job.job.columns.iter().cloned());
+    header.extend(result_columns(&spec.checks).iter().map(|s| (*s).to_owned()));
+    Columns {
+        sheet,
+        header,
+        original: job.job.columns.len(),
+        checks: spec.checks,
+    }
+}
+
+impl Columns {
+    fn cells(&self, row: &ExportRow) -> Vec<String> {
+        let mut cells = Vec::with_capacity(self.header.len());
+        if self.sheet {
+            cells.push(row.sheet.clone());
+        }
+        cells.push(row.row_no.to_string());
+        let mut original = row.cells.clone();
+        original.resize(self.original.max(original.len()), String::new());
+        cells.extend(original);
+        cells.extend(result_cells(row, &self.checks));
+        cells
+    }
+}
+
+/// The next page of the export's rows after `after`.
+async fn page(
+    jobs: &Jobs,
+    job: &JobRecord,
+    filter: ExportFilter,
+    after: i64,
+) -> Result<Vec<ExportRow>, JobError> {
+    Ok(jobs
+        .store()
+        .export_rows(&job.job.id, filter, after, PAGE)
+        .await?)
+}
+
+async fn csv(
+    jobs: &Jobs,
+    job: &JobRecord,
+    filter: ExportFilter,
+    out: &mpsc::Sender<Result<Vec<u8>, JobError>>,
+) -> Result<(), JobError> {
+    let columns = columns(job);
+    let record = |cells: &[String], out: &mut Vec<u8>| -> Result<(), JobError> {
+        let mut writer = csv::Writer::from_writer(std::mem::take(out));
+        writer
+            .write_record(cells)
+            .map_err(|e| JobError::Io(e.into()))?;
+        *out = writer
+            .into_inner()
+            .map_err(|e| JobError::Io(std::io::Error::other(e.to_string())))?;
+        Ok(())
+    };
+    // A byte-order mark, so that Excel reads the UTF-8 (Chinese headers, labels) correctly.
+    let mut buffer = b"\xEF\xBB\xBF".to_vec();
+    record(&columns.header, &mut buffer)?;
+    let mut after = -1;
+    loop {
+        let rows = page(jobs, job, filter, after).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        for row in &rows {
+            record(&columns.cells(row), &mut buffer)?;
+        }
+        if buffer.len() >= CHUNK && out.send(Ok(std::mem::take(&mut buffer))).await.is_err() {
+            return Ok(());
+        }
+    }
+    if !buffer.is_empty() {
+        let _ = out.send(Ok(buffer)).await;
+    }
+    Ok(())
+}
+
+async fn xlsx(
+    jobs: &Jobs,
+    job: &JobRecord,
+    filter: ExportFilter,
+    out: &mpsc::Sender<Result<Vec<u8>, JobError>>,
+) -> Result<(), JobError> {
+    use rust_xlsxwriter::Workbook;
+    let columns = columns(job);
+    let failed = |e: rust_xlsxwriter::XlsxError| JobError::Io(std::io::Error::other(e.to_string()));
+    let dir = jobs
+        .spool_dir()
+        .join(format!("export-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let result = async {
+        // Constant-memory sheets write their rows to temporary files as they go.
+        let mut book = Workbook::new();
+        book.set_tempdir(&dir).map_err(failed)?;
+        let add_sheet = |book: &mut Workbook, number: u32| -> Result<(), JobError> {
+            let sheet = book.add_worksheet_with_constant_memory().map_err(failed)?;
+            sheet
+                .set_name(format!("results {number}"))
+                .map_err(failed)?;
+            for (c, name) in columns.header.iter().enumerate() {
+                sheet.write_string(0, c as u16, name).map_err(failed)?;
+            }
+            Ok(())
+        };
+        add_sheet(&mut book, 1)?;
+        let mut written = 0u32;
+        let mut after = -1;
+        loop {
+            let rows = page(jobs, job, filter, after).await?;
+            let Some(last) = rows.last() else { break };
+            after = last.seq;
+            for row in &rows {
+                if written > 0 && written % XLSX_SHEET_ROWS == 0 {
+                    add_sheet(&mut book, written / XLSX_SHEET_ROWS + 1)?;
+                }
+                let sheet = book
+                    .worksheet_from_index((written / XLSX_SHEET_ROWS) as usize)
+                    .map_err(failed)?;
+                let r = written % XLSX_SHEET_ROWS + 1;
+                for (c, cell) in columns.cells(row).iter().enumerate() {
+                    if !cell.is_empty() {
+                        sheet.write_string(r, c as u16, cell).map_err(failed)?;
+                    }
+                }
+                written += 1;
+            }
+        }
+        let path = dir.join("export.xlsx");
+        book.save(&path).map_err(failed)?;
+        let mut file = tokio::fs::File::open(&path).await?;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            use tokio::io::AsyncReadExt;
+            let n = file.read(&mut buf).await?;
+            if n == 0 || out.send(Ok(buf[..n].to_vec())).await.is_err() {
+                break;
+            }
+        }
+        Ok::<(), JobError>(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

@@ -1,0 +1,362 @@
+//! Bulk file jobs: a file of numbers is read into the [`JobStore`] (rows in order, each distinct
+//! number once), checked by a runner through the engine in the background, resumed after a
+//! restart, and exported as CSV, XLSX or an HTML report.
+//!
+//! A job's life: importing (invisible) → queued → running → succeeded | cancelled | failed.
+//! Results are committed as they arrive, a few hundred at a time in one transaction with the
+//! job's counters, so a process killed mid-job loses at most the answers in transit.
+
+pub mod export;
+pub mod import;
+mod report;
+mod runner;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use prost::Message;
+use tokio::sync::mpsc;
+
+use crate::config::JobsConfig;
+use crate::engine::Engine;
+use crate::pb;
+use crate::store::{JobRecord, JobState, JobStore, NewJob, StoreError};
+
+pub use runner::Runner;
+
+/// Most bad rows returned with a job.
+pub const BAD_ROWS_SHOWN: u32 = 100;
+
+/// Why a job operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A request field or the file is not acceptable.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field (`spec.sheet`, `chunk`, ...).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file has more data rows than allowed.
+    #[error("chunk: the file has more than {limit} rows, the limit (jobs.max_rows)")]
+    TooManyRows {
+        /// The limit.
+        limit: u64,
+    },
+    /// The upload is larger than allowed.
+    #[error("chunk: the file is larger than {limit} bytes, the limit (jobs.max_upload_bytes)")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// No such job (for this tenant).
+    #[error("no batch job {0:?}")]
+    NotFound(String),
+    /// The job store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A spool file failed.
+    #[error("job file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl JobError {
+    /// An unacceptable field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> JobError {
+        JobError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The jobs of this process: the store, the engine, and the runner.
+#[derive(Debug)]
+pub struct Jobs {
+    store: Arc<dyn JobStore>,
+    engine: Arc<Engine>,
+    config: JobsConfig,
+    spool: PathBuf,
+    runner: Runner,
+}
+
+/// An upload being received: the spool file and its size so far.
+#[derive(Debug)]
+pub struct Upload {
+    path: PathBuf,
+    file: tokio::fs::File,
+    bytes: u64,
+    limit: u64,
+}
+
+impl Upload {
+    /// Appends a chunk; refused as soon as the file passes the limit.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), JobError> {
+        use tokio::io::AsyncWriteExt;
+        self.bytes += chunk.len() as u64;
+        if self.bytes > self.limit {
+            return Err(JobError::TooLarge { limit: self.limit });
+        }
+        self.file.write_all(chunk).await?;
+        Ok(())
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        // The spool file is only ever a step on the way into the store.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Jobs {
+    /// Jobs over `store`, spooling uploads under `data_dir`. Call [`Jobs::start`] to run them.
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        engine: Arc<Engine>,
+        config: JobsConfig,
+        data_dir: &std::path::Path,
+    ) -> Result<Arc<Jobs>, JobError> {
+        let spool = data_dir.join("uploads");
+        std::fs::create_dir_all(&spool)?;
+        Ok(Arc::new(Jobs {
+            runner: Runner::new(config.max_running),
+            store,
+            engine,
+            config,
+            spool,
+        }))
+    }
+
+    /// Cleans up after a previous process (half-read uploads, jobs it was running) and starts
+    /// the runner and the retention sweeper. Jobs it was running are resumed.
+    pub async fn start(self: &Arc<Self>) -> Result<(), JobError> {
+        for entry in std::fs::read_dir(&self.spool)? {
+            let _ = std::fs::remove_file(entry?.path());
+        }
+        let dropped = self.store.drop_unfinished_imports().await?;
+        if dropped > 0 {
+            tracing::warn!(dropped, "removed jobs whose upload never finished");
+        }
+        for id in self.store.jobs_in_state(JobState::Running).await? {
+            self.store
+                .transition(&id, &[JobState::Running], JobState::Queued, "")
+                .await?;
+            tracing::info!(job = %id, "resuming a job the previous process was running");
+        }
+        self.sweep().await?;
+        runner::spawn(self.clone());
+        Ok(())
+    }
+
+    /// Stops running jobs (they stay `RUNNING` and resume at the next start) and waits for their
+    /// results so far to be written.
+    pub async fn shutdown(&self) {
+        self.runner.stop_all().await;
+    }
+
+    /// Deletes jobs that finished longer than the retention ago.
+    pub async fn sweep(&self) -> Result<u64, JobError> {
+        let before = SystemTime::now()
+            .checked_sub(self.config.retention)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let expired = self.store.finished_before(before).await?;
+        for id in &expired {
+            self.store.delete_job(id).await?;
+            tracing::info!(job = %id, "deleted a job past its retention");
+        }
+        Ok(expired.len() as u64)
+    }
+
+    /// Starts receiving an upload.
+    pub async fn upload(&self) -> Result<Upload, JobError> {
+        let path = self.spool.join(format!("{}.upload", uuid::Uuid::now_v7()));
+        Ok(Upload {
+            file: tokio::fs::File::create(&path).await?,
+            path,
+            bytes: 0,
+            limit: self.config.max_upload_bytes,
+        })
+    }
+
+    /// Reads the uploaded file into a new job of `tenant` and queues it. Nothing remains of the
+    /// job if the file cannot be read or is over a limit.
+    pub async fn create(
+        &self,
+        tenant: &str,
+        mut spec: pb::BatchJobSpec,
+        upload: Upload,
+    ) -> Result<JobRecord, JobError> {
+        use tokio::io::AsyncWriteExt;
+        let mut upload = upload;
+        if !spec.numbers.is_empty() {
+            if upload.bytes > 0 {
+                return Err(JobError::invalid(
+                    "spec.numbers",
+                    "give either numbers in the spec or a file in chunks, not both",
+                ));
+            }
+            let text = std::mem::take(&mut spec.numbers).join("\n");
+            upload.write(text.as_bytes()).await?;
+            spec.format = pb::FileFormat::Txt as i32;
+        }
+        upload.file.flush().await?;
+        let id = format!("job_{}", uuid::Uuid::now_v7().simple());
+        let read = import::ReadSpec {
+            file_name: spec.file_name.clone(),
+            format: pb::FileFormat::try_from(spec.format).unwrap_or_default(),
+            number_column: spec.number_column.clone(),
+            sheet: spec.sheet.clone(),
+            default_region: spec.default_region.clone(),
+            max_rows: self.config.max_rows,
+        };
+        let mut job = NewJob {
+            id: id.clone(),
+            tenant: tenant.to_owned(),
+            spec: spec.encode_to_vec(),
+            format: spec.format,
+            encoding: String::new(),
+            number_column: String::new(),
+            columns: Vec::new(),
+            sheets: 0,
+            created_at: SystemTime::now(),
+        };
+        self.store.create_job(&job).await?;
+        match self.import(&id, &read, &upload.path).await {
+            Ok(layout) => {
+                job.format = layout.format as i32;
+                job.encoding = layout.encoding;
+                job.number_column = layout.number_column;
+                job.columns = layout.columns;
+                job.sheets = layout.sheets;
+                self.store.finish_import(&job).await?;
+            }
+            Err(e) => {
+                self.store.delete_job(&id).await?;
+                return Err(e);
+            }
+        }
+        drop(upload);
+        self.runner.wake();
+        self.get(tenant, &id).await
+    }
+
+    /// Reads the file on a blocking thread while the rows are written here, a batch at a time.
+    async fn import(
+        &self,
+        id: &str,
+        spec: &import::ReadSpec,
+        path: &std::path::Path,
+    ) -> Result<import::Layout, JobError> {
+        let (rows, mut batches) = mpsc::channel(2);
+        let engine = self.engine.clone();
+        let (spec, path) = (spec.clone(), path.to_owned());
+        let reader = tokio::task::spawn_blocking(move || {
+            import::read_file(&path, &spec, engine.analyzer(), &mut |batch| {
+                rows.blocking_send(batch)
+                    .map_err(|_| JobError::invalid("chunk", "the import was abandoned"))
+            })
+        });
+        let mut seq = 0i64;
+        let mut written = Ok(());
+        while let Some(batch) = batches.recv().await {
+            if written.is_ok() {
+                written = self.store.add_rows(id, seq, &batch).await;
+                seq += batch.len() as i64;
+            }
+            if written.is_err() {
+                // Stop the reader: it fails on its next send.
+                batches.close();
+            }
+        }
+        let layout = reader
+            .await
+            .map_err(|e| JobError::Io(std::io::Error::other(e.to_string())));
+        written?;
+        layout?
+    }
+
+    /// A job of `tenant`.
+    pub async fn get(&self, tenant: &str, id: &str) -> Result<JobRecord, JobError> {
+        match self.store.job(id).await? {
+            Some(job) if job.job.tenant == tenant => Ok(job),
+            _ => Err(JobError::NotFound(id.to_owned())),
+        }
+    }
+
+    /// The first bad rows of a job.
+    pub async fn bad_rows(&self, id: &str) -> Result<Vec<crate::store::BadRowRecord>, JobError> {
+        Ok(self.store.bad_rows(id, BAD_ROWS_SHOWN).await?)
+    }
+
+    /// A page of `tenant`'s jobs, newest first; the cursor of the next page.
+    pub async fn list(
+        &self,
+        tenant: &str,
+        after: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<(Vec<JobRecord>, Option<(i64, String)>), JobError> {
+        let mut jobs = self.store.list_jobs(tenant, after, limit + 1).await?;
+        let next = if jobs.len() > limit as usize {
+            jobs.truncate(limit as usize);
+            jobs.last()
+                .map(|j| (unix_millis(j.job.created_at), j.job.id.clone()))
+        } else {
+            None
+        };
+        Ok((jobs, next))
+    }
+
+    /// Cancels a job: no vendor call starts for it once this returns.
+    pub async fn cancel(&self, tenant: &str, id: &str) -> Result<JobRecord, JobError> {
+        self.get(tenant, id).await?;
+        self.store
+            .transition(
+                id,
+                &[JobState::Queued, JobState::Running],
+                JobState::Cancelled,
+                "",
+            )
+            .await?;
+        self.runner.stop(id).await;
+        self.get(tenant, id).await
+    }
+
+    /// Deletes a job with its rows and results.
+    pub async fn delete(&self, tenant: &str, id: &str) -> Result<(), JobError> {
+        self.cancel(tenant, id).await?;
+        self.store.delete_job(id).await?;
+        Ok(())
+    }
+
+    /// When a finished job's data will be deleted.
+    pub fn expires_at(&self, job: &JobRecord) -> Option<SystemTime> {
+        job.finished_at.map(|t| t + self.config.retention)
+    }
+
+    /// The store (exports read from it).
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.store
+    }
+
+    /// Where uploads and exports are spooled.
+    pub fn spool_dir(&self) -> &std::path::Path {
+        &self.spool
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &JobsConfig {
+        &self.config
+    }
+
+    /// The shortest interval between watch updates.
+    pub const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(100);
+}
+
+/// Milliseconds since the Unix epoch (the list cursor's unit).
+pub fn unix_millis(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

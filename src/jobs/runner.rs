@@ -1,0 +1,410 @@
+//! The runner: starts queued jobs (at most `jobs.max_running` at once), checks each job's numbers
+//! through the engine at bulk priority, writes results as they come (group commit: whatever has
+//! arrived while the previous write ran goes in the next transaction), and makes further passes for
+//! numbers still waiting for an asynchronous vendor or after a retryable failure.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use prost::Message;
+use tokio::sync::{Mutex, Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::Jobs;
+use crate::api::convert;
+use crate::domain::CheckState;
+use crate::engine::{Engine, LookupRequest, Priority};
+use crate::pb;
+use crate::store::{JobState, JobStore, NumberFate, NumberResult, StoreError, TodoNumber};
+
+/// Numbers fetched from the store at once.
+const PAGE: u32 = 1_000;
+/// Most results in one write.
+const MAX_WRITE: usize = 1_000;
+/// How often the retention sweeper runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// The jobs running in this process.
+#[derive(Debug)]
+pub struct Runner {
+    max_running: usize,
+    wake: Notify,
+    stopping: AtomicBool,
+    running: Mutex<HashMap<String, Running>>,
+}
+
+#[derive(Debug)]
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Runner {
+    pub(super) fn new(max_running: usize) -> Runner {
+        Runner {
+            max_running,
+            wake: Notify::new(),
+            stopping: AtomicBool::new(false),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Tells the scheduler to look for queued jobs.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops a running job and waits until it has started its last vendor call and written
+    /// every result it got.
+    pub async fn stop(&self, id: &str) {
+        let running = self.running.lock().await.remove(id);
+        if let Some(running) = running {
+            let _ = running.stop.send(true);
+            let _ = running.task.await;
+        }
+    }
+
+    /// Stops every job and the scheduler.
+    pub async fn stop_all(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        let all: Vec<Running> = self.running.lock().await.drain().map(|(_, r)| r).collect();
+        for running in &all {
+            let _ = running.stop.send(true);
+        }
+        for running in all {
+            let _ = running.task.await;
+        }
+    }
+}
+
+/// Starts the scheduler (and the retention sweeper) of `jobs`.
+pub(super) fn spawn(jobs: Arc<Jobs>) {
+    tokio::spawn(async move {
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        sweep.tick().await;
+        loop {
+            if jobs.runner.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            if let Err(e) = schedule(&jobs).await {
+                warn!(error = %e, "cannot start queued jobs");
+            }
+            tokio::select! {
+                () = jobs.runner.wake.notified() => {}
+                _ = sweep.tick() => {
+                    if let Err(e) = jobs.sweep().await {
+                        warn!(error = %e, "retention sweep failed");
+                    }
+                }
+            }
+        }
+    });
+}
+
+async fn schedule(jobs: &Arc<Jobs>) -> Result<(), StoreError> {
+    let runner = &jobs.runner;
+    // Held while a job is moved to RUNNING, so that a cancel either comes first (and the
+    // transition fails) or finds the job in the map.
+    let mut running = runner.running.lock().await;
+    running.retain(|_, r| !r.task.is_finished());
+    if running.len() >= runner.max_running || runner.stopping.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    for id in jobs.store.jobs_in_state(JobState::Queued).await? {
+        if running.len() >= runner.max_running {
+            break;
+        }
+        if !jobs
+            .store
+            .transition(&id, &[JobState::Queued], JobState::Running, "")
+            .await?
+        {
+            continue;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(jobs.clone(), id.clone(), stopped));
+        running.insert(id, Running { stop, task });
+    }
+    Ok(())
+}
+
+enum Ended {
+    Finished,
+    Stopped,
+}
+
+async fn run(jobs: Arc<Jobs>, id: String, stop: watch::Receiver<bool>) {
+    info!(job = %id, "job started");
+    match run_passes(&jobs, &id, stop).await {
+        Ok(Ended::Finished) => {
+            if let Err(e) = jobs
+                .store
+                .transition(&id, &[JobState::Running], JobState::Succeeded, "")
+                .await
+            {
+                warn!(job = %id, error = %e, "cannot mark the job finished");
+            }
+            info!(job = %id, "job finished");
+        }
+        Ok(Ended::Stopped) => info!(job = %id, "job stopped"),
+        Err(e) => {
+            warn!(job = %id, error = %e, "job failed");
+            let _ = jobs
+                .store
+                .transition(
+                    &id,
+                    &[JobState::Running],
+                    JobState::Failed,
+                    "the job store failed; the server log has the details",
+                )
+                .await;
+        }
+    }
+    // Still in the map unless a stop took it out.
+    jobs.runner.running.lock().await.remove(&id);
+    jobs.runner.wake();
+}
+
+async fn run_passes(
+    jobs: &Arc<Jobs>,
+    id: &str,
+    stop: watch::Receiver<bool>,
+) -> Result<Ended, StoreError> {
+    let Some(job) = jobs.store.job(id).await? else {
+        return Ok(Ended::Stopped);
+    };
+    let spec = pb::BatchJobSpec::decode(job.job.spec.as_slice()).unwrap_or_default();
+    let template = Arc::new(LookupRequest {
+        number: String::new(),
+        default_region: spec.default_region.clone(),
+        checks: convert::checks_from_proto("checks", &spec.checks).unwrap_or_default(),
+        options: convert::options_from_proto("options", spec.options).unwrap_or_default(),
+        deadline: None,
+        priority: Priority::Bulk,
+    });
+    let config = jobs.config();
+    loop {
+        if *stop.borrow() {
+            return Ok(Ended::Stopped);
+        }
+        pass(jobs, id, template.clone(), stop.clone()).await?;
+        if *stop.borrow() {
+            return Ok(Ended::Stopped);
+        }
+        let Some(job) = jobs.store.job(id).await? else {
+            return Ok(Ended::Stopped);
+        };
+        if job.counts.numbers_pending == 0 {
+            return Ok(Ended::Finished);
+        }
+        // Numbers waiting for an asynchronous vendor, or after a retryable failure.
+        let mut stopped = stop.clone();
+        tokio::select! {
+            () = tokio::time::sleep(config.retry_after) => {}
+            _ = stopped.wait_for(|s| *s) => return Ok(Ended::Stopped),
+        }
+        let again = jobs.store.next_pass(id).await?;
+        info!(job = %id, numbers = again, "job: another pass");
+    }
+}
+
+/// One pass over the numbers still to check.
+async fn pass(
+    jobs: &Arc<Jobs>,
+    id: &str,
+    template: Arc<LookupRequest>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), StoreError> {
+    let config = jobs.config();
+    let (results, received) = mpsc::channel(config.window * 2);
+    let writer = tokio::spawn(write_results(jobs.store.clone(), id.to_owned(), received));
+    // Numbers are read a page at a time, ahead of the checks by at most one page.
+    let (todo, numbers) = mpsc::channel(PAGE as usize);
+    tokio::spawn(read_todo(jobs.store.clone(), id.to_owned(), todo));
+    let engine = jobs.engine.clone();
+    let max_passes = config.max_passes;
+    let mut stopped = stop.clone();
+    let checked = tokio_stream::wrappers::ReceiverStream::new(numbers)
+        .map(move |todo| {
+            let engine = engine.clone();
+            let template = template.clone();
+            async move {
+                match todo {
+                    Ok(todo) => Ok(check(engine, template, todo, max_passes).await),
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .buffer_unordered(config.window)
+        // Dropping the stream drops the lookups in flight: no vendor call starts after a stop.
+        .take_until(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        });
+    futures::pin_mut!(checked);
+    let mut failure = None;
+    while let Some(result) = checked.next().await {
+        match result {
+            Ok(result) => {
+                if results.send(result).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    drop(checked);
+    drop(results);
+    let written = writer
+        .await
+        .map_err(|e| StoreError::Database(sqlx::Error::Protocol(e.to_string())))?;
+    written?;
+    failure.map_or(Ok(()), Err)
+}
+
+/// Sends the numbers still to check, in file order, until there are none or nobody listens.
+async fn read_todo(
+    store: Arc<dyn JobStore>,
+    id: String,
+    todo: mpsc::Sender<Result<TodoNumber, StoreError>>,
+) {
+    let mut after = -1;
+    loop {
+        match store.todo(&id, after, PAGE).await {
+            Ok(page) => {
+                let Some(last) = page.last() else { return };
+                after = last.seq;
+                for number in page {
+                    if todo.send(Ok(number)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = todo.send(Err(e)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Checks one number and decides whether it is done.
+async fn check(
+    engine: Arc<Engine>,
+    template: Arc<LookupRequest>,
+    todo: TodoNumber,
+    max_passes: u32,
+) -> NumberResult {
+    let request = LookupRequest {
+        number: todo.input.clone(),
+        ..LookupRequest::clone(&template)
+    };
+    match engine.lookup(&request).await {
+        Ok(report) => {
+            let again = report.outcomes.iter().any(|o| match &o.state {
+                CheckState::Pending => true,
+                CheckState::Failed(e) => e.retryable(),
+                _ => false,
+            });
+            let proto = convert::report_to_proto(&report);
+            NumberResult {
+                key: todo.key,
+                fate: if again && todo.passes + 1 < max_passes {
+                    NumberFate::Again
+                } else {
+                    NumberFate::Done
+                },
+                line_status: proto.line_status.as_ref().map_or(0, |l| l.status),
+                failed: report
+                    .outcomes
+                    .iter()
+                    .any(|o| matches!(o.state, CheckState::Failed(_))),
+                billable: report.outcomes.iter().filter(|o| o.billable).count() as i64,
+                cache_hits: report.outcomes.iter().filter(|o| o.cached).count() as i64,
+                report: proto.encode_to_vec(),
+            }
+        }
+        // The number was read at upload with the same analyser; this is not expected.
+        Err(e) => {
+            warn!(error = %e, "job: a stored number no longer parses");
+            NumberResult {
+                key: todo.key,
+                fate: NumberFate::Done,
+                line_status: 0,
+                failed: true,
+                report: pb::NumberReport {
+                    info: Some(pb::NumberInfo {
+                        input: todo.input,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+                billable: 0,
+                cache_hits: 0,
+            }
+        }
+    }
+}
+
+/// Writes results as they come: each write takes everything that arrived during the previous one.
+async fn write_results(
+    store: Arc<dyn JobStore>,
+    id: String,
+    mut received: mpsc::Receiver<NumberResult>,
+) -> Result<(), StoreError> {
+    let mut rate = Rate::default();
+    let mut batch = Vec::with_capacity(MAX_WRITE);
+    while let Some(first) = received.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_WRITE {
+            match received.try_recv() {
+                Ok(result) => batch.push(result),
+                Err(_) => break,
+            }
+        }
+        rate.add(batch.len());
+        store.record(&id, &batch, rate.per_second()).await?;
+        batch.clear();
+    }
+    Ok(())
+}
+
+/// Numbers per second over the last ten seconds.
+#[derive(Default)]
+struct Rate {
+    samples: VecDeque<(Instant, usize)>,
+}
+
+impl Rate {
+    const WINDOW: Duration = Duration::from_secs(10);
+
+    fn add(&mut self, n: usize) {
+        let now = Instant::now();
+        self.samples.push_back((now, n));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Self::WINDOW)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    fn per_second(&self) -> f64 {
+        let (Some(first), Some(last)) = (self.samples.front(), self.samples.back()) else {
+            return 0.0;
+        };
+        let span = last.0.duration_since(first.0).as_secs_f64();
+        let count: usize = self.samples.iter().skip(1).map(|(_, n)| n).sum();
+        if span > 0.0 { count as f64 / span } else { 0.0 }
+    }
+}

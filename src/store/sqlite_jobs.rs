@@ -1,0 +1,525 @@
+//! [`JobStore`] on the embedded SQLite database.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
+
+use super::StoreError;
+use super::jobs::*;
+use super::sqlite::{SqliteStore, from_millis, millis};
+
+/// Rows per INSERT statement (SQLite allows 32,766 bound values).
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+const JOB_COLUMNS: &str = "id, tenant, state, spec, format, encoding, number_column, columns, \
+    sheets, created_at, started_at, finished_at, error, rows_total, rows_done, numbers_total, \
+    numbers_done, numbers_pending, numbers_failed, bad_rows, billable, cache_hits, passes, rate";
+
+fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
+    let columns: String = row.get("columns");
+    Ok(JobRecord {
+        job: NewJob {
+            id: row.get("id"),
+            tenant: row.get("tenant"),
+            spec: row.get("spec"),
+            format: row.get("format"),
+            encoding: row.get("encoding"),
+            number_column: row.get("number_column"),
+            columns: serde_json::from_str(&columns).unwrap_or_default(),
+            sheets: row.get::<i64, _>("sheets").try_into().unwrap_or(0),
+            created_at: from_millis(row.get("created_at")),
+        },
+        state: JobState::from_i64(row.get("state")),
+        started_at: row.get::<Option<i64>, _>("started_at").map(from_millis),
+        finished_at: row.get::<Option<i64>, _>("finished_at").map(from_millis),
+        error: row.get("error"),
+        passes: row.get::<i64, _>("passes").try_into().unwrap_or(0),
+        counts: JobCounts {
+            rows_total: row.get("rows_total"),
+            rows_done: row.get("rows_done"),
+            numbers_total: row.get("numbers_total"),
+            numbers_done: row.get("numbers_done"),
+            numbers_pending: row.get("numbers_pending"),
+            numbers_failed: row.get("numbers_failed"),
+            bad_rows: row.get("bad_rows"),
+            billable: row.get("billable"),
+            cache_hits: row.get("cache_hits"),
+            rate: row.get("rate"),
+            line_status_rows: Vec::new(),
+        },
+    })
+}
+
+impl SqliteStore {
+    async fn line_status_rows(&self, job_id: &str) -> Result<Vec<(i32, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT line_status, rows FROM batch_job_counts WHERE job_id = ?1 ORDER BY line_status",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn create_job(&self, job: &NewJob) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO batch_jobs (id, tenant, state, spec, format, encoding, number_column,
+                 columns, sheets, created_at)
+             VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .bind(&job.id)
+        .bind(&job.tenant)
+        .bind(&job.spec)
+        .bind(job.format)
+        .bind(&job.encoding)
+        .bind(&job.number_column)
+        .bind(serde_json::to_string(&job.columns).unwrap_or_else(|_| "[]".into()))
+        .bind(i64::from(job.sheets))
+        .bind(millis(job.created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn add_rows(
+        &self,
+        job_id: &str,
+        first_seq: i64,
+        rows: &[ImportRow],
+    ) -> Result<(), StoreError> {
+        // Duplicates within the batch are merged before they reach the database.
+        let mut numbers: HashMap<&str, (i64, &RowNumber, i64)> = HashMap::new();
+        let mut order = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            if let Ok(number) = &row.number {
+                let seq = first_seq + i as i64;
+                numbers
+                    .entry(number.key.as_str())
+                    .and_modify(|e| e.2 += 1)
+                    .or_insert_with(|| {
+                        order.push(number.key.as_str());
+                        (seq, number, 1)
+                    });
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        for (chunk_index, chunk) in rows.chunks(ROWS_PER_STATEMENT).enumerate() {
+            let base = first_seq + (chunk_index * ROWS_PER_STATEMENT) as i64;
+            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO batch_job_rows (job_id, seq, sheet, row_no, cells, number_key, problem) ",
+            );
+            insert.push_values(chunk.iter().enumerate(), |mut b, (i, row)| {
+                b.push_bind(job_id)
+                    .push_bind(base + i as i64)
+                    .push_bind(&row.sheet)
+                    .push_bind(i64::try_from(row.row_no).unwrap_or(i64::MAX))
+                    .push_bind(serde_json::to_string(&row.cells).unwrap_or_else(|_| "[]".into()))
+                    .push_bind(row.number.as_ref().ok().map(|n| n.key.as_str()))
+                    .push_bind(row.number.as_ref().err().map(String::as_str));
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        for chunk in order.chunks(ROWS_PER_STATEMENT) {
+            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO batch_job_numbers (job_id, key, seq, input, rows, carrier, province) ",
+            );
+            insert.push_values(chunk, |mut b, key| {
+                let (seq, number, count) = numbers[key];
+                b.push_bind(job_id)
+                    .push_bind(*key)
+                    .push_bind(seq)
+                    .push_bind(&number.input)
+                    .push_bind(count)
+                    .push_bind(&number.carrier)
+                    .push_bind(&number.province);
+            });
+            insert.push(
+                " ON CONFLICT (job_id, key) DO UPDATE SET rows = batch_job_numbers.rows + excluded.rows",
+            );
+            insert.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish_import(&self, job: &NewJob) -> Result<(), StoreError> {
+        let job_id = job.id.as_str();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE batch_jobs SET format = ?3, encoding = ?4, number_column = ?5, columns = ?6,
+                 sheets = ?7,
+                 rows_total = (SELECT COUNT(*) FROM batch_job_rows WHERE job_id = ?1),
+                 bad_rows = (SELECT COUNT(*) FROM batch_job_rows
+                             WHERE job_id = ?1 AND number_key IS NULL),
+                 numbers_total = (SELECT COUNT(*) FROM batch_job_numbers WHERE job_id = ?1),
+                 state = ?2
+             WHERE id = ?1",
+        )
+        .bind(job_id)
+        .bind(JobState::Queued as i64)
+        .bind(job.format)
+        .bind(&job.encoding)
+        .bind(&job.number_column)
+        .bind(serde_json::to_string(&job.columns).unwrap_or_else(|_| "[]".into()))
+        .bind(i64::from(job.sheets))
+        .execute(&mut *tx)
+        .await?;
+        // Bad rows are done the moment they are read.
+        sqlx::query("UPDATE batch_jobs SET rows_done = bad_rows WHERE id = ?1")
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn drop_unfinished_imports(&self) -> Result<u64, StoreError> {
+        let ids = self.jobs_in_state(JobState::Importing).await?;
+        for id in &ids {
+            self.delete_job(id).await?;
+        }
+        Ok(ids.len() as u64)
+    }
+
+    async fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
+        // Only constant text is formatted into these statements.
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM batch_jobs WHERE id = ?1 AND state <> 0"
+        )))
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut job = job_from_row(&row)?;
+        job.counts.line_status_rows = self.line_status_rows(job_id).await?;
+        Ok(Some(job))
+    }
+
+    async fn list_jobs(
+        &self,
+        tenant: &str,
+        after: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let (created, id) = after.unwrap_or((i64::MAX, String::new()));
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM batch_jobs
+             WHERE tenant = ?1 AND state <> 0 AND (created_at < ?2 OR (created_at = ?2 AND id < ?3))
+             ORDER BY created_at DESC, id DESC LIMIT ?4"
+        )))
+        .bind(tenant)
+        .bind(created)
+        .bind(if created == i64::MAX {
+            "\u{10ffff}"
+        } else {
+            id.as_str()
+        })
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut job = job_from_row(row)?;
+            job.counts.line_status_rows = self.line_status_rows(&job.job.id).await?;
+            jobs.push(job);
+        }
+        Ok(jobs)
+    }
+
+    async fn jobs_in_state(&self, state: JobState) -> Result<Vec<String>, StoreError> {
+        let rows =
+            sqlx::query("SELECT id FROM batch_jobs WHERE state = ?1 ORDER BY created_at, id")
+                .bind(state as i64)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn transition(
+        &self,
+        job_id: &str,
+        from: &[JobState],
+        to: JobState,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let now = millis(SystemTime::now());
+        let mut update: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE batch_jobs SET state = ");
+        update.push_bind(to as i64);
+        if to == JobState::Running {
+            update.push(", started_at = COALESCE(started_at, ");
+            update.push_bind(now);
+            update.push(")");
+        }
+        if to.is_final() {
+            update.push(", finished_at = ");
+            update.push_bind(now);
+            update.push(", rate = 0, error = ");
+            update.push_bind(error);
+        }
+        update.push(" WHERE id = ");
+        update.push_bind(job_id);
+        update.push(" AND state IN (");
+        let mut states = update.separated(", ");
+        for state in from {
+            states.push_bind(*state as i64);
+        }
+        update.push(")");
+        Ok(update.build().execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    async fn todo(
+        &self,
+        job_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<TodoNumber>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key, seq, input, passes FROM batch_job_numbers
+             WHERE job_id = ?1 AND state = 0 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )
+        .bind(job_id)
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| TodoNumber {
+                key: r.get(0),
+                seq: r.get(1),
+                input: r.get(2),
+                passes: r.get::<i64, _>(3).try_into().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn record(
+        &self,
+        job_id: &str,
+        results: &[NumberResult],
+        rate: f64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let (mut numbers_done, mut rows_done, mut failed, mut pending_delta) = (0i64, 0i64, 0, 0);
+        let (mut billable, mut cache_hits) = (0i64, 0i64);
+        let mut by_status: HashMap<i32, i64> = HashMap::new();
+        for result in results {
+            // Only numbers still to check are updated: a result recorded twice counts once.
+            let state = match result.fate {
+                NumberFate::Done => 1,
+                NumberFate::Again => 2,
+            };
+            let row = sqlx::query(
+                "UPDATE batch_job_numbers SET state = ?3, passes = passes + 1, line_status = ?4,
+                     failed = ?5, report = ?6
+                 WHERE job_id = ?1 AND key = ?2 AND state = 0
+                 RETURNING rows, passes",
+            )
+            .bind(job_id)
+            .bind(&result.key)
+            .bind(state)
+            .bind(result.line_status)
+            .bind(result.failed)
+            .bind(&result.report)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else { continue };
+            let rows: i64 = row.get(0);
+            let passes: i64 = row.get(1);
+            billable += result.billable;
+            cache_hits += result.cache_hits;
+            // A number coming back from an earlier pass is no longer pending.
+            if passes > 1 {
+                pending_delta -= 1;
+            }
+            match result.fate {
+                NumberFate::Done => {
+                    numbers_done += 1;
+                    rows_done += rows;
+                    failed += i64::from(result.failed);
+                    *by_status.entry(result.line_status).or_default() += rows;
+                }
+                NumberFate::Again => pending_delta += 1,
+            }
+        }
+        sqlx::query(
+            "UPDATE batch_jobs SET numbers_done = numbers_done + ?2, rows_done = rows_done + ?3,
+                 numbers_failed = numbers_failed + ?4, numbers_pending = numbers_pending + ?5,
+                 billable = billable + ?6, cache_hits = cache_hits + ?7, rate = ?8
+             WHERE id = ?1",
+        )
+        .bind(job_id)
+        .bind(numbers_done)
+        .bind(rows_done)
+        .bind(failed)
+        .bind(pending_delta)
+        .bind(billable)
+        .bind(cache_hits)
+        .bind(rate)
+        .execute(&mut *tx)
+        .await?;
+        for (status, rows) in by_status {
+            sqlx::query(
+                "INSERT INTO batch_job_counts (job_id, line_status, rows) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (job_id, line_status) DO UPDATE SET rows = rows + excluded.rows",
+            )
+            .bind(job_id)
+            .bind(status)
+            .bind(rows)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn next_pass(&self, job_id: &str) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let moved =
+            sqlx::query("UPDATE batch_job_numbers SET state = 0 WHERE job_id = ?1 AND state = 2")
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        sqlx::query("UPDATE batch_jobs SET passes = passes + 1 WHERE id = ?1")
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    async fn bad_rows(&self, job_id: &str, limit: u32) -> Result<Vec<BadRowRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT sheet, row_no, problem FROM batch_job_rows
+             WHERE job_id = ?1 AND number_key IS NULL ORDER BY seq LIMIT ?2",
+        )
+        .bind(job_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| BadRowRecord {
+                sheet: r.get(0),
+                row_no: r.get::<i64, _>(1).try_into().unwrap_or(0),
+                reason: r.get::<Option<String>, _>(2).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn export_rows(
+        &self,
+        job_id: &str,
+        filter: ExportFilter,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<ExportRow>, StoreError> {
+        let status_clause = match filter {
+            ExportFilter::All => "",
+            ExportFilter::LineStatus(_) => "AND n.state = 1 AND n.line_status = ?4",
+        };
+        let mut query = sqlx::query(AssertSqlSafe(format!(
+            "SELECT r.seq, r.sheet, r.row_no, r.cells, r.problem, n.report
+             FROM batch_job_rows r
+             LEFT JOIN batch_job_numbers n ON n.job_id = r.job_id AND n.key = r.number_key
+             WHERE r.job_id = ?1 AND r.seq > ?2 {status_clause}
+             ORDER BY r.seq LIMIT ?3"
+        )))
+        .bind(job_id)
+        .bind(after_seq)
+        .bind(i64::from(limit));
+        if let ExportFilter::LineStatus(status) = filter {
+            query = query.bind(status);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(|r| ExportRow {
+                seq: r.get(0),
+                sheet: r.get(1),
+                row_no: r.get::<i64, _>(2).try_into().unwrap_or(0),
+                cells: serde_json::from_str(r.get::<&str, _>(3)).unwrap_or_default(),
+                problem: r.get(4),
+                report: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn breakdown(&self, job_id: &str, top: u32) -> Result<Breakdown, StoreError> {
+        let grouped = |column: &str| {
+            format!(
+                "SELECT {column}, SUM(rows) AS n FROM batch_job_numbers WHERE job_id = ?1
+                 GROUP BY {column} ORDER BY n DESC, {column} LIMIT ?2"
+            )
+        };
+        let mut breakdown = Breakdown::default();
+        for (column, out) in [
+            ("carrier", &mut breakdown.carriers),
+            ("province", &mut breakdown.provinces),
+        ] {
+            let rows = sqlx::query(AssertSqlSafe(grouped(column)))
+                .bind(job_id)
+                .bind(i64::from(top))
+                .fetch_all(&self.pool)
+                .await?;
+            *out = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        }
+        // LineStatus INVALID is 8 in phonecheck.v1.
+        let rows = sqlx::query(
+            "SELECT r.sheet, r.row_no, n.input FROM batch_job_rows r
+             JOIN batch_job_numbers n ON n.job_id = r.job_id AND n.key = r.number_key
+             WHERE r.job_id = ?1 AND n.state = 1 AND n.line_status = 8 ORDER BY r.seq LIMIT ?2",
+        )
+        .bind(job_id)
+        .bind(i64::from(top))
+        .fetch_all(&self.pool)
+        .await?;
+        breakdown.invalid_rows = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get::<i64, _>(1).try_into().unwrap_or(0),
+                    r.get(2),
+                )
+            })
+            .collect();
+        Ok(breakdown)
+    }
+
+    async fn delete_job(&self, job_id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for table in ["batch_job_rows", "batch_job_numbers", "batch_job_counts"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE job_id = ?1"
+            )))
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let deleted = sqlx::query("DELETE FROM batch_jobs WHERE id = ?1")
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted == 1)
+    }
+
+    async fn finished_before(&self, before: SystemTime) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM batch_jobs WHERE finished_at IS NOT NULL AND finished_at < ?1",
+        )
+        .bind(millis(before))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
