@@ -222,22 +222,12 @@ fn read_text(
         (name, true) => format!("{name} with BOM"),
         (name, false) => name.to_owned(),
     };
-    let text = std::io::Cursor::new(sample.concat().into_bytes()).chain(reader);
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(delimiter.unwrap_or(b'\n'))
-        // A TXT file is one cell a line: no quoting.
-        .quoting(delimiter.is_some())
-        .from_reader(text);
-    let records = csv.records().map(|record| {
-        let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
-            JobError::invalid("chunk", format!("line {line}: {e}"))
-        })?;
-        let line = record.position().map_or(0, |p| p.line());
-        Ok((line, record.iter().map(|c| c.trim().to_owned()).collect()))
-    });
+    let text = BufReader::new(std::io::Cursor::new(sample.concat().into_bytes()).chain(reader));
+    let records = Records {
+        lines: text,
+        delimiter,
+        line: 0,
+    };
     let (column, columns) = rows.read_sheet("", records, spec)?;
     Ok(Layout {
         format,
@@ -246,6 +236,115 @@ fn read_text(
         columns,
         sheets: 1,
     })
+}
+
+/// Longest record, in bytes: past it an unclosed quote is reported rather than swallowing the file.
+const MAX_RECORD: usize = 64 * 1024;
+
+/// Delimited records with the line each starts on. A quoted field may span lines (RFC 4180);
+/// `""` inside quotes is a quote. Without a delimiter, each line is one cell.
+struct Records<R> {
+    lines: R,
+    delimiter: Option<u8>,
+    line: u64,
+}
+
+impl<R: BufRead> Records<R> {
+    fn next_line(&mut self, into: &mut String) -> Result<bool, JobError> {
+        let n = self.lines.read_line(into).map_err(|e| {
+            JobError::invalid(
+                "chunk",
+                format!("line {}: cannot decode the file: {e}", self.line + 1),
+            )
+        })?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.line += 1;
+        while into.ends_with(['\n', '\r']) {
+            into.pop();
+        }
+        Ok(true)
+    }
+}
+
+impl<R: BufRead> Iterator for Records<R> {
+    type Item = Result<(u64, Vec<String>), JobError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut text = String::new();
+        match self.next_line(&mut text) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(Err(e)),
+        }
+        let first = self.line;
+        let Some(delimiter) = self.delimiter else {
+            return Some(Ok((first, vec![text.trim().to_owned()])));
+        };
+        loop {
+            match split_record(&text, char::from(delimiter)) {
+                Some(cells) => return Some(Ok((first, cells))),
+                None if text.len() > MAX_RECORD => {
+                    return Some(Err(JobError::invalid(
+                        "chunk",
+                        format!("line {first}: a quote opened here is never closed"),
+                    )));
+                }
+                None => {
+                    text.push('\n');
+                    match self.next_line(&mut text) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            return Some(Err(JobError::invalid(
+                                "chunk",
+                                format!("line {first}: a quote opened here is never closed"),
+                            )));
+                        }
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Splits one record; `None` while a quoted field is still open.
+fn split_record(text: &str, delimiter: char) -> Option<Vec<String>> {
+    let mut cells = Vec::new();
+    let mut cell = String::new();
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    let mut at_start = true;
+    while let Some(c) = chars.next() {
+        if quoted {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    cell.push('"');
+                } else {
+                    quoted = false;
+                }
+            } else {
+                cell.push(c);
+            }
+        } else if c == delimiter {
+            cells.push(std::mem::take(&mut cell).trim().to_owned());
+            at_start = true;
+            continue;
+        } else if c == '"' && at_start && cell.trim().is_empty() {
+            cell.clear();
+            quoted = true;
+        } else {
+            cell.push(c);
+        }
+        at_start = false;
+    }
+    if quoted {
+        return None;
+    }
+    cells.push(cell.trim().to_owned());
+    Some(cells)
 }
 
 /// The delimiter used consistently on the sample lines, if any.
@@ -304,9 +403,13 @@ fn read_workbook(
                     .map_err(|e| malformed(&e))?;
                 let mut pending: Option<(u64, Vec<String>)> = None;
                 let mut failed = None;
+                let mut ended = false;
                 // Cells come row by row; a row is complete when the next one starts.
                 let records = std::iter::from_fn(|| {
                     loop {
+                        if ended {
+                            return pending.take().map(Ok);
+                        }
                         match cells.next_cell() {
                             Ok(Some(cell)) => {
                                 let (row, col) = cell.get_position();
@@ -323,10 +426,11 @@ fn read_workbook(
                                     }
                                 }
                             }
-                            Ok(None) => return pending.take().map(Ok),
+                            Ok(None) => ended = true,
                             Err(e) => {
                                 failed = Some(e.to_string());
-                                return None;
+                                ended = true;
+                                pending = None;
                             }
                         }
                     }
@@ -686,6 +790,31 @@ mod tests {
     }
 
     #[test]
+    fn records_are_split_like_rfc_4180() {
+        let split = |s: &str| split_record(s, ',');
+        assert_eq!(split("a, b ,c").unwrap(), ["a", "b", "c"]);
+        assert_eq!(
+            split(r#""x, y","say ""hi""",z"#).unwrap(),
+            ["x, y", r#"say "hi""#, "z"]
+        );
+        assert_eq!(split(",,").unwrap(), ["", "", ""]);
+        assert_eq!(split(r#""open"#), None);
+        let text = "a,\"two\nlines\"\nb,c\n";
+        let records: Vec<_> = Records {
+            lines: text.as_bytes(),
+            delimiter: Some(b','),
+            line: 0,
+        }
+        .map(Result::unwrap)
+        .collect();
+        assert_eq!(
+            records[0],
+            (1, vec!["a".to_owned(), "two\nlines".to_owned()])
+        );
+        assert_eq!(records[1], (3, vec!["b".to_owned(), "c".to_owned()]));
+    }
+
+    #[test]
     fn delimiters_are_sniffed() {
         let lines = |s: &str| s.lines().map(|l| format!("{l}\n")).collect::<Vec<_>>();
         assert_eq!(sniff_delimiter(&lines("a,b\n1,2\n3,4")), Some(b','));
@@ -708,5 +837,53 @@ mod tests {
         assert_eq!(header_match("Mobile Phone"), header_match("mobile"));
         assert_eq!(header_match("姓名"), None);
         assert_eq!(float_text(13800138000.0), "13800138000");
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    fn read(name: &str, bytes: &[u8]) -> (Layout, Vec<ImportRow>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let spec = ReadSpec {
+            file_name: name.to_owned(),
+            max_rows: 1_000_000,
+            ..ReadSpec::default()
+        };
+        let mut rows = Vec::new();
+        let layout = read_file(&path, &spec, &Analyzer::default(), &mut |batch| {
+            rows.extend(batch);
+            Ok(())
+        })
+        .unwrap();
+        (layout, rows)
+    }
+
+    #[test]
+    fn rows_keep_their_line_numbers() {
+        let mut text = String::from("name,phone\r\n");
+        for i in 0..120 {
+            text.push_str(&format!("n{i},1391234{i:04}\r\n"));
+        }
+        text.push_str("x,\r\n");
+        let (layout, rows) = read("a.csv", text.as_bytes());
+        assert_eq!(layout.number_column, "phone (B)");
+        assert_eq!(rows.len(), 121);
+        assert_eq!(rows[0].row_no, 2);
+        assert_eq!(rows[119].row_no, 121);
+        assert_eq!(rows[120].row_no, 122);
+        assert!(rows[120].number.is_err());
+    }
+
+    #[test]
+    fn a_txt_file_is_one_number_a_line() {
+        let (layout, rows) = read("a.txt", b"13800138000\n\n+86 139 0013 9000\r\nabc\n");
+        assert_eq!(layout.format, FileFormat::Txt);
+        assert_eq!(rows.len(), 3, "the blank line is not a row");
+        assert_eq!(rows.iter().map(|r| r.row_no).collect::<Vec<_>>(), [1, 3, 4]);
+        assert!(rows[2].number.is_err());
     }
 }

@@ -102,6 +102,7 @@ pub async fn inject(State(state): State<Arc<SimState>>, request: Request, next: 
     let Some((index, vendor, over_limit)) = vendor_of(request.uri().path()) else {
         return next.run(request).await;
     };
+    state.stats.pass_gate().await;
     let faults = &state.config.faults;
     let counters = state.stats.counters(vendor);
     if let Some(quota) = faults.quota_per_second {

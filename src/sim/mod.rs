@@ -173,9 +173,82 @@ pub struct Stats {
     tongdun: VendorCounters,
     yidun: VendorCounters,
     changed: Notify,
+    gate: Gate,
+}
+
+/// Holds every vendor call at the door while closed (tests: to kill a client while its calls
+/// are provably unanswered and unbilled).
+#[derive(Debug)]
+struct Gate {
+    closed: tokio::sync::watch::Sender<bool>,
+    held: AtomicU64,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            closed: tokio::sync::watch::Sender::new(false),
+            held: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Counts a held call until it passes the gate or is dropped (its client went away).
+struct Held<'a>(&'a Stats);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.gate.held.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+    }
 }
 
 impl Stats {
+    /// Closes (true) or opens the gate: while closed, vendor calls wait before any processing
+    /// or billing; a call whose client disconnects meanwhile is never processed.
+    pub fn hold(&self, closed: bool) {
+        self.gate.closed.send_replace(closed);
+    }
+
+    /// Calls waiting at the closed gate.
+    pub fn held(&self) -> u64 {
+        self.gate.held.load(Ordering::SeqCst)
+    }
+
+    /// Waits at the gate while it is closed.
+    pub(crate) async fn pass_gate(&self) {
+        let mut closed = self.gate.closed.subscribe();
+        if !*closed.borrow() {
+            return;
+        }
+        self.gate.held.fetch_add(1, Ordering::SeqCst);
+        let _held = Held(self);
+        self.changed.notify_waiters();
+        let _ = closed.wait_for(|closed| !closed).await;
+    }
+
+    /// Waits until `n` calls are held at the gate (for at most [`Stats::WAIT_LIMIT`]).
+    pub async fn wait_for_held(&self, n: u64) {
+        let waiting = async {
+            loop {
+                let changed = self.changed.notified();
+                if self.held() >= n {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        if tokio::time::timeout(Self::WAIT_LIMIT, waiting)
+            .await
+            .is_err()
+        {
+            panic!(
+                "{n} calls were not held at the gate in {:?}",
+                Self::WAIT_LIMIT
+            );
+        }
+    }
+
     fn record_call(&self, vendor: &VendorCounters, numbers: u64) {
         vendor.calls.fetch_add(1, Ordering::Relaxed);
         vendor.numbers.fetch_add(numbers, Ordering::Relaxed);

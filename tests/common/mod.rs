@@ -291,3 +291,110 @@ pub async fn check_numbers(
     }
     (results, summary.expect("a summary"))
 }
+
+/// A `BatchJobService` client of `server`.
+pub fn jobs_client(
+    server: &TestServer,
+) -> pb::batch_job_service_client::BatchJobServiceClient<Channel> {
+    pb::batch_job_service_client::BatchJobServiceClient::new(server.channel())
+}
+
+/// Uploads `file` in chunks of `chunk` bytes as a job with `spec`.
+pub async fn create_job(
+    client: &mut pb::batch_job_service_client::BatchJobServiceClient<Channel>,
+    spec: pb::BatchJobSpec,
+    file: &[u8],
+    chunk: usize,
+) -> Result<pb::BatchJob, tonic::Status> {
+    use pb::create_batch_job_request::Payload;
+    let mut messages = vec![pb::CreateBatchJobRequest {
+        payload: Some(Payload::Spec(spec)),
+    }];
+    messages.extend(
+        file.chunks(chunk.max(1))
+            .map(|c| pb::CreateBatchJobRequest {
+                payload: Some(Payload::Chunk(c.to_vec())),
+            }),
+    );
+    Ok(client
+        .create_batch_job(tokio_stream::iter(messages))
+        .await?
+        .into_inner()
+        .job
+        .expect("a job"))
+}
+
+/// Follows a job with `WatchBatchJob` until it ends and returns it as it ended.
+pub async fn finished_job(
+    client: &mut pb::batch_job_service_client::BatchJobServiceClient<Channel>,
+    id: &str,
+) -> pb::BatchJob {
+    let watching = async {
+        let mut updates = client
+            .watch_batch_job(pb::WatchBatchJobRequest {
+                job_id: id.to_owned(),
+                interval: Some(prost_types::Duration {
+                    seconds: 0,
+                    nanos: 100_000_000,
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut last = None;
+        while let Some(update) = updates.message().await.unwrap() {
+            last = update.job;
+        }
+        last.expect("at least one update")
+    };
+    tokio::time::timeout(Duration::from_secs(120), watching)
+        .await
+        .expect("the job ends within 120 s")
+}
+
+/// Exports a job's results and returns the file.
+pub async fn export_job(
+    client: &mut pb::batch_job_service_client::BatchJobServiceClient<Channel>,
+    id: &str,
+    format: pb::ExportFormat,
+    line_status: pb::LineStatus,
+) -> Vec<u8> {
+    let mut chunks = client
+        .export_batch_job_results(pb::ExportBatchJobResultsRequest {
+            job_id: id.to_owned(),
+            format: format as i32,
+            line_status: line_status as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut file = Vec::new();
+    while let Some(chunk) = chunks.message().await.unwrap() {
+        file.extend(chunk.chunk);
+    }
+    file
+}
+
+/// Rows of a CSV export (the byte-order mark removed), header first.
+pub fn csv_rows(file: &[u8]) -> Vec<Vec<String>> {
+    let text = std::str::from_utf8(file)
+        .unwrap()
+        .trim_start_matches('\u{feff}');
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+/// The rows of a progress's line-status counts, by status.
+pub fn status_count(job: &pb::BatchJob, status: pb::LineStatus) -> i64 {
+    job.progress
+        .as_ref()
+        .unwrap()
+        .line_status_counts
+        .iter()
+        .find(|c| c.status == status as i32)
+        .map_or(0, |c| c.count)
+}
