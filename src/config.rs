@@ -375,7 +375,7 @@ fn default_max_rows() -> u64 {
 }
 
 fn default_max_running() -> usize {
-    2
+    4
 }
 
 fn default_job_window() -> usize {
@@ -387,11 +387,12 @@ fn default_quota_share() -> f64 {
 }
 
 fn default_retry_after() -> Duration {
-    Duration::from_secs(30)
+    Duration::from_secs(60)
 }
 
+/// With the default `retry_after`, a day: caih labels numbers within hours.
 fn default_max_passes() -> u32 {
-    3
+    1_440
 }
 
 fn default_retention() -> Duration {

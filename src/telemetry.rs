@@ -15,7 +15,12 @@ pub enum LogFormat {
 /// Installs the global subscriber: `RUST_LOG` filters (default `info`), output to standard error.
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a terminal: a log file or pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     // A second initialisation (tests running several servers in one process) is harmless.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -227,12 +227,13 @@ impl Stats {
         let _ = closed.wait_for(|closed| !closed).await;
     }
 
-    /// Waits until `n` calls are held at the gate (for at most [`Stats::WAIT_LIMIT`]).
-    pub async fn wait_for_held(&self, n: u64) {
+    /// Waits until the number of calls held at the gate satisfies `done` (for at most
+    /// [`Stats::WAIT_LIMIT`]).
+    pub async fn wait_for_held(&self, done: impl Fn(u64) -> bool) {
         let waiting = async {
             loop {
                 let changed = self.changed.notified();
-                if self.held() >= n {
+                if done(self.held()) {
                     return;
                 }
                 changed.await;
@@ -243,7 +244,8 @@ impl Stats {
             .is_err()
         {
             panic!(
-                "{n} calls were not held at the gate in {:?}",
+                "the calls held at the gate ({}) did not get there in {:?}",
+                self.held(),
                 Self::WAIT_LIMIT
             );
         }
