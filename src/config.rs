@@ -266,9 +266,14 @@ pub struct JobsConfig {
     /// (or retryable failures) are asked again.
     #[serde(default = "default_retry_after", with = "humantime_serde")]
     pub retry_after: Duration,
-    /// How many passes a number gets before it is given up (pending or failed).
+    /// How many passes a number waiting for an asynchronous vendor gets before the job ends
+    /// with it pending.
     #[serde(default = "default_max_passes")]
     pub max_passes: u32,
+    /// How many passes a number whose check failed in a retryable way gets before it is
+    /// reported failed.
+    #[serde(default = "default_failure_passes")]
+    pub failure_passes: u32,
     /// Finished jobs, with their rows and results (personal data), are deleted this long after
     /// they finished.
     #[serde(default = "default_retention", with = "humantime_serde")]
@@ -332,8 +337,8 @@ impl JobsConfig {
         if !(self.quota_share > 0.0 && self.quota_share <= 1.0) {
             problems.push("jobs.quota_share must be above 0 and at most 1".to_owned());
         }
-        if self.max_passes == 0 {
-            problems.push("jobs.max_passes must be at least 1".to_owned());
+        if self.max_passes == 0 || self.failure_passes == 0 {
+            problems.push("jobs.max_passes and jobs.failure_passes must be at least 1".to_owned());
         }
         if let Some(prices) = &self.prices {
             let all = [
@@ -360,6 +365,7 @@ impl Default for JobsConfig {
             quota_share: default_quota_share(),
             retry_after: default_retry_after(),
             max_passes: default_max_passes(),
+            failure_passes: default_failure_passes(),
             retention: default_retention(),
             prices: None,
         }
@@ -388,6 +394,10 @@ fn default_quota_share() -> f64 {
 
 fn default_retry_after() -> Duration {
     Duration::from_secs(60)
+}
+
+fn default_failure_passes() -> u32 {
+    3
 }
 
 /// With the default `retry_after`, a day: caih labels numbers within hours.

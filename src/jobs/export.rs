@@ -363,7 +363,7 @@ async fn xlsx(
             let Some(last) = rows.last() else { break };
             after = last.seq;
             for row in &rows {
-                if written > 0 && written % XLSX_SHEET_ROWS == 0 {
+                if written > 0 && written.is_multiple_of(XLSX_SHEET_ROWS) {
                     add_sheet(&mut book, written / XLSX_SHEET_ROWS + 1)?;
                 }
                 let sheet = book

@@ -450,7 +450,7 @@ fn read_workbook(
                 let first_col = range.start().map_or(0, |(_, c)| c as usize);
                 let records = range.rows().enumerate().map(|(i, cells)| {
                     let mut row = vec![String::new(); first_col];
-                    row.extend(cells.iter().map(|c| cell_text_owned(c)));
+                    row.extend(cells.iter().map(cell_text_owned));
                     Ok((start + i as u64 + 1, row))
                 });
                 let read = rows.read_sheet(&name, records, spec)?;

@@ -208,7 +208,7 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}
         ("Carriers 运营商", &breakdown.carriers),
         ("Provinces 归属地 (top 15)", &breakdown.provinces),
     ] {
-        let _ = write!(html, "<h2>{title}</h2>\n");
+        let _ = writeln!(html, "<h2>{title}</h2>");
         let items: Vec<(String, i64, &str)> = items
             .iter()
             .map(|(name, n)| {
@@ -223,9 +223,9 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}
         html.push_str(&bars(&items));
     }
 
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "<h2>Rows without a readable number ({})</h2>\n",
+        "<h2>Rows without a readable number ({})</h2>",
         c.bad_rows
     );
     if bad.is_empty() {

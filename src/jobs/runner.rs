@@ -228,25 +228,29 @@ async fn pass(
     let (todo, numbers) = mpsc::channel(PAGE as usize);
     tokio::spawn(read_todo(jobs.store.clone(), id.to_owned(), todo));
     let engine = jobs.engine.clone();
-    let max_passes = config.max_passes;
+    let passes = Passes {
+        pending: config.max_passes,
+        failure: config.failure_passes,
+    };
     let mut stopped = stop.clone();
-    let checked = tokio_stream::wrappers::ReceiverStream::new(numbers)
-        .map(move |todo| {
-            let engine = engine.clone();
-            let template = template.clone();
-            async move {
-                match todo {
-                    Ok(todo) => Ok(check(engine, template, todo, max_passes).await),
-                    Err(e) => Err(e),
+    let mut checked = Box::pin(
+        tokio_stream::wrappers::ReceiverStream::new(numbers)
+            .map(move |todo| {
+                let engine = engine.clone();
+                let template = template.clone();
+                async move {
+                    match todo {
+                        Ok(todo) => Ok(check(engine, template, todo, passes).await),
+                        Err(e) => Err(e),
+                    }
                 }
-            }
-        })
-        .buffer_unordered(config.window)
-        // Dropping the stream drops the lookups in flight: no vendor call starts after a stop.
-        .take_until(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        });
-    futures::pin_mut!(checked);
+            })
+            .buffer_unordered(config.window)
+            // Dropping the stream drops the lookups in flight: no vendor call starts after a stop.
+            .take_until(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }),
+    );
     let mut failure = None;
     while let Some(result) = checked.next().await {
         match result {
@@ -296,12 +300,21 @@ async fn read_todo(
     }
 }
 
+/// How many passes a number may get.
+#[derive(Debug, Clone, Copy)]
+struct Passes {
+    /// While an asynchronous vendor's answer is pending.
+    pending: u32,
+    /// After retryable failures.
+    failure: u32,
+}
+
 /// Checks one number and decides whether it is done.
 async fn check(
     engine: Arc<Engine>,
     template: Arc<LookupRequest>,
     todo: TodoNumber,
-    max_passes: u32,
+    passes: Passes,
 ) -> NumberResult {
     let request = LookupRequest {
         number: todo.input.clone(),
@@ -309,15 +322,19 @@ async fn check(
     };
     match engine.lookup(&request).await {
         Ok(report) => {
+            // An answer still to come is asked for again up to `max_passes`; a retryable
+            // failure up to `failure_passes` (a vendor that keeps failing a number should not
+            // hold the job for a day).
+            let next = todo.passes + 1;
             let again = report.outcomes.iter().any(|o| match &o.state {
-                CheckState::Pending => true,
-                CheckState::Failed(e) => e.retryable(),
+                CheckState::Pending => next < passes.pending,
+                CheckState::Failed(e) => e.retryable() && next < passes.failure,
                 _ => false,
             });
             let proto = convert::report_to_proto(&report);
             NumberResult {
                 key: todo.key,
-                fate: if again && todo.passes + 1 < max_passes {
+                fate: if again {
                     NumberFate::Again
                 } else {
                     NumberFate::Done
