@@ -4,7 +4,9 @@
 //!
 //! `cargo bench --bench jobs` runs 1,000,000 rows with the vendor quota off. Environment:
 //! `JOBS_BENCH_ROWS` (rows), `JOBS_BENCH_QUOTA` (Thinksms calls/s, 0 = off),
-//! `JOBS_BENCH_DUPLICATES` (share of rows repeating an earlier number, default 0.1).
+//! `JOBS_BENCH_DUPLICATES` (share of rows repeating an earlier number, default 0.1),
+//! `JOBS_BENCH_QUOTA_SHARE` (`jobs.quota_share`, default 0.8), `JOBS_BENCH_CACHE_ENTRIES`
+//! (`cache.max_entries`, default 1,000,000).
 
 use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
@@ -36,6 +38,8 @@ async fn main() {
     let rows: u64 = env_or("JOBS_BENCH_ROWS", 1_000_000);
     let quota: u32 = env_or("JOBS_BENCH_QUOTA", 0);
     let duplicates: f64 = env_or("JOBS_BENCH_DUPLICATES", 0.1);
+    let share: f64 = env_or("JOBS_BENCH_QUOTA_SHARE", 0.8);
+    let cache_entries: u64 = env_or("JOBS_BENCH_CACHE_ENTRIES", 1_000_000);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = SimServer::spawn(listener, SimConfig::default()).unwrap();
@@ -49,10 +53,13 @@ async fn main() {
             r#"
             [storage]
             data_dir = "{data}"
+            [cache]
+            max_entries = {cache_entries}
             [jobs]
             max_rows = 10000000
             max_upload_bytes = 1073741824
             retry_after = "1s"
+            quota_share = {share}
             [providers.thinksms]
             type = "thinksms"
             base_url = "{base}"
