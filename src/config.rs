@@ -112,6 +112,10 @@ pub struct ServerConfig {
     /// How many items of one `CheckNumbers` stream are worked on at once; reading stops beyond.
     #[serde(default = "default_stream_window")]
     pub stream_window: usize,
+    /// Address of the admin HTTP listener (`/metrics`, `/healthz`); none when absent (the
+    /// `--admin-listen` flag wins).
+    #[serde(default)]
+    pub admin_listen: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -120,6 +124,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             shutdown_grace: default_grace(),
             stream_window: default_stream_window(),
+            admin_listen: None,
         }
     }
 }
@@ -506,6 +511,13 @@ impl Config {
             problems.push(format!(
                 "server.listen: {:?} is not an IP address with a port",
                 self.server.listen
+            ));
+        }
+        if let Some(admin) = &self.server.admin_listen
+            && admin.parse::<SocketAddr>().is_err()
+        {
+            problems.push(format!(
+                "server.admin_listen: {admin:?} is not an IP address with a port"
             ));
         }
         if !(1..=100_000).contains(&self.server.stream_window) {

@@ -26,6 +26,7 @@
 //! - [`store`]: what must survive a restart (pending asynchronous submissions, jobs with their
 //!   rows and results), behind traits; SQLite by default.
 //! - [`telemetry`]: logging set-up and masking of numbers for logs.
+//! - [`metrics`]: Prometheus metrics, the admin endpoint and the RPC metrics layer.
 //!
 //! Data flows one way: `api → (jobs →) engine → providers → (HTTP) → vendor or sim`.
 
@@ -36,6 +37,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod jobs;
+pub mod metrics;
 pub mod number;
 pub mod providers;
 pub mod server;
@@ -43,7 +45,7 @@ pub mod sim;
 pub mod store;
 pub mod telemetry;
 
-pub use server::{ServeError, serve};
+pub use server::{ServeError, serve, serve_with_admin};
 
 /// The generated protobuf contract (`phonecheck.v1`).
 pub mod pb {

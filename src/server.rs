@@ -202,10 +202,29 @@ fn sandbox_providers(
 
 /// Serves phonecheck on `listener` until `shutdown` completes, then stops accepting calls, marks
 /// every service NOT_SERVING, and lets in-flight calls finish within `server.shutdown_grace`.
+/// The admin listener (metrics) is bound from `server.admin_listen` when set.
 pub async fn serve<F>(listener: TcpListener, config: Config, shutdown: F) -> Result<(), ServeError>
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    let admin = match &config.server.admin_listen {
+        Some(addr) => Some(TcpListener::bind(addr.as_str()).await?),
+        None => None,
+    };
+    serve_with_admin(listener, admin, config, shutdown).await
+}
+
+/// Like [`serve`], with the admin HTTP listener (`/metrics`, `/healthz`) given already bound.
+pub async fn serve_with_admin<F>(
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    config: Config,
+    shutdown: F,
+) -> Result<(), ServeError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let metrics = crate::metrics::install();
     let Assembly {
         engine,
         jobs,
@@ -263,6 +282,20 @@ where
             stopping.notify_one();
         }
     };
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let (Some(admin), Some(handle)) = (admin, metrics) {
+        info!(addr = %admin.local_addr()?, "admin endpoint serving /metrics");
+        tokio::spawn(async move {
+            let served = axum::serve(admin, crate::metrics::admin_router(handle))
+                .with_graceful_shutdown(async {
+                    let _ = admin_stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                warn!(error = %e, "admin endpoint failed");
+            }
+        });
+    }
     info!(%addr, "phonecheck serving");
     // HTTP/1.1 as well as HTTP/2, and gRPC-Web translated to gRPC, so browsers can call too.
     let server = Server::builder()
@@ -274,6 +307,7 @@ where
         .initial_connection_window_size(CONNECTION_WINDOW)
         .initial_stream_window_size(STREAM_WINDOW)
         .accept_http1(true)
+        .layer(crate::metrics::RpcMetricsLayer)
         .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -291,6 +325,7 @@ where
     };
     // Running jobs stop where they are and resume at the next start.
     jobs.shutdown().await;
+    let _ = admin_stop.send(());
     if let Some(sim) = sandbox {
         sim.shutdown().await?;
     }

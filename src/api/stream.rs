@@ -69,6 +69,23 @@ impl Totals {
     }
 }
 
+/// Counts an item in [`crate::metrics::STREAM_ITEMS_IN_FLIGHT`] while it lives (dropped with
+/// the stream when the client goes away).
+struct InFlight;
+
+impl InFlight {
+    fn new() -> InFlight {
+        metrics::gauge!(crate::metrics::STREAM_ITEMS_IN_FLIGHT).increment(1.0);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::STREAM_ITEMS_IN_FLIGHT).decrement(1.0);
+    }
+}
+
 /// Answers one item: a report, or a per-item error that does not end the stream.
 async fn answer(
     engine: Arc<Engine>,
@@ -134,6 +151,7 @@ pub fn check_numbers(
                 match item {
                     Ok(item) => {
                         counted.lock().unwrap_or_else(|e| e.into_inner()).items += 1;
+                        let _in_flight = InFlight::new();
                         let result = answer(engine, &tenant, item, deadline).await;
                         counted
                             .lock()

@@ -40,6 +40,10 @@ pub enum Command {
         /// Address to listen on; overrides `server.listen`. Port 0 picks a free port.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Address of the admin HTTP endpoint (`/metrics` for Prometheus, `/healthz`);
+        /// overrides `server.admin_listen`.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
         /// Listen on a non-loopback address even though no API keys are configured.
         #[arg(long)]
         allow_unauthenticated: bool,
@@ -198,8 +202,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve {
             config,
             listen,
+            admin_listen,
             allow_unauthenticated,
-        } => serve::run(config, listen, allow_unauthenticated).await,
+        } => serve::run(config, listen, admin_listen, allow_unauthenticated).await,
         Command::Keys(KeysCommand::New { tenant }) => {
             let key = crate::auth::new_key();
             println!("API key (give it to the client; it is not stored anywhere):\n  {key}\n");

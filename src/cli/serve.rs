@@ -12,6 +12,7 @@ use crate::config::{Config, ConfigError};
 pub(super) async fn run(
     config: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
     allow_unauthenticated: bool,
 ) -> Result<(), CliError> {
     let config = Config::load(config.as_deref())?;
@@ -35,7 +36,23 @@ pub(super) async fn run(
     let listener = TcpListener::bind(addr).await?;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "phonecheck listening on {}", listener.local_addr()?)?;
+    let admin_addr = match admin_listen {
+        Some(addr) => Some(addr.to_string()),
+        None => config.server.admin_listen.clone(),
+    };
+    let admin = match admin_addr {
+        Some(addr) => {
+            let admin = TcpListener::bind(addr.as_str()).await?;
+            writeln!(
+                stdout,
+                "phonecheck admin listening on {}",
+                admin.local_addr()?
+            )?;
+            Some(admin)
+        }
+        None => None,
+    };
     stdout.flush()?;
-    crate::serve(listener, config, shutdown_signal()).await?;
+    crate::serve_with_admin(listener, admin, config, shutdown_signal()).await?;
     Ok(())
 }

@@ -188,9 +188,14 @@ impl Dispatcher {
         priority: super::Priority,
     ) -> Delivery {
         let key = Key::new(check, &query);
+        let provider = self.shared.provider.info().name.to_string();
         if let Some(hit) = self.fresh(&key, max_age).await {
+            metrics::counter!(crate::metrics::CACHE_LOOKUPS, "provider" => provider, "result" => "hit")
+                .increment(1);
             return Delivery::Cached(hit);
         }
+        metrics::counter!(crate::metrics::CACHE_LOOKUPS, "provider" => provider.clone(), "result" => "miss")
+            .increment(1);
         if priority == super::Priority::Bulk
             && let Some(pacer) = &self.shared.bulk_pacer
             && !self.in_flight(&key)
@@ -219,6 +224,8 @@ impl Dispatcher {
             }
         };
         let Some(reply) = joined else {
+            metrics::counter!(crate::metrics::SINGLE_FLIGHT_JOINS, "provider" => provider)
+                .increment(1);
             return Delivery::Joined(
                 answer
                     .await

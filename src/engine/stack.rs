@@ -47,13 +47,15 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// Builds the layered service for `provider`.
 pub fn build(provider: Arc<dyn Provider>) -> CallService {
     let limits = provider.info().limits;
+    let name = provider.info().name.clone();
     let service = ServiceBuilder::new()
         .layer(breaker_layer(
             limits.breaker_failures,
             limits.breaker_cooldown,
+            name.clone(),
         ))
         .layer(tower::retry::RetryLayer::new(RetryPolicy::new(&limits)))
-        .layer(quota_layer(limits.quota))
+        .layer(quota_layer(limits.quota, name))
         .concurrency_limit(limits.concurrency.max(1))
         .layer(timeout_layer(limits.timeout))
         .service(ProviderService(provider));
@@ -77,7 +79,9 @@ impl Service<Call> for ProviderService {
     fn call(&mut self, call: Call) -> Self::Future {
         let provider = self.0.clone();
         Box::pin(async move {
+            let started = std::time::Instant::now();
             let results = provider.call(call.check, &call.queries).await;
+            record_call(provider.info(), call.check, &results, started.elapsed());
             match results.first() {
                 Some(Err(first)) if results.iter().all(|r| r.as_ref().err() == Some(first)) => {
                     Err(first.clone())
@@ -86,6 +90,38 @@ impl Service<Call> for ProviderService {
             }
         })
     }
+}
+
+/// Counts a vendor call (one attempt) and its numbers.
+fn record_call(
+    info: &crate::providers::ProviderInfo,
+    check: Check,
+    results: &Results,
+    took: Duration,
+) {
+    use crate::metrics as m;
+    let provider = info.name.to_string();
+    let outcome = match results.iter().find_map(|r| r.as_ref().err()) {
+        None => "ok".to_owned(),
+        Some(e) => format!("{:?}", e.reason()).to_ascii_lowercase(),
+    };
+    metrics::counter!(m::VENDOR_CALLS, "provider" => provider.clone(), "vendor" => info.vendor,
+        "check" => check.as_str(), "outcome" => outcome)
+    .increment(1);
+    let billable = results
+        .iter()
+        .filter(|r| match r {
+            Ok(answer) => answer.billable(),
+            Err(e) => e.billable(),
+        })
+        .count() as u64;
+    metrics::counter!(m::VENDOR_NUMBERS, "provider" => provider.clone(), "billable" => "true")
+        .increment(billable);
+    metrics::counter!(m::VENDOR_NUMBERS, "provider" => provider.clone(), "billable" => "false")
+        .increment(results.len() as u64 - billable);
+    metrics::histogram!(m::VENDOR_DURATION, "provider" => provider.clone())
+        .record(took.as_secs_f64());
+    metrics::histogram!(m::VENDOR_BATCH, "provider" => provider).record(results.len() as f64);
 }
 
 /// A layer that runs `f(inner, call)` around the inner service: the one shape the custom layers
@@ -150,6 +186,7 @@ where
 /// Waits for the vendor account's token bucket before each attempt.
 fn quota_layer<S>(
     quota: QuotaConfig,
+    provider: Arc<str>,
 ) -> Around<impl Fn(S, Call) -> BoxFuture<Result<Results, ProviderError>> + Clone>
 where
     S: Service<Call, Response = Results, Error = ProviderError> + Send + 'static,
@@ -159,9 +196,13 @@ where
         governor_quota(quota).map(|q| Arc::new(RateLimiter::direct(q)));
     Around(move |inner: S, call| -> BoxFuture<_> {
         let limiter = limiter.clone();
+        let provider = provider.clone();
         Box::pin(async move {
             if let Some(limiter) = limiter {
+                let waiting = std::time::Instant::now();
                 limiter.until_ready().await;
+                metrics::histogram!(crate::metrics::QUOTA_WAIT, "provider" => provider.to_string())
+                    .record(waiting.elapsed().as_secs_f64());
             }
             inner.oneshot(call).await
         })
@@ -251,6 +292,7 @@ fn counts_against_vendor(error: &ProviderError) -> bool {
 fn breaker_layer<S>(
     threshold: u32,
     cooldown: Duration,
+    provider: Arc<str>,
 ) -> Around<impl Fn(S, Call) -> BoxFuture<Result<Results, ProviderError>> + Clone>
 where
     S: Service<Call, Response = Results, Error = ProviderError> + Send + 'static,
@@ -263,8 +305,11 @@ where
         open_until: None,
         probing: false,
     }));
+    let open = metrics::gauge!(crate::metrics::BREAKER_OPEN, "provider" => provider.to_string());
+    open.set(0.0);
     Around(move |inner: S, call| -> BoxFuture<_> {
         let state = state.clone();
+        let open = open.clone();
         Box::pin(async move {
             {
                 let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -282,12 +327,14 @@ where
                     s.failures = s.failures.saturating_add(1);
                     if s.probing || s.failures >= s.threshold {
                         s.open_until = Some(Instant::now() + s.cooldown);
+                        open.set(1.0);
                         tracing::warn!(failures = s.failures, cooldown = ?s.cooldown, "circuit breaker open");
                     }
                 }
                 _ => {
                     s.failures = 0;
                     s.open_until = None;
+                    open.set(0.0);
                 }
             }
             s.probing = false;

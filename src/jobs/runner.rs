@@ -141,6 +141,8 @@ enum Ended {
 
 async fn run(jobs: Arc<Jobs>, id: String, stop: watch::Receiver<bool>) {
     info!(job = %id, "job started");
+    let running = metrics::gauge!(crate::metrics::JOBS_RUNNING);
+    running.increment(1.0);
     match run_passes(&jobs, &id, stop).await {
         Ok(Ended::Finished) => {
             if let Err(e) = jobs
@@ -166,6 +168,7 @@ async fn run(jobs: Arc<Jobs>, id: String, stop: watch::Receiver<bool>) {
                 .await;
         }
     }
+    running.decrement(1.0);
     // Still in the map unless a stop took it out.
     jobs.runner.running.lock().await.remove(&id);
     jobs.runner.wake();
@@ -390,6 +393,10 @@ async fn write_results(
         }
         rate.add(batch.len());
         store.record(&id, &batch, rate.per_second()).await?;
+        let again = batch.iter().filter(|r| r.fate == NumberFate::Again).count() as u64;
+        metrics::counter!(crate::metrics::JOB_NUMBERS, "fate" => "again").increment(again);
+        metrics::counter!(crate::metrics::JOB_NUMBERS, "fate" => "done")
+            .increment(batch.len() as u64 - again);
         batch.clear();
     }
     Ok(())

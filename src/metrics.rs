@@ -1,0 +1,270 @@
+//! Prometheus metrics: the recorder, the admin endpoint (`GET /metrics`), the RPC layer, and the
+//! names every part records under. Label values are bounded: method names, provider names,
+//! vendors, outcomes, gRPC codes — never a phone number.
+
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// RPCs by method and gRPC code.
+pub const RPC_REQUESTS: &str = "phonecheck_rpc_requests_total";
+/// RPC latency by method, to the end of the response (streams: the whole stream).
+pub const RPC_DURATION: &str = "phonecheck_rpc_duration_seconds";
+/// Vendor calls by provider, vendor, check and outcome (`ok` or the error reason).
+pub const VENDOR_CALLS: &str = "phonecheck_vendor_calls_total";
+/// Numbers answered by vendor calls, by provider and whether the vendor bills them.
+pub const VENDOR_NUMBERS: &str = "phonecheck_vendor_numbers_total";
+/// Vendor call latency by provider (one attempt).
+pub const VENDOR_DURATION: &str = "phonecheck_vendor_call_duration_seconds";
+/// Numbers per vendor call, by provider.
+pub const VENDOR_BATCH: &str = "phonecheck_vendor_batch_size";
+/// Answer cache lookups by provider and result (`hit`, `miss`).
+pub const CACHE_LOOKUPS: &str = "phonecheck_cache_lookups_total";
+/// Callers that joined a vendor call already in flight, by provider.
+pub const SINGLE_FLIGHT_JOINS: &str = "phonecheck_single_flight_joins_total";
+/// Time spent waiting for the vendor quota's token bucket, by provider.
+pub const QUOTA_WAIT: &str = "phonecheck_quota_wait_seconds";
+/// 1 while a provider's circuit breaker is open.
+pub const BREAKER_OPEN: &str = "phonecheck_breaker_open";
+/// `CheckNumbers` items being worked on.
+pub const STREAM_ITEMS_IN_FLIGHT: &str = "phonecheck_stream_items_in_flight";
+/// Numbers checked by file jobs, by fate (`done`, `again`).
+pub const JOB_NUMBERS: &str = "phonecheck_job_numbers_total";
+/// File jobs running.
+pub const JOBS_RUNNING: &str = "phonecheck_jobs_running";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1_000.0, 10_000.0];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle (`None` if another recorder
+/// was installed first, in which case metrics go there).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(VENDOR_BATCH.into()), BATCH_BUCKETS)
+                });
+            match builder.and_then(|b| b.install_recorder()) {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// The admin HTTP endpoints: `GET /metrics` (Prometheus text format) and `GET /healthz`.
+pub fn admin_router(handle: PrometheusHandle) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move {
+                    handle.run_upkeep();
+                    (
+                        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        handle.render(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+}
+
+/// The method label of a gRPC path: known services only, so a scan of random paths cannot
+/// create unbounded label values.
+fn method_label(path: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "/phonecheck.v1.PhoneCheckService/LookupNumber",
+        "/phonecheck.v1.PhoneCheckService/CheckNumbers",
+        "/phonecheck.v1.PhoneCheckService/ListProviders",
+        "/phonecheck.v1.BatchJobService/CreateBatchJob",
+        "/phonecheck.v1.BatchJobService/GetBatchJob",
+        "/phonecheck.v1.BatchJobService/ListBatchJobs",
+        "/phonecheck.v1.BatchJobService/CancelBatchJob",
+        "/phonecheck.v1.BatchJobService/DeleteBatchJob",
+        "/phonecheck.v1.BatchJobService/WatchBatchJob",
+        "/phonecheck.v1.BatchJobService/ExportBatchJobResults",
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == path)
+        .map_or("other", |k| &k[1..])
+}
+
+fn code_label(value: Option<&http::HeaderValue>) -> &'static str {
+    let code = value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(tonic::Code::Unknown, tonic::Code::from_i32);
+    match code {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "CANCELLED",
+        tonic::Code::Unknown => "UNKNOWN",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::Aborted => "ABORTED",
+        tonic::Code::OutOfRange => "OUT_OF_RANGE",
+        tonic::Code::Unimplemented => "UNIMPLEMENTED",
+        tonic::Code::Internal => "INTERNAL",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::DataLoss => "DATA_LOSS",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Counts every RPC by method and final gRPC code, and times it to the end of its response.
+#[derive(Debug, Clone, Default)]
+pub struct RpcMetricsLayer;
+
+impl<S> tower::Layer<S> for RpcMetricsLayer {
+    type Service = RpcMetrics<S>;
+
+    fn layer(&self, inner: S) -> RpcMetrics<S> {
+        RpcMetrics { inner }
+    }
+}
+
+/// The service of [`RpcMetricsLayer`].
+#[derive(Debug, Clone)]
+pub struct RpcMetrics<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for RpcMetrics<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: http_body::Body + Send + 'static,
+{
+    type Response = http::Response<MetricsBody<ResBody>>;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let method = method_label(request.uri().path());
+        let started = Instant::now();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await?;
+            let mut timer = Some(Finished { method, started });
+            // A trailers-only response (an error before any message) carries the code here.
+            if let Some(code) = response.headers().get("grpc-status")
+                && let Some(t) = timer.take()
+            {
+                t.record(code_label(Some(code)));
+            }
+            Ok(response.map(|body| MetricsBody {
+                inner: Box::pin(body),
+                timer,
+            }))
+        })
+    }
+}
+
+struct Finished {
+    method: &'static str,
+    started: Instant,
+}
+
+impl Finished {
+    fn record(self, code: &'static str) {
+        metrics::counter!(RPC_REQUESTS, "method" => self.method, "code" => code).increment(1);
+        metrics::histogram!(RPC_DURATION, "method" => self.method)
+            .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// A response body that records the RPC when its trailers pass (or when it is dropped before:
+/// the client went away).
+pub struct MetricsBody<B> {
+    inner: Pin<Box<B>>,
+    timer: Option<Finished>,
+}
+
+impl<B> Drop for MetricsBody<B> {
+    fn drop(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            timer.record("CANCELLED");
+        }
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for MetricsBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(trailers) = frame.trailers_ref()
+            && let Some(timer) = this.timer.take()
+        {
+            timer.record(code_label(trailers.get("grpc-status")));
+        }
+        if let Poll::Ready(None) = &polled
+            && let Some(timer) = this.timer.take()
+        {
+            timer.record("OK");
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_bounded() {
+        assert_eq!(
+            method_label("/phonecheck.v1.PhoneCheckService/LookupNumber"),
+            "phonecheck.v1.PhoneCheckService/LookupNumber"
+        );
+        assert_eq!(method_label("/x/13800138000"), "other");
+        assert_eq!(
+            code_label(Some(&http::HeaderValue::from_static("5"))),
+            "NOT_FOUND"
+        );
+        assert_eq!(code_label(None), "UNKNOWN");
+    }
+}
