@@ -116,6 +116,22 @@ pub struct ServerConfig {
     /// `--admin-listen` flag wins).
     #[serde(default)]
     pub admin_listen: Option<String>,
+    /// TLS for the gRPC listener; plaintext when absent.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: the server's certificate and key (PEM files), and optionally the CA whose
+/// client certificates are required (mutual TLS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM.
+    pub cert: PathBuf,
+    /// The private key, PEM (a mounted secret).
+    pub key: PathBuf,
+    /// The CA that signs client certificates; when set, every client must present one.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -125,6 +141,7 @@ impl Default for ServerConfig {
             shutdown_grace: default_grace(),
             stream_window: default_stream_window(),
             admin_listen: None,
+            tls: None,
         }
     }
 }
@@ -519,6 +536,26 @@ impl Config {
             problems.push(format!(
                 "server.admin_listen: {admin:?} is not an IP address with a port"
             ));
+        }
+        if let Some(tls) = &self.server.tls {
+            let files = [
+                Some(("cert", &tls.cert)),
+                Some(("key", &tls.key)),
+                tls.client_ca.as_ref().map(|p| ("client_ca", p)),
+            ];
+            for (name, path) in files.into_iter().flatten() {
+                match std::fs::read_to_string(path) {
+                    Ok(pem) if pem.contains("-----BEGIN") => {}
+                    Ok(_) => problems.push(format!(
+                        "server.tls.{name}: {} is not a PEM file",
+                        path.display()
+                    )),
+                    Err(e) => problems.push(format!(
+                        "server.tls.{name}: cannot read {}: {e}",
+                        path.display()
+                    )),
+                }
+            }
         }
         if !(1..=100_000).contains(&self.server.stream_window) {
             problems.push("server.stream_window must be between 1 and 100000".to_owned());

@@ -298,7 +298,11 @@ where
     }
     info!(%addr, "phonecheck serving");
     // HTTP/1.1 as well as HTTP/2, and gRPC-Web translated to gRPC, so browsers can call too.
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.server.tls {
+        builder = builder.tls_config(tls_config(tls)?)?;
+    }
+    let server = builder
         // h2 allows unread small DATA frames up to half the connection window. Clients such as
         // grpc-python send one small frame per stream item, and a stream the server pushes back on
         // stops being read; a 16 MiB connection window lets a whole 64 KiB stream window of tiny
@@ -331,6 +335,20 @@ where
     }
     info!("phonecheck stopped");
     result
+}
+
+/// The server's TLS settings from the PEM files (checked readable by `Config::validate`).
+fn tls_config(
+    tls: &crate::config::TlsConfig,
+) -> Result<tonic::transport::ServerTlsConfig, ServeError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let cert = std::fs::read(&tls.cert)?;
+    let key = std::fs::read(&tls.key)?;
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(Certificate::from_pem(std::fs::read(ca)?));
+    }
+    Ok(config)
 }
 
 async fn grace_expired(stopping: &tokio::sync::Notify, grace: Duration) {
