@@ -311,6 +311,7 @@ where
         .initial_connection_window_size(CONNECTION_WINDOW)
         .initial_stream_window_size(STREAM_WINDOW)
         .accept_http1(true)
+        .layer(crate::telemetry::RpcTraceLayer)
         .layer(crate::metrics::RpcMetricsLayer)
         .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health_service)

@@ -53,6 +53,9 @@ pub(super) async fn run(
         None => None,
     };
     stdout.flush()?;
-    crate::serve_with_admin(listener, admin, config, shutdown_signal()).await?;
+    let served = crate::serve_with_admin(listener, admin, config, shutdown_signal()).await;
+    // The exporter blocks while it flushes the last spans.
+    let _ = tokio::task::spawn_blocking(crate::telemetry::shutdown).await;
+    served?;
     Ok(())
 }

@@ -16,6 +16,7 @@ use moka::future::Cache;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tower::ServiceExt;
+use tracing::Instrument;
 
 use super::health::Health;
 use crate::config::CacheConfig;
@@ -105,6 +106,8 @@ struct Job {
     query: Query,
     deadline: Option<Instant>,
     reply: oneshot::Sender<Fetched>,
+    /// The caller's span: the vendor call is traced under the first caller of its batch.
+    span: tracing::Span,
 }
 
 type Pacer = governor::DefaultDirectRateLimiter;
@@ -179,6 +182,11 @@ impl Dispatcher {
 
     /// Answers `check` for `query`: from the cache if an answer younger than `max_age` is there,
     /// else from the vendor call in flight for the same key, else from a new one.
+    #[tracing::instrument(
+        name = "dispatch",
+        skip_all,
+        fields(provider = %self.shared.provider.info().name, check = check.as_str(), delivery)
+    )]
     pub async fn dispatch(
         &self,
         check: Check,
@@ -192,6 +200,7 @@ impl Dispatcher {
         if let Some(hit) = self.fresh(&key, max_age).await {
             metrics::counter!(crate::metrics::CACHE_LOOKUPS, "provider" => provider, "result" => "hit")
                 .increment(1);
+            tracing::Span::current().record("delivery", "cache");
             return Delivery::Cached(hit);
         }
         metrics::counter!(crate::metrics::CACHE_LOOKUPS, "provider" => provider.clone(), "result" => "miss")
@@ -226,6 +235,7 @@ impl Dispatcher {
         let Some(reply) = joined else {
             metrics::counter!(crate::metrics::SINGLE_FLIGHT_JOINS, "provider" => provider)
                 .increment(1);
+            tracing::Span::current().record("delivery", "joined");
             return Delivery::Joined(
                 answer
                     .await
@@ -245,11 +255,13 @@ impl Dispatcher {
             self.shared.deliver(&key, fetched, None);
             return Delivery::Cached(hit);
         }
+        tracing::Span::current().record("delivery", "vendor");
         let job = Job {
             key: key.clone(),
             query,
             deadline,
             reply,
+            span: tracing::Span::current(),
         };
         if let Err(mpsc::error::SendError(job)) = self.queue.send(job).await {
             self.shared
@@ -314,10 +326,37 @@ impl Shared {
             check,
             queries,
             deadline,
+            attempt: 0,
         };
-        let mut results = match self.stack.clone().oneshot(call).await {
-            Ok(results) => results,
-            Err(error) => vec![Err(error); jobs.len()],
+        let info = self.provider.info();
+        let span = tracing::info_span!(
+            parent: &jobs[0].span,
+            "vendor.call",
+            provider = %info.name,
+            vendor = info.vendor,
+            check = check.as_str(),
+            batch_size = jobs.len() as i64,
+            outcome = tracing::field::Empty,
+        );
+        let mut results = match self
+            .stack
+            .clone()
+            .oneshot(call)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(results) => {
+                span.record("outcome", "answered");
+                results
+            }
+            Err(error) => {
+                // A breaker that is open fails the call here, without a vendor.http span.
+                span.record(
+                    "outcome",
+                    format!("{:?}", error.reason()).to_ascii_lowercase(),
+                );
+                vec![Err(error); jobs.len()]
+            }
         };
         if results.len() != jobs.len() {
             let error = ProviderError::BadResponse(format!(

@@ -124,6 +124,11 @@ impl Engine {
     }
 
     /// Analyses one number and runs every check asked for, concurrently.
+    #[tracing::instrument(
+        name = "engine.lookup",
+        skip_all,
+        fields(number = %crate::telemetry::mask(&request.number), checks = request.checks.len())
+    )]
     pub async fn lookup(&self, request: &LookupRequest) -> Result<Report, EngineError> {
         let started = Instant::now();
         let info = self

@@ -20,6 +20,7 @@ use governor::{DefaultDirectRateLimiter, Quota as GovernorQuota, RateLimiter};
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tracing::Instrument;
 
 use crate::domain::Check;
 use crate::providers::{Answer, ErrorReason, Limits, Provider, ProviderError, Query, QuotaConfig};
@@ -34,6 +35,8 @@ pub struct Call {
     /// The latest deadline of the callers waiting for this call; no retry starts after it.
     /// `None`: some caller waits without a deadline.
     pub deadline: Option<Instant>,
+    /// Retries made before this attempt.
+    pub attempt: u32,
 }
 
 /// One result per query, in order.
@@ -78,17 +81,33 @@ impl Service<Call> for ProviderService {
 
     fn call(&mut self, call: Call) -> Self::Future {
         let provider = self.0.clone();
-        Box::pin(async move {
-            let started = std::time::Instant::now();
-            let results = provider.call(call.check, &call.queries).await;
-            record_call(provider.info(), call.check, &results, started.elapsed());
-            match results.first() {
-                Some(Err(first)) if results.iter().all(|r| r.as_ref().err() == Some(first)) => {
-                    Err(first.clone())
+        let info = provider.info();
+        let span = tracing::info_span!(
+            "vendor.http",
+            otel.kind = "client",
+            vendor = info.vendor,
+            provider = %info.name,
+            check = call.check.as_str(),
+            // Signed: OTLP has no unsigned integers, and tracing-opentelemetry would send text.
+            batch_size = call.queries.len() as i64,
+            retry_attempt = i64::from(call.attempt),
+            outcome = tracing::field::Empty,
+            billable = tracing::field::Empty,
+        );
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let started = std::time::Instant::now();
+                let results = provider.call(call.check, &call.queries).await;
+                record_call(provider.info(), call.check, &results, started.elapsed());
+                match results.first() {
+                    Some(Err(first)) if results.iter().all(|r| r.as_ref().err() == Some(first)) => {
+                        Err(first.clone())
+                    }
+                    _ => Ok(results),
                 }
-                _ => Ok(results),
-            }
-        })
+            },
+            span,
+        ))
     }
 }
 
@@ -106,7 +125,7 @@ fn record_call(
         Some(e) => format!("{:?}", e.reason()).to_ascii_lowercase(),
     };
     metrics::counter!(m::VENDOR_CALLS, "provider" => provider.clone(), "vendor" => info.vendor,
-        "check" => check.as_str(), "outcome" => outcome)
+        "check" => check.as_str(), "outcome" => outcome.clone())
     .increment(1);
     let billable = results
         .iter()
@@ -122,6 +141,9 @@ fn record_call(
     metrics::histogram!(m::VENDOR_DURATION, "provider" => provider.clone())
         .record(took.as_secs_f64());
     metrics::histogram!(m::VENDOR_BATCH, "provider" => provider).record(results.len() as f64);
+    let span = tracing::Span::current();
+    span.record("outcome", outcome.as_str());
+    span.record("billable", billable as i64);
 }
 
 /// A layer that runs `f(inner, call)` around the inner service: the one shape the custom layers
@@ -200,7 +222,10 @@ where
         Box::pin(async move {
             if let Some(limiter) = limiter {
                 let waiting = std::time::Instant::now();
-                limiter.until_ready().await;
+                limiter
+                    .until_ready()
+                    .instrument(tracing::info_span!("quota.wait"))
+                    .await;
                 metrics::histogram!(crate::metrics::QUOTA_WAIT, "provider" => provider.to_string())
                     .record(waiting.elapsed().as_secs_f64());
             }
@@ -262,6 +287,7 @@ impl tower::retry::Policy<Call, Results, ProviderError> for RetryPolicy {
             return None;
         }
         self.backoff = self.backoff.saturating_mul(2);
+        call.attempt += 1;
         Some(tokio::time::sleep(wait))
     }
 
