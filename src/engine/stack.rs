@@ -379,6 +379,7 @@ mod tests {
             check: Check::LineStatus,
             queries: Arc::from(Vec::new()),
             deadline,
+            attempt: 0,
         }
     }
 
