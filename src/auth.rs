@@ -18,7 +18,7 @@ use crate::domain::{Check, CheckOptions};
 use crate::providers::{Clock as _, SystemClock};
 
 /// An API client and what it may do.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Tenant {
     /// The configured name (`anonymous` without authentication).
     pub name: String,
@@ -28,6 +28,28 @@ pub struct Tenant {
     pub profile_details: bool,
     /// Billable vendor calls it may cause per day.
     pub budget: Option<Arc<DailyBudget>>,
+    /// Its `CheckNumbers` streams open at once; past it a new one is refused.
+    streams: Arc<tokio::sync::Semaphore>,
+    /// Its stream items being worked on at once, over all its streams; past it reading waits.
+    items: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many streams, and stream items in flight, a tenant may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Concurrent `CheckNumbers` streams.
+    pub streams: usize,
+    /// Stream items being worked on at once, over all the tenant's streams.
+    pub items: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            streams: 64,
+            items: 4_096,
+        }
+    }
 }
 
 /// A tenant's daily billable budget, counted in China time (the vendors' billing day).
@@ -83,12 +105,34 @@ fn today() -> chrono::NaiveDate {
 impl Tenant {
     /// The caller when no tenants are configured: may do everything.
     pub fn anonymous() -> Tenant {
+        Self::anonymous_with(StreamLimits::default())
+    }
+
+    /// The anonymous caller with these stream limits.
+    pub fn anonymous_with(limits: StreamLimits) -> Tenant {
         Tenant {
             name: "anonymous".to_owned(),
             allowed_checks: Check::ALL.into_iter().collect(),
             profile_details: true,
             budget: None,
+            streams: Arc::new(tokio::sync::Semaphore::new(limits.streams)),
+            items: Arc::new(tokio::sync::Semaphore::new(limits.items)),
         }
+    }
+
+    /// Opens a stream, or refuses it when the tenant has its maximum open.
+    pub fn open_stream(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.streams
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::TooManyStreams {
+                tenant: self.name.clone(),
+            })
+    }
+
+    /// Waits for room for one more stream item in flight.
+    pub async fn item_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.items.clone().acquire_owned().await.ok()
     }
 
     /// Refuses paid checks once today's billable budget is spent (offline analysis stays free).
@@ -150,14 +194,18 @@ pub fn new_key() -> String {
 type Limiter = governor::DefaultDirectRateLimiter;
 
 /// Every configured key's hash, mapped to its tenant and the tenant's rate limiter.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Tenants {
     by_hash: HashMap<String, (Arc<Tenant>, Option<Arc<Limiter>>)>,
+    anonymous: Arc<Tenant>,
 }
 
 impl Tenants {
     /// From the validated configuration.
-    pub fn new(config: &std::collections::BTreeMap<String, TenantConfig>) -> Tenants {
+    pub fn new(
+        config: &std::collections::BTreeMap<String, TenantConfig>,
+        defaults: StreamLimits,
+    ) -> Tenants {
         let mut by_hash = HashMap::new();
         for (name, tenant) in config {
             let resolved = Arc::new(Tenant {
@@ -167,6 +215,12 @@ impl Tenants {
                 budget: tenant
                     .daily_billable_budget
                     .map(|limit| Arc::new(DailyBudget::new(limit))),
+                streams: Arc::new(tokio::sync::Semaphore::new(
+                    tenant.max_streams.unwrap_or(defaults.streams),
+                )),
+                items: Arc::new(tokio::sync::Semaphore::new(
+                    tenant.max_items_in_flight.unwrap_or(defaults.items),
+                )),
             });
             // One bucket per tenant, whichever of its keys is used.
             let limiter = tenant
@@ -180,7 +234,10 @@ impl Tenants {
                 );
             }
         }
-        Tenants { by_hash }
+        Tenants {
+            by_hash,
+            anonymous: Arc::new(Tenant::anonymous_with(defaults)),
+        }
     }
 
     /// Whether any key is configured.
@@ -201,8 +258,8 @@ impl AuthInterceptor {
     /// An interceptor over these tenants (none: every caller is anonymous).
     pub fn new(tenants: Tenants) -> AuthInterceptor {
         AuthInterceptor {
+            anonymous: tenants.anonymous.clone(),
             tenants: Arc::new(tenants),
-            anonymous: Arc::new(Tenant::anonymous()),
         }
     }
 }
@@ -266,7 +323,8 @@ mod tests {
         let tenant = Tenant {
             name: "acme".into(),
             allowed_checks: [Check::LineStatus].into_iter().collect(),
-            ..Tenant::default()
+            profile_details: false,
+            ..Tenant::anonymous()
         };
         assert!(
             tenant

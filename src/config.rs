@@ -92,6 +92,12 @@ pub struct TenantConfig {
     /// Billable vendor calls the tenant may cause per day (China time, as the vendors bill);
     /// absent: unlimited.
     pub daily_billable_budget: Option<u64>,
+    /// `CheckNumbers` streams the tenant may have open at once; `server.max_streams_per_tenant`
+    /// when absent.
+    pub max_streams: Option<usize>,
+    /// Stream items the tenant may have in flight over all its streams;
+    /// `server.max_items_in_flight_per_tenant` when absent.
+    pub max_items_in_flight: Option<usize>,
 }
 
 fn default_allowed_checks() -> Vec<crate::domain::Check> {
@@ -119,6 +125,39 @@ pub struct ServerConfig {
     /// TLS for the gRPC listener; plaintext when absent.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// `CheckNumbers` streams one tenant (or, without tenants, all callers) may have open; past
+    /// it a new stream is refused with `RESOURCE_EXHAUSTED`.
+    #[serde(default = "default_max_streams")]
+    pub max_streams_per_tenant: usize,
+    /// Stream items one tenant may have in flight over all its streams; past it the server stops
+    /// reading (flow control pushes back).
+    #[serde(default = "default_max_items")]
+    pub max_items_in_flight_per_tenant: usize,
+    /// HTTP/2 streams one connection may have open at once.
+    #[serde(default = "default_max_connection_streams")]
+    pub max_concurrent_streams_per_connection: u32,
+}
+
+fn default_max_streams() -> usize {
+    64
+}
+
+fn default_max_items() -> usize {
+    4_096
+}
+
+fn default_max_connection_streams() -> u32 {
+    1_024
+}
+
+impl ServerConfig {
+    /// The default stream limits of tenants.
+    pub fn stream_limits(&self) -> crate::auth::StreamLimits {
+        crate::auth::StreamLimits {
+            streams: self.max_streams_per_tenant,
+            items: self.max_items_in_flight_per_tenant,
+        }
+    }
 }
 
 /// `[server.tls]`: the server's certificate and key (PEM files), and optionally the CA whose
@@ -142,6 +181,9 @@ impl Default for ServerConfig {
             stream_window: default_stream_window(),
             admin_listen: None,
             tls: None,
+            max_streams_per_tenant: default_max_streams(),
+            max_items_in_flight_per_tenant: default_max_items(),
+            max_concurrent_streams_per_connection: default_max_connection_streams(),
         }
     }
 }

@@ -258,7 +258,7 @@ where
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     // Health and reflection stay open; the phonecheck services need a key when tenants exist.
-    let auth = AuthInterceptor::new(Tenants::new(&config.tenants));
+    let auth = AuthInterceptor::new(Tenants::new(&config.tenants, config.server.stream_limits()));
     let api = InterceptedService::new(api, auth.clone());
     let batch_jobs = InterceptedService::new(batch_jobs, auth);
 
@@ -310,6 +310,7 @@ where
         // with ENHANCE_YOUR_CALM.
         .initial_connection_window_size(CONNECTION_WINDOW)
         .initial_stream_window_size(STREAM_WINDOW)
+        .max_concurrent_streams(config.server.max_concurrent_streams_per_connection)
         .accept_http1(true)
         .layer(crate::telemetry::RpcTraceLayer)
         .layer(crate::metrics::RpcMetricsLayer)

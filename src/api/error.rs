@@ -38,6 +38,12 @@ pub enum ApiError {
         /// Until the budget renews.
         retry_after: std::time::Duration,
     },
+    /// The tenant has as many streams open as it may.
+    #[error("tenant {tenant} has its maximum of streams open; close one first")]
+    TooManyStreams {
+        /// The tenant.
+        tenant: String,
+    },
     /// The named resource does not exist (or belongs to another tenant).
     #[error("{kind} {name:?} not found")]
     NotFound {
@@ -102,6 +108,14 @@ impl From<ApiError> for Status {
                 ErrorDetails::with_bad_request_violation(field, why),
             ),
             ApiError::Unauthenticated(_) => Status::unauthenticated(message),
+            ApiError::TooManyStreams { tenant } => {
+                let mut details = ErrorDetails::new();
+                details.add_quota_failure_violation(
+                    format!("tenant:{tenant}"),
+                    "concurrent streams over the tenant's max_streams",
+                );
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
             ApiError::NotFound { kind, name } => Status::with_error_details(
                 Code::NotFound,
                 message,

@@ -79,9 +79,11 @@ impl PhoneCheckService for PhoneCheckApi {
         let deadline =
             stream::grpc_timeout(request.metadata()).map(|d| tokio::time::Instant::now() + d);
         let tenant = tenant_of(&request);
+        let permit = tenant.open_stream()?;
         Ok(Response::new(stream::check_numbers(
             self.engine.clone(),
             tenant,
+            permit,
             request.into_inner(),
             self.stream_window,
             deadline,

@@ -136,6 +136,7 @@ fn to_lookup(
 pub fn check_numbers(
     engine: Arc<Engine>,
     tenant: Arc<Tenant>,
+    permit: tokio::sync::OwnedSemaphorePermit,
     inbound: Streaming<pb::CheckNumbersRequest>,
     window: usize,
     deadline: Option<Instant>,
@@ -151,6 +152,8 @@ pub fn check_numbers(
                 match item {
                     Ok(item) => {
                         counted.lock().unwrap_or_else(|e| e.into_inner()).items += 1;
+                        // The tenant's items in flight over all its streams are bounded too.
+                        let _room = tenant.item_permit().await;
                         let _in_flight = InFlight::new();
                         let result = answer(engine, &tenant, item, deadline).await;
                         counted
@@ -168,6 +171,8 @@ pub fn check_numbers(
         })
         .buffer_unordered(window.max(1));
     let summary = stream::once(async move {
+        // The stream counts against the tenant's open streams until its summary is sent.
+        drop(permit);
         let summary = totals.lock().unwrap_or_else(|e| e.into_inner()).summary();
         Ok(pb::CheckNumbersResponse {
             response: Some(pb::check_numbers_response::Response::Summary(summary)),
