@@ -78,3 +78,59 @@ async fn an_oversized_message_is_refused() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_tenants_items_in_flight_are_bounded_across_its_streams() {
+    use phonecheck::sim::SimConfig;
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("thinksms.key");
+    std::fs::write(&key, phonecheck::sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
+    let mut config = thinksms_config(
+        &sim.base_url(),
+        phonecheck::sim::SANDBOX_THINKSMS_HASHCODE,
+        &key,
+    );
+    config.server.max_items_in_flight_per_tenant = 2;
+    let server = TestServer::start_in(config, dir.path()).await;
+    sim.stats().hold(true);
+    // Two streams of three items each: at most two items are at the vendor at any time.
+    let streams: Vec<_> = (0..2)
+        .map(|s| {
+            let items: Vec<_> = (0..3)
+                .map(|i| pb::CheckNumbersRequest {
+                    request_id: format!("{s}-{i}"),
+                    number: format!("1380013{s}{i:03}"),
+                    checks: vec![pb::Check::LineStatus as i32],
+                    ..Default::default()
+                })
+                .collect();
+            let mut client = server.client();
+            tokio::spawn(async move {
+                let mut responses = client
+                    .check_numbers(tokio_stream::iter(items))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let mut n = 0;
+                while responses.message().await.unwrap().is_some() {
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    sim.stats().wait_for_held(|held| held >= 2).await;
+    // Give a third item every chance to get through if the bound did not hold.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(sim.stats().held(), 2);
+    sim.stats().hold(false);
+    for stream in streams {
+        assert_eq!(
+            stream.await.unwrap(),
+            3 + 1,
+            "three results and the summary"
+        );
+    }
+    assert_eq!(sim.stats().vendor("thinksms").billable, 6);
+}
