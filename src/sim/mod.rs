@@ -230,25 +230,11 @@ impl Stats {
     /// Waits until the number of calls held at the gate satisfies `done` (for at most
     /// [`Stats::WAIT_LIMIT`]).
     pub async fn wait_for_held(&self, done: impl Fn(u64) -> bool) {
-        let waiting = async {
-            loop {
-                let changed = self.changed.notified();
-                if done(self.held()) {
-                    return;
-                }
-                changed.await;
-            }
-        };
-        if tokio::time::timeout(Self::WAIT_LIMIT, waiting)
-            .await
-            .is_err()
-        {
-            panic!(
-                "the calls held at the gate ({}) did not get there in {:?}",
-                self.held(),
-                Self::WAIT_LIMIT
-            );
-        }
+        self.wait(
+            || done(self.held()),
+            || format!("calls held at the gate: {}", self.held()),
+        )
+        .await;
     }
 
     fn record_call(&self, vendor: &VendorCounters, numbers: u64) {
@@ -317,10 +303,20 @@ impl Stats {
     /// Waits until the counters satisfy `done`, for at most [`Stats::WAIT_LIMIT`]; panics with
     /// the counters after that, so that a test waiting on the simulator can never hang.
     pub async fn wait_until(&self, done: impl Fn(&BTreeMap<&'static str, VendorStats>) -> bool) {
+        self.wait(
+            || done(&self.snapshot()),
+            || format!("counters: {:?}", self.snapshot()),
+        )
+        .await;
+    }
+
+    /// Waits until `done` holds, re-checking whenever a counter changes; panics after
+    /// [`Stats::WAIT_LIMIT`] with `state`.
+    async fn wait(&self, done: impl Fn() -> bool, state: impl Fn() -> String) {
         let waiting = async {
             loop {
                 let changed = self.changed.notified();
-                if done(&self.snapshot()) {
+                if done() {
                     return;
                 }
                 changed.await;
@@ -331,9 +327,9 @@ impl Stats {
             .is_err()
         {
             panic!(
-                "the simulators' counters did not get there in {:?}: {:?}",
+                "the simulators did not get there in {:?}; {}",
                 Self::WAIT_LIMIT,
-                self.snapshot()
+                state()
             );
         }
     }
