@@ -6,7 +6,7 @@
 //! `JOBS_BENCH_ROWS` (rows), `JOBS_BENCH_QUOTA` (Thinksms calls/s, 0 = off),
 //! `JOBS_BENCH_DUPLICATES` (share of rows repeating an earlier number, default 0.1),
 //! `JOBS_BENCH_QUOTA_SHARE` (`jobs.quota_share`, default 0.8), `JOBS_BENCH_CACHE_ENTRIES`
-//! (`cache.max_entries`, default 1,000,000).
+//! (`cache.max_entries`, default 1,000,000), `JOBS_BENCH_WINDOW` (`jobs.window`, default 64).
 
 use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
@@ -40,6 +40,7 @@ async fn main() {
     let duplicates: f64 = env_or("JOBS_BENCH_DUPLICATES", 0.1);
     let share: f64 = env_or("JOBS_BENCH_QUOTA_SHARE", 0.8);
     let cache_entries: u64 = env_or("JOBS_BENCH_CACHE_ENTRIES", 1_000_000);
+    let window: usize = env_or("JOBS_BENCH_WINDOW", 64);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = SimServer::spawn(listener, SimConfig::default()).unwrap();
@@ -60,6 +61,7 @@ async fn main() {
             max_upload_bytes = 1073741824
             retry_after = "1s"
             quota_share = {share}
+            window = {window}
             [providers.thinksms]
             type = "thinksms"
             base_url = "{base}"

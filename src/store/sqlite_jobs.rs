@@ -13,6 +13,8 @@ use super::sqlite::{SqliteStore, from_millis, millis};
 
 /// Rows per INSERT statement (SQLite allows 32,766 bound values).
 const ROWS_PER_STATEMENT: usize = 1_000;
+/// Results per UPDATE statement.
+const RESULTS_PER_STATEMENT: usize = 500;
 
 const JOB_COLUMNS: &str = "id, tenant, state, spec, format, encoding, number_column, columns, \
     sheets, created_at, started_at, finished_at, error, rows_total, rows_done, numbers_total, \
@@ -309,43 +311,54 @@ impl JobStore for SqliteStore {
         let (mut numbers_done, mut rows_done, mut failed, mut pending_delta) = (0i64, 0i64, 0, 0);
         let (mut billable, mut cache_hits) = (0i64, 0i64);
         let mut by_status: HashMap<i32, i64> = HashMap::new();
-        for result in results {
-            // Only numbers still to check are updated: a result recorded twice counts once.
-            let state = match result.fate {
-                NumberFate::Done => 1,
-                NumberFate::Again => 2,
-            };
-            let row = sqlx::query(
-                "UPDATE batch_job_numbers SET state = ?3, passes = passes + 1, line_status = ?4,
-                     failed = ?5, report = ?6
-                 WHERE job_id = ?1 AND key = ?2 AND state = 0
-                 RETURNING rows, passes",
-            )
-            .bind(job_id)
-            .bind(&result.key)
-            .bind(state)
-            .bind(result.line_status)
-            .bind(result.failed)
-            .bind(&result.report)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = row else { continue };
-            let rows: i64 = row.get(0);
-            let passes: i64 = row.get(1);
-            billable += result.billable;
-            cache_hits += result.cache_hits;
-            // A number coming back from an earlier pass is no longer pending.
-            if passes > 1 {
-                pending_delta -= 1;
-            }
-            match result.fate {
-                NumberFate::Done => {
-                    numbers_done += 1;
-                    rows_done += rows;
-                    failed += i64::from(result.failed);
-                    *by_status.entry(result.line_status).or_default() += rows;
+        let by_key: HashMap<&str, &NumberResult> =
+            results.iter().map(|r| (r.key.as_str(), r)).collect();
+        // One statement per chunk; only numbers still to check are updated, so a result recorded
+        // twice counts once.
+        for chunk in results.chunks(RESULTS_PER_STATEMENT) {
+            let mut update: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "UPDATE batch_job_numbers SET state = v.column2, passes = passes + 1,
+                     line_status = v.column3, failed = v.column4, report = v.column5
+                 FROM (",
+            );
+            update.push_values(chunk, |mut b, result| {
+                b.push_bind(&result.key)
+                    .push_bind(match result.fate {
+                        NumberFate::Done => 1,
+                        NumberFate::Again => 2,
+                    })
+                    .push_bind(result.line_status)
+                    .push_bind(result.failed)
+                    .push_bind(&result.report);
+            });
+            update.push(") AS v WHERE batch_job_numbers.job_id = ");
+            update.push_bind(job_id);
+            update.push(
+                " AND batch_job_numbers.key = v.column1 AND batch_job_numbers.state = 0
+                 RETURNING key, rows, passes",
+            );
+            for row in update.build().fetch_all(&mut *tx).await? {
+                let key: &str = row.get(0);
+                let Some(result) = by_key.get(key) else {
+                    continue;
+                };
+                let rows: i64 = row.get(1);
+                let passes: i64 = row.get(2);
+                billable += result.billable;
+                cache_hits += result.cache_hits;
+                // A number coming back from an earlier pass is no longer pending.
+                if passes > 1 {
+                    pending_delta -= 1;
                 }
-                NumberFate::Again => pending_delta += 1,
+                match result.fate {
+                    NumberFate::Done => {
+                        numbers_done += 1;
+                        rows_done += rows;
+                        failed += i64::from(result.failed);
+                        *by_status.entry(result.line_status).or_default() += rows;
+                    }
+                    NumberFate::Again => pending_delta += 1,
+                }
             }
         }
         sqlx::query(
