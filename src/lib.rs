@@ -22,6 +22,7 @@
 //!   numbers), carrier by segment, home province and city.
 //! - [`providers`]: one module per vendor behind the [`providers::Provider`] trait, and the
 //!   signing helpers they share.
+//! - [`shared`]: state shared by replicas through Redis (the vendor quota).
 //! - [`sim`]: wire-faithful simulators of the vendors over HTTP (the sandbox and the tests).
 //! - [`store`]: what must survive a restart (pending asynchronous submissions, jobs with their
 //!   rows and results), behind traits; SQLite by default.
@@ -41,6 +42,7 @@ pub mod metrics;
 pub mod number;
 pub mod providers;
 pub mod server;
+pub mod shared;
 pub mod sim;
 pub mod store;
 pub mod telemetry;

@@ -63,6 +63,9 @@ pub enum ServeError {
     /// Reflection could not be set up.
     #[error("cannot set up reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The shared state (Redis) could not be reached at start-up.
+    #[error("cannot connect to Redis ([redis] url): {0}")]
+    Shared(String),
     /// The job store could not be prepared.
     #[error(transparent)]
     Jobs(#[from] JobError),
@@ -128,11 +131,20 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
             warn!("no providers and sandbox disabled: only offline analysis is available");
         }
     }
+    let shared = match &config.redis {
+        Some(redis) => Some(
+            crate::shared::Shared::connect(redis)
+                .await
+                .map_err(|e| ServeError::Shared(format!("{:?}", e.kind())))?,
+        ),
+        None => None,
+    };
     let engine = Arc::new(Engine::build(
         analyzer,
         providers,
         &config.cache,
         config.jobs.quota_share,
+        shared.as_ref(),
     ));
     let jobs = Jobs::new(
         store,

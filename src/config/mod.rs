@@ -69,6 +69,9 @@ pub struct Config {
     /// Bulk file jobs.
     #[serde(default)]
     pub jobs: JobsConfig,
+    /// State shared by replicas (the vendor quota); absent: each process keeps its own.
+    #[serde(default)]
+    pub redis: Option<crate::shared::RedisConfig>,
     /// Vendor accounts, by name. Empty: sandbox mode.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -461,6 +464,11 @@ impl Config {
             }
         }
         problems.extend(self.jobs.problems());
+        if let Some(redis) = &self.redis
+            && redis::Client::open(redis.url.as_str()).is_err()
+        {
+            problems.push("redis.url: not a redis:// or rediss:// URL".to_owned());
+        }
         for (name, tenant) in &self.tenants {
             if let Some(rate) = tenant.rate_limit
                 && !(rate.requests_per_second > 0.0

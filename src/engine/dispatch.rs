@@ -139,7 +139,12 @@ impl std::fmt::Debug for Dispatcher {
 
 impl Dispatcher {
     /// Starts the batcher of `provider`. Must be called within a Tokio runtime.
-    pub fn new(provider: Arc<dyn Provider>, cache: &CacheConfig, bulk_share: f64) -> Dispatcher {
+    pub fn new(
+        provider: Arc<dyn Provider>,
+        cache: &CacheConfig,
+        bulk_share: f64,
+        shared: Option<&crate::shared::Shared>,
+    ) -> Dispatcher {
         let info = provider.info();
         let linger = info.limits.batch_linger;
         // In numbers: a call carries up to `batch_size` of them.
@@ -152,7 +157,10 @@ impl Dispatcher {
         .map(governor::RateLimiter::direct);
         let shared = Arc::new(Shared {
             bulk_pacer,
-            stack: super::stack::build(provider.clone()),
+            stack: super::stack::build_with(
+                provider.clone(),
+                shared.and_then(|s| s.quota(&info.name, quota)),
+            ),
             cache: Cache::builder()
                 .max_capacity(cache.max_entries)
                 .expire_after(PerCheckTtl(cache.clone()))

@@ -83,16 +83,17 @@ impl Engine {
         providers: Vec<Arc<dyn Provider>>,
         cache: &CacheConfig,
     ) -> Engine {
-        Self::build(analyzer, providers, cache, 0.8)
+        Self::build(analyzer, providers, cache, 0.8, None)
     }
 
     /// An engine with the given cache settings, whose bulk jobs may use `bulk_share` (0 to 1] of
-    /// each vendor's quota.
+    /// each vendor's quota, and whose quotas are kept in `shared` (Redis) when given.
     pub fn build(
         analyzer: Analyzer,
         providers: Vec<Arc<dyn Provider>>,
         cache: &CacheConfig,
         bulk_share: f64,
+        shared: Option<&crate::shared::Shared>,
     ) -> Engine {
         let mut by_check = HashMap::new();
         for (i, provider) in providers.iter().enumerate() {
@@ -104,7 +105,7 @@ impl Engine {
             analyzer,
             dispatchers: providers
                 .into_iter()
-                .map(|p| Dispatcher::new(p, cache, bulk_share))
+                .map(|p| Dispatcher::new(p, cache, bulk_share, shared))
                 .collect(),
             by_check,
         }

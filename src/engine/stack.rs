@@ -49,6 +49,14 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Builds the layered service for `provider`.
 pub fn build(provider: Arc<dyn Provider>) -> CallService {
+    build_with(provider, None)
+}
+
+/// Builds the layered service for `provider`, its quota kept in `shared` (Redis) when given.
+pub fn build_with(
+    provider: Arc<dyn Provider>,
+    shared: Option<crate::shared::SharedQuota>,
+) -> CallService {
     let limits = provider.info().limits;
     let name = provider.info().name.clone();
     let service = ServiceBuilder::new()
@@ -58,7 +66,7 @@ pub fn build(provider: Arc<dyn Provider>) -> CallService {
             name.clone(),
         ))
         .layer(tower::retry::RetryLayer::new(RetryPolicy::new(&limits)))
-        .layer(quota_layer(limits.quota, name))
+        .layer(quota_layer(limits.quota, name, shared))
         .concurrency_limit(limits.concurrency.max(1))
         .layer(timeout_layer(limits.timeout))
         .service(ProviderService(provider));
@@ -209,26 +217,39 @@ where
 fn quota_layer<S>(
     quota: QuotaConfig,
     provider: Arc<str>,
+    shared: Option<crate::shared::SharedQuota>,
 ) -> Around<impl Fn(S, Call) -> BoxFuture<Result<Results, ProviderError>> + Clone>
 where
     S: Service<Call, Response = Results, Error = ProviderError> + Send + 'static,
     S::Future: Send,
 {
-    let limiter: Option<Arc<DefaultDirectRateLimiter>> =
-        governor_quota(quota).map(|q| Arc::new(RateLimiter::direct(q)));
+    // One account's bucket: shared by every replica through Redis when configured, else local.
+    let limiter: Option<Arc<DefaultDirectRateLimiter>> = if shared.is_some() {
+        None
+    } else {
+        governor_quota(quota).map(|q| Arc::new(RateLimiter::direct(q)))
+    };
     Around(move |inner: S, call| -> BoxFuture<_> {
         let limiter = limiter.clone();
+        let shared = shared.clone();
         let provider = provider.clone();
         Box::pin(async move {
-            if let Some(limiter) = limiter {
-                let waiting = std::time::Instant::now();
-                limiter
-                    .until_ready()
-                    .instrument(tracing::info_span!("quota.wait"))
-                    .await;
+            let waiting = std::time::Instant::now();
+            let waited = async {
+                if let Some(limiter) = &limiter {
+                    limiter.until_ready().await;
+                } else if let Some(shared) = &shared {
+                    shared.until_ready().await?;
+                }
+                Ok::<(), ProviderError>(())
+            }
+            .instrument(tracing::info_span!("quota.wait"))
+            .await;
+            if limiter.is_some() || shared.is_some() {
                 metrics::histogram!(crate::metrics::QUOTA_WAIT, "provider" => provider.to_string())
                     .record(waiting.elapsed().as_secs_f64());
             }
+            waited?;
             inner.oneshot(call).await
         })
     })
