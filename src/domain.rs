@@ -60,7 +60,7 @@ impl std::str::FromStr for Check {
 }
 
 /// The canonical line status (see PROVIDERS.md, "The canonical line-status taxonomy").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum LineStatus {
     /// In use.
     Active,
@@ -113,7 +113,7 @@ impl LineStatus {
 }
 
 /// A line-status answer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LineStatusResult {
     /// The canonical status.
     pub status: LineStatus,
@@ -207,7 +207,7 @@ pub struct NumberInfo {
 }
 
 /// A caller-ID app that labels numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum LabelSource {
     /// 360 手机卫士.
     Qihoo360,
@@ -224,7 +224,7 @@ pub enum LabelSource {
 }
 
 /// One source's label.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SpamLabel {
     /// The app.
     pub source: LabelSource,
@@ -237,14 +237,14 @@ pub struct SpamLabel {
 }
 
 /// Spam labels of a number; empty when no source labelled it.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SpamLabels {
     /// One per labelling source.
     pub labels: Vec<SpamLabel>,
 }
 
 /// A three-valued activity answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Activity {
     /// In use.
     Active,
@@ -255,7 +255,7 @@ pub enum Activity {
 }
 
 /// A three-valued registration answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Presence {
     /// An account exists.
     Registered,
@@ -266,7 +266,7 @@ pub enum Presence {
 }
 
 /// A platform profile; personal data, returned only to callers who ask and may see it.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct AccountProfile {
     /// Display name.
     pub account_name: Option<String>,
@@ -306,7 +306,7 @@ impl AccountProfile {
 }
 
 /// Registration on one platform.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Registration {
     /// The platform, lower case.
     pub platform: String,
@@ -317,7 +317,7 @@ pub struct Registration {
 }
 
 /// How often a vendor has been asked about a number.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryHistory {
     /// Times queried.
     pub hits: i64,
@@ -330,7 +330,7 @@ pub struct QueryHistory {
 }
 
 /// Social-account presence and KYC signals.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AccountPresence {
     /// Whether the vendor considers the number valid.
     pub valid: bool,
@@ -361,7 +361,7 @@ impl AccountPresence {
 }
 
 /// Severity of a risk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RiskLevel {
     /// Low.
     Low,
@@ -372,7 +372,7 @@ pub enum RiskLevel {
 }
 
 /// One risk.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Risk {
     /// Severity.
     pub level: RiskLevel,
@@ -383,7 +383,7 @@ pub struct Risk {
 }
 
 /// The under-18 guess.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Under18 {
     /// Whether the owner is thought to be under 18.
     pub is_under18: bool,
@@ -392,7 +392,7 @@ pub struct Under18 {
 }
 
 /// Where a risk vendor places a number.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct RiskLocation {
     /// Carrier.
     pub carrier: String,
@@ -403,7 +403,7 @@ pub struct RiskLocation {
 }
 
 /// A risk profile.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct RiskProfile {
     /// Risks found.
     pub risks: Vec<Risk>,
@@ -414,7 +414,7 @@ pub struct RiskProfile {
 }
 
 /// The answer of one check.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum CheckData {
     /// A line-status answer.
     LineStatus(LineStatusResult),
@@ -427,7 +427,7 @@ pub enum CheckData {
 }
 
 /// Optional identity data for KYC checks.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash, serde::Serialize, serde::Deserialize)]
 pub struct KycInput {
     /// Document type, in the vendor vocabulary (`identity_card`, `passport`, ...).
     pub id_type: Option<&'static str>,

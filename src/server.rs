@@ -92,11 +92,24 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
     };
     let analyzer = Analyzer::new(locations);
     let store = Arc::new(SqliteStore::open(&config.storage.data_dir).await?);
+    let shared = match &config.redis {
+        Some(redis) => Some(
+            crate::shared::Shared::connect(redis)
+                .await
+                .map_err(|e| ServeError::Shared(e.to_string()))?,
+        ),
+        None => None,
+    };
+    // Replicas sharing Redis share the asynchronous vendors' submissions too.
+    let pending: Arc<dyn crate::store::PendingStore> = match &shared {
+        Some(shared) => Arc::new(shared.pending_store()),
+        None => store.clone(),
+    };
     let mut ctx = BuildContext {
         http: crate::providers::http_client()?,
         clock: Arc::new(SystemClock),
         sandbox: false,
-        pending: store.clone(),
+        pending,
     };
     let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
     let mut sandbox = None;
@@ -131,14 +144,6 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
             warn!("no providers and sandbox disabled: only offline analysis is available");
         }
     }
-    let shared = match &config.redis {
-        Some(redis) => Some(
-            crate::shared::Shared::connect(redis)
-                .await
-                .map_err(|e| ServeError::Shared(format!("{:?}", e.kind())))?,
-        ),
-        None => None,
-    };
     let engine = Arc::new(Engine::build(
         analyzer,
         providers,

@@ -1,6 +1,7 @@
-//! Replicas sharing one vendor quota through Redis (a real `redis-server` started by the test):
-//! two servers together stay within the account's rate, and Redis going away fails calls closed
-//! (not billed, no crash) until it comes back.
+//! Replicas sharing state through Redis (a real `redis-server` started by the test): two servers
+//! together stay within one vendor account's rate, share the answer cache, pay once for a number
+//! asked of both at the same instant, and collect each other's asynchronous submissions; Redis
+//! going away fails paid calls closed (not billed, no crash) until it comes back.
 
 mod common;
 
@@ -8,8 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use phonecheck::config::Config;
+use phonecheck::config::{Config, SecretRef};
 use phonecheck::pb;
+use phonecheck::shared::RedisConfig;
 use phonecheck::sim::{self, SimConfig};
 
 /// A `redis-server` on a free loopback port, stopped on drop.
@@ -73,6 +75,45 @@ impl Drop for Redis {
     }
 }
 
+/// The keyed hash's key, the same for every replica.
+fn hash_key_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("redis-hash.key");
+    std::fs::write(&path, "replicas-share-this-hash-key").unwrap();
+    path
+}
+
+/// All four vendors live against `sim`, sharing state through the Redis on `redis_port`.
+async fn vendors_replica(sim: &sim::SimServer, redis_port: u16) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = vendors_config(sim, dir.path(), &Secrets::right(), "SM3");
+    config.redis = Some(RedisConfig {
+        url: format!("redis://127.0.0.1:{redis_port}/0"),
+        password: None,
+        hash_key: SecretRef::File(hash_key_file(dir.path())),
+        key_prefix: "phonecheck".to_owned(),
+        timeout: Duration::from_millis(300),
+        lock_timeout: Duration::from_secs(10),
+    });
+    let server = TestServer::start_in(config, dir.path()).await;
+    server.keep_dir(dir)
+}
+
+/// A Redis command statistic (`INFO commandstats`): how often `command` was called.
+fn command_calls(redis_port: u16, command: &str) -> u64 {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{redis_port}/0")).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut connection)
+        .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 fn replica_config(
     sim: &sim::SimServer,
     dir: &std::path::Path,
@@ -87,6 +128,7 @@ fn replica_config(
         shutdown_grace = "2s"
         [redis]
         url = "redis://127.0.0.1:{redis_port}/0"
+        hash_key = {{ file = "{hash_key}" }}
         timeout = "300ms"
         [providers.thinksms]
         type = "thinksms"
@@ -98,6 +140,7 @@ fn replica_config(
         base = sim.base_url(),
         hashcode = sim::SANDBOX_THINKSMS_HASHCODE,
         key = key.display(),
+        hash_key = hash_key_file(dir).display(),
     ))
     .unwrap()
 }
@@ -207,4 +250,129 @@ async fn without_redis_calls_fail_closed_and_recover() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(recovered, "calls succeed again once Redis is back");
+}
+
+#[tokio::test]
+async fn a_number_paid_on_one_replica_is_a_cache_hit_on_the_other() {
+    let redis = Redis::start();
+    let sim = start_sim(SimConfig::default()).await;
+    let a = vendors_replica(&sim, redis.port).await;
+    let b = vendors_replica(&sim, redis.port).await;
+    let checks = [pb::Check::LineStatus, pb::Check::RiskProfile];
+
+    let first = report(&a, lookup("13800138021", &checks)).await;
+    for check in checks {
+        let o = outcome(&first, check);
+        assert_eq!(o.state(), pb::CheckState::Ok, "{o:?}");
+        assert!(o.billable && !o.cached);
+    }
+    let second = report(&b, lookup("+86 138 0013 8021", &checks)).await;
+    for check in checks {
+        let o = outcome(&second, check);
+        assert_eq!(o.state(), pb::CheckState::Ok, "{o:?}");
+        assert!(o.cached && !o.billable, "a hit on the other replica: {o:?}");
+        assert_eq!(o.fetched_at, outcome(&first, check).fetched_at);
+    }
+    assert_eq!(second.line_status, first.line_status);
+    assert_eq!(second.risk_profile, first.risk_profile);
+    let stats = sim.stats().snapshot();
+    assert_eq!((stats["thinksms"].calls, stats["yidun"].calls), (1, 1));
+
+    // Keys are keyed hashes: the number is nowhere in Redis's key space.
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port)).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut connection).unwrap();
+    assert!(
+        keys.iter().any(|k| k.starts_with("phonecheck:answer:")),
+        "{keys:?}"
+    );
+    assert!(!keys.iter().any(|k| k.contains("13800138021")), "{keys:?}");
+}
+
+#[tokio::test]
+async fn a_number_asked_of_both_replicas_at_once_is_paid_once() {
+    let redis = Redis::start();
+    let sim = start_sim(SimConfig::default()).await;
+    let a = vendors_replica(&sim, redis.port).await;
+    let b = vendors_replica(&sim, redis.port).await;
+    let ask = |server: &TestServer| {
+        let mut client = server.client();
+        async move {
+            client
+                .lookup_number(lookup("13800138022", &[pb::Check::LineStatus]))
+                .await
+                .unwrap()
+                .into_inner()
+                .report
+                .unwrap()
+        }
+    };
+
+    // A's call is held at the vendor while B asks for the same number.
+    sim.stats().hold(true);
+    let on_a = tokio::spawn(ask(&a));
+    sim.stats().wait_for_held(|held| held == 1).await;
+    let on_b = tokio::spawn(ask(&b));
+    // B waits for A's call: it looks at A's lock (EXISTS) while it waits. Bounded.
+    let mut waiting = false;
+    for _ in 0..500 {
+        if command_calls(redis.port, "exists") > 0 {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(waiting, "replica B waits for A's call");
+    assert_eq!(sim.stats().held(), 1, "B made no call of its own");
+    sim.stats().hold(false);
+
+    let (on_a, on_b) = (on_a.await.unwrap(), on_b.await.unwrap());
+    let (oa, ob) = (
+        outcome(&on_a, pb::Check::LineStatus),
+        outcome(&on_b, pb::Check::LineStatus),
+    );
+    assert_eq!(
+        (oa.state(), ob.state()),
+        (pb::CheckState::Ok, pb::CheckState::Ok)
+    );
+    assert!(oa.billable, "{oa:?}");
+    assert!(!ob.billable && !ob.cached, "B joined A's call: {ob:?}");
+    assert_eq!(on_a.line_status, on_b.line_status);
+    let stats = sim.stats().vendor("thinksms");
+    assert_eq!((stats.calls, stats.billable), (1, 1));
+}
+
+#[tokio::test]
+async fn any_replica_collects_labels_another_submitted() {
+    let redis = Redis::start();
+    let sim = start_sim(SimConfig {
+        caih_label_delay: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await;
+    let a = vendors_replica(&sim, redis.port).await;
+    let b = vendors_replica(&sim, redis.port).await;
+
+    let submitted = report(&a, lookup("13800000012", &[pb::Check::SpamLabels])).await;
+    let o = outcome(&submitted, pb::Check::SpamLabels);
+    assert_eq!(o.state(), pb::CheckState::Pending);
+    assert!(o.billable);
+    // Asked on B while pending: B knows it was submitted and does not submit it again.
+    let still = report(&b, lookup("13800000012", &[pb::Check::SpamLabels])).await;
+    assert_eq!(
+        outcome(&still, pb::Check::SpamLabels).state(),
+        pb::CheckState::Pending
+    );
+    sim.stats().wait_until(|s| s["caih"].ready >= 1).await;
+
+    let collected = report(&b, lookup("13800000012", &[pb::Check::SpamLabels])).await;
+    let o = outcome(&collected, pb::Check::SpamLabels);
+    assert_eq!(o.state(), pb::CheckState::Ok, "{o:?}");
+    assert!(!o.billable, "collecting is free");
+    assert!(!collected.spam_labels.unwrap().labels.is_empty());
+    assert_eq!(
+        sim.stats().vendor("caih").billable,
+        1,
+        "one submission in all"
+    );
 }

@@ -464,10 +464,8 @@ impl Config {
             }
         }
         problems.extend(self.jobs.problems());
-        if let Some(redis) = &self.redis
-            && redis::Client::open(redis.url.as_str()).is_err()
-        {
-            problems.push("redis.url: not a redis:// or rediss:// URL".to_owned());
+        if let Some(redis) = &self.redis {
+            problems.extend(redis.problems());
         }
         for (name, tenant) in &self.tenants {
             if let Some(rate) = tenant.rate_limit

@@ -5,12 +5,17 @@
 //! the job is in flight waits for the same answer (single-flight: one vendor call, whoever asks,
 //! unary or streamed). The batcher gathers queued jobs into calls of the provider's batch size,
 //! waiting at most `linger` for a batch to fill.
+//!
+//! With `[redis]`, the cache and single-flight reach across replicas ([`SharedAnswers`]): a local
+//! miss looks in the shared cache, and the one caller of this replica that would call the vendor
+//! first agrees with the other replicas which of them calls.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use futures::future::join_all;
 use moka::Expiry;
 use moka::future::Cache;
 use tokio::sync::{mpsc, oneshot};
@@ -22,6 +27,7 @@ use super::health::Health;
 use crate::config::CacheConfig;
 use crate::domain::{Check, CheckData};
 use crate::providers::{Answer, ErrorReason, Provider, ProviderError, Query};
+use crate::shared::{Coordination, RemoteLock, SharedAnswers};
 
 /// Jobs queued for the batcher before callers wait.
 const QUEUE: usize = 16_384;
@@ -91,13 +97,18 @@ pub enum Delivery {
 struct PerCheckTtl(CacheConfig);
 
 impl Expiry<Key, Cached> for PerCheckTtl {
+    /// The check's TTL from when the vendor answered (an answer from the shared cache may be
+    /// older than its arrival here).
     fn expire_after_create(
         &self,
         key: &Key,
-        _value: &Cached,
+        value: &Cached,
         _now: std::time::Instant,
     ) -> Option<Duration> {
-        Some(self.0.ttl(key.check))
+        let age = SystemTime::now()
+            .duration_since(value.fetched_at)
+            .unwrap_or_default();
+        Some(self.0.ttl(key.check).saturating_sub(age))
     }
 }
 
@@ -106,6 +117,8 @@ struct Job {
     query: Query,
     deadline: Option<Instant>,
     reply: oneshot::Sender<Fetched>,
+    /// This replica's hold on the call among replicas, when they share answers.
+    lock: Option<RemoteLock>,
     /// The caller's span: the vendor call is traced under the first caller of its batch.
     span: tracing::Span,
 }
@@ -118,6 +131,8 @@ struct Shared {
     bulk_pacer: Option<Pacer>,
     stack: super::stack::CallService,
     cache: Cache<Key, Cached>,
+    /// The answers shared with other replicas, with `[redis]`.
+    remote: Option<SharedAnswers>,
     inflight: Mutex<HashMap<Key, Vec<oneshot::Sender<Fetched>>>>,
     health: Mutex<Health>,
 }
@@ -165,6 +180,7 @@ impl Dispatcher {
                 .max_capacity(cache.max_entries)
                 .expire_after(PerCheckTtl(cache.clone()))
                 .build(),
+            remote: shared.map(|s| s.answers(&info.name, cache)),
             provider,
             inflight: Mutex::new(HashMap::new()),
             health: Mutex::new(Health::default()),
@@ -204,22 +220,16 @@ impl Dispatcher {
         priority: super::Priority,
     ) -> Delivery {
         let key = Key::new(check, &query);
-        let provider = self.shared.provider.info().name.to_string();
         if let Some(hit) = self.fresh(&key, max_age).await {
-            metrics::counter!(crate::metrics::CACHE_LOOKUPS, "provider" => provider, "result" => "hit")
-                .increment(1);
-            tracing::Span::current().record("delivery", "cache");
-            return Delivery::Cached(hit);
+            return self.shared.cached(hit);
         }
-        metrics::counter!(crate::metrics::CACHE_LOOKUPS, "provider" => provider.clone(), "result" => "miss")
-            .increment(1);
         if priority == super::Priority::Bulk
             && let Some(pacer) = &self.shared.bulk_pacer
             && !self.in_flight(&key)
         {
             pacer.until_ready().await;
             if let Some(hit) = self.fresh(&key, max_age).await {
-                return Delivery::Cached(hit);
+                return self.shared.cached(hit);
             }
         }
         let (reply, answer) = oneshot::channel();
@@ -241,46 +251,80 @@ impl Dispatcher {
             }
         };
         let Some(reply) = joined else {
-            metrics::counter!(crate::metrics::SINGLE_FLIGHT_JOINS, "provider" => provider)
-                .increment(1);
-            tracing::Span::current().record("delivery", "joined");
-            return Delivery::Joined(
+            // Another caller of this replica is on it.
+            return self.shared.joined(
                 answer
                     .await
                     .unwrap_or_else(|_| Fetched::now(Err(dropped()))),
             );
         };
+        // This caller speaks for its replica: it makes the call, or learns who does.
+        match self
+            .lead(key, query, max_age, deadline, reply, answer)
+            .await
+        {
+            Ok(delivery) => delivery,
+            Err(answer) => {
+                self.shared.count("miss");
+                tracing::Span::current().record("delivery", "vendor");
+                Delivery::Fresh(
+                    answer
+                        .await
+                        .unwrap_or_else(|_| Fetched::now(Err(dropped()))),
+                )
+            }
+        }
+    }
+
+    /// The first caller of this replica for `key`: answers from the cache if an answer landed
+    /// meanwhile, else agrees with the other replicas (if shared) who calls, else queues the call
+    /// and hands back the receiver of its answer.
+    async fn lead(
+        &self,
+        key: Key,
+        query: Query,
+        max_age: Option<Duration>,
+        deadline: Option<Instant>,
+        reply: oneshot::Sender<Fetched>,
+        answer: oneshot::Receiver<Fetched>,
+    ) -> Result<Delivery, oneshot::Receiver<Fetched>> {
         // An answer may have landed between the cache check and the reservation.
         if let Some(hit) = self.fresh(&key, max_age).await {
-            let answer = Answer::Ready {
-                data: hit.data.clone(),
-                billable: false,
-            };
-            let fetched = Fetched {
-                result: Ok(answer),
-                fetched_at: hit.fetched_at,
-            };
-            self.shared.deliver(&key, fetched, None);
-            return Delivery::Cached(hit);
+            self.shared.deliver(&key, hit.ready(), None);
+            return Ok(self.shared.cached(hit));
         }
-        tracing::Span::current().record("delivery", "vendor");
+        let mut lock = None;
+        if let Some(remote) = &self.shared.remote {
+            let remote_key = remote.key(key.check, &query.number.e164, query.kyc.as_ref());
+            match remote.coordinate(&remote_key, max_age).await {
+                Coordination::Cached(data, fetched_at) => {
+                    let hit = self.shared.adopt(&key, data, fetched_at).await;
+                    return Ok(self.shared.cached(hit));
+                }
+                Coordination::Joined(data, fetched_at) => {
+                    let hit = self.shared.adopt(&key, data, fetched_at).await;
+                    return Ok(self.shared.joined(hit.ready()));
+                }
+                Coordination::Leader(held) => lock = Some(held),
+                Coordination::Alone => {}
+            }
+        }
         let job = Job {
-            key: key.clone(),
+            key,
             query,
             deadline,
             reply,
+            lock,
             span: tracing::Span::current(),
         };
         if let Err(mpsc::error::SendError(job)) = self.queue.send(job).await {
+            if let (Some(remote), Some(lock)) = (&self.shared.remote, job.lock) {
+                remote.finish(lock, None).await;
+            }
             self.shared
-                .deliver(&job.key, Fetched::now(Err(dropped())), None);
-            return Delivery::Fresh(Fetched::now(Err(dropped())));
+                .deliver(&job.key, Fetched::now(Err(dropped())), Some(job.reply));
         }
-        Delivery::Fresh(
-            answer
-                .await
-                .unwrap_or_else(|_| Fetched::now(Err(dropped()))),
-        )
+        Err(answer)
     }
 
     fn in_flight(&self, key: &Key) -> bool {
@@ -304,7 +348,51 @@ fn dropped() -> ProviderError {
     ProviderError::State("the provider's batcher stopped".to_owned())
 }
 
+impl Cached {
+    /// As a vendor's answer, not billed again.
+    fn ready(&self) -> Fetched {
+        Fetched {
+            result: Ok(Answer::Ready {
+                data: self.data.clone(),
+                billable: false,
+            }),
+            fetched_at: self.fetched_at,
+        }
+    }
+}
+
 impl Shared {
+    fn count(&self, result: &'static str) {
+        let provider = self.provider.info().name.to_string();
+        metrics::counter!(crate::metrics::CACHE_LOOKUPS, "provider" => provider, "result" => result)
+            .increment(1);
+    }
+
+    /// A cache hit (this replica's cache or the shared one).
+    fn cached(&self, hit: Cached) -> Delivery {
+        self.count("hit");
+        tracing::Span::current().record("delivery", "cache");
+        Delivery::Cached(hit)
+    }
+
+    /// The answer of a call another caller made (on this replica or another).
+    fn joined(&self, fetched: Fetched) -> Delivery {
+        self.count("miss");
+        let provider = self.provider.info().name.to_string();
+        metrics::counter!(crate::metrics::SINGLE_FLIGHT_JOINS, "provider" => provider).increment(1);
+        tracing::Span::current().record("delivery", "joined");
+        Delivery::Joined(fetched)
+    }
+
+    /// Takes an answer from the shared cache or another replica: cached here too, and handed to
+    /// this replica's callers waiting for it.
+    async fn adopt(&self, key: &Key, data: CheckData, fetched_at: SystemTime) -> Cached {
+        let cached = Cached { data, fetched_at };
+        self.cache.insert(key.clone(), cached.clone()).await;
+        self.deliver(key, cached.ready(), None);
+        cached
+    }
+
     /// Hands a result to every waiter of `key` (and to the caller that made the call).
     fn deliver(&self, key: &Key, fetched: Fetched, reply: Option<oneshot::Sender<Fetched>>) {
         let waiters = self
@@ -376,16 +464,34 @@ impl Shared {
         }
         self.record(&results);
         let fetched_at = SystemTime::now();
+        let mut shared_answers = Vec::new();
+        let mut deliveries = Vec::with_capacity(jobs.len());
         for (job, result) in jobs.into_iter().zip(results) {
             // Answers are cached, negative ones too; failures and pending answers are not.
-            if let Ok(Answer::Ready { data, .. }) = &result {
+            let data = match &result {
+                Ok(Answer::Ready { data, .. }) => Some(data.clone()),
+                _ => None,
+            };
+            if let Some(data) = &data {
                 let cached = Cached {
                     data: data.clone(),
                     fetched_at,
                 };
                 self.cache.insert(job.key.clone(), cached).await;
             }
-            self.deliver(&job.key, Fetched { result, fetched_at }, Some(job.reply));
+            if let (Some(remote), Some(lock)) = (&self.remote, job.lock) {
+                shared_answers.push(async move {
+                    remote
+                        .finish(lock, data.as_ref().map(|d| (d, fetched_at)))
+                        .await;
+                });
+            }
+            deliveries.push((job.key, Fetched { result, fetched_at }, job.reply));
+        }
+        // Other replicas can see an answer by the time this replica's callers have it.
+        join_all(shared_answers).await;
+        for (key, fetched, reply) in deliveries {
+            self.deliver(&key, fetched, Some(reply));
         }
     }
 

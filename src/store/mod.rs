@@ -10,12 +10,23 @@ mod jobs;
 mod sqlite;
 mod sqlite_jobs;
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
 pub use jobs::*;
 pub use sqlite::SqliteStore;
+
+/// Unix milliseconds, as stored.
+pub fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The time of stored Unix milliseconds.
+pub fn from_millis(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +37,9 @@ pub enum StoreError {
     /// The database's schema could not be brought up to date.
     #[error("store migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The shared state (Redis) failed; the error's kind only.
+    #[error("shared state (Redis): {0}")]
+    Shared(String),
     /// The data directory could not be created.
     #[error("store directory {path}: {source}")]
     Directory {

@@ -10,7 +10,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{Claim, PendingStore, PendingSubmission, StoreError};
+use super::{Claim, PendingStore, PendingSubmission, StoreError, from_millis, millis};
 
 /// The file name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "phonecheck.db";
@@ -19,15 +19,6 @@ pub const DATABASE_FILE: &str = "phonecheck.db";
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
-}
-
-pub(super) fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-pub(super) fn from_millis(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 impl SqliteStore {

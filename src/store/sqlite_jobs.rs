@@ -9,7 +9,8 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
 
 use super::StoreError;
 use super::jobs::*;
-use super::sqlite::{SqliteStore, from_millis, millis};
+use super::sqlite::SqliteStore;
+use super::{from_millis, millis};
 
 /// Rows per INSERT statement (SQLite allows 32,766 bound values).
 const ROWS_PER_STATEMENT: usize = 1_000;

@@ -36,7 +36,7 @@ impl TestServer {
         Self::start_with_dir(config, None).await
     }
 
-    fn keep_dir(mut self, dir: tempfile::TempDir) -> TestServer {
+    pub fn keep_dir(mut self, dir: tempfile::TempDir) -> TestServer {
         self._dir = Some(dir);
         self
     }

@@ -1,0 +1,327 @@
+//! Answers shared by replicas: the answer cache in Redis, and single-flight across replicas.
+//!
+//! A replica that is about to pay for a number first looks in the shared cache, then takes a short
+//! lock on the (provider, check, number) with `SET NX PX`. The replica holding the lock calls the
+//! vendor; when it is done it stores the answer, releases the lock and publishes on the answer's
+//! channel, in one script. The others wait for that publication (one `PSUBSCRIBE` connection per
+//! replica) and read the answer from the cache; they also look at the lock every
+//! [`POLL`], so a lost message or a replica that died holding the lock costs a short delay, never
+//! a stuck caller. A failed call is published too: the waiters then try for the lock themselves.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use super::Shared;
+use crate::config::CacheConfig;
+use crate::domain::{Check, CheckData, KycInput};
+
+/// How often a waiting replica looks whether the lock is still held.
+pub const POLL: Duration = Duration::from_millis(250);
+/// Rounds of "wait for the holder, then try for the lock" before a replica goes alone.
+const ROUNDS: usize = 4;
+
+/// Stores the answer (if any), releases the lock if still ours, and tells the waiters.
+/// KEYS[1]: answer key (also the channel); KEYS[2]: lock key. ARGV[1]: lock token; ARGV[2]: the
+/// answer, or empty after a failed call; ARGV[3]: the answer's time to live, in milliseconds.
+static FINISH: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+redis.call('PUBLISH', KEYS[1], ARGV[2] == '' and 'failed' or 'answered')
+return 1
+",
+    )
+});
+
+/// The cached form of an answer.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    data: CheckData,
+    fetched_at: SystemTime,
+}
+
+/// Where one answer lives in Redis.
+#[derive(Debug, Clone)]
+pub struct AnswerKey {
+    check: Check,
+    /// The cached answer, and the channel its publication goes to.
+    answer: String,
+    lock: String,
+}
+
+/// What a replica about to call a vendor should do.
+#[derive(Debug)]
+pub enum Coordination {
+    /// A fresh enough answer is in the shared cache.
+    Cached(CheckData, SystemTime),
+    /// Another replica made the call while this one waited.
+    Joined(CheckData, SystemTime),
+    /// This replica makes the call and then [`SharedAnswers::finish`]es the lock.
+    Leader(RemoteLock),
+    /// Redis cannot be reached (or the holders kept failing): the replica goes on its own.
+    Alone,
+}
+
+/// The lock on one answer, held by this replica while it calls the vendor.
+#[derive(Debug)]
+pub struct RemoteLock {
+    key: AnswerKey,
+    token: String,
+}
+
+/// Callers waiting for publications, by channel.
+#[derive(Debug, Default)]
+pub(super) struct Waiters(Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>);
+
+impl Waiters {
+    fn register(&self, channel: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let waiting = map.entry(channel.to_owned()).or_default();
+        waiting.retain(|w| !w.is_closed());
+        waiting.push(tx);
+        rx
+    }
+
+    fn wake(&self, channel: &str) {
+        let woken = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(channel);
+        for waiter in woken.into_iter().flatten() {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// Forgets waiters that stopped waiting (their holder never published).
+    fn tidy(&self) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, waiting| {
+            waiting.retain(|w| !w.is_closed());
+            !waiting.is_empty()
+        });
+    }
+}
+
+/// Listens to every answer channel of this key prefix and wakes the local waiters, until `stop`'s
+/// sender is dropped; reconnects by itself.
+pub(super) async fn subscribe(
+    client: redis::Client,
+    pattern: String,
+    waiters: Arc<Waiters>,
+    mut stop: watch::Receiver<()>,
+) {
+    loop {
+        let session = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.psubscribe(&pattern).await?;
+            let mut messages = pubsub.on_message();
+            let mut tidy = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    message = messages.next() => match message {
+                        Some(message) => waiters.wake(message.get_channel_name()),
+                        None => return Ok::<(), redis::RedisError>(()),
+                    },
+                    _ = tidy.tick() => waiters.tidy(),
+                }
+            }
+        };
+        tokio::select! {
+            _ = stop.changed() => return,
+            result = session => if let Err(e) = result {
+                tracing::debug!(error = %super::kind_name(&e), "shared answers: subscription lost");
+            },
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// One provider's answers in Redis.
+#[derive(Debug, Clone)]
+pub struct SharedAnswers {
+    shared: Shared,
+    provider: String,
+    cache: CacheConfig,
+}
+
+impl SharedAnswers {
+    pub(super) fn new(shared: Shared, provider: &str, cache: &CacheConfig) -> SharedAnswers {
+        SharedAnswers {
+            shared,
+            provider: provider.to_owned(),
+            cache: cache.clone(),
+        }
+    }
+
+    /// Where the answer to `check` for `e164` (and these KYC inputs) lives. The number is hashed.
+    pub fn key(&self, check: Check, e164: &str, kyc: Option<&KycInput>) -> AnswerKey {
+        let kyc = kyc
+            .and_then(|k| serde_json::to_vec(k).ok())
+            .unwrap_or_default();
+        let hashed = self.shared.key(
+            "answer",
+            &[
+                self.provider.as_bytes(),
+                check.as_str().as_bytes(),
+                e164.as_bytes(),
+                &kyc,
+            ],
+        );
+        // The hash tag keeps an answer and its lock on one cluster slot.
+        let (prefix, hash) = hashed.rsplit_once(':').unwrap_or(("", &hashed));
+        let answer = format!("{prefix}:{{{hash}}}");
+        AnswerKey {
+            check,
+            lock: format!("{answer}:lock"),
+            answer,
+        }
+    }
+
+    /// The pattern of every answer channel, for the subscription.
+    pub(super) fn channels(shared: &Shared) -> String {
+        format!("{}:answer:*", shared.config().key_prefix)
+    }
+
+    /// The cached answer, if any; `Err` when Redis cannot be reached.
+    async fn get(&self, key: &AnswerKey) -> Result<Option<(CheckData, SystemTime)>, ()> {
+        let mut connection = self.shared.connection();
+        let value: Option<Vec<u8>> = connection
+            .get(&key.answer)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        Ok(value
+            .and_then(|v| serde_json::from_slice::<Stored>(&v).ok())
+            .map(|s| (s.data, s.fetched_at)))
+    }
+
+    /// Decides who calls the vendor for `key`: the answer may be cached (no older than
+    /// `max_age`), in flight on another replica (then this one waits for it), or this replica's
+    /// to fetch.
+    pub async fn coordinate(&self, key: &AnswerKey, max_age: Option<Duration>) -> Coordination {
+        let lock_timeout = self.shared.config().lock_timeout;
+        let mut waited = false;
+        for _ in 0..ROUNDS {
+            match self.get(key).await {
+                Err(()) => return Coordination::Alone,
+                Ok(Some((data, fetched_at))) if fresh(fetched_at, max_age) => {
+                    return if waited {
+                        Coordination::Joined(data, fetched_at)
+                    } else {
+                        Coordination::Cached(data, fetched_at)
+                    };
+                }
+                Ok(_) => {}
+            }
+            let token = format!("{:032x}", rand::random::<u128>());
+            let mut connection = self.shared.connection();
+            let taken: Result<Option<String>, _> = redis::cmd("SET")
+                .arg(&key.lock)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(lock_timeout.as_millis() as u64)
+                .query_async(&mut connection)
+                .await;
+            match taken {
+                Err(e) => {
+                    unreachable(&e);
+                    return Coordination::Alone;
+                }
+                Ok(Some(_)) => {
+                    return Coordination::Leader(RemoteLock {
+                        key: key.clone(),
+                        token,
+                    });
+                }
+                Ok(None) => {}
+            }
+            waited = true;
+            if self.wait_for_holder(key, lock_timeout).await.is_err() {
+                return Coordination::Alone;
+            }
+        }
+        tracing::warn!(
+            provider = %self.provider,
+            "shared answers: other replicas held the call {ROUNDS} times without an answer; \
+             calling alone"
+        );
+        Coordination::Alone
+    }
+
+    /// Waits until the holder of `key`'s lock publishes or the lock is gone (released, expired).
+    async fn wait_for_holder(&self, key: &AnswerKey, longest: Duration) -> Result<(), ()> {
+        let until = Instant::now() + longest;
+        let mut published = self.shared.inner.waiters.register(&key.answer);
+        let mut connection = self.shared.connection();
+        while Instant::now() < until {
+            let held: bool = connection
+                .exists(&key.lock)
+                .await
+                .map_err(|e| unreachable(&e))?;
+            if !held {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = &mut published => return Ok(()),
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores this replica's answer (or nothing, after a failure or a pending answer), releases
+    /// the lock and wakes the other replicas' waiters. Best effort: if Redis is gone, the lock
+    /// expires by itself.
+    pub async fn finish(&self, lock: RemoteLock, answer: Option<(&CheckData, SystemTime)>) {
+        let ttl = self.cache.ttl(lock.key.check);
+        let value = answer
+            .and_then(|(data, fetched_at)| {
+                let age = SystemTime::now()
+                    .duration_since(fetched_at)
+                    .unwrap_or_default();
+                let left = ttl.checked_sub(age).filter(|d| !d.is_zero())?;
+                let stored = Stored {
+                    data: data.clone(),
+                    fetched_at,
+                };
+                Some((serde_json::to_vec(&stored).ok()?, left))
+            })
+            .unwrap_or_default();
+        let mut connection = self.shared.connection();
+        let result: Result<i64, _> = FINISH
+            .key(&lock.key.answer)
+            .key(&lock.key.lock)
+            .arg(&lock.token)
+            .arg(value.0)
+            .arg(value.1.as_millis().max(1) as u64)
+            .invoke_async(&mut connection)
+            .await;
+        if let Err(e) = result {
+            unreachable(&e);
+        }
+    }
+}
+
+fn fresh(fetched_at: SystemTime, max_age: Option<Duration>) -> bool {
+    let age = SystemTime::now()
+        .duration_since(fetched_at)
+        .unwrap_or_default();
+    max_age.is_none_or(|max| age <= max)
+}
+
+fn unreachable(e: &redis::RedisError) {
+    tracing::debug!(error = %super::kind_name(e), "shared answers: Redis unreachable; going alone");
+}

@@ -1,0 +1,262 @@
+//! State shared by replicas through Redis, when `[redis]` is configured, so that N replicas behave
+//! as one towards the vendors:
+//! - [`SharedQuota`]: each vendor account's rate, kept together;
+//! - [`SharedAnswers`]: the answer cache, and single-flight of vendor calls across replicas;
+//! - [`RedisPendingStore`]: asynchronous submissions (caih), collectable by any replica.
+//!
+//! Numbers never appear in Redis in clear: every key is a keyed hash (HMAC-SHA256 with
+//! `[redis] hash_key`) of what it stands for.
+//!
+//! When Redis cannot be reached, billable calls fail closed (the quota cannot be kept, so no call
+//! is made), while the cache and single-flight fall back to the replica's own. The connection is
+//! re-established by itself.
+
+mod answers;
+mod pending;
+mod quota;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, KeyInit, Mac};
+use redis::aio::ConnectionManager;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::config::SecretRef;
+
+pub use answers::{Coordination, RemoteLock, SharedAnswers};
+pub use pending::RedisPendingStore;
+pub use quota::SharedQuota;
+
+/// `[redis]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` (or `rediss://` for TLS). A password belongs in `password`.
+    pub url: String,
+    /// The server's password (`AUTH`), from the environment or a file.
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+    /// The key of the keyed hash that stands for numbers in Redis keys (any long random string;
+    /// the same on every replica).
+    pub hash_key: SecretRef,
+    /// Prefix of every key phonecheck writes.
+    #[serde(default = "default_prefix")]
+    pub key_prefix: String,
+    /// Longest wait for one Redis command.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long a replica may hold a vendor call for a number before others stop waiting for it
+    /// (a replica that died mid-call); longer than a vendor call with its retries.
+    #[serde(default = "default_lock_timeout", with = "humantime_serde")]
+    pub lock_timeout: Duration,
+}
+
+fn default_prefix() -> String {
+    "phonecheck".to_owned()
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_millis(500)
+}
+
+fn default_lock_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl RedisConfig {
+    /// Problems with this configuration, for start-up validation.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = redis::Client::open(self.url.as_str()) {
+            problems.push(format!(
+                "redis.url: not a redis:// or rediss:// URL ({:?})",
+                e.kind()
+            ));
+        }
+        if self.url.contains('@') {
+            problems.push(
+                "redis.url: credentials do not belong in the URL; use redis.password".to_owned(),
+            );
+        }
+        match self.hash_key.resolve() {
+            Ok(key) if key.expose_secret().len() < 16 => {
+                problems.push("redis.hash_key: use at least 16 characters".to_owned());
+            }
+            Ok(_) => {}
+            Err(e) => problems.push(format!("redis.hash_key: {e}")),
+        }
+        if let Some(Err(e)) = self.password.as_ref().map(SecretRef::resolve) {
+            problems.push(format!("redis.password: {e}"));
+        }
+        if self.timeout.is_zero() || self.lock_timeout.is_zero() {
+            problems.push("redis.timeout and redis.lock_timeout must be above zero".to_owned());
+        }
+        problems
+    }
+}
+
+/// Why Redis could not be used at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    /// A secret could not be read.
+    #[error("{0}")]
+    Secret(String),
+    /// Redis refused or could not be reached; the kind only (details may carry addresses).
+    #[error("Redis: {0}")]
+    Redis(String),
+}
+
+impl From<redis::RedisError> for SharedError {
+    fn from(e: redis::RedisError) -> SharedError {
+        SharedError::Redis(kind_name(&e))
+    }
+}
+
+/// A connection to the shared state.
+#[derive(Clone)]
+pub struct Shared {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connection: ConnectionManager,
+    config: RedisConfig,
+    hash_key: SecretString,
+    waiters: Arc<answers::Waiters>,
+    /// Dropped with the last handle: stops the subscription.
+    _stop: tokio::sync::watch::Sender<()>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("key_prefix", &self.inner.config.key_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Connects (the connection is re-established by itself after Redis comes back).
+    pub async fn connect(config: &RedisConfig) -> Result<Shared, SharedError> {
+        let hash_key = config.hash_key.resolve().map_err(SharedError::Secret)?;
+        let mut info = redis::IntoConnectionInfo::into_connection_info(config.url.as_str())?;
+        if let Some(password) = &config.password {
+            let password = password.resolve().map_err(SharedError::Secret)?;
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_password(password.expose_secret());
+            info = info.set_redis_settings(settings);
+        }
+        let client = redis::Client::open(info)?;
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(config.timeout))
+            .set_connection_timeout(Some(config.timeout));
+        let connection = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
+        let waiters = Arc::new(answers::Waiters::default());
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let shared = Shared {
+            inner: Arc::new(Inner {
+                connection,
+                config: config.clone(),
+                hash_key,
+                waiters: waiters.clone(),
+                _stop: stop,
+            }),
+        };
+        tokio::spawn(answers::subscribe(
+            client,
+            SharedAnswers::channels(&shared),
+            waiters,
+            stopped,
+        ));
+        Ok(shared)
+    }
+
+    fn connection(&self) -> ConnectionManager {
+        self.inner.connection.clone()
+    }
+
+    fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// `prefix:kind:hex(HMAC(hash_key, parts joined by NUL))`: what stands for a number.
+    fn key(&self, kind: &str, parts: &[&[u8]]) -> String {
+        let mut mac =
+            Hmac::<sha2::Sha256>::new_from_slice(self.inner.hash_key.expose_secret().as_bytes())
+                .expect("HMAC takes a key of any length");
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                mac.update(&[0]);
+            }
+            mac.update(part);
+        }
+        format!(
+            "{}:{kind}:{}",
+            self.config().key_prefix,
+            hex::encode(mac.finalize().into_bytes())
+        )
+    }
+
+    /// The shared bucket of a provider's quota; `None` when the quota is unlimited.
+    pub fn quota(
+        &self,
+        provider: &str,
+        quota: crate::providers::QuotaConfig,
+    ) -> Option<SharedQuota> {
+        SharedQuota::new(self.clone(), provider, quota)
+    }
+
+    /// The shared answers of a provider: cache and single-flight.
+    pub fn answers(&self, provider: &str, cache: &crate::config::CacheConfig) -> SharedAnswers {
+        SharedAnswers::new(self.clone(), provider, cache)
+    }
+
+    /// Pending asynchronous submissions, shared by every replica.
+    pub fn pending_store(&self) -> RedisPendingStore {
+        RedisPendingStore::new(self.clone())
+    }
+}
+
+/// A Redis error's kind without its details (which may carry the server's address).
+fn kind_name(e: &redis::RedisError) -> String {
+    format!("{:?}", e.kind())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(hash_key: &str) -> RedisConfig {
+        let dir = std::env::temp_dir().join(format!("phonecheck-hash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(hash_key.len().to_string());
+        std::fs::write(&path, hash_key).unwrap();
+        RedisConfig {
+            url: "redis://127.0.0.1:1/0".to_owned(),
+            password: None,
+            hash_key: SecretRef::File(path),
+            key_prefix: default_prefix(),
+            timeout: default_timeout(),
+            lock_timeout: default_lock_timeout(),
+        }
+    }
+
+    #[test]
+    fn problems_are_named() {
+        assert!(config("a-long-enough-hash-key").problems().is_empty());
+        let short = config("short").problems();
+        assert!(short[0].contains("redis.hash_key"), "{short:?}");
+        let mut with_password = config("a-long-enough-hash-key");
+        with_password.url = "redis://:secret@127.0.0.1:6379".to_owned();
+        let problems = with_password.problems();
+        assert!(problems.iter().any(|p| p.contains("redis.password")));
+        assert!(
+            !problems.iter().any(|p| p.contains("secret")),
+            "{problems:?}"
+        );
+    }
+}

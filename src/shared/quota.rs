@@ -1,0 +1,80 @@
+//! A vendor quota kept by every replica together: a GCRA (generic cell rate algorithm) in one
+//! Redis key per provider, updated by a Lua script, atomically, with Redis's own clock (replicas'
+//! clocks do not matter). When Redis cannot be reached the call fails closed (`STATE_UNAVAILABLE`,
+//! not billed, retried by the usual policy): a replica on its own cannot know what the others
+//! spend.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use super::{Shared, kind_name};
+use crate::providers::{ProviderError, QuotaConfig};
+
+/// GCRA over Redis time, in microseconds, reserving: each caller takes the next slot and is told
+/// how long to wait for it, so that no slot is lost to callers racing for it. KEYS[1]: the
+/// bucket; ARGV[1]: emission interval; ARGV[2]: burst tolerance. Returns the wait (0: go now).
+static GCRA: LazyLock<Arc<redis::Script>> = LazyLock::new(|| {
+    Arc::new(redis::Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local wait = tat - tolerance - now
+if wait < 0 then wait = 0 end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+return math.ceil(wait)
+",
+    ))
+});
+
+/// One provider's quota, shared by every replica on the same Redis.
+#[derive(Debug, Clone)]
+pub struct SharedQuota {
+    shared: Shared,
+    key: String,
+    interval: u64,
+    tolerance: u64,
+}
+
+impl SharedQuota {
+    pub(super) fn new(shared: Shared, provider: &str, quota: QuotaConfig) -> Option<SharedQuota> {
+        if quota.requests_per_second <= 0.0 {
+            return None;
+        }
+        let interval = (1_000_000.0 / quota.requests_per_second).round() as u64;
+        let key = format!("{}:quota:{provider}", shared.config().key_prefix);
+        Some(SharedQuota {
+            shared,
+            key,
+            interval,
+            tolerance: interval * u64::from(quota.burst.max(1) - 1),
+        })
+    }
+
+    /// Reserves the next slot of the shared bucket and waits for it; fails closed when Redis is
+    /// unreachable. (A slot reserved by a caller that then goes away is not used: the bucket errs
+    /// on the side of the vendor's limit.)
+    pub async fn until_ready(&self) -> Result<(), ProviderError> {
+        let mut connection = self.shared.connection();
+        let wait: i64 = GCRA
+            .key(&self.key)
+            .arg(self.interval)
+            .arg(self.tolerance)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| {
+                ProviderError::State(format!(
+                    "the shared quota (Redis) is unreachable, so no call is made: {}",
+                    kind_name(&e)
+                ))
+            })?;
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_micros(wait as u64)).await;
+        }
+        Ok(())
+    }
+}
