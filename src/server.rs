@@ -29,7 +29,7 @@ use crate::providers::tongdun::{TongdunConfig, TongdunProvider};
 use crate::providers::yidun::{YidunConfig, YidunProvider};
 use crate::providers::{BuildContext, Provider, SystemClock};
 use crate::sim::{self, SimConfig, SimServer};
-use crate::store::{SqliteStore, StoreError};
+use crate::store::{JobStore, PendingStore, PostgresStore, SqliteStore, StoreError};
 
 /// Largest request or response message, in bytes.
 const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
@@ -91,7 +91,20 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         None => LocationData::embedded(),
     };
     let analyzer = Analyzer::new(locations);
-    let store = Arc::new(SqliteStore::open(&config.storage.data_dir).await?);
+    let (jobs_store, local_pending): (Arc<dyn JobStore>, Arc<dyn PendingStore>) =
+        match &config.storage.database_url {
+            Some(url) => {
+                let url = url.resolve().map_err(StoreError::Config)?;
+                let store = Arc::new(
+                    PostgresStore::connect(&url, config.storage.database_connections).await?,
+                );
+                (store.clone(), store)
+            }
+            None => {
+                let store = Arc::new(SqliteStore::open(&config.storage.data_dir).await?);
+                (store.clone(), store)
+            }
+        };
     let shared = match &config.redis {
         Some(redis) => Some(
             crate::shared::Shared::connect(redis)
@@ -101,9 +114,9 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         None => None,
     };
     // Replicas sharing Redis share the asynchronous vendors' submissions too.
-    let pending: Arc<dyn crate::store::PendingStore> = match &shared {
+    let pending: Arc<dyn PendingStore> = match &shared {
         Some(shared) => Arc::new(shared.pending_store()),
-        None => store.clone(),
+        None => local_pending,
     };
     let mut ctx = BuildContext {
         http: crate::providers::http_client()?,
@@ -152,7 +165,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         shared.as_ref(),
     ));
     let jobs = Jobs::new(
-        store,
+        jobs_store,
         engine.clone(),
         config.jobs.clone(),
         &config.storage.data_dir,

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -35,31 +33,6 @@ fn thinksms_toml(sim: &SimServer, dir: &std::path::Path, quota: u32) -> String {
         hashcode = sim::SANDBOX_THINKSMS_HASHCODE,
         key = key.display(),
     )
-}
-
-/// A `phonecheck serve` process; returns it with its address once it listens.
-fn spawn_server(config: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phonecheck"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // `serve` prints the address it listens on once the socket is bound.
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("phonecheck listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (child, format!("http://{addr}"))
 }
 
 fn client(url: &str) -> pb::batch_job_service_client::BatchJobServiceClient<Channel> {

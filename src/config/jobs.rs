@@ -40,6 +40,10 @@ pub struct JobsConfig {
     /// they finished.
     #[serde(default = "default_retention", with = "humantime_serde")]
     pub retention: Duration,
+    /// How long a replica's hold on a running job lasts without renewal (it is renewed every
+    /// second while the job runs): when a replica dies, another takes its jobs over after this.
+    #[serde(default = "default_lease", with = "humantime_serde")]
+    pub lease: Duration,
     /// The price of one billable vendor call per check, for the report's cost figures; absent:
     /// the report shows calls, not money.
     #[serde(default)]
@@ -99,6 +103,9 @@ impl JobsConfig {
         if !(self.quota_share > 0.0 && self.quota_share <= 1.0) {
             problems.push("jobs.quota_share must be above 0 and at most 1".to_owned());
         }
+        if self.lease < Duration::from_secs(3) {
+            problems.push("jobs.lease must be at least 3s (it is renewed every second)".to_owned());
+        }
         if self.max_passes == 0 || self.failure_passes == 0 {
             problems.push("jobs.max_passes and jobs.failure_passes must be at least 1".to_owned());
         }
@@ -129,6 +136,7 @@ impl Default for JobsConfig {
             max_passes: default_max_passes(),
             failure_passes: default_failure_passes(),
             retention: default_retention(),
+            lease: default_lease(),
             prices: None,
         }
     }
@@ -165,6 +173,10 @@ fn default_failure_passes() -> u32 {
 /// With the default `retry_after`, a day: caih labels numbers within hours.
 fn default_max_passes() -> u32 {
     1_440
+}
+
+fn default_lease() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_retention() -> Duration {

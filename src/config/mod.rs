@@ -317,17 +317,30 @@ fn default_cache_entries() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Directory of the embedded database (created if missing).
+    /// Directory of the embedded database (created if missing), and of upload spool files.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// A PostgreSQL database shared by replicas (`postgres://user:password@host/db`, from the
+    /// environment or a file since it holds a password) instead of the embedded one.
+    #[serde(default)]
+    pub database_url: Option<SecretRef>,
+    /// Connections to PostgreSQL per replica.
+    #[serde(default = "default_database_connections")]
+    pub database_connections: u32,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: default_data_dir(),
+            database_url: None,
+            database_connections: default_database_connections(),
         }
     }
+}
+
+fn default_database_connections() -> u32 {
+    8
 }
 
 fn default_data_dir() -> PathBuf {
@@ -466,6 +479,20 @@ impl Config {
         problems.extend(self.jobs.problems());
         if let Some(redis) = &self.redis {
             problems.extend(redis.problems());
+        }
+        if let Some(url) = &self.storage.database_url {
+            match url.resolve() {
+                Ok(url) if !secrecy::ExposeSecret::expose_secret(&url).starts_with("postgres") => {
+                    problems.push(
+                        "storage.database_url: not a postgres:// or postgresql:// URL".to_owned(),
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => problems.push(format!("storage.database_url: {e}")),
+            }
+        }
+        if self.storage.database_connections == 0 {
+            problems.push("storage.database_connections must be at least 1".to_owned());
         }
         for (name, tenant) in &self.tenants {
             if let Some(rate) = tenant.rate_limit

@@ -25,6 +25,9 @@ use crate::store::{JobRecord, JobState, JobStore, NewJob, StoreError};
 
 pub use runner::Runner;
 
+/// On a shared store, an upload still unfinished after this is a dead replica's.
+const ORPHAN_UPLOAD_AGE: Duration = Duration::from_secs(6 * 3600);
+
 /// Most bad rows returned with a job.
 pub const BAD_ROWS_SHOWN: u32 = 100;
 
@@ -122,7 +125,7 @@ impl Jobs {
         let spool = data_dir.join("uploads");
         std::fs::create_dir_all(&spool)?;
         Ok(Arc::new(Jobs {
-            runner: Runner::new(config.max_running),
+            runner: Runner::new(config.max_running, config.lease),
             store,
             engine,
             config,
@@ -136,25 +139,37 @@ impl Jobs {
         for entry in std::fs::read_dir(&self.spool)? {
             let _ = std::fs::remove_file(entry?.path());
         }
-        let dropped = self.store.drop_unfinished_imports().await?;
-        if dropped > 0 {
-            tracing::warn!(dropped, "removed jobs whose upload never finished");
-        }
-        for id in self.store.jobs_in_state(JobState::Running).await? {
-            self.store
-                .transition(&id, &[JobState::Running], JobState::Queued, "")
+        // An embedded store is this process's alone: what it says is importing or running, a
+        // previous process was. On a shared store those may be other replicas' (a dead
+        // replica's uploads are dropped by the sweeper, its jobs taken over as leases lapse).
+        if !self.store.shared() {
+            let dropped = self
+                .store
+                .drop_unfinished_imports(SystemTime::now())
                 .await?;
-            tracing::info!(job = %id, "resuming a job the previous process was running");
+            if dropped > 0 {
+                tracing::warn!(dropped, "removed jobs whose upload never finished");
+            }
+            for id in self.store.jobs_in_state(JobState::Running).await? {
+                self.store
+                    .transition(&id, &[JobState::Running], JobState::Queued, "")
+                    .await?;
+                tracing::info!(job = %id, "resuming a job the previous process was running");
+            }
         }
         self.sweep().await?;
         runner::spawn(self.clone());
         Ok(())
     }
 
-    /// Stops running jobs (they stay `RUNNING` and resume at the next start) and waits for their
-    /// results so far to be written.
+    /// Stops running jobs and waits for their results so far to be written. They stay `RUNNING`
+    /// with their leases given up: they resume at the next start, or at once on another replica.
     pub async fn shutdown(&self) {
-        self.runner.stop_all().await;
+        for id in self.runner.stop_all().await {
+            if let Err(e) = self.store.release_lease(&id, self.runner.owner()).await {
+                tracing::warn!(job = %id, error = %e, "cannot give up the job's lease");
+            }
+        }
     }
 
     /// Deletes jobs that finished longer than the retention ago.
@@ -162,6 +177,15 @@ impl Jobs {
         let before = SystemTime::now()
             .checked_sub(self.config.retention)
             .unwrap_or(SystemTime::UNIX_EPOCH);
+        if self.store.shared() {
+            let orphans = SystemTime::now()
+                .checked_sub(ORPHAN_UPLOAD_AGE)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let dropped = self.store.drop_unfinished_imports(orphans).await?;
+            if dropped > 0 {
+                tracing::warn!(dropped, "removed jobs whose upload never finished");
+            }
+        }
         let expired = self.store.finished_before(before).await?;
         for id in &expired {
             self.store.delete_job(id).await?;
@@ -302,7 +326,7 @@ impl Jobs {
         let next = if jobs.len() > limit as usize {
             jobs.truncate(limit as usize);
             jobs.last()
-                .map(|j| (unix_millis(j.job.created_at), j.job.id.clone()))
+                .map(|j| (crate::store::millis(j.job.created_at), j.job.id.clone()))
         } else {
             None
         };
@@ -353,10 +377,4 @@ impl Jobs {
 
     /// The shortest interval between watch updates.
     pub const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(100);
-}
-
-/// Milliseconds since the Unix epoch (the list cursor's unit).
-pub fn unix_millis(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -2,11 +2,16 @@
 //! through the engine at bulk priority, writes results as they come (group commit: whatever has
 //! arrived while the previous write ran goes in the next transaction), and makes further passes for
 //! numbers still waiting for an asynchronous vendor or after a retryable failure.
+//!
+//! A job runs under a lease in the store, renewed every [`RENEW_EVERY`]: on a shared store
+//! (several replicas) a job runs on one replica at a time, and when that replica dies another
+//! takes the job over once the lease has lapsed. A failed renewal means the job is not this
+//! process's any more (cancelled on another replica, deleted, or taken over): it stops.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use prost::Message;
@@ -20,7 +25,7 @@ use crate::api::convert;
 use crate::domain::CheckState;
 use crate::engine::{Engine, LookupRequest, Priority};
 use crate::pb;
-use crate::store::{JobState, JobStore, NumberFate, NumberResult, StoreError, TodoNumber};
+use crate::store::{JobState, JobStore, Lease, NumberFate, NumberResult, StoreError, TodoNumber};
 
 /// Numbers fetched from the store at once.
 const PAGE: u32 = 1_000;
@@ -28,10 +33,15 @@ const PAGE: u32 = 1_000;
 const MAX_WRITE: usize = 1_000;
 /// How often the retention sweeper runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+/// How often a running job's lease is renewed.
+pub const RENEW_EVERY: Duration = Duration::from_secs(1);
 
 /// The jobs running in this process.
 #[derive(Debug)]
 pub struct Runner {
+    /// This process, as the holder of leases.
+    owner: String,
+    lease: Duration,
     max_running: usize,
     wake: Notify,
     stopping: AtomicBool,
@@ -45,13 +55,30 @@ struct Running {
 }
 
 impl Runner {
-    pub(super) fn new(max_running: usize) -> Runner {
+    pub(super) fn new(max_running: usize, lease: Duration) -> Runner {
+        // The pod's name in Kubernetes, for people reading the store; unique with the id.
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "phonecheck".to_owned());
         Runner {
+            owner: format!("{host}/{}", uuid::Uuid::now_v7()),
+            lease,
             max_running,
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
             running: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A lease for this process from `now`.
+    fn lease(&self, now: SystemTime) -> Lease {
+        Lease {
+            owner: self.owner.clone(),
+            until: now + self.lease,
+        }
+    }
+
+    /// Who this process is, as the holder of leases.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// Tells the scheduler to look for queued jobs.
@@ -69,17 +96,20 @@ impl Runner {
         }
     }
 
-    /// Stops every job and the scheduler.
-    pub async fn stop_all(&self) {
+    /// Stops every job and the scheduler; returns the ids of the jobs it stopped.
+    pub async fn stop_all(&self) -> Vec<String> {
         self.stopping.store(true, Ordering::SeqCst);
         self.wake.notify_one();
-        let all: Vec<Running> = self.running.lock().await.drain().map(|(_, r)| r).collect();
-        for running in &all {
+        let all: Vec<(String, Running)> = self.running.lock().await.drain().collect();
+        for (_, running) in &all {
             let _ = running.stop.send(true);
         }
-        for running in all {
+        let mut stopped = Vec::with_capacity(all.len());
+        for (id, running) in all {
             let _ = running.task.await;
+            stopped.push(id);
         }
+        stopped
     }
 }
 
@@ -88,6 +118,12 @@ pub(super) fn spawn(jobs: Arc<Jobs>) {
     tokio::spawn(async move {
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         sweep.tick().await;
+        // On a shared store, jobs whose replica died become runnable when their lease lapses.
+        let mut lapsed = tokio::time::interval(if jobs.store.shared() {
+            jobs.runner.lease / 3
+        } else {
+            SWEEP_EVERY
+        });
         loop {
             if jobs.runner.stopping.load(Ordering::SeqCst) {
                 break;
@@ -97,6 +133,7 @@ pub(super) fn spawn(jobs: Arc<Jobs>) {
             }
             tokio::select! {
                 () = jobs.runner.wake.notified() => {}
+                _ = lapsed.tick() => {}
                 _ = sweep.tick() => {
                     if let Err(e) = jobs.sweep().await {
                         warn!(error = %e, "retention sweep failed");
@@ -116,15 +153,12 @@ async fn schedule(jobs: &Arc<Jobs>) -> Result<(), StoreError> {
     if running.len() >= runner.max_running || runner.stopping.load(Ordering::SeqCst) {
         return Ok(());
     }
-    for id in jobs.store.jobs_in_state(JobState::Queued).await? {
+    let now = SystemTime::now();
+    for id in jobs.store.runnable_jobs(now).await? {
         if running.len() >= runner.max_running {
             break;
         }
-        if !jobs
-            .store
-            .transition(&id, &[JobState::Queued], JobState::Running, "")
-            .await?
-        {
+        if running.contains_key(&id) || !jobs.store.take_job(&id, &runner.lease(now), now).await? {
             continue;
         }
         let (stop, stopped) = watch::channel(false);
@@ -137,13 +171,19 @@ async fn schedule(jobs: &Arc<Jobs>) -> Result<(), StoreError> {
 enum Ended {
     Finished,
     Stopped,
+    /// The lease could not be renewed: the job is no longer this process's to run.
+    LeaseLost,
 }
 
 async fn run(jobs: Arc<Jobs>, id: String, stop: watch::Receiver<bool>) {
     info!(job = %id, "job started");
     let running = metrics::gauge!(crate::metrics::JOBS_RUNNING);
     running.increment(1.0);
-    match run_passes(&jobs, &id, stop).await {
+    let ended = tokio::select! {
+        ended = run_passes(&jobs, &id, stop) => ended,
+        () = keep_lease(&jobs, &id) => Ok(Ended::LeaseLost),
+    };
+    match ended {
         Ok(Ended::Finished) => {
             if let Err(e) = jobs
                 .store
@@ -155,6 +195,10 @@ async fn run(jobs: Arc<Jobs>, id: String, stop: watch::Receiver<bool>) {
             info!(job = %id, "job finished");
         }
         Ok(Ended::Stopped) => info!(job = %id, "job stopped"),
+        Ok(Ended::LeaseLost) => info!(
+            job = %id,
+            "job stopped: it was cancelled or deleted, or another replica took it over"
+        ),
         Err(e) => {
             warn!(job = %id, error = %e, "job failed");
             let _ = jobs
@@ -172,6 +216,22 @@ async fn run(jobs: Arc<Jobs>, id: String, stop: watch::Receiver<bool>) {
     // Still in the map unless a stop took it out.
     jobs.runner.running.lock().await.remove(&id);
     jobs.runner.wake();
+}
+
+/// Renews the job's lease every [`RENEW_EVERY`] until it cannot be renewed.
+async fn keep_lease(jobs: &Jobs, id: &str) {
+    let mut every = tokio::time::interval(RENEW_EVERY);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let lease = jobs.runner.lease(SystemTime::now());
+        match jobs.store.renew_lease(id, &lease).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            // Tried again next tick; if the lease lapses meanwhile, the next renewal says so.
+            Err(e) => warn!(job = %id, error = %e, "cannot renew the job's lease"),
+        }
+    }
 }
 
 async fn run_passes(

@@ -230,9 +230,20 @@ pub enum ExportFilter {
     LineStatus(i32),
 }
 
+/// A process's right to run a job until a time, renewed while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Who holds it: one id per process.
+    pub owner: String,
+    /// When it lapses unless renewed.
+    pub until: SystemTime,
+}
+
 /// Jobs, rows, numbers and results.
 #[async_trait]
 pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether other processes use the store at the same time (replicas on a shared database).
+    fn shared(&self) -> bool;
     /// Records a job being imported (invisible until [`JobStore::finish_import`]).
     async fn create_job(&self, job: &NewJob) -> Result<(), StoreError>;
     /// Adds rows (with consecutive `seq` from `first_seq`) and their numbers.
@@ -245,8 +256,9 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     /// Records what the import found out about the file (format, encoding, columns), counts the
     /// imported rows and queues the job.
     async fn finish_import(&self, job: &NewJob) -> Result<(), StoreError>;
-    /// Removes every job whose import never finished (the process died during an upload).
-    async fn drop_unfinished_imports(&self) -> Result<u64, StoreError>;
+    /// Removes the jobs created before `created_before` whose import never finished (their
+    /// process died during the upload).
+    async fn drop_unfinished_imports(&self, created_before: SystemTime) -> Result<u64, StoreError>;
     /// A job, if it exists (importing jobs do not).
     async fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError>;
     /// A tenant's jobs, newest first, after the `(created_at, id)` cursor.
@@ -258,6 +270,22 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<JobRecord>, StoreError>;
     /// Ids of jobs in `state`, oldest first.
     async fn jobs_in_state(&self, state: JobState) -> Result<Vec<String>, StoreError>;
+    /// Ids of the jobs waiting for a runner, oldest first: queued ones, and running ones whose
+    /// lease lapsed before `now` (the process running them died).
+    async fn runnable_jobs(&self, now: SystemTime) -> Result<Vec<String>, StoreError>;
+    /// Takes a runnable job under `lease`: it becomes `Running` (stamping `started_at` once).
+    /// False when it is runnable no longer (another process took it first, or it was cancelled).
+    async fn take_job(
+        &self,
+        job_id: &str,
+        lease: &Lease,
+        now: SystemTime,
+    ) -> Result<bool, StoreError>;
+    /// Extends the lease of a running job. False when the job is not this owner's to run any more
+    /// (cancelled, deleted, or taken over after the lease lapsed).
+    async fn renew_lease(&self, job_id: &str, lease: &Lease) -> Result<bool, StoreError>;
+    /// Gives up the lease of a running job, so that any process may take the job at once.
+    async fn release_lease(&self, job_id: &str, owner: &str) -> Result<(), StoreError>;
     /// Moves a job from one of `from` to `to`; false when it was in none of them. A final state
     /// stamps `finished_at`; `Running` stamps `started_at` once.
     async fn transition(

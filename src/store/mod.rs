@@ -1,20 +1,22 @@
-//! What phonecheck must remember across restarts, behind traits so that another backend (a shared
-//! database for several replicas) can be added. The embedded default is SQLite, in the configured
-//! data directory.
+//! What phonecheck must remember across restarts, behind traits: SQLite in the data directory
+//! (the embedded default), or PostgreSQL shared by replicas (`storage.database_url`). Both run the
+//! same SQL (`sql/`); each has its own migrations (`migrations/sqlite`, `migrations/postgres`).
 //!
 //! Kept: the asynchronous vendors' pending submissions (caih adds a number today and labels it
 //! hours later; the submission must survive a restart and must never be made twice), and bulk
 //! jobs with their rows and results ([`JobStore`]).
 
 mod jobs;
+mod postgres;
+mod sql;
 mod sqlite;
-mod sqlite_jobs;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
 pub use jobs::*;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Unix milliseconds, as stored.
@@ -37,6 +39,9 @@ pub enum StoreError {
     /// The database's schema could not be brought up to date.
     #[error("store migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The store's configuration is not usable.
+    #[error("{0}")]
+    Config(String),
     /// The shared state (Redis) failed; the error's kind only.
     #[error("shared state (Redis): {0}")]
     Shared(String),

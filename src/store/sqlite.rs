@@ -2,15 +2,13 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{Claim, PendingStore, PendingSubmission, StoreError, from_millis, millis};
+use super::StoreError;
 
 /// The file name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "phonecheck.db";
@@ -18,7 +16,7 @@ pub const DATABASE_FILE: &str = "phonecheck.db";
 /// SQLite, one file in the data directory, WAL journal.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pub(super) pool: SqlitePool,
+    pool: SqlitePool,
 }
 
 impl SqliteStore {
@@ -54,107 +52,24 @@ impl SqliteStore {
             .max_connections(connections)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore { pool })
     }
 }
 
-#[async_trait]
-impl PendingStore for SqliteStore {
-    async fn claim(
-        &self,
-        provider: &str,
-        number: &str,
-        stale_after: Duration,
-    ) -> Result<Claim, StoreError> {
-        let now = SystemTime::now();
-        let stale_before = millis(now.checked_sub(stale_after).unwrap_or(UNIX_EPOCH));
-        // One statement, so concurrent claims cannot both win: insert, or take over a claim whose
-        // submission never completed.
-        let taken = sqlx::query(
-            "INSERT INTO pending_submissions (provider, number, batch_id, submitted_at)
-             VALUES (?1, ?2, NULL, ?3)
-             ON CONFLICT (provider, number) DO UPDATE SET submitted_at = excluded.submitted_at
-             WHERE pending_submissions.batch_id IS NULL AND pending_submissions.submitted_at <= ?4",
-        )
-        .bind(provider)
-        .bind(number)
-        .bind(millis(now))
-        .bind(stale_before)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if taken == 1 {
-            return Ok(Claim::Claimed);
-        }
-        match self.get(provider, number).await? {
-            Some(pending) => Ok(Claim::Pending(pending)),
-            // Released between the two statements: claim again.
-            None => Box::pin(self.claim(provider, number, stale_after)).await,
-        }
-    }
-
-    async fn submitted(
-        &self,
-        provider: &str,
-        numbers: &[String],
-        batch_id: &str,
-    ) -> Result<(), StoreError> {
-        let now = millis(SystemTime::now());
-        let mut tx = self.pool.begin().await?;
-        for number in numbers {
-            sqlx::query(
-                "INSERT INTO pending_submissions (provider, number, batch_id, submitted_at)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (provider, number) DO UPDATE SET batch_id = excluded.batch_id,
-                     submitted_at = excluded.submitted_at",
-            )
-            .bind(provider)
-            .bind(number)
-            .bind(batch_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn release(&self, provider: &str, numbers: &[String]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for number in numbers {
-            sqlx::query("DELETE FROM pending_submissions WHERE provider = ?1 AND number = ?2")
-                .bind(provider)
-                .bind(number)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn get(
-        &self,
-        provider: &str,
-        number: &str,
-    ) -> Result<Option<PendingSubmission>, StoreError> {
-        let row = sqlx::query(
-            "SELECT batch_id, submitted_at FROM pending_submissions WHERE provider = ?1 AND number = ?2",
-        )
-        .bind(provider)
-        .bind(number)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|row| PendingSubmission {
-            batch_id: row.get::<Option<String>, _>(0),
-            submitted_at: from_millis(row.get::<i64, _>(1)),
-        }))
-    }
-}
+crate::store::sql::pending::sql_pending_store!(SqliteStore);
+crate::store::sql::jobs::sql_job_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    shared = false
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Claim, JobState, JobStore, Lease, NewJob, PendingStore};
+    use std::time::SystemTime;
 
     const STALE: Duration = Duration::from_secs(60);
 
@@ -235,5 +150,81 @@ mod tests {
                 .as_deref(),
             Some("u1")
         );
+    }
+
+    #[tokio::test]
+    async fn a_job_runs_under_one_lease_at_a_time() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let job = NewJob {
+            id: "job_1".into(),
+            tenant: String::new(),
+            spec: Vec::new(),
+            format: 1,
+            encoding: "utf-8".into(),
+            number_column: "column 1".into(),
+            columns: Vec::new(),
+            sheets: 0,
+            created_at: SystemTime::now(),
+        };
+        store.create_job(&job).await.unwrap();
+        store.finish_import(&job).await.unwrap();
+        let t0 = SystemTime::now();
+        let lease = |owner: &str, from: SystemTime| Lease {
+            owner: owner.into(),
+            until: from + Duration::from_secs(30),
+        };
+        assert_eq!(store.runnable_jobs(t0).await.unwrap(), ["job_1"]);
+        assert!(store.take_job("job_1", &lease("a", t0), t0).await.unwrap());
+        assert!(!store.take_job("job_1", &lease("b", t0), t0).await.unwrap());
+        assert!(store.runnable_jobs(t0).await.unwrap().is_empty());
+        assert!(store.renew_lease("job_1", &lease("a", t0)).await.unwrap());
+
+        // a stops renewing: once its lease lapses, b takes the job, and a's renewal is refused.
+        let later = t0 + Duration::from_secs(31);
+        assert_eq!(store.runnable_jobs(later).await.unwrap(), ["job_1"]);
+        assert!(
+            store
+                .take_job("job_1", &lease("b", later), later)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .renew_lease("job_1", &lease("a", later))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.job("job_1").await.unwrap().unwrap().state,
+            JobState::Running
+        );
+
+        // Given up at shutdown: runnable at once.
+        store.release_lease("job_1", "a").await.unwrap();
+        assert!(
+            store.runnable_jobs(later).await.unwrap().is_empty(),
+            "not a's to give up"
+        );
+        store.release_lease("job_1", "b").await.unwrap();
+        assert_eq!(store.runnable_jobs(later).await.unwrap(), ["job_1"]);
+
+        // Cancelled: no lease renews any more, and it is not runnable.
+        assert!(
+            store
+                .take_job("job_1", &lease("c", later), later)
+                .await
+                .unwrap()
+        );
+        store
+            .transition("job_1", &[JobState::Running], JobState::Cancelled, "")
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .renew_lease("job_1", &lease("c", later))
+                .await
+                .unwrap()
+        );
+        assert!(store.runnable_jobs(later).await.unwrap().is_empty());
     }
 }

@@ -398,3 +398,36 @@ pub fn status_count(job: &pb::BatchJob, status: pb::LineStatus) -> i64 {
         .find(|c| c.status == status as i32)
         .map_or(0, |c| c.count)
 }
+
+/// A `phonecheck serve` process; returns it with its address once it listens.
+pub fn spawn_server(config: &Path) -> (std::process::Child, String) {
+    spawn_server_with(config, &[])
+}
+
+/// Like `spawn_server`, with more environment variables.
+pub fn spawn_server_with(config: &Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phonecheck"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // `serve` prints the address it listens on once the socket is bound.
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("phonecheck listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, format!("http://{addr}"))
+}

@@ -1,27 +1,35 @@
-//! [`JobStore`] on the embedded SQLite database.
+//! [`JobStore`] in SQL, one text for SQLite and PostgreSQL: `$N` parameters (which SQLite takes
+//! too), `ON CONFLICT` upserts, `UPDATE ... FROM (VALUES ...)`, and column types that decode the
+//! same from both (see the two `migrations/` folders).
+//!
+//! [`JobStore`]: crate::store::JobStore
 
+/// Rows per INSERT statement (SQLite allows 32,766 bound values, PostgreSQL 65,535).
+pub(in crate::store) const ROWS_PER_STATEMENT: usize = 1_000;
+/// Results per UPDATE statement.
+pub(in crate::store) const RESULTS_PER_STATEMENT: usize = 500;
+
+pub(in crate::store) const JOB_COLUMNS: &str = "id, tenant, state, spec, format, encoding, \
+    number_column, columns, sheets, created_at, started_at, finished_at, error, rows_total, \
+    rows_done, numbers_total, numbers_done, numbers_pending, numbers_failed, bad_rows, billable, \
+    cache_hits, passes, rate";
+
+/// Implements [`JobStore`](crate::store::JobStore) for `$store` (with a `pool` of `$db`, whose
+/// rows are `$row`), and tells whether other processes share it.
+macro_rules! sql_job_store {
+    ($store:ty, $db:ty, $row:ty, shared = $shared:expr) => {
+const _: () = {
 use std::collections::HashMap;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row};
 
-use super::StoreError;
-use super::jobs::*;
-use super::sqlite::SqliteStore;
-use super::{from_millis, millis};
+use crate::store::jobs::*;
+use crate::store::sql::jobs::{JOB_COLUMNS, RESULTS_PER_STATEMENT, ROWS_PER_STATEMENT};
+use crate::store::{StoreError, from_millis, millis};
 
-/// Rows per INSERT statement (SQLite allows 32,766 bound values).
-const ROWS_PER_STATEMENT: usize = 1_000;
-/// Results per UPDATE statement.
-const RESULTS_PER_STATEMENT: usize = 500;
-
-const JOB_COLUMNS: &str = "id, tenant, state, spec, format, encoding, number_column, columns, \
-    sheets, created_at, started_at, finished_at, error, rows_total, rows_done, numbers_total, \
-    numbers_done, numbers_pending, numbers_failed, bad_rows, billable, cache_hits, passes, rate";
-
-fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
+fn job_from_row(row: &$row) -> Result<JobRecord, StoreError> {
     let columns: String = row.get("columns");
     Ok(JobRecord {
         job: NewJob {
@@ -56,10 +64,10 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
     })
 }
 
-impl SqliteStore {
+impl $store {
     async fn line_status_rows(&self, job_id: &str) -> Result<Vec<(i32, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT line_status, rows FROM batch_job_counts WHERE job_id = ?1 ORDER BY line_status",
+            "SELECT line_status, rows FROM batch_job_counts WHERE job_id = $1 ORDER BY line_status",
         )
         .bind(job_id)
         .fetch_all(&self.pool)
@@ -69,12 +77,16 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl JobStore for SqliteStore {
+impl JobStore for $store {
+    fn shared(&self) -> bool {
+        $shared
+    }
+
     async fn create_job(&self, job: &NewJob) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO batch_jobs (id, tenant, state, spec, format, encoding, number_column,
                  columns, sheets, created_at)
-             VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&job.id)
         .bind(&job.tenant)
@@ -114,7 +126,7 @@ impl JobStore for SqliteStore {
         let mut tx = self.pool.begin().await?;
         for (chunk_index, chunk) in rows.chunks(ROWS_PER_STATEMENT).enumerate() {
             let base = first_seq + (chunk_index * ROWS_PER_STATEMENT) as i64;
-            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+            let mut insert: QueryBuilder<$db> = QueryBuilder::new(
                 "INSERT INTO batch_job_rows (job_id, seq, sheet, row_no, cells, number_key, problem) ",
             );
             insert.push_values(chunk.iter().enumerate(), |mut b, (i, row)| {
@@ -129,7 +141,7 @@ impl JobStore for SqliteStore {
             insert.build().execute(&mut *tx).await?;
         }
         for chunk in order.chunks(ROWS_PER_STATEMENT) {
-            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+            let mut insert: QueryBuilder<$db> = QueryBuilder::new(
                 "INSERT INTO batch_job_numbers (job_id, key, seq, input, rows, carrier, province) ",
             );
             insert.push_values(chunk, |mut b, key| {
@@ -155,14 +167,14 @@ impl JobStore for SqliteStore {
         let job_id = job.id.as_str();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "UPDATE batch_jobs SET format = ?3, encoding = ?4, number_column = ?5, columns = ?6,
-                 sheets = ?7,
-                 rows_total = (SELECT COUNT(*) FROM batch_job_rows WHERE job_id = ?1),
+            "UPDATE batch_jobs SET format = $3, encoding = $4, number_column = $5, columns = $6,
+                 sheets = $7,
+                 rows_total = (SELECT COUNT(*) FROM batch_job_rows WHERE job_id = $1),
                  bad_rows = (SELECT COUNT(*) FROM batch_job_rows
-                             WHERE job_id = ?1 AND number_key IS NULL),
-                 numbers_total = (SELECT COUNT(*) FROM batch_job_numbers WHERE job_id = ?1),
-                 state = ?2
-             WHERE id = ?1",
+                             WHERE job_id = $1 AND number_key IS NULL),
+                 numbers_total = (SELECT COUNT(*) FROM batch_job_numbers WHERE job_id = $1),
+                 state = $2
+             WHERE id = $1",
         )
         .bind(job_id)
         .bind(JobState::Queued as i64)
@@ -174,7 +186,7 @@ impl JobStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         // Bad rows are done the moment they are read.
-        sqlx::query("UPDATE batch_jobs SET rows_done = bad_rows WHERE id = ?1")
+        sqlx::query("UPDATE batch_jobs SET rows_done = bad_rows WHERE id = $1")
             .bind(job_id)
             .execute(&mut *tx)
             .await?;
@@ -182,18 +194,25 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
-    async fn drop_unfinished_imports(&self) -> Result<u64, StoreError> {
-        let ids = self.jobs_in_state(JobState::Importing).await?;
-        for id in &ids {
-            self.delete_job(id).await?;
+    async fn drop_unfinished_imports(
+        &self,
+        created_before: SystemTime,
+    ) -> Result<u64, StoreError> {
+        let rows = sqlx::query("SELECT id FROM batch_jobs WHERE state = $1 AND created_at < $2")
+            .bind(JobState::Importing as i64)
+            .bind(millis(created_before))
+            .fetch_all(&self.pool)
+            .await?;
+        for row in &rows {
+            self.delete_job(row.get(0)).await?;
         }
-        Ok(ids.len() as u64)
+        Ok(rows.len() as u64)
     }
 
     async fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
         // Only constant text is formatted into these statements.
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM batch_jobs WHERE id = ?1 AND state <> 0"
+            "SELECT {JOB_COLUMNS} FROM batch_jobs WHERE id = $1 AND state <> 0"
         )))
         .bind(job_id)
         .fetch_optional(&self.pool)
@@ -210,22 +229,22 @@ impl JobStore for SqliteStore {
         after: Option<(i64, String)>,
         limit: u32,
     ) -> Result<Vec<JobRecord>, StoreError> {
-        let (created, id) = after.unwrap_or((i64::MAX, String::new()));
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM batch_jobs
-             WHERE tenant = ?1 AND state <> 0 AND (created_at < ?2 OR (created_at = ?2 AND id < ?3))
-             ORDER BY created_at DESC, id DESC LIMIT ?4"
-        )))
-        .bind(tenant)
-        .bind(created)
-        .bind(if created == i64::MAX {
-            "\u{10ffff}"
-        } else {
-            id.as_str()
-        })
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let mut query: QueryBuilder<$db> = QueryBuilder::new(format!(
+            "SELECT {JOB_COLUMNS} FROM batch_jobs WHERE state <> 0 AND tenant = "
+        ));
+        query.push_bind(tenant);
+        if let Some((created, id)) = &after {
+            query.push(" AND (created_at < ");
+            query.push_bind(*created);
+            query.push(" OR (created_at = ");
+            query.push_bind(*created);
+            query.push(" AND id < ");
+            query.push_bind(id.as_str());
+            query.push("))");
+        }
+        query.push(" ORDER BY created_at DESC, id DESC LIMIT ");
+        query.push_bind(i64::from(limit));
+        let rows = query.build().fetch_all(&self.pool).await?;
         let mut jobs = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut job = job_from_row(row)?;
@@ -237,11 +256,72 @@ impl JobStore for SqliteStore {
 
     async fn jobs_in_state(&self, state: JobState) -> Result<Vec<String>, StoreError> {
         let rows =
-            sqlx::query("SELECT id FROM batch_jobs WHERE state = ?1 ORDER BY created_at, id")
+            sqlx::query("SELECT id FROM batch_jobs WHERE state = $1 ORDER BY created_at, id")
                 .bind(state as i64)
                 .fetch_all(&self.pool)
                 .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn runnable_jobs(&self, now: SystemTime) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM batch_jobs WHERE state = $1 OR (state = $2 AND lease_until < $3)
+             ORDER BY created_at, id",
+        )
+        .bind(JobState::Queued as i64)
+        .bind(JobState::Running as i64)
+        .bind(millis(now))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn take_job(
+        &self,
+        job_id: &str,
+        lease: &Lease,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        // A compare-and-set on the row: of processes racing for a job, one sees it runnable.
+        let taken = sqlx::query(
+            "UPDATE batch_jobs SET state = $2, started_at = COALESCE(started_at, $5),
+                 lease_owner = $3, lease_until = $4
+             WHERE id = $1 AND (state = $6 OR (state = $2 AND lease_until < $5))",
+        )
+        .bind(job_id)
+        .bind(JobState::Running as i64)
+        .bind(&lease.owner)
+        .bind(millis(lease.until))
+        .bind(millis(now))
+        .bind(JobState::Queued as i64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(taken == 1)
+    }
+
+    async fn renew_lease(&self, job_id: &str, lease: &Lease) -> Result<bool, StoreError> {
+        let renewed = sqlx::query(
+            "UPDATE batch_jobs SET lease_until = $3
+             WHERE id = $1 AND lease_owner = $2 AND state = $4",
+        )
+        .bind(job_id)
+        .bind(&lease.owner)
+        .bind(millis(lease.until))
+        .bind(JobState::Running as i64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(renewed == 1)
+    }
+
+    async fn release_lease(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE batch_jobs SET lease_until = 0 WHERE id = $1 AND lease_owner = $2")
+            .bind(job_id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn transition(
@@ -252,7 +332,7 @@ impl JobStore for SqliteStore {
         error: &str,
     ) -> Result<bool, StoreError> {
         let now = millis(SystemTime::now());
-        let mut update: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE batch_jobs SET state = ");
+        let mut update: QueryBuilder<$db> = QueryBuilder::new("UPDATE batch_jobs SET state = ");
         update.push_bind(to as i64);
         if to == JobState::Running {
             update.push(", started_at = COALESCE(started_at, ");
@@ -284,7 +364,7 @@ impl JobStore for SqliteStore {
     ) -> Result<Vec<TodoNumber>, StoreError> {
         let rows = sqlx::query(
             "SELECT key, seq, input, passes FROM batch_job_numbers
-             WHERE job_id = ?1 AND state = 0 AND seq > ?2 ORDER BY seq LIMIT ?3",
+             WHERE job_id = $1 AND state = 0 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(job_id)
         .bind(after_seq)
@@ -317,7 +397,7 @@ impl JobStore for SqliteStore {
         // One statement per chunk; only numbers still to check are updated, so a result recorded
         // twice counts once.
         for chunk in results.chunks(RESULTS_PER_STATEMENT) {
-            let mut update: QueryBuilder<Sqlite> = QueryBuilder::new(
+            let mut update: QueryBuilder<$db> = QueryBuilder::new(
                 "UPDATE batch_job_numbers SET state = v.column2, passes = passes + 1,
                      line_status = v.column3, failed = v.column4, report = v.column5
                  FROM (",
@@ -363,10 +443,10 @@ impl JobStore for SqliteStore {
             }
         }
         sqlx::query(
-            "UPDATE batch_jobs SET numbers_done = numbers_done + ?2, rows_done = rows_done + ?3,
-                 numbers_failed = numbers_failed + ?4, numbers_pending = numbers_pending + ?5,
-                 billable = billable + ?6, cache_hits = cache_hits + ?7, rate = ?8
-             WHERE id = ?1",
+            "UPDATE batch_jobs SET numbers_done = numbers_done + $2, rows_done = rows_done + $3,
+                 numbers_failed = numbers_failed + $4, numbers_pending = numbers_pending + $5,
+                 billable = billable + $6, cache_hits = cache_hits + $7, rate = $8
+             WHERE id = $1",
         )
         .bind(job_id)
         .bind(numbers_done)
@@ -380,8 +460,9 @@ impl JobStore for SqliteStore {
         .await?;
         for (status, rows) in by_status {
             sqlx::query(
-                "INSERT INTO batch_job_counts (job_id, line_status, rows) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (job_id, line_status) DO UPDATE SET rows = rows + excluded.rows",
+                "INSERT INTO batch_job_counts (job_id, line_status, rows) VALUES ($1, $2, $3)
+                 ON CONFLICT (job_id, line_status)
+                 DO UPDATE SET rows = batch_job_counts.rows + excluded.rows",
             )
             .bind(job_id)
             .bind(status)
@@ -396,12 +477,12 @@ impl JobStore for SqliteStore {
     async fn next_pass(&self, job_id: &str) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let moved =
-            sqlx::query("UPDATE batch_job_numbers SET state = 0 WHERE job_id = ?1 AND state = 2")
+            sqlx::query("UPDATE batch_job_numbers SET state = 0 WHERE job_id = $1 AND state = 2")
                 .bind(job_id)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-        sqlx::query("UPDATE batch_jobs SET passes = passes + 1 WHERE id = ?1")
+        sqlx::query("UPDATE batch_jobs SET passes = passes + 1 WHERE id = $1")
             .bind(job_id)
             .execute(&mut *tx)
             .await?;
@@ -412,7 +493,7 @@ impl JobStore for SqliteStore {
     async fn bad_rows(&self, job_id: &str, limit: u32) -> Result<Vec<BadRowRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT sheet, row_no, problem FROM batch_job_rows
-             WHERE job_id = ?1 AND number_key IS NULL ORDER BY seq LIMIT ?2",
+             WHERE job_id = $1 AND number_key IS NULL ORDER BY seq LIMIT $2",
         )
         .bind(job_id)
         .bind(i64::from(limit))
@@ -437,14 +518,14 @@ impl JobStore for SqliteStore {
     ) -> Result<Vec<ExportRow>, StoreError> {
         let status_clause = match filter {
             ExportFilter::All => "",
-            ExportFilter::LineStatus(_) => "AND n.state = 1 AND n.line_status = ?4",
+            ExportFilter::LineStatus(_) => "AND n.state = 1 AND n.line_status = $4",
         };
         let mut query = sqlx::query(AssertSqlSafe(format!(
             "SELECT r.seq, r.sheet, r.row_no, r.cells, r.problem, n.report
              FROM batch_job_rows r
              LEFT JOIN batch_job_numbers n ON n.job_id = r.job_id AND n.key = r.number_key
-             WHERE r.job_id = ?1 AND r.seq > ?2 {status_clause}
-             ORDER BY r.seq LIMIT ?3"
+             WHERE r.job_id = $1 AND r.seq > $2 {status_clause}
+             ORDER BY r.seq LIMIT $3"
         )))
         .bind(job_id)
         .bind(after_seq)
@@ -469,8 +550,8 @@ impl JobStore for SqliteStore {
     async fn breakdown(&self, job_id: &str, top: u32) -> Result<Breakdown, StoreError> {
         let grouped = |column: &str| {
             format!(
-                "SELECT {column}, SUM(rows) AS n FROM batch_job_numbers WHERE job_id = ?1
-                 GROUP BY {column} ORDER BY n DESC, {column} LIMIT ?2"
+                "SELECT {column}, CAST(SUM(rows) AS BIGINT) AS n FROM batch_job_numbers WHERE job_id = $1
+                 GROUP BY {column} ORDER BY n DESC, {column} LIMIT $2"
             )
         };
         let mut breakdown = Breakdown::default();
@@ -489,7 +570,7 @@ impl JobStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT r.sheet, r.row_no, n.input FROM batch_job_rows r
              JOIN batch_job_numbers n ON n.job_id = r.job_id AND n.key = r.number_key
-             WHERE r.job_id = ?1 AND n.state = 1 AND n.line_status = 8 ORDER BY r.seq LIMIT ?2",
+             WHERE r.job_id = $1 AND n.state = 1 AND n.line_status = 8 ORDER BY r.seq LIMIT $2",
         )
         .bind(job_id)
         .bind(i64::from(top))
@@ -512,13 +593,13 @@ impl JobStore for SqliteStore {
         let mut tx = self.pool.begin().await?;
         for table in ["batch_job_rows", "batch_job_numbers", "batch_job_counts"] {
             sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE job_id = ?1"
+                "DELETE FROM {table} WHERE job_id = $1"
             )))
             .bind(job_id)
             .execute(&mut *tx)
             .await?;
         }
-        let deleted = sqlx::query("DELETE FROM batch_jobs WHERE id = ?1")
+        let deleted = sqlx::query("DELETE FROM batch_jobs WHERE id = $1")
             .bind(job_id)
             .execute(&mut *tx)
             .await?
@@ -529,7 +610,7 @@ impl JobStore for SqliteStore {
 
     async fn finished_before(&self, before: SystemTime) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id FROM batch_jobs WHERE finished_at IS NOT NULL AND finished_at < ?1",
+            "SELECT id FROM batch_jobs WHERE finished_at IS NOT NULL AND finished_at < $1",
         )
         .bind(millis(before))
         .fetch_all(&self.pool)
@@ -537,3 +618,8 @@ impl JobStore for SqliteStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }
+};
+    };
+}
+
+pub(in crate::store) use sql_job_store;

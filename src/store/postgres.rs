@@ -1,0 +1,41 @@
+//! The shared PostgreSQL store: replicas of one deployment keep their jobs (and, without Redis,
+//! their pending asynchronous submissions) in one database. Each job runs on one replica at a time,
+//! under a lease ([`crate::store::Lease`]).
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::StoreError;
+
+/// PostgreSQL, shared by replicas.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects with at most `connections` connections and brings the schema up to date (the
+    /// migrator takes an advisory lock, so replicas starting together do not race).
+    pub async fn connect(
+        url: &SecretString,
+        connections: u32,
+    ) -> Result<PostgresStore, StoreError> {
+        let options: PgConnectOptions = url.expose_secret().parse().map_err(|_| {
+            StoreError::Config("storage.database_url is not a postgres:// URL".into())
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(connections)
+            .connect_with(options.application_name("phonecheck"))
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+crate::store::sql::pending::sql_pending_store!(PostgresStore);
+crate::store::sql::jobs::sql_job_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    shared = true
+);

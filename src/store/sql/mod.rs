@@ -1,0 +1,4 @@
+//! The SQL both databases share: each macro implements a store trait for a store type.
+
+pub(super) mod jobs;
+pub(super) mod pending;

@@ -1,0 +1,422 @@
+//! Jobs in a PostgreSQL database shared by replicas (a real PostgreSQL started by the test, on a
+//! free loopback port): the job store's SQL on PostgreSQL, any replica answers for a job, and a job
+//! survives the death of the replica running it — taken over once its lease lapses, with no number
+//! lost and none paid twice.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use phonecheck::config::{Config, SecretRef};
+use phonecheck::pb;
+use phonecheck::sim::{self, SimConfig};
+use sqlx::Connection;
+
+/// A PostgreSQL server in a temporary directory, stopped on drop. As root it runs as the
+/// `postgres` user (PostgreSQL refuses root).
+struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_root: bool,
+}
+
+/// The directory of `initdb`, `pg_ctl` and `postgres`: on the PATH, or Debian's.
+fn postgres_bin() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .find(|dir| dir.join("pg_ctl").is_file());
+    let debian = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|dir| dir.join("pg_ctl").is_file())
+        .max();
+    on_path
+        .or(debian)
+        .expect("PostgreSQL is installed (Debian package postgresql)")
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let dir = tempfile::tempdir().unwrap();
+        let as_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        if as_root {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success(), "chown for the postgres user");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = Postgres {
+            bin: postgres_bin(),
+            dir,
+            port,
+            as_root,
+        };
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &pg.data(),
+                "-U",
+                "phonecheck",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-N",
+            ],
+        );
+        // `pg_ctl -w` returns once the server accepts connections.
+        let options = format!(
+            "-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off",
+            sock = pg.dir.path().display()
+        );
+        let log = pg.dir.path().join("postgres.log").display().to_string();
+        pg.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &pg.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let program = self.bin.join(program);
+        let mut command = if self.as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        let status = command
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{} {args:?}", program.display());
+    }
+
+    /// A fresh database for one test; its URL.
+    async fn database(&self, name: &str) -> String {
+        let admin = format!("postgres://phonecheck@127.0.0.1:{}/postgres", self.port);
+        let mut connection = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        format!("postgres://phonecheck@127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+    }
+}
+
+/// The URL in a file, as a deployment mounts it.
+fn url_file(dir: &Path, url: &str) -> PathBuf {
+    let path = dir.join("database.url");
+    std::fs::write(&path, url).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn jobs_are_kept_in_postgres() {
+    let pg = Postgres::start();
+    let url = pg.database("jobs").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::from_toml("").unwrap();
+    config.storage.database_url = Some(SecretRef::File(url_file(dir.path(), &url)));
+    let server = TestServer::start_in(config, dir.path()).await;
+    let mut client = jobs_client(&server);
+
+    // 120 rows: 100 distinct numbers, 10 written again in another spelling, 10 without a number.
+    let mut file = String::from("name,mobile\n");
+    for i in 0..100 {
+        file.push_str(&format!("c{i},1391234{i:04}\n"));
+    }
+    for i in 0..10 {
+        file.push_str(&format!("again{i},+86 139 1234 {i:04}\n"));
+    }
+    for i in 0..10 {
+        file.push_str(&format!("bad{i},n/a\n"));
+    }
+    let spec = pb::BatchJobSpec {
+        file_name: "list.csv".into(),
+        checks: vec![pb::Check::LineStatus as i32],
+        ..Default::default()
+    };
+    let created = create_job(&mut client, spec, file.as_bytes(), 500)
+        .await
+        .unwrap();
+    let p = created.progress.unwrap();
+    assert_eq!((p.rows_total, p.numbers_total, p.bad_rows), (120, 100, 10));
+    let bad: Vec<i64> = created.bad_rows.iter().map(|b| b.row).collect();
+    assert_eq!(
+        bad,
+        (112..122).collect::<Vec<_>>(),
+        "row numbers count the header"
+    );
+
+    let job = finished_job(&mut client, &created.id).await;
+    assert_eq!(job.state, pb::BatchJobState::Succeeded as i32);
+    let p = job.progress.unwrap();
+    assert_eq!(
+        (p.numbers_done, p.rows_done, p.billable_calls),
+        (100, 120, 100)
+    );
+    let counted: i64 = p.line_status_counts.iter().map(|c| c.count).sum();
+    assert_eq!(counted, 110, "every row with a number has a status");
+
+    let rows = csv_rows(
+        &export_job(
+            &mut client,
+            &job.id,
+            pb::ExportFormat::Csv,
+            pb::LineStatus::Unspecified,
+        )
+        .await,
+    );
+    assert_eq!(rows.len(), 1 + 120, "every row, in order");
+    assert_eq!(&rows[1][1..3], ["c0", "13912340000"]);
+    let active = p
+        .line_status_counts
+        .iter()
+        .find(|c| c.status == pb::LineStatus::Active as i32)
+        .map_or(0, |c| c.count);
+    let only_active = csv_rows(
+        &export_job(
+            &mut client,
+            &job.id,
+            pb::ExportFormat::Csv,
+            pb::LineStatus::Active,
+        )
+        .await,
+    );
+    assert_eq!(only_active.len() as i64 - 1, active);
+    let report = export_job(
+        &mut client,
+        &job.id,
+        pb::ExportFormat::Html,
+        pb::LineStatus::Unspecified,
+    )
+    .await;
+    assert!(String::from_utf8(report).unwrap().contains("<svg"));
+
+    // Paged listing, then deletion of the job with its rows and results.
+    let listed = client
+        .list_batch_jobs(pb::ListBatchJobsRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.jobs.len(), 1);
+    client
+        .delete_batch_job(pb::DeleteBatchJobRequest {
+            job_id: job.id.clone(),
+        })
+        .await
+        .unwrap();
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let (left,): (i64,) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM batch_jobs) + (SELECT COUNT(*) FROM batch_job_rows)
+             + (SELECT COUNT(*) FROM batch_job_numbers)",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(left, 0, "nothing of the job remains");
+}
+
+fn replica_toml(sim: &sim::SimServer, dir: &Path, url: &str) -> PathBuf {
+    let key = dir.join("thinksms.key");
+    std::fs::write(&key, sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
+    let config = dir.join("phonecheck.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            [server]
+            shutdown_grace = "2s"
+            [storage]
+            data_dir = "{data}"
+            database_url = {{ file = "{url}" }}
+            [jobs]
+            lease = "3s"
+            [providers.thinksms]
+            type = "thinksms"
+            base_url = "{base}"
+            hashcode = "{hashcode}"
+            private_key = {{ file = "{key}" }}
+            limits = {{ quota = {{ requests_per_second = 50, burst = 1 }} }}
+            "#,
+            data = dir.join("data").display(),
+            url = url_file(dir, url).display(),
+            base = sim.base_url(),
+            hashcode = sim::SANDBOX_THINKSMS_HASHCODE,
+            key = key.display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn jobs_at(
+    url: &str,
+) -> pb::batch_job_service_client::BatchJobServiceClient<tonic::transport::Channel> {
+    pb::batch_job_service_client::BatchJobServiceClient::new(
+        tonic::transport::Channel::from_shared(url.to_owned())
+            .unwrap()
+            .connect_lazy(),
+    )
+}
+
+#[tokio::test]
+async fn a_job_survives_the_death_of_the_replica_running_it() {
+    let pg = Postgres::start();
+    let url = pg.database("replicas").await;
+    let sim = start_sim(SimConfig::default()).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut a, url_a) = spawn_server_with(
+        &replica_toml(&sim, dir_a.path(), &url),
+        &[("HOSTNAME", "replica-a")],
+    );
+    let (mut b, url_b) = spawn_server_with(
+        &replica_toml(&sim, dir_b.path(), &url),
+        &[("HOSTNAME", "replica-b")],
+    );
+
+    let mut text = String::from("phone\n");
+    for i in 0..300 {
+        text.push_str(&format!("1380000{i:04}\n"));
+    }
+    let spec = pb::BatchJobSpec {
+        file_name: "list.txt".into(),
+        checks: vec![pb::Check::LineStatus as i32],
+        ..Default::default()
+    };
+    let job = create_job(&mut jobs_at(&url_a), spec, text.as_bytes(), 1000)
+        .await
+        .unwrap();
+    sim.stats()
+        .wait_until(|s| s["thinksms"].billable >= 50)
+        .await;
+
+    // Whichever replica took the job runs it alone; the other answers for it all the same.
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let (owner,): (String,) = sqlx::query_as("SELECT lease_owner FROM batch_jobs WHERE id = $1")
+        .bind(&job.id)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let (runner, runner_url, other, other_url) = if owner.starts_with("replica-a/") {
+        (&mut a, &url_a, &mut b, &url_b)
+    } else {
+        assert!(owner.starts_with("replica-b/"), "{owner}");
+        (&mut b, &url_b, &mut a, &url_a)
+    };
+    let killed = owner.split('/').next().unwrap().to_owned();
+    let seen = jobs_at(other_url)
+        .get_batch_job(pb::GetBatchJobRequest {
+            job_id: job.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    assert_eq!(seen.state, pb::BatchJobState::Running as i32);
+
+    // Mid-job: hold the vendor's door, let the answers given be committed, then kill the runner.
+    sim.stats().hold(true);
+    sim.stats().wait_for_held(|held| held >= 1).await;
+    let answered = sim.stats().vendor("thinksms").billable;
+    let mut watcher = jobs_at(runner_url);
+    let committed = async {
+        loop {
+            let job = watcher
+                .get_batch_job(pb::GetBatchJobRequest {
+                    job_id: job.id.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .job
+                .unwrap();
+            if job.progress.unwrap().billable_calls >= answered as i64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), committed)
+        .await
+        .expect("the answers given are committed");
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    sim.stats().wait_for_held(|held| held == 0).await;
+    sim.stats().hold(false);
+    assert!(
+        answered < 300,
+        "killed mid-job ({answered} of 300 answered)"
+    );
+
+    // The other replica takes the job over once the dead one's lease lapses, and finishes it.
+    let done = finished_job(&mut jobs_at(other_url), &job.id).await;
+    other.kill().unwrap();
+    other.wait().unwrap();
+    assert_eq!(done.state, pb::BatchJobState::Succeeded as i32);
+    let p = done.progress.unwrap();
+    assert_eq!(p.numbers_done, 300, "none lost");
+    assert_eq!(p.billable_calls, 300);
+    assert_eq!(
+        sim.stats().vendor("thinksms").billable,
+        300,
+        "each number paid once across the replica's death"
+    );
+    let (owner,): (String,) = sqlx::query_as("SELECT lease_owner FROM batch_jobs WHERE id = $1")
+        .bind(&job.id)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert!(
+        !owner.starts_with(&killed),
+        "taken over by the other replica: {owner}"
+    );
+}
