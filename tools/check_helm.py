@@ -4,7 +4,7 @@ the rendered manifests against the Kubernetes API schemas (kubernetes-validate),
 Kubernetes checks (skips, each with its reason, in helm/.checkov.yaml).
 
 Renders two value sets: the defaults, and every optional feature on (TLS, OTEL, HPA, headless
-Service, ServiceMonitor, NetworkPolicy, a Secret, a PVC).
+Service, ServiceMonitor, NetworkPolicy, a Secret, a PVC, Redis and PostgreSQL).
 
     python3 tools/check_helm.py [--kube-version 1.33.0] [--skip-checkov]
 """
@@ -35,6 +35,8 @@ EVERYTHING = {
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
     "networkPolicy": {"enabled": True, "allowedNamespaceLabels": {"team": "growth"}},
     "persistence": {"existingClaim": "phonecheck-data"},
+    "redis": {"url": "redis://redis-master.data:6379/0", "passwordSecretKey": "PHONECHECK_REDIS_PASSWORD"},
+    "postgres": {"enabled": True},
 }
 
 
@@ -58,7 +60,8 @@ def main() -> None:
 
     # Values the schema must refuse.
     chart = helm.Chart.load(str(CHART))
-    for bad in [{"grpcPort": 0}, {"logFormat": "xml"}, {"nope": 1}]:
+    for bad in [{"grpcPort": 0}, {"logFormat": "xml"}, {"nope": 1}, {"redis": {"url": "http://x"}},
+                {"postgres": {"jobLease": "soon"}}]:
         try:
             chart.render(bad, name="phonecheck", namespace="default")
         except helm.HelmError:
@@ -93,6 +96,11 @@ def main() -> None:
         assert pod["spec"]["securityContext"]["runAsNonRoot"]
         assert "checksum/config" in pod["metadata"]["annotations"]
         assert container["readinessProbe"] and container["livenessProbe"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        if values and values.get("redis"):
+            # Secrets by reference only: the variable that holds it, never its value.
+            assert env["PHONECHECK__REDIS__HASH_KEY__ENV"] == "PHONECHECK_REDIS_HASH_KEY"
+            assert env["PHONECHECK__STORAGE__DATABASE_URL__ENV"] == "PHONECHECK_DATABASE_URL"
         target = out / name
         target.mkdir()
         (target / "manifests.yaml").write_text(yaml.safe_dump_all(documents, sort_keys=False))

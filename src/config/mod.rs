@@ -599,6 +599,34 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
+    fn shared_state_can_be_configured_by_the_environment_alone() {
+        // As the Helm chart does: addresses as values, secrets named by reference.
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PHONECHECK__REDIS__URL", "redis://redis.data:6379/0");
+            jail.set_env(
+                "PHONECHECK__REDIS__HASH_KEY__ENV",
+                "PHONECHECK_REDIS_HASH_KEY",
+            );
+            jail.set_env("PHONECHECK_REDIS_HASH_KEY", "a-hash-key-of-some-length");
+            jail.create_file("db-url", "postgres://phonecheck:pw@db.data/phonecheck")?;
+            jail.set_env("PHONECHECK__STORAGE__DATABASE_URL__FILE", "db-url");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            let redis = config.redis.expect("[redis] from the environment");
+            assert_eq!(redis.url, "redis://redis.data:6379/0");
+            assert_eq!(
+                redis.hash_key,
+                SecretRef::Env("PHONECHECK_REDIS_HASH_KEY".into())
+            );
+            assert_eq!(
+                config.storage.database_url,
+                Some(SecretRef::File("db-url".into()))
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn the_readme_example_is_a_valid_configuration() {
         let readme = include_str!("../../README.md");
         let section = readme

@@ -199,6 +199,12 @@ async fn run(jobs: Arc<Jobs>, id: String, stop: watch::Receiver<bool>) {
             job = %id,
             "job stopped: it was cancelled or deleted, or another replica took it over"
         ),
+        Err(e) if jobs.store.shared() => {
+            // A shared database failing is usually passing: the job stays RUNNING with its lease
+            // given up, and a replica takes it up again once the database answers.
+            warn!(job = %id, error = %e, "job interrupted: the job store failed; it resumes when the store answers");
+            let _ = jobs.store.release_lease(&id, jobs.runner.owner()).await;
+        }
         Err(e) => {
             warn!(job = %id, error = %e, "job failed");
             let _ = jobs
