@@ -114,18 +114,20 @@ fn command_calls(redis_port: u16, command: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn replica_config(
+fn replica_toml(
     sim: &sim::SimServer,
     dir: &std::path::Path,
     redis_port: u16,
     quota: u32,
-) -> Config {
+) -> String {
     let key = dir.join("thinksms.key");
     std::fs::write(&key, sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
-    Config::from_toml(&format!(
+    format!(
         r#"
         [server]
         shutdown_grace = "2s"
+        [storage]
+        data_dir = "{data}"
         [redis]
         url = "redis://127.0.0.1:{redis_port}/0"
         hash_key = {{ file = "{hash_key}" }}
@@ -137,12 +139,21 @@ fn replica_config(
         private_key = {{ file = "{key}" }}
         limits = {{ quota = {{ requests_per_second = {quota}, burst = 1 }}, retries = 0 }}
         "#,
+        data = dir.join("data").display(),
         base = sim.base_url(),
         hashcode = sim::SANDBOX_THINKSMS_HASHCODE,
         key = key.display(),
         hash_key = hash_key_file(dir).display(),
-    ))
-    .unwrap()
+    )
+}
+
+fn replica_config(
+    sim: &sim::SimServer,
+    dir: &std::path::Path,
+    redis_port: u16,
+    quota: u32,
+) -> Config {
+    Config::from_toml(&replica_toml(sim, dir, redis_port, quota)).unwrap()
 }
 
 fn items(prefix: u32, n: u32) -> Vec<pb::CheckNumbersRequest> {
@@ -157,7 +168,7 @@ fn items(prefix: u32, n: u32) -> Vec<pb::CheckNumbersRequest> {
 }
 
 #[tokio::test]
-async fn two_replicas_hold_one_vendor_quota_together() {
+async fn two_replica_processes_hold_one_vendor_quota_together() {
     let redis = Redis::start();
     // The vendor answers "over limit" past 100 calls in any second.
     let sim = start_sim(SimConfig {
@@ -169,22 +180,18 @@ async fn two_replicas_hold_one_vendor_quota_together() {
     })
     .await;
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = TestServer::start_in(
-        replica_config(&sim, a_dir.path(), redis.port, 98),
-        a_dir.path(),
-    )
-    .await;
-    let b = TestServer::start_in(
-        replica_config(&sim, b_dir.path(), redis.port, 98),
-        b_dir.path(),
-    )
-    .await;
+    let process = |dir: &std::path::Path| {
+        let path = dir.join("phonecheck.toml");
+        std::fs::write(&path, replica_toml(&sim, dir, redis.port, 98)).unwrap();
+        spawn_server(&path)
+    };
+    let ((mut a, url_a), (mut b, url_b)) = (process(a_dir.path()), process(b_dir.path()));
 
     let (ra, rb, elapsed) = {
         let both = async {
             tokio::join!(
-                check_numbers(&a, items(8, 400)),
-                check_numbers(&b, items(9, 400))
+                check_numbers_on(channel_to(&url_a), items(8, 400)),
+                check_numbers_on(channel_to(&url_b), items(9, 400))
             )
         };
         let clock = async {
@@ -195,6 +202,10 @@ async fn two_replicas_hold_one_vendor_quota_together() {
         let ((ra, rb), first_call) = tokio::join!(both, clock);
         (ra, rb, first_call.elapsed().as_secs_f64())
     };
+    for child in [&mut a, &mut b] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
     let stats = sim.stats().vendor("thinksms");
     assert_eq!(stats.over_limit, 0, "no over-limit answer: {stats:?}");
     assert_eq!(ra.1.billable_calls + rb.1.billable_calls, 800);

@@ -274,9 +274,16 @@ pub async fn check_numbers(
     server: &TestServer,
     items: Vec<pb::CheckNumbersRequest>,
 ) -> (Vec<pb::CheckNumbersResult>, pb::CheckNumbersSummary) {
+    check_numbers_on(server.channel(), items).await
+}
+
+/// `check_numbers` over any channel (a server process, say).
+pub async fn check_numbers_on(
+    channel: Channel,
+    items: Vec<pb::CheckNumbersRequest>,
+) -> (Vec<pb::CheckNumbersResult>, pb::CheckNumbersSummary) {
     use pb::check_numbers_response::Response;
-    let mut responses = server
-        .client()
+    let mut responses = PhoneCheckServiceClient::new(channel)
         .check_numbers(tokio_stream::iter(items))
         .await
         .unwrap()
@@ -397,6 +404,11 @@ pub fn status_count(job: &pb::BatchJob, status: pb::LineStatus) -> i64 {
         .iter()
         .find(|c| c.status == status as i32)
         .map_or(0, |c| c.count)
+}
+
+/// A lazily connecting channel to `url`.
+pub fn channel_to(url: &str) -> Channel {
+    Channel::from_shared(url.to_owned()).unwrap().connect_lazy()
 }
 
 /// A `phonecheck serve` process; returns it with its address once it listens.
