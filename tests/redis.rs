@@ -84,8 +84,17 @@ fn hash_key_file(dir: &std::path::Path) -> std::path::PathBuf {
 
 /// All four vendors live against `sim`, sharing state through the Redis on `redis_port`.
 async fn vendors_replica(sim: &sim::SimServer, redis_port: u16) -> TestServer {
+    vendors_replica_with(sim, redis_port, |_| {}).await
+}
+
+async fn vendors_replica_with(
+    sim: &sim::SimServer,
+    redis_port: u16,
+    adjust: impl FnOnce(&mut Config),
+) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut config = vendors_config(sim, dir.path(), &Secrets::right(), "SM3");
+    adjust(&mut config);
     config.redis = Some(RedisConfig {
         url: format!("redis://127.0.0.1:{redis_port}/0"),
         password: None,
@@ -386,4 +395,39 @@ async fn any_replica_collects_labels_another_submitted() {
         1,
         "one submission in all"
     );
+}
+
+#[tokio::test]
+async fn a_job_of_numbers_another_replica_paid_for_is_not_paced() {
+    let redis = Redis::start();
+    let sim = start_sim(SimConfig::default()).await;
+    let a = vendors_replica(&sim, redis.port).await;
+    // Jobs on B may use 1% of Thinksms's 100/s: one number a second for numbers that cost a call.
+    let b = vendors_replica_with(&sim, redis.port, |c| c.jobs.quota_share = 0.01).await;
+
+    let (_, paid) = check_numbers(&a, items(7, 200)).await;
+    assert_eq!(paid.billable_calls, 200);
+    let list: String = items(7, 200)
+        .iter()
+        .map(|i| format!("{}\n", i.number))
+        .collect();
+    let mut jobs = jobs_client(&b);
+    let spec = pb::BatchJobSpec {
+        file_name: "list.txt".into(),
+        checks: vec![pb::Check::LineStatus as i32],
+        ..Default::default()
+    };
+    let job = create_job(&mut jobs, spec, list.as_bytes(), 4096)
+        .await
+        .unwrap();
+    // At one a second this would take 200 s (past finished_job's limit): answers another replica
+    // paid for are taken from Redis without waiting for quota.
+    let done = finished_job(&mut jobs, &job.id).await;
+    let p = done.progress.unwrap();
+    assert_eq!(done.state, pb::BatchJobState::Succeeded as i32);
+    assert_eq!(
+        (p.numbers_done, p.billable_calls, p.cache_hits),
+        (200, 0, 200)
+    );
+    assert_eq!(sim.stats().vendor("thinksms").billable, 200);
 }

@@ -227,6 +227,15 @@ impl Dispatcher {
             && let Some(pacer) = &self.shared.bulk_pacer
             && !self.in_flight(&key)
         {
+            // Paced are the numbers that will cost a call, not those another replica paid for.
+            if let Some(remote) = &self.shared.remote {
+                let remote_key = remote.key(check, &query.number.e164, query.kyc.as_ref());
+                if let Some((data, fetched_at)) = remote.cached(&remote_key, max_age).await {
+                    return self
+                        .shared
+                        .cached(self.shared.adopt(&key, data, fetched_at).await);
+                }
+            }
             pacer.until_ready().await;
             if let Some(hit) = self.fresh(&key, max_age).await {
                 return self.shared.cached(hit);

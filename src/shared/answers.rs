@@ -171,18 +171,14 @@ impl SharedAnswers {
         let kyc = kyc
             .and_then(|k| serde_json::to_vec(k).ok())
             .unwrap_or_default();
-        let hashed = self.shared.key(
-            "answer",
-            &[
-                self.provider.as_bytes(),
-                check.as_str().as_bytes(),
-                e164.as_bytes(),
-                &kyc,
-            ],
-        );
+        let hash = self.shared.hash(&[
+            self.provider.as_bytes(),
+            check.as_str().as_bytes(),
+            e164.as_bytes(),
+            &kyc,
+        ]);
         // The hash tag keeps an answer and its lock on one cluster slot.
-        let (prefix, hash) = hashed.rsplit_once(':').unwrap_or(("", &hashed));
-        let answer = format!("{prefix}:{{{hash}}}");
+        let answer = format!("{}:answer:{{{hash}}}", self.shared.config().key_prefix);
         AnswerKey {
             check,
             lock: format!("{answer}:lock"),
@@ -193,6 +189,18 @@ impl SharedAnswers {
     /// The pattern of every answer channel, for the subscription.
     pub(super) fn channels(shared: &Shared) -> String {
         format!("{}:answer:*", shared.config().key_prefix)
+    }
+
+    /// A cached answer no older than `max_age`, if there is one and Redis answers.
+    pub async fn cached(
+        &self,
+        key: &AnswerKey,
+        max_age: Option<Duration>,
+    ) -> Option<(CheckData, SystemTime)> {
+        match self.get(key).await {
+            Ok(Some((data, fetched_at))) if fresh(fetched_at, max_age) => Some((data, fetched_at)),
+            _ => None,
+        }
     }
 
     /// The cached answer, if any; `Err` when Redis cannot be reached.
@@ -241,10 +249,20 @@ impl SharedAnswers {
                     return Coordination::Alone;
                 }
                 Ok(Some(_)) => {
-                    return Coordination::Leader(RemoteLock {
+                    let lock = RemoteLock {
                         key: key.clone(),
                         token,
-                    });
+                    };
+                    // The holder before us may have stored its answer and released the lock
+                    // between our look and our lock (it stores before it releases).
+                    return match self.get(key).await {
+                        Ok(Some((data, fetched_at))) if fresh(fetched_at, max_age) => {
+                            self.finish(lock, None).await;
+                            Coordination::Joined(data, fetched_at)
+                        }
+                        Ok(_) => Coordination::Leader(lock),
+                        Err(()) => Coordination::Alone,
+                    };
                 }
                 Ok(None) => {}
             }

@@ -183,8 +183,8 @@ impl Shared {
         &self.inner.config
     }
 
-    /// `prefix:kind:hex(HMAC(hash_key, parts joined by NUL))`: what stands for a number.
-    fn key(&self, kind: &str, parts: &[&[u8]]) -> String {
+    /// `hex(HMAC-SHA256(hash_key, parts joined by NUL))`: what stands for a number.
+    fn hash(&self, parts: &[&[u8]]) -> String {
         let mut mac =
             Hmac::<sha2::Sha256>::new_from_slice(self.inner.hash_key.expose_secret().as_bytes())
                 .expect("HMAC takes a key of any length");
@@ -194,11 +194,12 @@ impl Shared {
             }
             mac.update(part);
         }
-        format!(
-            "{}:{kind}:{}",
-            self.config().key_prefix,
-            hex::encode(mac.finalize().into_bytes())
-        )
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// `prefix:kind:hash(parts)`.
+    fn key(&self, kind: &str, parts: &[&[u8]]) -> String {
+        format!("{}:{kind}:{}", self.config().key_prefix, self.hash(parts))
     }
 
     /// The shared bucket of a provider's quota; `None` when the quota is unlimited.
