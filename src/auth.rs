@@ -53,10 +53,32 @@ impl Default for StreamLimits {
 }
 
 /// A tenant's daily billable budget, counted in China time (the vendors' billing day).
+///
+/// A request holds room for each paid check it asks before it runs, and settles with what it was
+/// billed when it ends, so that requests in flight together never take the tenant past its budget.
 #[derive(Debug)]
 pub struct DailyBudget {
     limit: u64,
-    spent: Mutex<(chrono::NaiveDate, u64)>,
+    day: Mutex<BudgetDay>,
+}
+
+#[derive(Debug)]
+struct BudgetDay {
+    date: chrono::NaiveDate,
+    /// Billable calls counted today.
+    spent: u64,
+    /// Calls held by requests in flight.
+    held: u64,
+}
+
+impl BudgetDay {
+    fn new(date: chrono::NaiveDate) -> BudgetDay {
+        BudgetDay {
+            date,
+            spent: 0,
+            held: 0,
+        }
+    }
 }
 
 impl DailyBudget {
@@ -64,24 +86,26 @@ impl DailyBudget {
     pub fn new(limit: u64) -> DailyBudget {
         DailyBudget {
             limit,
-            spent: Mutex::new((today(), 0)),
+            day: Mutex::new(BudgetDay::new(today())),
         }
     }
 
-    /// Today's count, started afresh when the (China-time) day changed.
-    fn today(&self) -> std::sync::MutexGuard<'_, (chrono::NaiveDate, u64)> {
-        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
-        let day = today();
-        if spent.0 != day {
-            *spent = (day, 0);
+    /// Today's counts, started afresh when the (China-time) day changed.
+    fn today(&self) -> std::sync::MutexGuard<'_, BudgetDay> {
+        let mut day = self.day.lock().unwrap_or_else(|e| e.into_inner());
+        let date = today();
+        if day.date != date {
+            *day = BudgetDay::new(date);
         }
-        spent
+        day
     }
 
-    /// `Err(time until the budget renews)` when today's budget is spent.
-    fn check(&self) -> Result<(), std::time::Duration> {
-        if self.today().1 < self.limit {
-            return Ok(());
+    /// Holds room for `calls`; `Err(time until the budget renews)` when there is not enough.
+    fn hold(&self, calls: u64) -> Result<chrono::NaiveDate, std::time::Duration> {
+        let mut day = self.today();
+        if day.spent.saturating_add(day.held).saturating_add(calls) <= self.limit {
+            day.held += calls;
+            return Ok(day.date);
         }
         let now = SystemClock.now_china();
         let midnight = now
@@ -92,9 +116,47 @@ impl DailyBudget {
         Err(midnight.and_then(|d| d.to_std().ok()).unwrap_or_default())
     }
 
-    fn spend(&self, calls: u64) {
-        let mut spent = self.today();
-        spent.1 = spent.1.saturating_add(calls);
+    /// Ends a hold of `held` calls taken on `date`, counting `billed` of them.
+    fn settle(&self, date: chrono::NaiveDate, held: u64, billed: u64) {
+        let mut day = self.today();
+        if day.date == date {
+            day.held = day.held.saturating_sub(held);
+        }
+        day.spent = day.spent.saturating_add(billed.min(held));
+    }
+}
+
+/// Room held in a tenant's budget for one request until it is settled. Dropped unsettled (the
+/// caller went away mid-request, when vendor calls may still bill), every held call is counted:
+/// the budget errs on the side of the tenant's money.
+#[derive(Debug)]
+#[must_use = "settle the hold with the request's report"]
+pub struct BudgetHold {
+    held: Option<(Arc<DailyBudget>, chrono::NaiveDate, u64)>,
+}
+
+impl BudgetHold {
+    /// Counts the report's billable vendor calls and frees the rest.
+    pub fn settle(mut self, report: &crate::domain::Report) {
+        if let Some((budget, date, held)) = self.held.take() {
+            let billed = report.outcomes.iter().filter(|o| o.billable).count() as u64;
+            budget.settle(date, held, billed);
+        }
+    }
+
+    /// Frees the room: the request ended before any vendor call.
+    pub fn release(mut self) {
+        if let Some((budget, date, held)) = self.held.take() {
+            budget.settle(date, held, 0);
+        }
+    }
+}
+
+impl Drop for BudgetHold {
+    fn drop(&mut self) {
+        if let Some((budget, date, held)) = self.held.take() {
+            budget.settle(date, held, held);
+        }
     }
 }
 
@@ -135,25 +197,25 @@ impl Tenant {
         self.items.clone().acquire_owned().await.ok()
     }
 
-    /// Refuses paid checks once today's billable budget is spent (offline analysis stays free).
-    pub fn check_budget(&self, checks: &[Check]) -> Result<(), ApiError> {
+    /// Holds room in today's billable budget for the paid checks of one request (one call each
+    /// at most), or refuses them when the budget has not that much left (offline analysis stays
+    /// free).
+    pub fn hold_budget(&self, checks: &[Check]) -> Result<BudgetHold, ApiError> {
+        let calls = checks
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len() as u64;
         match &self.budget {
-            Some(budget) if !checks.is_empty() => {
-                budget
-                    .check()
-                    .map_err(|retry_after| ApiError::BudgetExhausted {
-                        tenant: self.name.clone(),
-                        retry_after,
-                    })
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Counts a report's billable vendor calls against the budget.
-    pub fn spend(&self, report: &crate::domain::Report) {
-        if let Some(budget) = &self.budget {
-            budget.spend(report.outcomes.iter().filter(|o| o.billable).count() as u64);
+            Some(budget) if calls > 0 => match budget.hold(calls) {
+                Ok(date) => Ok(BudgetHold {
+                    held: Some((budget.clone(), date, calls)),
+                }),
+                Err(retry_after) => Err(ApiError::BudgetExhausted {
+                    tenant: self.name.clone(),
+                    retry_after,
+                }),
+            },
+            _ => Ok(BudgetHold { held: None }),
         }
     }
 
@@ -354,5 +416,52 @@ mod tests {
                 .authorize("checks", &Check::ALL, &profiles)
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn requests_in_flight_never_take_a_tenant_past_its_budget() {
+        use crate::domain::{CheckOutcome, CheckState, Report};
+        let tenant = Tenant {
+            budget: Some(Arc::new(DailyBudget::new(3))),
+            ..Tenant::anonymous()
+        };
+        let both = [Check::LineStatus, Check::RiskProfile];
+        let first = tenant.hold_budget(&both).unwrap();
+        // 2 held of 3: a second request for two paid checks must wait for the first to settle.
+        assert!(tenant.hold_budget(&both).is_err());
+        let one = tenant
+            .hold_budget(&[Check::LineStatus, Check::LineStatus])
+            .unwrap();
+        assert!(tenant.hold_budget(&[Check::LineStatus]).is_err());
+        // Offline analysis holds nothing.
+        tenant.hold_budget(&[]).unwrap().release();
+
+        // The first was billed once (the other check came from the cache): one call is free again.
+        let outcome = |billable| CheckOutcome {
+            check: Check::LineStatus,
+            provider: "thinksms".into(),
+            state: CheckState::Pending,
+            billable,
+            cached: !billable,
+            latency: std::time::Duration::ZERO,
+            fetched_at: None,
+            sandbox: false,
+        };
+        let report = Report {
+            info: crate::number::Analyzer::new(crate::number::LocationData::embedded())
+                .analyze("13800138000", "CN")
+                .unwrap(),
+            outcomes: vec![outcome(true), outcome(false)],
+        };
+        first.settle(&report);
+        one.release();
+        let again = tenant.hold_budget(&both).unwrap();
+        assert!(
+            tenant.hold_budget(&[Check::LineStatus]).is_err(),
+            "1 spent + 2 held"
+        );
+        // Dropped unsettled (the caller went away): counted in full.
+        drop(again);
+        assert!(tenant.hold_budget(&[Check::LineStatus]).is_err(), "3 spent");
     }
 }

@@ -22,10 +22,12 @@
 //!   numbers), carrier by segment, home province and city.
 //! - [`providers`]: one module per vendor behind the [`providers::Provider`] trait, and the
 //!   signing helpers they share.
-//! - [`shared`]: state shared by replicas through Redis (the vendor quota).
+//! - [`shared`]: state shared by replicas through Redis: vendor quotas, the answer cache with
+//!   single-flight across replicas, asynchronous submissions.
 //! - [`sim`]: wire-faithful simulators of the vendors over HTTP (the sandbox and the tests).
 //! - [`store`]: what must survive a restart (pending asynchronous submissions, jobs with their
-//!   rows and results), behind traits; SQLite by default.
+//!   rows and results, leases), behind traits; SQLite by default, PostgreSQL for replicas, one SQL
+//!   text for both in `store/sql/`.
 //! - [`telemetry`]: logging set-up and masking of numbers for logs.
 //! - [`metrics`]: Prometheus metrics, the admin endpoint and the RPC metrics layer.
 //!

@@ -62,9 +62,15 @@ impl PhoneCheckService for PhoneCheckApi {
             priority: crate::engine::Priority::Live,
         };
         tenant.authorize("checks", &lookup.checks, &lookup.options)?;
-        tenant.check_budget(&lookup.checks)?;
-        let report = self.engine.lookup(&lookup).await.map_err(ApiError::from)?;
-        tenant.spend(&report);
+        let hold = tenant.hold_budget(&lookup.checks)?;
+        let report = match self.engine.lookup(&lookup).await {
+            Ok(report) => report,
+            Err(e) => {
+                hold.release();
+                return Err(ApiError::from(e).into());
+            }
+        };
+        hold.settle(&report);
         Ok(Response::new(pb::LookupNumberResponse {
             report: Some(convert::report_to_proto(&report)),
         }))

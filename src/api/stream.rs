@@ -96,16 +96,19 @@ async fn answer(
     let request_id = item.request_id.clone();
     let lookup = to_lookup(item, deadline).and_then(|lookup| {
         tenant.authorize("checks", &lookup.checks, &lookup.options)?;
-        tenant.check_budget(&lookup.checks)?;
-        Ok(lookup)
+        let hold = tenant.hold_budget(&lookup.checks)?;
+        Ok((lookup, hold))
     });
     let outcome = match lookup {
-        Ok(lookup) => match engine.lookup(&lookup).await {
+        Ok((lookup, hold)) => match engine.lookup(&lookup).await {
             Ok(report) => {
-                tenant.spend(&report);
+                hold.settle(&report);
                 Ok(convert::report_to_proto(&report))
             }
-            Err(e) => Err(ApiError::from(e)),
+            Err(e) => {
+                hold.release();
+                Err(ApiError::from(e))
+            }
         },
         Err(e) => Err(e),
     };
