@@ -3,6 +3,7 @@
 //!
 //!     cargo bench --bench engine                 # every scenario
 //!     cargo bench --bench engine -- stream quota # some of: lookup stream quota savings baseline
+//!                                                # replicas
 //!
 //! Scenarios (BENCHMARKS.md has the results and their reading):
 //! - lookup: LookupNumber offline only, line status uncached, line status cached: requests/s,
@@ -14,6 +15,9 @@
 //! - savings: 100,000 rows with 30% duplicates, run twice: billable vendor calls per run.
 //! - baseline: the vendor's documented way (one signed request per number, sequential) against
 //!   CheckNumbers, at simulator latency 20 ms.
+//! - replicas: what sharing state through Redis costs and saves (needs `redis-server`): one
+//!   replica alone, a replica with Redis on new numbers, another replica on the same numbers, and
+//!   both replicas on one new list at once.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -38,6 +42,11 @@ struct Server {
 impl Server {
     /// Starts `phonecheck serve` against `sim`, Thinksms limited to `quota` calls/s (0: off).
     fn start(sim: &SimServer, quota: u32, cache_entries: u64) -> Server {
+        Self::start_with(sim, quota, cache_entries, "")
+    }
+
+    /// Like `start`, with more configuration (TOML tables) after the rest.
+    fn start_with(sim: &SimServer, quota: u32, cache_entries: u64, extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("thinksms.key");
         std::fs::write(&key, sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
@@ -56,6 +65,7 @@ impl Server {
                 hashcode = "{hashcode}"
                 private_key = {{ file = "{key}" }}
                 limits = {{ quota = {{ requests_per_second = {quota}, burst = 1 }}, concurrency = 256 }}
+                {extra}
                 "#,
                 data = dir.path().join("data").display(),
                 base = sim.base_url(),
@@ -379,6 +389,123 @@ async fn baseline_scenario() {
     }
 }
 
+/// A `redis-server` on a free loopback port, stopped on drop.
+struct Redis(Child, u16);
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (Debian package redis-server)");
+        let redis = Redis(child, port);
+        // Bounded: it answers within a few hundred milliseconds of starting.
+        for _ in 0..250 {
+            if redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                .and_then(|c| c.get_connection())
+                .is_ok()
+            {
+                return redis;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start");
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn replicas_scenario() {
+    const N: u64 = 100_000;
+    let sim = sim(Duration::ZERO, Faults::default()).await;
+    let redis = Redis::start();
+    let hash_key = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(hash_key.path(), "a-benchmark-hash-key-of-length").unwrap();
+    let shared = format!(
+        "[redis]\nurl = \"redis://127.0.0.1:{}/0\"\nhash_key = {{ file = \"{}\" }}\n",
+        redis.1,
+        hash_key.path().display()
+    );
+    let alone = Server::start(&sim, 0, 1_000_000);
+    let a = Server::start_with(&sim, 0, 1_000_000, &shared);
+    let b = Server::start_with(&sim, 0, 1_000_000, &shared);
+    println!(
+        "\n## replicas: CheckNumbers of {N} distinct numbers, quota off, simulator latency 0, Redis on loopback"
+    );
+    println!(
+        "| run | elapsed | numbers/s | billable | cache hits | simulator billable (this run) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let row = |name: &str, elapsed: f64, s: &pb::CheckNumbersSummary, billed: u64| {
+        println!(
+            "| {name} | {elapsed:.1} s | {:.0} | {} | {} | {billed} |",
+            s.items_received as f64 / elapsed,
+            s.billable_calls,
+            s.cache_hits
+        );
+    };
+    let list = |base: u64| (0..N).map(move |i| number(base + i));
+    let billed = || sim.stats().vendor("thinksms").billable;
+    for (name, server, base) in [
+        ("one replica, no Redis", &alone, 40_000_000),
+        ("replica A with Redis, new numbers", &a, 50_000_000),
+        (
+            "replica B with Redis, the numbers A paid for",
+            &b,
+            50_000_000,
+        ),
+    ] {
+        let before = billed();
+        let started = Instant::now();
+        let summary = stream(&mut server.client().await, list(base), |_| {}).await;
+        row(
+            name,
+            started.elapsed().as_secs_f64(),
+            &summary,
+            billed() - before,
+        );
+    }
+    let before = billed();
+    let started = Instant::now();
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    let (sa, sb) = tokio::join!(
+        stream(&mut ca, list(60_000_000), |_| {}),
+        stream(&mut cb, list(60_000_000), |_| {})
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    let both = pb::CheckNumbersSummary {
+        items_received: sa.items_received + sb.items_received,
+        billable_calls: sa.billable_calls + sb.billable_calls,
+        cache_hits: sa.cache_hits + sb.cache_hits,
+        ..Default::default()
+    };
+    row(
+        "A and B at once, one new list",
+        elapsed,
+        &both,
+        billed() - before,
+    );
+}
+
 fn main() {
     let _ = phonecheck::providers::http_client();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -406,6 +533,9 @@ fn main() {
         }
         if want("baseline") {
             baseline_scenario().await;
+        }
+        if want("replicas") {
+            replicas_scenario().await;
         }
     });
 }

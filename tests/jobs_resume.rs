@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use phonecheck::config::Config;
 use phonecheck::pb;
@@ -91,17 +89,7 @@ async fn a_killed_server_resumes_the_job_without_loss_or_double_billing() {
     sim.stats()
         .wait_until(|s| s["thinksms"].billable >= 100)
         .await;
-    sim.stats().hold(true);
-    sim.stats().wait_for_held(|held| held >= 1).await;
-    let answered = sim.stats().vendor("thinksms").billable;
-    let committed = async {
-        while progress_of(&mut jobs, &job.id).await.billable_calls < answered as i64 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), committed)
-        .await
-        .expect("the answers given are committed");
+    let answered = hold_vendor_once_committed(&sim, &mut jobs, &job.id).await;
     first.kill().unwrap();
     first.wait().unwrap();
     // The calls held at the door lose their client: the vendor never processes them.

@@ -7,7 +7,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 use phonecheck::config::{Config, SecretRef};
@@ -364,30 +363,7 @@ async fn a_job_survives_the_death_of_the_replica_running_it() {
     assert_eq!(seen.state, pb::BatchJobState::Running as i32);
 
     // Mid-job: hold the vendor's door, let the answers given be committed, then kill the runner.
-    sim.stats().hold(true);
-    sim.stats().wait_for_held(|held| held >= 1).await;
-    let answered = sim.stats().vendor("thinksms").billable;
-    let mut watcher = jobs_at(runner_url);
-    let committed = async {
-        loop {
-            let job = watcher
-                .get_batch_job(pb::GetBatchJobRequest {
-                    job_id: job.id.clone(),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .job
-                .unwrap();
-            if job.progress.unwrap().billable_calls >= answered as i64 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), committed)
-        .await
-        .expect("the answers given are committed");
+    let answered = hold_vendor_once_committed(&sim, &mut jobs_at(runner_url), &job.id).await;
     runner.kill().unwrap();
     runner.wait().unwrap();
     sim.stats().wait_for_held(|held| held == 0).await;

@@ -331,6 +331,43 @@ pub async fn create_job(
         .expect("a job"))
 }
 
+/// Mid-job: closes the vendor's door (calls wait there, unbilled) and waits until every answer the
+/// vendor already gave is committed to the job, as `WatchBatchJob` shows. Returns how many
+/// numbers the vendor billed.
+pub async fn hold_vendor_once_committed(
+    sim: &SimServer,
+    client: &mut pb::batch_job_service_client::BatchJobServiceClient<Channel>,
+    id: &str,
+) -> u64 {
+    sim.stats().hold(true);
+    sim.stats().wait_for_held(|held| held >= 1).await;
+    let answered = sim.stats().vendor("thinksms").billable;
+    let mut updates = client
+        .watch_batch_job(pb::WatchBatchJobRequest {
+            job_id: id.to_owned(),
+            interval: Some(prost_types::Duration {
+                seconds: 0,
+                nanos: 100_000_000,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let committed = async {
+        while let Some(update) = updates.message().await.unwrap() {
+            let progress = update.job.and_then(|j| j.progress).unwrap_or_default();
+            if progress.billable_calls >= answered as i64 {
+                return;
+            }
+        }
+        panic!("the job ended before the vendor's answers were committed");
+    };
+    tokio::time::timeout(Duration::from_secs(30), committed)
+        .await
+        .expect("the answers given are committed");
+    answered
+}
+
 /// Follows a job with `WatchBatchJob` until it ends and returns it as it ended.
 pub async fn finished_job(
     client: &mut pb::batch_job_service_client::BatchJobServiceClient<Channel>,

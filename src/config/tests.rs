@@ -1,0 +1,143 @@
+//! Configuration: parsing, validation, secrets, environment overrides.
+use super::*;
+
+#[test]
+fn empty_config_is_the_sandbox() {
+    let config = Config::from_toml("").unwrap();
+    assert!(config.sandbox_active());
+    assert_eq!(config.server.listen, "127.0.0.1:50051");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let err = Config::from_toml(
+        r#"
+        [server]
+        listen = "not an address"
+        [analysis]
+        location_data = "/nonexistent/cn_location.bin"
+        [providers.ts]
+        type = "thinksms"
+        base_url = "::nope::"
+        hashcode = ""
+        private_key = { env = "PHONECHECK_TEST_SURELY_UNSET" }
+        "#,
+    )
+    .unwrap_err();
+    let ConfigError::Invalid(problems) = err else {
+        panic!("{err}")
+    };
+    let text = problems.join("\n");
+    for needle in [
+        "server.listen",
+        "location_data",
+        "base_url",
+        "hashcode",
+        "PHONECHECK_TEST_SURELY_UNSET",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    assert!(problems.len() >= 5, "{text}");
+}
+
+#[test]
+fn unknown_fields_and_vendors_are_refused() {
+    assert!(Config::from_toml("[server]\nlisten_on = \"x\"").is_err());
+    assert!(Config::from_toml("[providers.x]\ntype = \"acme\"").is_err());
+    let extra = "[providers.ts]\ntype = \"thinksms\"\nhashcode = \"h\"\nprivate_key = { env = \"X\" }\ncolour = \"red\"";
+    assert!(matches!(
+        Config::from_toml(extra),
+        Err(ConfigError::Parse(_))
+    ));
+}
+
+#[test]
+// figment's Jail dictates the closure's (large) error type.
+#[allow(clippy::result_large_err)]
+fn environment_overrides_the_file() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("phonecheck.toml", "[server]\nlisten = \"127.0.0.1:1\"\n")?;
+        jail.set_env("PHONECHECK__SERVER__LISTEN", "127.0.0.1:2");
+        jail.set_env("PHONECHECK__SANDBOX__LATENCY", "20ms");
+        let config = Config::load(Some(Path::new("phonecheck.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(config.server.listen, "127.0.0.1:2");
+        assert_eq!(config.sandbox.latency, Duration::from_millis(20));
+        Ok(())
+    });
+}
+
+#[test]
+#[allow(clippy::result_large_err)]
+fn shared_state_can_be_configured_by_the_environment_alone() {
+    // As the Helm chart does: addresses as values, secrets named by reference.
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("PHONECHECK__REDIS__URL", "redis://redis.data:6379/0");
+        jail.set_env(
+            "PHONECHECK__REDIS__HASH_KEY__ENV",
+            "PHONECHECK_REDIS_HASH_KEY",
+        );
+        jail.set_env("PHONECHECK_REDIS_HASH_KEY", "a-hash-key-of-some-length");
+        jail.create_file("db-url", "postgres://phonecheck:pw@db.data/phonecheck")?;
+        jail.set_env("PHONECHECK__STORAGE__DATABASE_URL__FILE", "db-url");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        let redis = config.redis.expect("[redis] from the environment");
+        assert_eq!(redis.url, "redis://redis.data:6379/0");
+        assert_eq!(
+            redis.hash_key,
+            SecretRef::Env("PHONECHECK_REDIS_HASH_KEY".into())
+        );
+        assert_eq!(
+            config.storage.database_url,
+            Some(SecretRef::File("db-url".into()))
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn the_readme_example_is_a_valid_configuration() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .find("## Configuration")
+        .expect("README has a configuration section");
+    let start = section
+        + readme[section..]
+            .find("```toml\n")
+            .expect("with a TOML example")
+        + 8;
+    let example = &readme[start..start + readme[start..].find("```").unwrap()];
+    let config: Config = Figment::from(Toml::string(example)).extract().unwrap();
+    assert_eq!(
+        config.providers.keys().collect::<Vec<_>>(),
+        ["caih", "thinksms", "tongdun", "yidun"]
+    );
+    let problems: Vec<_> = config
+        .providers
+        .values()
+        .flat_map(ProviderConfig::problems)
+        .collect();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let err = Config::load(Some(Path::new("/nonexistent/phonecheck.toml"))).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/phonecheck.toml"));
+}
+
+#[test]
+fn secrets_come_from_files_and_never_appear_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
+    std::fs::write(&path, "s3cret\n").unwrap();
+    let secret = SecretRef::File(path.clone()).resolve().unwrap();
+    assert_eq!(secrecy::ExposeSecret::expose_secret(&secret), "s3cret");
+    assert!(!format!("{secret:?}").contains("s3cret"));
+    std::fs::write(&path, "").unwrap();
+    assert!(
+        SecretRef::File(path)
+            .resolve()
+            .unwrap_err()
+            .contains("empty")
+    );
+}
