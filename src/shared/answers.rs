@@ -209,7 +209,7 @@ impl SharedAnswers {
         let value: Option<Vec<u8>> = connection
             .get(&key.answer)
             .await
-            .map_err(|e| unreachable(&e))?;
+            .map_err(|e| redis_down(&e))?;
         Ok(value
             .and_then(|v| serde_json::from_slice::<Stored>(&v).ok())
             .map(|s| (s.data, s.fetched_at)))
@@ -245,7 +245,7 @@ impl SharedAnswers {
                 .await;
             match taken {
                 Err(e) => {
-                    unreachable(&e);
+                    redis_down(&e);
                     return Coordination::Alone;
                 }
                 Ok(Some(_)) => {
@@ -288,7 +288,7 @@ impl SharedAnswers {
             let held: bool = connection
                 .exists(&key.lock)
                 .await
-                .map_err(|e| unreachable(&e))?;
+                .map_err(|e| redis_down(&e))?;
             if !held {
                 return Ok(());
             }
@@ -328,7 +328,7 @@ impl SharedAnswers {
             .invoke_async(&mut connection)
             .await;
         if let Err(e) = result {
-            unreachable(&e);
+            redis_down(&e);
         }
     }
 }
@@ -340,6 +340,6 @@ fn fresh(fetched_at: SystemTime, max_age: Option<Duration>) -> bool {
     max_age.is_none_or(|max| age <= max)
 }
 
-fn unreachable(e: &redis::RedisError) {
+fn redis_down(e: &redis::RedisError) {
     tracing::debug!(error = %super::kind_name(e), "shared answers: Redis unreachable; going alone");
 }
