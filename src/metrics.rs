@@ -43,6 +43,9 @@ const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1_000.0,
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Installs the process-wide recorder once and returns its handle (`None` if another recorder
 /// was installed first, in which case metrics go there).
 pub fn install() -> Option<PrometheusHandle> {
@@ -54,7 +57,23 @@ pub fn install() -> Option<PrometheusHandle> {
                     b.set_buckets_for_metric(Matcher::Full(VENDOR_BATCH.into()), BATCH_BUCKETS)
                 });
             match builder.and_then(|b| b.install_recorder()) {
-                Ok(handle) => Some(handle),
+                Ok(handle) => {
+                    // Histograms keep their samples until upkeep folds them in: without it (no
+                    // admin listener, or no scrape) memory would grow with every vendor call.
+                    let upkept = handle.clone();
+                    let started = std::thread::Builder::new()
+                        .name("metrics-upkeep".into())
+                        .spawn(move || {
+                            loop {
+                                std::thread::sleep(UPKEEP_EVERY);
+                                upkept.run_upkeep();
+                            }
+                        });
+                    if let Err(e) = started {
+                        tracing::warn!(error = %e, "metrics upkeep not started");
+                    }
+                    Some(handle)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics recorder not installed");
                     None
