@@ -6,7 +6,8 @@
 //! `JOBS_BENCH_ROWS` (rows), `JOBS_BENCH_QUOTA` (Thinksms calls/s, 0 = off),
 //! `JOBS_BENCH_DUPLICATES` (share of rows repeating an earlier number, default 0.1),
 //! `JOBS_BENCH_QUOTA_SHARE` (`jobs.quota_share`, default 0.8), `JOBS_BENCH_CACHE_ENTRIES`
-//! (`cache.max_entries`, default 1,000,000), `JOBS_BENCH_WINDOW` (`jobs.window`, default 64).
+//! (`cache.max_entries`, default 1,000,000), `JOBS_BENCH_WINDOW` (`jobs.window`, default 64),
+//! `JOBS_BENCH_BIN` (another `phonecheck` binary to serve, for before/after comparisons).
 
 use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
@@ -97,8 +98,10 @@ async fn main() {
     drop(file);
     let size = std::fs::metadata(&csv).unwrap().len();
 
-    let binary = env!("CARGO_BIN_EXE_phonecheck");
-    let mut server = Command::new(binary)
+    // Another build of the server, for a before/after comparison on the same load.
+    let binary =
+        std::env::var("JOBS_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_phonecheck").into());
+    let mut server = Command::new(&binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")
