@@ -466,12 +466,12 @@ async fn replicas_scenario() {
     let list = |base: u64| (0..N).map(move |i| number(base + i));
     let billed = || sim.stats().vendor("thinksms").billable;
     for (name, server, base) in [
-        ("one replica, no Redis", &alone, 40_000_000),
-        ("replica A with Redis, new numbers", &a, 50_000_000),
+        ("one replica, no Redis", &alone, 4_000_000),
+        ("replica A with Redis, new numbers", &a, 5_000_000),
         (
             "replica B with Redis, the numbers A paid for",
             &b,
-            50_000_000,
+            5_000_000,
         ),
     ] {
         let before = billed();
@@ -488,8 +488,8 @@ async fn replicas_scenario() {
     let started = Instant::now();
     let (mut ca, mut cb) = (a.client().await, b.client().await);
     let (sa, sb) = tokio::join!(
-        stream(&mut ca, list(60_000_000), |_| {}),
-        stream(&mut cb, list(60_000_000), |_| {})
+        stream(&mut ca, list(6_000_000), |_| {}),
+        stream(&mut cb, list(6_000_000), |_| {})
     );
     let elapsed = started.elapsed().as_secs_f64();
     let both = pb::CheckNumbersSummary {
