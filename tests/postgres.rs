@@ -1,7 +1,7 @@
 //! Jobs in a PostgreSQL database shared by replicas (a real PostgreSQL started by the test, on a
 //! free loopback port): the job store's SQL on PostgreSQL, any replica answers for a job, and a job
 //! survives the death of the replica running it — taken over once its lease lapses, with no number
-//! lost and none paid twice.
+//! lost and none paid twice. Without Redis, caih's pending submissions are shared there too.
 
 mod common;
 
@@ -394,5 +394,46 @@ async fn a_job_survives_the_death_of_the_replica_running_it() {
     assert!(
         !owner.starts_with(&killed),
         "taken over by the other replica: {owner}"
+    );
+}
+
+#[tokio::test]
+async fn without_redis_replicas_share_caih_submissions_in_postgres() {
+    let pg = Postgres::start();
+    let url = pg.database("pending").await;
+    let sim = start_sim(SimConfig {
+        caih_label_delay: std::time::Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await;
+    let replica = |dir: &Path| {
+        let mut config = vendors_config(&sim, dir, &Secrets::right(), "SM3");
+        config.storage.database_url = Some(SecretRef::File(url_file(dir, &url)));
+        config
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = TestServer::start_in(replica(dir_a.path()), dir_a.path()).await;
+    let b = TestServer::start_in(replica(dir_b.path()), dir_b.path()).await;
+
+    let submitted = report(&a, lookup("13800000012", &[pb::Check::SpamLabels])).await;
+    let o = outcome(&submitted, pb::Check::SpamLabels);
+    assert_eq!((o.state(), o.billable), (pb::CheckState::Pending, true));
+    assert_eq!(
+        outcome(
+            &report(&b, lookup("13800000012", &[pb::Check::SpamLabels])).await,
+            pb::Check::SpamLabels
+        )
+        .state(),
+        pb::CheckState::Pending,
+        "B knows A submitted it"
+    );
+    sim.stats().wait_until(|s| s["caih"].ready >= 1).await;
+    let collected = report(&b, lookup("13800000012", &[pb::Check::SpamLabels])).await;
+    let o = outcome(&collected, pb::Check::SpamLabels);
+    assert_eq!((o.state(), o.billable), (pb::CheckState::Ok, false));
+    assert_eq!(
+        sim.stats().vendor("caih").billable,
+        1,
+        "one submission in all"
     );
 }
