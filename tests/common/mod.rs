@@ -480,3 +480,121 @@ pub fn spawn_server_with(config: &Path, env: &[(&str, &str)]) -> (std::process::
         .to_owned();
     (child, format!("http://{addr}"))
 }
+
+/// A `redis-server` on a free loopback port, stopped on drop.
+pub struct Redis {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start_on(port: u16) -> Redis {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (Debian package redis-server)");
+        // Owned at once, so that it is stopped on every path (Drop).
+        let redis = Redis { child, port };
+        // Bounded: the server answers PING within a few hundred milliseconds of starting.
+        for _ in 0..250 {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"PING\r\n");
+                let mut buf = [0u8; 7];
+                if s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
+                    return redis;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    pub fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Redis::start_on(port)
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The keyed hash's key, the same for every replica.
+pub fn hash_key_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("redis-hash.key");
+    std::fs::write(&path, "replicas-share-this-hash-key").unwrap();
+    path
+}
+
+/// Thinksms against `sim` with `quota` calls/s, sharing state through the Redis on `redis_port`.
+pub fn replica_toml(sim: &SimServer, dir: &std::path::Path, redis_port: u16, quota: u32) -> String {
+    let key = dir.join("thinksms.key");
+    std::fs::write(&key, phonecheck::sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
+    format!(
+        r#"
+        [server]
+        shutdown_grace = "2s"
+        [storage]
+        data_dir = "{data}"
+        [redis]
+        url = "redis://127.0.0.1:{redis_port}/0"
+        hash_key = {{ file = "{hash_key}" }}
+        timeout = "300ms"
+        [providers.thinksms]
+        type = "thinksms"
+        base_url = "{base}"
+        hashcode = "{hashcode}"
+        private_key = {{ file = "{key}" }}
+        limits = {{ quota = {{ requests_per_second = {quota}, burst = 1 }}, retries = 0 }}
+        "#,
+        data = dir.join("data").display(),
+        base = sim.base_url(),
+        hashcode = phonecheck::sim::SANDBOX_THINKSMS_HASHCODE,
+        key = key.display(),
+        hash_key = hash_key_file(dir).display(),
+    )
+}
+
+pub fn replica_config(
+    sim: &SimServer,
+    dir: &std::path::Path,
+    redis_port: u16,
+    quota: u32,
+) -> Config {
+    Config::from_toml(&replica_toml(sim, dir, redis_port, quota)).unwrap()
+}
+
+/// `n` line-status items for distinct numbers under `prefix`.
+pub fn items(prefix: u32, n: u32) -> Vec<pb::CheckNumbersRequest> {
+    (0..n)
+        .map(|i| pb::CheckNumbersRequest {
+            request_id: i.to_string(),
+            number: format!("13{prefix}00{i:06}"),
+            checks: vec![pb::Check::LineStatus as i32],
+            ..Default::default()
+        })
+        .collect()
+}
