@@ -35,6 +35,9 @@ pub const STREAM_ITEMS_IN_FLIGHT: &str = "phonecheck_stream_items_in_flight";
 pub const JOB_NUMBERS: &str = "phonecheck_job_numbers_total";
 /// File jobs running.
 pub const JOBS_RUNNING: &str = "phonecheck_jobs_running";
+/// Redis commands that failed, by what they were for (`quota`, `answers`, `pending`): while this
+/// moves, paid calls fail closed and the cache and single-flight are the replica's own.
+pub const SHARED_STATE_ERRORS: &str = "phonecheck_shared_state_errors_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,

@@ -77,6 +77,12 @@ async fn without_redis_calls_fail_closed_and_recover() {
     assert!(!o.billable);
     let error = o.error.as_ref().unwrap();
     assert!(error.message.contains("shared quota"), "{error:?}");
+    // Operators see it: the failed Redis commands are counted by what they were for.
+    let metrics = phonecheck::metrics::install().unwrap().render();
+    assert!(
+        metrics.contains("phonecheck_shared_state_errors_total{operation=\"quota\"}"),
+        "{metrics}"
+    );
     assert_eq!(
         sim.stats().vendor("thinksms").calls,
         1,

@@ -139,7 +139,8 @@ pub(super) async fn subscribe(
         tokio::select! {
             _ = stop.changed() => return,
             result = session => if let Err(e) = result {
-                tracing::debug!(error = %super::kind_name(&e), "shared answers: subscription lost");
+                let kind = super::failed("answers", &e);
+                tracing::debug!(error = %kind, "shared answers: subscription lost");
             },
         }
         tokio::select! {
@@ -341,5 +342,6 @@ fn fresh(fetched_at: SystemTime, max_age: Option<Duration>) -> bool {
 }
 
 fn redis_down(e: &redis::RedisError) {
-    tracing::debug!(error = %super::kind_name(e), "shared answers: Redis unreachable; going alone");
+    let kind = super::failed("answers", e);
+    tracing::debug!(error = %kind, "shared answers: Redis unreachable; going alone");
 }

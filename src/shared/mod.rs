@@ -227,6 +227,12 @@ fn kind_name(e: &redis::RedisError) -> String {
     format!("{:?}", e.kind())
 }
 
+/// Counts a failed Redis command made for `operation`; returns the error's kind.
+fn failed(operation: &'static str, e: &redis::RedisError) -> String {
+    metrics::counter!(crate::metrics::SHARED_STATE_ERRORS, "operation" => operation).increment(1);
+    kind_name(e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use super::{Shared, kind_name};
+use super::Shared;
 use crate::store::{Claim, PendingStore, PendingSubmission, StoreError, from_millis, millis};
 
 /// How long a submission is remembered. caih labels within hours; a number it has forgotten by
@@ -55,7 +55,7 @@ pub struct RedisPendingStore {
 }
 
 fn failed(e: redis::RedisError) -> StoreError {
-    StoreError::Shared(kind_name(&e))
+    StoreError::Shared(super::failed("pending", &e))
 }
 
 fn encode(stored: &Stored) -> String {

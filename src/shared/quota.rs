@@ -7,7 +7,7 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use super::{Shared, kind_name};
+use super::{Shared, failed};
 use crate::providers::{ProviderError, QuotaConfig};
 
 /// GCRA over Redis time, in microseconds, reserving: each caller takes the next slot and is told
@@ -69,7 +69,7 @@ impl SharedQuota {
             .map_err(|e| {
                 ProviderError::State(format!(
                     "the shared quota (Redis) is unreachable, so no call is made: {}",
-                    kind_name(&e)
+                    failed("quota", &e)
                 ))
             })?;
         if wait > 0 {
