@@ -399,7 +399,7 @@ impl Redis {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args([
                 "--port",
                 &port.to_string(),
@@ -409,21 +409,18 @@ impl Redis {
                 "",
             ])
             .args(["--appendonly", "no"])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("redis-server is installed (Debian package redis-server)");
-        let redis = Redis(child, port);
-        // Bounded: it answers within a few hundred milliseconds of starting.
-        for _ in 0..250 {
-            if redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-                .and_then(|c| c.get_connection())
-                .is_ok()
-            {
-                return redis;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server did not start");
+        // It logs to standard output that it accepts connections once it listens.
+        let mut log = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = log
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|line| line.contains("Ready to accept connections"));
+        assert!(ready, "redis-server did not start");
+        std::thread::spawn(move || log.for_each(drop));
+        Redis(child, port)
     }
 }
 

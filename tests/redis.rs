@@ -38,22 +38,6 @@ async fn vendors_replica_with(
     server.keep_dir(dir)
 }
 
-/// A Redis command statistic (`INFO commandstats`): how often `command` was called.
-fn command_calls(redis_port: u16, command: &str) -> u64 {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{redis_port}/0")).unwrap();
-    let mut connection = client.get_connection().unwrap();
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut connection)
-        .unwrap();
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn without_redis_calls_fail_closed_and_recover() {
     let mut redis = Redis::start();
@@ -163,16 +147,11 @@ async fn a_number_asked_of_both_replicas_at_once_is_paid_once() {
     sim.stats().hold(true);
     let on_a = tokio::spawn(ask(&a));
     sim.stats().wait_for_held(|held| held == 1).await;
+    // B waits for A's call: it looks at A's lock (EXISTS) while it waits, and only a waiting
+    // replica does.
+    let exists = redis.monitor("exists");
     let on_b = tokio::spawn(ask(&b));
-    // B waits for A's call: it looks at A's lock (EXISTS) while it waits. Bounded.
-    let mut waiting = false;
-    for _ in 0..500 {
-        if command_calls(redis.port, "exists") > 0 {
-            waiting = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let waiting = tokio::task::spawn_blocking(exists).await.unwrap();
     assert!(waiting, "replica B waits for A's call");
     assert_eq!(sim.stats().held(), 1, "B made no call of its own");
     sim.stats().hold(false);

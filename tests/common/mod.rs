@@ -331,6 +331,24 @@ pub async fn create_job(
         .expect("a job"))
 }
 
+/// `WatchBatchJob` of `id`, an update at most every 100 ms.
+pub async fn watch(
+    client: &mut pb::batch_job_service_client::BatchJobServiceClient<Channel>,
+    id: &str,
+) -> tonic::Streaming<pb::WatchBatchJobResponse> {
+    client
+        .watch_batch_job(pb::WatchBatchJobRequest {
+            job_id: id.to_owned(),
+            interval: Some(prost_types::Duration {
+                seconds: 0,
+                nanos: 100_000_000,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// Mid-job: closes the vendor's door (calls wait there, unbilled) and waits until every answer the
 /// vendor already gave is committed to the job, as `WatchBatchJob` shows. Returns how many
 /// numbers the vendor billed.
@@ -342,17 +360,7 @@ pub async fn hold_vendor_once_committed(
     sim.stats().hold(true);
     sim.stats().wait_for_held(|held| held >= 1).await;
     let answered = sim.stats().vendor("thinksms").billable;
-    let mut updates = client
-        .watch_batch_job(pb::WatchBatchJobRequest {
-            job_id: id.to_owned(),
-            interval: Some(prost_types::Duration {
-                seconds: 0,
-                nanos: 100_000_000,
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut updates = watch(client, id).await;
     let committed = async {
         while let Some(update) = updates.message().await.unwrap() {
             let progress = update.job.and_then(|j| j.progress).unwrap_or_default();
@@ -374,17 +382,7 @@ pub async fn finished_job(
     id: &str,
 ) -> pb::BatchJob {
     let watching = async {
-        let mut updates = client
-            .watch_batch_job(pb::WatchBatchJobRequest {
-                job_id: id.to_owned(),
-                interval: Some(prost_types::Duration {
-                    seconds: 0,
-                    nanos: 100_000_000,
-                }),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut updates = watch(client, id).await;
         let mut last = None;
         while let Some(update) = updates.message().await.unwrap() {
             last = update.job;
@@ -500,25 +498,42 @@ impl Redis {
                 "--appendonly",
                 "no",
             ])
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is installed (Debian package redis-server)");
         // Owned at once, so that it is stopped on every path (Drop).
-        let redis = Redis { child, port };
-        // Bounded: the server answers PING within a few hundred milliseconds of starting.
-        for _ in 0..250 {
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                use std::io::{Read, Write};
-                let _ = s.write_all(b"PING\r\n");
-                let mut buf = [0u8; 7];
-                if s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
-                    return redis;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut redis = Redis { child, port };
+        // redis-server logs to standard output that it accepts connections once it listens.
+        use std::io::BufRead;
+        let mut log = std::io::BufReader::new(redis.child.stdout.take().unwrap()).lines();
+        let ready = log
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|line| line.contains("Ready to accept connections"));
+        assert!(ready, "redis-server did not start on port {port}");
+        // Whatever it logs later is read, so that it never blocks on a full pipe.
+        std::thread::spawn(move || log.for_each(drop));
+        redis
+    }
+
+    /// Opens `MONITOR`, then hands back a waiter that blocks until Redis runs `command` (at most
+    /// 30 s): an event to wait for, seen from outside the replicas.
+    pub fn monitor(&self, command: &str) -> impl FnOnce() -> bool + Send + 'static {
+        use std::io::{BufRead, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.write_all(b"MONITOR\r\n").unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut lines = std::io::BufReader::new(stream).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "+OK");
+        let wanted = format!("\"{}\"", command.to_ascii_uppercase());
+        move || {
+            lines
+                .map_while(Result::ok)
+                .any(|line| line.contains(&wanted))
         }
-        panic!("redis-server did not start on port {port}");
     }
 
     pub fn start() -> Redis {
