@@ -27,7 +27,7 @@ use super::health::Health;
 use crate::config::CacheConfig;
 use crate::domain::{Check, CheckData};
 use crate::providers::{Answer, ErrorReason, Provider, ProviderError, Query};
-use crate::shared::{Coordination, RemoteLock, SharedAnswers};
+use crate::shared::{AnswerKey, Coordination, RemoteLock, SharedAnswers};
 
 /// Jobs queued for the batcher before callers wait.
 const QUEUE: usize = 16_384;
@@ -223,25 +223,27 @@ impl Dispatcher {
         if let Some(hit) = self.fresh(&key, max_age).await {
             return self.shared.cached(hit);
         }
+        let remote = self.shared.remote.as_ref().map(|remote| {
+            let remote_key = remote.key(check, &query.number.e164, query.kyc.as_ref());
+            (remote, remote_key)
+        });
         if priority == super::Priority::Bulk
             && let Some(pacer) = &self.shared.bulk_pacer
             && !self.in_flight(&key)
         {
             // Paced are the numbers that will cost a call, not those another replica paid for.
-            if let Some(remote) = &self.shared.remote {
-                let remote_key = remote.key(check, &query.number.e164, query.kyc.as_ref());
-                if let Some((data, fetched_at)) = remote.cached(&remote_key, max_age).await {
-                    return self
-                        .shared
-                        .cached(self.shared.adopt(&key, data, fetched_at).await);
-                }
+            if let Some((remote, remote_key)) = &remote
+                && let Some((data, fetched_at)) = remote.cached(remote_key, max_age).await
+            {
+                return self
+                    .shared
+                    .cached(self.shared.adopt(&key, data, fetched_at).await);
             }
             pacer.until_ready().await;
             if let Some(hit) = self.fresh(&key, max_age).await {
                 return self.shared.cached(hit);
             }
         }
-        let (reply, answer) = oneshot::channel();
         let joined = {
             let mut inflight = self
                 .shared
@@ -250,28 +252,26 @@ impl Dispatcher {
                 .unwrap_or_else(|e| e.into_inner());
             match inflight.get_mut(&key) {
                 Some(waiters) => {
+                    let (reply, answer) = oneshot::channel();
                     waiters.push(reply);
-                    None
+                    Some(answer)
                 }
                 None => {
                     inflight.insert(key.clone(), Vec::new());
-                    Some(reply)
+                    None
                 }
             }
         };
-        let Some(reply) = joined else {
+        if let Some(answer) = joined {
             // Another caller of this replica is on it.
             return self.shared.joined(
                 answer
                     .await
                     .unwrap_or_else(|_| Fetched::now(Err(dropped()))),
             );
-        };
+        }
         // This caller speaks for its replica: it makes the call, or learns who does.
-        match self
-            .lead(key, query, max_age, deadline, reply, answer)
-            .await
-        {
+        match self.lead(key, remote, query, max_age, deadline).await {
             Ok(delivery) => delivery,
             Err(answer) => {
                 self.shared.count("miss");
@@ -291,11 +291,10 @@ impl Dispatcher {
     async fn lead(
         &self,
         key: Key,
+        remote: Option<(&SharedAnswers, AnswerKey)>,
         query: Query,
         max_age: Option<Duration>,
         deadline: Option<Instant>,
-        reply: oneshot::Sender<Fetched>,
-        answer: oneshot::Receiver<Fetched>,
     ) -> Result<Delivery, oneshot::Receiver<Fetched>> {
         // An answer may have landed between the cache check and the reservation.
         if let Some(hit) = self.fresh(&key, max_age).await {
@@ -303,8 +302,7 @@ impl Dispatcher {
             return Ok(self.shared.cached(hit));
         }
         let mut lock = None;
-        if let Some(remote) = &self.shared.remote {
-            let remote_key = remote.key(key.check, &query.number.e164, query.kyc.as_ref());
+        if let Some((remote, remote_key)) = remote {
             match remote.coordinate(&remote_key, max_age).await {
                 Coordination::Cached(data, fetched_at) => {
                     let hit = self.shared.adopt(&key, data, fetched_at).await;
@@ -318,6 +316,7 @@ impl Dispatcher {
                 Coordination::Alone => {}
             }
         }
+        let (reply, answer) = oneshot::channel();
         let job = Job {
             key,
             query,

@@ -143,13 +143,7 @@ impl Jobs {
         // previous process was. On a shared store those may be other replicas' (a dead
         // replica's uploads are dropped by the sweeper, its jobs taken over as leases lapse).
         if !self.store.shared() {
-            let dropped = self
-                .store
-                .drop_unfinished_imports(SystemTime::now())
-                .await?;
-            if dropped > 0 {
-                tracing::warn!(dropped, "removed jobs whose upload never finished");
-            }
+            self.drop_unfinished_uploads(SystemTime::now()).await?;
             for id in self.store.jobs_in_state(JobState::Running).await? {
                 self.store
                     .transition(&id, &[JobState::Running], JobState::Queued, "")
@@ -172,6 +166,15 @@ impl Jobs {
         }
     }
 
+    /// Deletes the jobs created before `created_before` whose upload never finished.
+    async fn drop_unfinished_uploads(&self, created_before: SystemTime) -> Result<(), JobError> {
+        let dropped = self.store.drop_unfinished_imports(created_before).await?;
+        if dropped > 0 {
+            tracing::warn!(dropped, "removed jobs whose upload never finished");
+        }
+        Ok(())
+    }
+
     /// Deletes jobs that finished longer than the retention ago.
     pub async fn sweep(&self) -> Result<u64, JobError> {
         let before = SystemTime::now()
@@ -181,10 +184,7 @@ impl Jobs {
             let orphans = SystemTime::now()
                 .checked_sub(ORPHAN_UPLOAD_AGE)
                 .unwrap_or(SystemTime::UNIX_EPOCH);
-            let dropped = self.store.drop_unfinished_imports(orphans).await?;
-            if dropped > 0 {
-                tracing::warn!(dropped, "removed jobs whose upload never finished");
-            }
+            self.drop_unfinished_uploads(orphans).await?;
         }
         let expired = self.store.finished_before(before).await?;
         for id in &expired {

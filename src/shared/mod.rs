@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use crate::config::SecretRef;
 
-pub use answers::{Coordination, RemoteLock, SharedAnswers};
+pub use answers::{AnswerKey, Coordination, RemoteLock, SharedAnswers};
 pub use pending::RedisPendingStore;
 pub use quota::SharedQuota;
 
