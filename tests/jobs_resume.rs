@@ -7,31 +7,8 @@ mod common;
 use common::*;
 use phonecheck::config::Config;
 use phonecheck::pb;
-use phonecheck::sim::{self, SimConfig, SimServer};
+use phonecheck::sim::SimConfig;
 use tonic::transport::Channel;
-
-fn thinksms_toml(sim: &SimServer, dir: &std::path::Path, quota: u32) -> String {
-    let key = dir.join("thinksms.key");
-    std::fs::write(&key, sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
-    format!(
-        r#"
-        [server]
-        shutdown_grace = "2s"
-        [storage]
-        data_dir = "{data}"
-        [providers.thinksms]
-        type = "thinksms"
-        base_url = "{base}"
-        hashcode = "{hashcode}"
-        private_key = {{ file = "{key}" }}
-        limits = {{ quota = {{ requests_per_second = {quota}, burst = 1 }} }}
-        "#,
-        data = dir.join("data").display(),
-        base = sim.base_url(),
-        hashcode = sim::SANDBOX_THINKSMS_HASHCODE,
-        key = key.display(),
-    )
-}
 
 fn client(url: &str) -> pb::batch_job_service_client::BatchJobServiceClient<Channel> {
     pb::batch_job_service_client::BatchJobServiceClient::new(
@@ -73,7 +50,7 @@ async fn a_killed_server_resumes_the_job_without_loss_or_double_billing() {
     let sim = start_sim(SimConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("phonecheck.toml");
-    std::fs::write(&config, thinksms_toml(&sim, dir.path(), 100)).unwrap();
+    std::fs::write(&config, thinksms_toml(&sim, dir.path(), 100, "")).unwrap();
 
     let (mut first, url) = spawn_server(&config);
     let mut jobs = client(&url);
@@ -124,7 +101,7 @@ async fn a_killed_server_resumes_the_job_without_loss_or_double_billing() {
 async fn cancel_stops_the_vendor_calls() {
     let sim = start_sim(SimConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::from_toml(&thinksms_toml(&sim, dir.path(), 50)).unwrap();
+    let config = Config::from_toml(&thinksms_toml(&sim, dir.path(), 50, "")).unwrap();
     let server = TestServer::start_in(config, &dir.path().join("data")).await;
     let mut jobs = jobs_client(&server);
     let spec = pb::BatchJobSpec {

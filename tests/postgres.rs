@@ -263,36 +263,14 @@ async fn jobs_are_kept_in_postgres() {
     assert_eq!(left, 0, "nothing of the job remains");
 }
 
+/// A replica's configuration file: Thinksms at 50/s, jobs in the database at `url`, 3 s leases.
 fn replica_toml(sim: &sim::SimServer, dir: &Path, url: &str) -> PathBuf {
-    let key = dir.join("thinksms.key");
-    std::fs::write(&key, sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
+    let more = format!(
+        "database_url = {{ file = \"{}\" }}\n[jobs]\nlease = \"3s\"",
+        url_file(dir, url).display()
+    );
     let config = dir.join("phonecheck.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-            [server]
-            shutdown_grace = "2s"
-            [storage]
-            data_dir = "{data}"
-            database_url = {{ file = "{url}" }}
-            [jobs]
-            lease = "3s"
-            [providers.thinksms]
-            type = "thinksms"
-            base_url = "{base}"
-            hashcode = "{hashcode}"
-            private_key = {{ file = "{key}" }}
-            limits = {{ quota = {{ requests_per_second = 50, burst = 1 }} }}
-            "#,
-            data = dir.join("data").display(),
-            url = url_file(dir, url).display(),
-            base = sim.base_url(),
-            hashcode = sim::SANDBOX_THINKSMS_HASHCODE,
-            key = key.display(),
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, thinksms_toml(sim, dir, 50, &more)).unwrap();
     config
 }
 

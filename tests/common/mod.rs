@@ -564,33 +564,40 @@ pub fn hash_key_file(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-/// Thinksms against `sim` with `quota` calls/s, sharing state through the Redis on `redis_port`.
-pub fn replica_toml(sim: &SimServer, dir: &std::path::Path, redis_port: u16, quota: u32) -> String {
+/// A `phonecheck serve` configuration: Thinksms against `sim` at `quota` calls/s (no retries:
+/// against a fault-free simulator a retry could only hide a failure), state under `dir`. `more`
+/// continues the `[storage]` table (keys) and may add tables.
+pub fn thinksms_toml(sim: &SimServer, dir: &Path, quota: u32, more: &str) -> String {
     let key = dir.join("thinksms.key");
     std::fs::write(&key, phonecheck::sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
     format!(
         r#"
-        [server]
-        shutdown_grace = "2s"
-        [storage]
-        data_dir = "{data}"
-        [redis]
-        url = "redis://127.0.0.1:{redis_port}/0"
-        hash_key = {{ file = "{hash_key}" }}
-        timeout = "300ms"
-        [providers.thinksms]
-        type = "thinksms"
-        base_url = "{base}"
-        hashcode = "{hashcode}"
-        private_key = {{ file = "{key}" }}
-        limits = {{ quota = {{ requests_per_second = {quota}, burst = 1 }}, retries = 0 }}
-        "#,
+[server]
+shutdown_grace = "2s"
+[providers.thinksms]
+type = "thinksms"
+base_url = "{base}"
+hashcode = "{hashcode}"
+private_key = {{ file = "{key}" }}
+limits = {{ quota = {{ requests_per_second = {quota}, burst = 1 }}, retries = 0 }}
+[storage]
+data_dir = "{data}"
+{more}
+"#,
         data = dir.join("data").display(),
         base = sim.base_url(),
         hashcode = phonecheck::sim::SANDBOX_THINKSMS_HASHCODE,
         key = key.display(),
-        hash_key = hash_key_file(dir).display(),
     )
+}
+
+/// `thinksms_toml`, sharing state through the Redis on `redis_port`.
+pub fn replica_toml(sim: &SimServer, dir: &Path, redis_port: u16, quota: u32) -> String {
+    let redis = format!(
+        "[redis]\nurl = \"redis://127.0.0.1:{redis_port}/0\"\nhash_key = {{ file = \"{}\" }}\ntimeout = \"300ms\"",
+        hash_key_file(dir).display()
+    );
+    thinksms_toml(sim, dir, quota, &redis)
 }
 
 pub fn replica_config(
