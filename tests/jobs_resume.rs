@@ -32,17 +32,7 @@ async fn progress_of(
     client: &mut pb::batch_job_service_client::BatchJobServiceClient<Channel>,
     id: &str,
 ) -> pb::BatchJobProgress {
-    client
-        .get_batch_job(pb::GetBatchJobRequest {
-            job_id: id.to_owned(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap()
-        .progress
-        .unwrap()
+    get_job(client, id).await.progress.unwrap()
 }
 
 #[tokio::test]

@@ -329,15 +329,7 @@ async fn a_job_survives_the_death_of_the_replica_running_it() {
         (&mut b, &url_b, &mut a, &url_a)
     };
     let killed = owner.split('/').next().unwrap().to_owned();
-    let seen = jobs_at(other_url)
-        .get_batch_job(pb::GetBatchJobRequest {
-            job_id: job.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap();
+    let seen = get_job(&mut jobs_at(other_url), &job.id).await;
     assert_eq!(seen.state, pb::BatchJobState::Running as i32);
 
     // Mid-job: hold the vendor's door, let the answers given be committed, then kill the runner.

@@ -376,6 +376,22 @@ pub async fn hold_vendor_once_committed(
     answered
 }
 
+/// `GetBatchJob` of `id`, which must exist.
+pub async fn get_job(
+    client: &mut pb::batch_job_service_client::BatchJobServiceClient<Channel>,
+    id: &str,
+) -> pb::BatchJob {
+    client
+        .get_batch_job(pb::GetBatchJobRequest {
+            job_id: id.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .expect("a job")
+}
+
 /// Follows a job with `WatchBatchJob` until it ends and returns it as it ended.
 pub async fn finished_job(
     client: &mut pb::batch_job_service_client::BatchJobServiceClient<Channel>,
