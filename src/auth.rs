@@ -5,17 +5,17 @@
 //! open); authorisation of each request's checks happens in the API layer, which knows them.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use governor::clock::{Clock, DefaultClock};
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use crate::api::ApiError;
+use crate::budget::{BudgetHold, TenantLimits};
 use crate::config::TenantConfig;
 use crate::domain::{Check, CheckOptions};
-use crate::providers::{Clock as _, SystemClock};
 
 /// An API client and what it may do.
 #[derive(Debug, Clone)]
@@ -26,169 +26,126 @@ pub struct Tenant {
     pub allowed_checks: HashSet<Check>,
     /// Whether it may receive platform profile details.
     pub profile_details: bool,
-    /// Billable vendor calls it may cause per day.
-    pub budget: Option<Arc<DailyBudget>>,
+    /// Its daily billable budget and request rate, on every path (calls, stream items, jobs).
+    pub limits: TenantLimits,
     /// Its `CheckNumbers` streams open at once; past it a new one is refused.
-    streams: Arc<tokio::sync::Semaphore>,
+    streams: Arc<Semaphore>,
     /// Its stream items being worked on at once, over all its streams; past it reading waits.
-    items: Arc<tokio::sync::Semaphore>,
+    items: Arc<Semaphore>,
+    /// Its job uploads being received at once.
+    uploads: Arc<Semaphore>,
+    /// Its exports being produced at once.
+    exports: Arc<Semaphore>,
+    /// Its `WatchBatchJob` streams open at once.
+    watches: Arc<Semaphore>,
 }
 
-/// How many streams, and stream items in flight, a tenant may have.
+/// How many of each long-lived call a tenant may have open at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamLimits {
+pub struct ConcurrencyLimits {
     /// Concurrent `CheckNumbers` streams.
     pub streams: usize,
     /// Stream items being worked on at once, over all the tenant's streams.
     pub items: usize,
+    /// Concurrent `CreateBatchJob` uploads.
+    pub uploads: usize,
+    /// Concurrent `ExportBatchJobResults` calls.
+    pub exports: usize,
+    /// Concurrent `WatchBatchJob` streams.
+    pub watches: usize,
 }
 
-impl Default for StreamLimits {
+impl Default for ConcurrencyLimits {
     fn default() -> Self {
-        StreamLimits {
+        ConcurrencyLimits {
             streams: 64,
             items: 4_096,
+            uploads: 4,
+            exports: 4,
+            watches: 32,
         }
     }
 }
 
-/// A tenant's daily billable budget, counted in China time (the vendors' billing day).
-///
-/// A request holds room for each paid check it asks before it runs, and settles with what it was
-/// billed when it ends, so that requests in flight together never take the tenant past its budget.
-#[derive(Debug)]
-pub struct DailyBudget {
-    limit: u64,
-    day: Mutex<BudgetDay>,
+/// A long-lived call a tenant holds a place for while it lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrent {
+    /// A `CheckNumbers` stream.
+    Stream,
+    /// A `CreateBatchJob` upload.
+    Upload,
+    /// An `ExportBatchJobResults` call.
+    Export,
+    /// A `WatchBatchJob` stream.
+    Watch,
 }
 
-#[derive(Debug)]
-struct BudgetDay {
-    date: chrono::NaiveDate,
-    /// Billable calls counted today.
-    spent: u64,
-    /// Calls held by requests in flight.
-    held: u64,
-}
-
-impl BudgetDay {
-    fn new(date: chrono::NaiveDate) -> BudgetDay {
-        BudgetDay {
-            date,
-            spent: 0,
-            held: 0,
+impl Concurrent {
+    /// What the caller reads in the error: the calls, and the setting that bounds them.
+    fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            Concurrent::Stream => ("CheckNumbers streams", "max_streams"),
+            Concurrent::Upload => ("job uploads", "max_uploads"),
+            Concurrent::Export => ("exports", "max_exports"),
+            Concurrent::Watch => ("WatchBatchJob streams", "max_watches"),
         }
     }
-}
-
-impl DailyBudget {
-    /// A budget of `limit` billable calls per day.
-    pub fn new(limit: u64) -> DailyBudget {
-        DailyBudget {
-            limit,
-            day: Mutex::new(BudgetDay::new(today())),
-        }
-    }
-
-    /// Today's counts, started afresh when the (China-time) day changed.
-    fn today(&self) -> std::sync::MutexGuard<'_, BudgetDay> {
-        let mut day = self.day.lock().unwrap_or_else(|e| e.into_inner());
-        let date = today();
-        if day.date != date {
-            *day = BudgetDay::new(date);
-        }
-        day
-    }
-
-    /// Holds room for `calls`; `Err(time until the budget renews)` when there is not enough.
-    fn hold(&self, calls: u64) -> Result<chrono::NaiveDate, std::time::Duration> {
-        let mut day = self.today();
-        if day.spent.saturating_add(day.held).saturating_add(calls) <= self.limit {
-            day.held += calls;
-            return Ok(day.date);
-        }
-        let now = SystemClock.now_china();
-        let midnight = now
-            .date_naive()
-            .succ_opt()
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .map(|t| t - now.naive_local());
-        Err(midnight.and_then(|d| d.to_std().ok()).unwrap_or_default())
-    }
-
-    /// Ends a hold of `held` calls taken on `date`, counting `billed` of them.
-    fn settle(&self, date: chrono::NaiveDate, held: u64, billed: u64) {
-        let mut day = self.today();
-        if day.date == date {
-            day.held = day.held.saturating_sub(held);
-        }
-        day.spent = day.spent.saturating_add(billed.min(held));
-    }
-}
-
-/// Room held in a tenant's budget for one request until it is settled. Dropped unsettled (the
-/// caller went away mid-request, when vendor calls may still bill), every held call is counted:
-/// the budget errs on the side of the tenant's money.
-#[derive(Debug)]
-#[must_use = "settle the hold with the request's report"]
-pub struct BudgetHold {
-    held: Option<(Arc<DailyBudget>, chrono::NaiveDate, u64)>,
-}
-
-impl BudgetHold {
-    /// Counts the report's billable vendor calls and frees the rest.
-    pub fn settle(mut self, report: &crate::domain::Report) {
-        if let Some((budget, date, held)) = self.held.take() {
-            let billed = report.outcomes.iter().filter(|o| o.billable).count() as u64;
-            budget.settle(date, held, billed);
-        }
-    }
-
-    /// Frees the room: the request ended before any vendor call.
-    pub fn release(mut self) {
-        if let Some((budget, date, held)) = self.held.take() {
-            budget.settle(date, held, 0);
-        }
-    }
-}
-
-impl Drop for BudgetHold {
-    fn drop(&mut self) {
-        if let Some((budget, date, held)) = self.held.take() {
-            budget.settle(date, held, held);
-        }
-    }
-}
-
-fn today() -> chrono::NaiveDate {
-    SystemClock.now_china().date_naive()
 }
 
 impl Tenant {
     /// The caller when no tenants are configured: may do everything.
     pub fn anonymous() -> Tenant {
-        Self::anonymous_with(StreamLimits::default())
+        Self::anonymous_with(ConcurrencyLimits::default())
     }
 
-    /// The anonymous caller with these stream limits.
-    pub fn anonymous_with(limits: StreamLimits) -> Tenant {
+    /// The anonymous caller with these concurrency limits.
+    pub fn anonymous_with(limits: ConcurrencyLimits) -> Tenant {
+        Self::with_limits(
+            ANONYMOUS,
+            Check::ALL.into_iter().collect(),
+            true,
+            TenantLimits::default(),
+            limits,
+        )
+    }
+
+    fn with_limits(
+        name: &str,
+        allowed_checks: HashSet<Check>,
+        profile_details: bool,
+        limits: TenantLimits,
+        concurrency: ConcurrencyLimits,
+    ) -> Tenant {
+        let places = |n: usize| Arc::new(Semaphore::new(n));
         Tenant {
-            name: "anonymous".to_owned(),
-            allowed_checks: Check::ALL.into_iter().collect(),
-            profile_details: true,
-            budget: None,
-            streams: Arc::new(tokio::sync::Semaphore::new(limits.streams)),
-            items: Arc::new(tokio::sync::Semaphore::new(limits.items)),
+            name: name.to_owned(),
+            allowed_checks,
+            profile_details,
+            limits,
+            streams: places(concurrency.streams),
+            items: places(concurrency.items),
+            uploads: places(concurrency.uploads),
+            exports: places(concurrency.exports),
+            watches: places(concurrency.watches),
         }
     }
 
-    /// Opens a stream, or refuses it when the tenant has its maximum open.
-    pub fn open_stream(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        self.streams
+    /// Takes a place for a long-lived call, or refuses it when the tenant has its maximum open.
+    pub fn open(&self, call: Concurrent) -> Result<OwnedSemaphorePermit, ApiError> {
+        let places = match call {
+            Concurrent::Stream => &self.streams,
+            Concurrent::Upload => &self.uploads,
+            Concurrent::Export => &self.exports,
+            Concurrent::Watch => &self.watches,
+        };
+        let (calls, setting) = call.describe();
+        places
             .clone()
             .try_acquire_owned()
-            .map_err(|_| ApiError::TooManyStreams {
+            .map_err(|_| ApiError::TooMany {
                 tenant: self.name.clone(),
+                calls,
+                setting,
             })
     }
 
@@ -201,22 +158,18 @@ impl Tenant {
     /// at most), or refuses them when the budget has not that much left (offline analysis stays
     /// free).
     pub fn hold_budget(&self, checks: &[Check]) -> Result<BudgetHold, ApiError> {
-        let calls = checks
-            .iter()
-            .collect::<std::collections::HashSet<_>>()
-            .len() as u64;
-        match &self.budget {
-            Some(budget) if calls > 0 => match budget.hold(calls) {
-                Ok(date) => Ok(BudgetHold {
-                    held: Some((budget.clone(), date, calls)),
-                }),
-                Err(retry_after) => Err(ApiError::BudgetExhausted {
-                    tenant: self.name.clone(),
-                    retry_after,
-                }),
-            },
-            _ => Ok(BudgetHold { held: None }),
-        }
+        let calls = checks.iter().collect::<HashSet<_>>().len() as u64;
+        self.limits
+            .hold(calls)
+            .map_err(|spent| ApiError::BudgetExhausted {
+                tenant: self.name.clone(),
+                retry_after: spent.retry_after,
+            })
+    }
+
+    /// Waits for the tenant's rate to allow one more stream item.
+    pub async fn pace(&self) {
+        self.limits.pace().await;
     }
 
     /// Refuses checks and options the tenant was not granted.
@@ -252,13 +205,14 @@ pub fn new_key() -> String {
     format!("pck_{}", hex::encode(rand::random::<[u8; 32]>()))
 }
 
-/// A tenant's call rate limit.
-type Limiter = governor::DefaultDirectRateLimiter;
+/// The tenant name of callers when no keys are configured.
+pub const ANONYMOUS: &str = "anonymous";
 
-/// Every configured key's hash, mapped to its tenant and the tenant's rate limiter.
+/// Every configured key's hash, mapped to its tenant.
 #[derive(Debug, Clone)]
 pub struct Tenants {
-    by_hash: HashMap<String, (Arc<Tenant>, Option<Arc<Limiter>>)>,
+    by_hash: HashMap<String, Arc<Tenant>>,
+    by_name: HashMap<String, Arc<Tenant>>,
     anonymous: Arc<Tenant>,
 }
 
@@ -266,40 +220,47 @@ impl Tenants {
     /// From the validated configuration.
     pub fn new(
         config: &std::collections::BTreeMap<String, TenantConfig>,
-        defaults: StreamLimits,
+        defaults: ConcurrencyLimits,
     ) -> Tenants {
         let mut by_hash = HashMap::new();
+        let mut by_name = HashMap::new();
         for (name, tenant) in config {
-            let resolved = Arc::new(Tenant {
-                name: name.clone(),
-                allowed_checks: tenant.allowed_checks.iter().copied().collect(),
-                profile_details: tenant.profile_details,
-                budget: tenant
-                    .daily_billable_budget
-                    .map(|limit| Arc::new(DailyBudget::new(limit))),
-                streams: Arc::new(tokio::sync::Semaphore::new(
-                    tenant.max_streams.unwrap_or(defaults.streams),
-                )),
-                items: Arc::new(tokio::sync::Semaphore::new(
-                    tenant.max_items_in_flight.unwrap_or(defaults.items),
-                )),
-            });
-            // One bucket per tenant, whichever of its keys is used.
-            let limiter = tenant
-                .rate_limit
-                .and_then(crate::engine::stack::governor_quota)
-                .map(|q| Arc::new(governor::RateLimiter::direct(q)));
+            // One budget and one bucket per tenant, whichever of its keys is used.
+            let resolved = Arc::new(Tenant::with_limits(
+                name,
+                tenant.allowed_checks.iter().copied().collect(),
+                tenant.profile_details,
+                TenantLimits::new(tenant.daily_billable_budget, tenant.rate_limit),
+                ConcurrencyLimits {
+                    streams: tenant.max_streams.unwrap_or(defaults.streams),
+                    items: tenant.max_items_in_flight.unwrap_or(defaults.items),
+                    ..defaults
+                },
+            ));
             for hash in &tenant.key_sha256 {
-                by_hash.insert(
-                    hash.to_ascii_lowercase(),
-                    (resolved.clone(), limiter.clone()),
-                );
+                by_hash.insert(hash.to_ascii_lowercase(), resolved.clone());
             }
+            by_name.insert(name.clone(), resolved);
         }
         Tenants {
             by_hash,
+            by_name,
             anonymous: Arc::new(Tenant::anonymous_with(defaults)),
         }
+    }
+
+    /// Each tenant's budget and rate by name (the anonymous caller's too), for the job runner,
+    /// whose jobs keep only their tenant's name.
+    pub fn limits_by_name(&self) -> HashMap<String, TenantLimits> {
+        let mut limits: HashMap<String, TenantLimits> = self
+            .by_name
+            .iter()
+            .map(|(name, tenant)| (name.clone(), tenant.limits.clone()))
+            .collect();
+        limits
+            .entry(ANONYMOUS.to_owned())
+            .or_insert_with(|| self.anonymous.limits.clone());
+        limits
     }
 
     /// Whether any key is configured.
@@ -341,18 +302,16 @@ impl Interceptor for AuthInterceptor {
                 .ok_or(ApiError::Unauthenticated(
                     "an API key is required: authorization: Bearer <key>",
                 ))?;
-            let (tenant, limiter) = self
+            let tenant = self
                 .tenants
                 .by_hash
                 .get(&key_hash(key))
                 .ok_or(ApiError::Unauthenticated("the API key is not valid"))?;
-            if let Some(limiter) = limiter
-                && let Err(not_until) = limiter.check()
-            {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+            // Every RPC is one request; stream items and job numbers are paced per item too.
+            if let Err(retry_after) = tenant.limits.try_request() {
                 return Err(ApiError::RateLimited {
                     tenant: tenant.name.clone(),
-                    retry_after: wait,
+                    retry_after,
                 }
                 .into());
             }
@@ -382,12 +341,13 @@ mod tests {
 
     #[test]
     fn grants() {
-        let tenant = Tenant {
-            name: "acme".into(),
-            allowed_checks: [Check::LineStatus].into_iter().collect(),
-            profile_details: false,
-            ..Tenant::anonymous()
-        };
+        let tenant = Tenant::with_limits(
+            "acme",
+            [Check::LineStatus].into_iter().collect(),
+            false,
+            TenantLimits::default(),
+            ConcurrencyLimits::default(),
+        );
         assert!(
             tenant
                 .authorize("checks", &[Check::LineStatus], &CheckOptions::default())
@@ -416,52 +376,5 @@ mod tests {
                 .authorize("checks", &Check::ALL, &profiles)
                 .is_ok()
         );
-    }
-
-    #[test]
-    fn requests_in_flight_never_take_a_tenant_past_its_budget() {
-        use crate::domain::{CheckOutcome, CheckState, Report};
-        let tenant = Tenant {
-            budget: Some(Arc::new(DailyBudget::new(3))),
-            ..Tenant::anonymous()
-        };
-        let both = [Check::LineStatus, Check::RiskProfile];
-        let first = tenant.hold_budget(&both).unwrap();
-        // 2 held of 3: a second request for two paid checks must wait for the first to settle.
-        assert!(tenant.hold_budget(&both).is_err());
-        let one = tenant
-            .hold_budget(&[Check::LineStatus, Check::LineStatus])
-            .unwrap();
-        assert!(tenant.hold_budget(&[Check::LineStatus]).is_err());
-        // Offline analysis holds nothing.
-        tenant.hold_budget(&[]).unwrap().release();
-
-        // The first was billed once (the other check came from the cache): one call is free again.
-        let outcome = |billable| CheckOutcome {
-            check: Check::LineStatus,
-            provider: "thinksms".into(),
-            state: CheckState::Pending,
-            billable,
-            cached: !billable,
-            latency: std::time::Duration::ZERO,
-            fetched_at: None,
-            sandbox: false,
-        };
-        let report = Report {
-            info: crate::number::Analyzer::new(crate::number::LocationData::embedded())
-                .analyze("13800138000", "CN")
-                .unwrap(),
-            outcomes: vec![outcome(true), outcome(false)],
-        };
-        first.settle(&report);
-        one.release();
-        let again = tenant.hold_budget(&both).unwrap();
-        assert!(
-            tenant.hold_budget(&[Check::LineStatus]).is_err(),
-            "1 spent + 2 held"
-        );
-        // Dropped unsettled (the caller went away): counted in full.
-        drop(again);
-        assert!(tenant.hold_budget(&[Check::LineStatus]).is_err(), "3 spent");
     }
 }

@@ -12,6 +12,8 @@
 //!   validated all at once.
 //! - [`server`]: assembles the tonic server: health, reflection, compression, graceful shutdown.
 //! - [`auth`]: API keys (hashed) mapped to tenants and their grants.
+//! - [`budget`]: what a tenant may spend (daily billable budget) and how fast it may ask (request
+//!   rate), used alike by calls, stream items and file jobs.
 //! - [`api`]: the gRPC service implementations, proto ↔ domain conversion, and the one mapping of
 //!   errors to `tonic::Status`.
 //! - [`engine`]: runs the checks a request asks for: offline analysis first, then providers.
@@ -35,6 +37,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -81,6 +81,7 @@ pub enum ServeError {
 struct Assembly {
     engine: Arc<Engine>,
     jobs: Arc<Jobs>,
+    tenants: Tenants,
     sandbox: Option<SimServer>,
 }
 
@@ -164,15 +165,18 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         config.jobs.quota_share,
         shared.as_ref(),
     ));
+    let tenants = Tenants::new(&config.tenants, config.server.concurrency_limits());
     let jobs = Jobs::new(
         jobs_store,
         engine.clone(),
         config.jobs.clone(),
+        tenants.limits_by_name(),
         &config.storage.data_dir,
     )?;
     Ok(Assembly {
         engine,
         jobs,
+        tenants,
         sandbox,
     })
 }
@@ -258,6 +262,7 @@ where
     let Assembly {
         engine,
         jobs,
+        tenants,
         sandbox,
     } = assemble(&config).await?;
     jobs.start().await?;
@@ -288,7 +293,7 @@ where
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     // Health and reflection stay open; the phonecheck services need a key when tenants exist.
-    let auth = AuthInterceptor::new(Tenants::new(&config.tenants, config.server.stream_limits()));
+    let auth = AuthInterceptor::new(tenants);
     let api = InterceptedService::new(api, auth.clone());
     let batch_jobs = InterceptedService::new(batch_jobs, auth);
 

@@ -17,8 +17,54 @@ use crate::pb;
 use crate::providers::{ErrorReason, Provider, ProviderError};
 use crate::telemetry::redact_numbers;
 
+/// Longest accepted request fields, in bytes. A request over one is refused with a
+/// `BadRequest` naming the field and the bound; the value itself is never echoed.
+pub mod max_len {
+    /// A number as written (separators, `tel:`, a country code).
+    pub const NUMBER: usize = 64;
+    /// A region code (ISO 3166-1 alpha-2 is two letters).
+    pub const REGION: usize = 8;
+    /// A stream item's `request_id`.
+    pub const REQUEST_ID: usize = 128;
+    /// Entries of a request's `checks` (there are four checks).
+    pub const CHECKS: usize = 16;
+    /// A job's label.
+    pub const LABEL: usize = 256;
+    /// A job's file name.
+    pub const FILE_NAME: usize = 256;
+    /// A job's `number_column` or `sheet`.
+    pub const COLUMN: usize = 128;
+}
+
+/// Refuses `value` when it is longer than `max` bytes.
+pub fn bounded(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.len() > max {
+        return Err(ApiError::invalid(
+            field,
+            format!("{} bytes long; at most {max} are accepted", value.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a number or region longer than any real one, before anything reads it.
+pub fn bounded_number(number: &str, region: &str) -> Result<(), ApiError> {
+    bounded("number", number, max_len::NUMBER)?;
+    bounded("default_region", region, max_len::REGION)
+}
+
 /// Reads a request's `checks`; `CHECK_UNSPECIFIED` is ignored, unknown values are refused.
 pub fn checks_from_proto(field: &str, checks: &[i32]) -> Result<Vec<Check>, ApiError> {
+    if checks.len() > max_len::CHECKS {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "{} entries; at most {} are accepted",
+                checks.len(),
+                max_len::CHECKS
+            ),
+        ));
+    }
     let mut out = Vec::with_capacity(checks.len());
     for (i, &value) in checks.iter().enumerate() {
         match pb::Check::try_from(value) {

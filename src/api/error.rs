@@ -38,11 +38,15 @@ pub enum ApiError {
         /// Until the budget renews.
         retry_after: std::time::Duration,
     },
-    /// The tenant has as many streams open as it may.
-    #[error("tenant {tenant} has its maximum of streams open; close one first")]
-    TooManyStreams {
+    /// The tenant has as many calls of a kind open as it may.
+    #[error("tenant {tenant} has its maximum of {calls} open ({setting}); wait for one to end")]
+    TooMany {
         /// The tenant.
         tenant: String,
+        /// The calls (`CheckNumbers streams`, `exports`, ...).
+        calls: &'static str,
+        /// The setting that bounds them.
+        setting: &'static str,
     },
     /// The named resource does not exist (or belongs to another tenant).
     #[error("{kind} {name:?} not found")]
@@ -108,11 +112,15 @@ impl From<ApiError> for Status {
                 ErrorDetails::with_bad_request_violation(field, why),
             ),
             ApiError::Unauthenticated(_) => Status::unauthenticated(message),
-            ApiError::TooManyStreams { tenant } => {
+            ApiError::TooMany {
+                tenant,
+                calls,
+                setting,
+            } => {
                 let mut details = ErrorDetails::new();
                 details.add_quota_failure_violation(
                     format!("tenant:{tenant}"),
-                    "concurrent streams over the tenant's max_streams",
+                    format!("concurrent {calls} over the tenant's {setting}"),
                 );
                 Status::with_error_details(Code::ResourceExhausted, message, details)
             }

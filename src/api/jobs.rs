@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::error::ApiError;
 use super::{convert, tenant_of};
+use crate::auth::Concurrent;
 use crate::jobs::export::{self, ExportRequest};
 use crate::jobs::{JobError, Jobs};
 use crate::pb;
@@ -169,6 +170,23 @@ impl BatchJobService for BatchJobApi {
                 .into());
             }
         };
+        use convert::max_len;
+        for (field, value, max) in [
+            ("spec.label", &spec.label, max_len::LABEL),
+            ("spec.file_name", &spec.file_name, max_len::FILE_NAME),
+            ("spec.number_column", &spec.number_column, max_len::COLUMN),
+            ("spec.sheet", &spec.sheet, max_len::COLUMN),
+            ("spec.default_region", &spec.default_region, max_len::REGION),
+        ] {
+            convert::bounded(field, value, max)?;
+        }
+        if let Some(i) = spec.numbers.iter().position(|n| n.len() > max_len::NUMBER) {
+            convert::bounded(
+                &format!("spec.numbers[{i}]"),
+                &spec.numbers[i],
+                max_len::NUMBER,
+            )?;
+        }
         let checks = convert::checks_from_proto("spec.checks", &spec.checks)?;
         let options = convert::options_from_proto("spec.options", spec.options.clone())?;
         tenant.authorize("spec.checks", &checks, &options)?;
@@ -178,8 +196,20 @@ impl BatchJobService for BatchJobApi {
         if !(0..=4).contains(&spec.format) {
             return Err(ApiError::invalid("spec.format", "not a FileFormat value").into());
         }
+        let _place = tenant.open(Concurrent::Upload)?;
+        let idle = self.jobs.config().upload_idle_timeout;
         let mut upload = self.jobs.upload().await.map_err(status)?;
-        while let Some(message) = inbound.message().await? {
+        // A client that stops sending loses its upload (the spool file goes with `upload`).
+        let idle_out = || {
+            Status::deadline_exceeded(format!(
+                "the upload sent nothing for {} (jobs.upload_idle_timeout); it was dropped",
+                humantime::format_duration(idle)
+            ))
+        };
+        while let Some(message) = tokio::time::timeout(idle, inbound.message())
+            .await
+            .map_err(|_| idle_out())??
+        {
             match message.payload {
                 Some(Payload::Chunk(chunk)) => upload.write(&chunk).await.map_err(status)?,
                 Some(Payload::Spec(_)) => {
@@ -292,6 +322,7 @@ impl BatchJobService for BatchJobApi {
                 .max(Jobs::MIN_WATCH_INTERVAL),
         };
         let id = job_id(&request.job_id)?.to_owned();
+        let place = tenant.open(Concurrent::Watch)?;
         // The first answer tells at once whether the job exists.
         let first = self.jobs.get(&tenant.name, &id).await.map_err(status)?;
         let api = self.clone();
@@ -300,6 +331,8 @@ impl BatchJobService for BatchJobApi {
             move |(mut next, last, ended)| {
                 let api = api.clone();
                 let (tenant, id) = (tenant.name.clone(), id.clone());
+                // The watch holds its place while the stream lives.
+                let _place = &place;
                 async move {
                     if ended {
                         return None;
@@ -360,21 +393,26 @@ impl BatchJobService for BatchJobApi {
             .get(&tenant.name, job_id(&request.job_id)?)
             .await
             .map_err(status)?;
+        let place = tenant.open(Concurrent::Export)?;
         let export = ExportRequest { format, filter };
         let (name, content_type) = export::file_name(&job, &export);
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(export::produce(self.jobs.clone(), job, export, tx));
         let mut first = Some((name, content_type));
-        let chunks = ReceiverStream::new(rx).map(move |chunk| match chunk {
-            Ok(chunk) => {
-                let (file_name, content_type) = first.take().unwrap_or_default();
-                Ok(pb::ExportBatchJobResultsResponse {
-                    file_name,
-                    content_type: content_type.to_owned(),
-                    chunk,
-                })
+        let chunks = ReceiverStream::new(rx).map(move |chunk| {
+            // The export holds its place until its stream is dropped.
+            let _place = &place;
+            match chunk {
+                Ok(chunk) => {
+                    let (file_name, content_type) = first.take().unwrap_or_default();
+                    Ok(pb::ExportBatchJobResultsResponse {
+                        file_name,
+                        content_type: content_type.to_owned(),
+                        chunk,
+                    })
+                }
+                Err(e) => Err(status(e)),
             }
-            Err(e) => Err(status(e)),
         });
         Ok(Response::new(Box::pin(chunks)))
     }

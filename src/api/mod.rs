@@ -49,10 +49,10 @@ impl PhoneCheckService for PhoneCheckApi {
         &self,
         request: Request<pb::LookupNumberRequest>,
     ) -> Result<Response<pb::LookupNumberResponse>, Status> {
-        let deadline =
-            stream::grpc_timeout(request.metadata()).map(|d| tokio::time::Instant::now() + d);
+        let deadline = stream::deadline(request.metadata());
         let tenant = tenant_of(&request);
         let request = request.into_inner();
+        convert::bounded_number(&request.number, &request.default_region)?;
         let lookup = LookupRequest {
             checks: convert::checks_from_proto("checks", &request.checks)?,
             options: convert::options_from_proto("options", request.options)?,
@@ -82,10 +82,9 @@ impl PhoneCheckService for PhoneCheckApi {
         &self,
         request: Request<Streaming<pb::CheckNumbersRequest>>,
     ) -> Result<Response<Self::CheckNumbersStream>, Status> {
-        let deadline =
-            stream::grpc_timeout(request.metadata()).map(|d| tokio::time::Instant::now() + d);
+        let deadline = stream::deadline(request.metadata());
         let tenant = tenant_of(&request);
-        let permit = tenant.open_stream()?;
+        let permit = tenant.open(crate::auth::Concurrent::Stream)?;
         Ok(Response::new(stream::check_numbers(
             self.engine.clone(),
             tenant,

@@ -93,7 +93,7 @@ async fn answer(
     item: pb::CheckNumbersRequest,
     deadline: Option<Instant>,
 ) -> pb::CheckNumbersResult {
-    let request_id = item.request_id.clone();
+    let mut request_id = item.request_id.clone();
     let lookup = to_lookup(item, deadline).and_then(|lookup| {
         tenant.authorize("checks", &lookup.checks, &lookup.options)?;
         let hold = tenant.hold_budget(&lookup.checks)?;
@@ -112,6 +112,14 @@ async fn answer(
         },
         Err(e) => Err(e),
     };
+    // An over-long id is answered with its start, so the item's error is not lost.
+    if request_id.len() > convert::max_len::REQUEST_ID {
+        let mut end = convert::max_len::REQUEST_ID;
+        while !request_id.is_char_boundary(end) {
+            end -= 1;
+        }
+        request_id.truncate(end);
+    }
     pb::CheckNumbersResult {
         request_id,
         outcome: Some(match outcome {
@@ -125,6 +133,8 @@ fn to_lookup(
     item: pb::CheckNumbersRequest,
     deadline: Option<Instant>,
 ) -> Result<LookupRequest, ApiError> {
+    convert::bounded("request_id", &item.request_id, convert::max_len::REQUEST_ID)?;
+    convert::bounded_number(&item.number, &item.default_region)?;
     Ok(LookupRequest {
         checks: convert::checks_from_proto("checks", &item.checks)?,
         options: convert::options_from_proto("options", item.options)?,
@@ -157,6 +167,8 @@ pub fn check_numbers(
                         counted.lock().unwrap_or_else(|e| e.into_inner()).items += 1;
                         // The tenant's items in flight over all its streams are bounded too.
                         let _room = tenant.item_permit().await;
+                        // Each item is one request of the tenant's rate: paced, not refused.
+                        tenant.pace().await;
                         let _in_flight = InFlight::new();
                         let result = answer(engine, &tenant, item, deadline).await;
                         counted
@@ -214,12 +226,25 @@ where
     )
 }
 
-/// Reads the `grpc-timeout` header (`<digits><unit>`, units H M S m u n).
+/// The longest deadline honoured: a longer `grpc-timeout` is clamped to it.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+
+/// The caller's deadline from its `grpc-timeout` header, clamped to [`MAX_DEADLINE`] from now.
+pub fn deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Instant> {
+    grpc_timeout(metadata).map(|timeout| Instant::now() + timeout)
+}
+
+/// Reads the `grpc-timeout` header (`<digits><unit>`, units H M S m u n), clamped to
+/// [`MAX_DEADLINE`] (the gRPC spec allows 8 digits of hours: more than a lifetime).
 pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
     let value = metadata.get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Past u64 is past the clamp anyway.
+    let n: u64 = digits.parse().unwrap_or(u64::MAX);
+    let timeout = match unit {
         "H" => Duration::from_secs(n.saturating_mul(3600)),
         "M" => Duration::from_secs(n.saturating_mul(60)),
         "S" => Duration::from_secs(n),
@@ -227,7 +252,8 @@ pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration>
         "u" => Duration::from_micros(n),
         "n" => Duration::from_nanos(n),
         _ => return None,
-    })
+    };
+    Some(timeout.min(MAX_DEADLINE))
 }
 
 #[cfg(test)]
@@ -245,7 +271,19 @@ mod tests {
             m.insert("grpc-timeout", v.parse().unwrap());
             assert_eq!(grpc_timeout(&m), Some(d));
         }
-        m.insert("grpc-timeout", "5x".parse().unwrap());
-        assert_eq!(grpc_timeout(&m), None);
+        // Beyond any sensible deadline: clamped, never an overflow.
+        for huge in [
+            "99999999H",
+            "9999999999999999999S",
+            "99999999999999999999999999n",
+        ] {
+            m.insert("grpc-timeout", huge.parse().unwrap());
+            assert_eq!(grpc_timeout(&m), Some(MAX_DEADLINE), "{huge}");
+            assert!(deadline(&m).is_some());
+        }
+        for bad in ["5x", "S", "-5S", "+5S", "1.5S"] {
+            m.insert("grpc-timeout", bad.parse().unwrap());
+            assert_eq!(grpc_timeout(&m), None, "{bad}");
+        }
     }
 }

@@ -201,6 +201,12 @@ pub(super) async fn run(args: CheckArgs) -> Result<(), CliError> {
     let mut csv = csv::Writer::from_writer(sink);
     csv.write_record(COLUMNS)
         .map_err(|e| CliError::Render(e.to_string()))?;
+    let safe = |cells: Vec<String>| {
+        cells
+            .into_iter()
+            .map(|c| crate::jobs::export::spreadsheet_safe(&c).into_owned())
+            .collect::<Vec<_>>()
+    };
     let mut summary = None;
     while let Some(message) = responses.message().await? {
         match message.response {
@@ -209,7 +215,7 @@ pub(super) async fn run(args: CheckArgs) -> Result<(), CliError> {
                     .get(&result.request_id)
                     .map(String::as_str)
                     .unwrap_or_default();
-                csv.write_record(row(&result.request_id, input, &result))
+                csv.write_record(safe(row(&result.request_id, input, &result)))
                     .map_err(|e| CliError::Render(e.to_string()))?;
                 progress.inc(1);
             }

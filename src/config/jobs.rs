@@ -44,6 +44,11 @@ pub struct JobsConfig {
     /// second while the job runs): when a replica dies, another takes its jobs over after this.
     #[serde(default = "default_lease", with = "humantime_serde")]
     pub lease: Duration,
+    /// How long an upload (`CreateBatchJob`) may send nothing before it is refused with
+    /// `DEADLINE_EXCEEDED` and dropped, so that a client that stops sending does not hold an
+    /// upload place and a spool file.
+    #[serde(default = "default_upload_idle_timeout", with = "humantime_serde")]
+    pub upload_idle_timeout: Duration,
     /// The price of one billable vendor call per check, for the report's cost figures; absent:
     /// the report shows calls, not money.
     #[serde(default)]
@@ -84,6 +89,10 @@ impl PricesConfig {
     }
 }
 
+fn default_upload_idle_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
 fn default_currency() -> String {
     "CNY".to_owned()
 }
@@ -105,6 +114,9 @@ impl JobsConfig {
         }
         if self.lease < Duration::from_secs(3) {
             problems.push("jobs.lease must be at least 3s (it is renewed every second)".to_owned());
+        }
+        if self.upload_idle_timeout.is_zero() {
+            problems.push("jobs.upload_idle_timeout must be above zero".to_owned());
         }
         if self.max_passes == 0 || self.failure_passes == 0 {
             problems.push("jobs.max_passes and jobs.failure_passes must be at least 1".to_owned());
@@ -137,6 +149,7 @@ impl Default for JobsConfig {
             failure_passes: default_failure_passes(),
             retention: default_retention(),
             lease: default_lease(),
+            upload_idle_timeout: default_upload_idle_timeout(),
             prices: None,
         }
     }

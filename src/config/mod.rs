@@ -143,6 +143,16 @@ pub struct ServerConfig {
     /// HTTP/2 streams one connection may have open at once.
     #[serde(default = "default_max_connection_streams")]
     pub max_concurrent_streams_per_connection: u32,
+    /// Job uploads (`CreateBatchJob`) one tenant may have in progress; past it a new one is
+    /// refused with `RESOURCE_EXHAUSTED`.
+    #[serde(default = "default_max_uploads")]
+    pub max_uploads_per_tenant: usize,
+    /// Exports (`ExportBatchJobResults`) one tenant may have in progress.
+    #[serde(default = "default_max_exports")]
+    pub max_exports_per_tenant: usize,
+    /// `WatchBatchJob` streams one tenant may have open.
+    #[serde(default = "default_max_watches")]
+    pub max_watches_per_tenant: usize,
 }
 
 fn default_max_streams() -> usize {
@@ -157,12 +167,27 @@ fn default_max_connection_streams() -> u32 {
     1_024
 }
 
+fn default_max_uploads() -> usize {
+    crate::auth::ConcurrencyLimits::default().uploads
+}
+
+fn default_max_exports() -> usize {
+    crate::auth::ConcurrencyLimits::default().exports
+}
+
+fn default_max_watches() -> usize {
+    crate::auth::ConcurrencyLimits::default().watches
+}
+
 impl ServerConfig {
-    /// The default stream limits of tenants.
-    pub fn stream_limits(&self) -> crate::auth::StreamLimits {
-        crate::auth::StreamLimits {
+    /// The default concurrency limits of tenants.
+    pub fn concurrency_limits(&self) -> crate::auth::ConcurrencyLimits {
+        crate::auth::ConcurrencyLimits {
             streams: self.max_streams_per_tenant,
             items: self.max_items_in_flight_per_tenant,
+            uploads: self.max_uploads_per_tenant,
+            exports: self.max_exports_per_tenant,
+            watches: self.max_watches_per_tenant,
         }
     }
 }
@@ -191,6 +216,9 @@ impl Default for ServerConfig {
             max_streams_per_tenant: default_max_streams(),
             max_items_in_flight_per_tenant: default_max_items(),
             max_concurrent_streams_per_connection: default_max_connection_streams(),
+            max_uploads_per_tenant: default_max_uploads(),
+            max_exports_per_tenant: default_max_exports(),
+            max_watches_per_tenant: default_max_watches(),
         }
     }
 }
@@ -382,6 +410,49 @@ impl SecretRef {
     }
 }
 
+/// A configuration error that names the key, the rule and where the value came from, never the
+/// value: the value may be a secret given the wrong way (a database URL with its password as a
+/// plain string, say).
+fn describe(e: &figment::Error) -> String {
+    use figment::error::{Actual, Kind};
+    let what = |actual: &Actual| match actual {
+        Actual::Str(_) | Actual::Other(_) => "a string".to_owned(),
+        Actual::Bytes(_) => "bytes".to_owned(),
+        Actual::Char(_) => "a character".to_owned(),
+        Actual::Bool(_) => "a boolean".to_owned(),
+        Actual::Unsigned(_) | Actual::Signed(_) | Actual::Float(_) => "a number".to_owned(),
+        // The rest carry no value.
+        other => other.to_string(),
+    };
+    let rule = match &e.kind {
+        Kind::InvalidType(actual, expected) => {
+            format!("expected {expected}, found {}", what(actual))
+        }
+        Kind::InvalidValue(actual, expected) => {
+            format!("expected {expected}, found {} that is not", what(actual))
+        }
+        Kind::UnknownVariant(_, expected) => {
+            format!("not one of the accepted forms: {}", expected.join(", "))
+        }
+        Kind::Unsupported(actual) => format!("{} is not accepted here", what(actual)),
+        Kind::UnsupportedKey(actual, _) => format!("{} is not accepted as a key", what(actual)),
+        // A custom message of a deserializer (a duration, an enum of ours) quotes no value of
+        // ours, but may quote the input: say only that it was not accepted.
+        Kind::Message(_) => "the value is not accepted".to_owned(),
+        // These name keys and lengths, not values.
+        other => other.to_string(),
+    };
+    let key = if e.path.is_empty() {
+        "the configuration".to_owned()
+    } else {
+        e.path.join(".")
+    };
+    match &e.metadata {
+        Some(source) => format!("{key}: {rule} (in {})", source.name),
+        None => format!("{key}: {rule}"),
+    }
+}
+
 impl Config {
     /// Reads `path` (if given) and the `PHONECHECK__` environment, then validates everything.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -407,7 +478,7 @@ impl Config {
         let config: Config = figment.extract().map_err(|e| {
             ConfigError::Parse(
                 e.into_iter()
-                    .map(|e| e.to_string())
+                    .map(|e| describe(&e))
                     .collect::<Vec<_>>()
                     .join("; "),
             )

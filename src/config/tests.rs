@@ -141,3 +141,36 @@ fn secrets_come_from_files_and_never_appear_in_errors() {
             .contains("empty")
     );
 }
+
+#[test]
+#[allow(clippy::result_large_err)]
+fn a_secret_given_the_wrong_way_is_refused_without_being_printed() {
+    // The obvious mistake: the URL itself, password included, instead of a reference to it.
+    figment::Jail::expect_with(|jail| {
+        jail.set_env(
+            "PHONECHECK__STORAGE__DATABASE_URL",
+            "postgres://user:hunter2secret@db.data/phonecheck",
+        );
+        let message = Config::load(None).unwrap_err().to_string();
+        assert!(message.contains("storage.database_url"), "{message}");
+        assert!(message.contains("env, file"), "the rule: {message}");
+        for secret in ["hunter2secret", "user:", "db.data"] {
+            assert!(!message.contains(secret), "{secret} leaked: {message}");
+        }
+        Ok(())
+    });
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("PHONECHECK__REDIS__URL", "redis://127.0.0.1:1/0");
+        jail.set_env("PHONECHECK__REDIS__HASH_KEY", "plain-hash-key-s3cret");
+        let message = Config::load(None).unwrap_err().to_string();
+        assert!(message.contains("redis.hash_key"), "{message}");
+        assert!(!message.contains("s3cret"), "leaked: {message}");
+        Ok(())
+    });
+    // Values of other types are not quoted either.
+    let message = Config::from_toml("[server]\nshutdown_grace = \"forever-s3cret\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("server.shutdown_grace"), "{message}");
+    assert!(!message.contains("forever-s3cret"), "{message}");
+}

@@ -165,7 +165,7 @@ impl Dispatcher {
         // In numbers: a call carries up to `batch_size` of them.
         let size = info.batch_size.max(1) as f64;
         let quota = info.limits.quota;
-        let bulk_pacer = super::stack::governor_quota(crate::providers::QuotaConfig {
+        let bulk_pacer = crate::providers::QuotaConfig::governor(crate::providers::QuotaConfig {
             requests_per_second: quota.requests_per_second * bulk_share * size,
             burst: (f64::from(quota.burst.max(1)) * size) as u32,
         })

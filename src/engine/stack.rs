@@ -10,13 +10,12 @@
 //! Concurrency caps calls in flight; Timeout bounds each attempt.
 
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota as GovernorQuota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
@@ -227,7 +226,7 @@ where
     let limiter: Option<Arc<DefaultDirectRateLimiter>> = if shared.is_some() {
         None
     } else {
-        governor_quota(quota).map(|q| Arc::new(RateLimiter::direct(q)))
+        quota.governor().map(|q| Arc::new(RateLimiter::direct(q)))
     };
     Around(move |inner: S, call| -> BoxFuture<_> {
         let limiter = limiter.clone();
@@ -253,16 +252,6 @@ where
             inner.oneshot(call).await
         })
     })
-}
-
-/// The token bucket for a quota; `None` when unlimited.
-pub fn governor_quota(quota: QuotaConfig) -> Option<GovernorQuota> {
-    if quota.requests_per_second <= 0.0 {
-        return None;
-    }
-    let period = Duration::from_secs_f64(1.0 / quota.requests_per_second);
-    let burst = NonZeroU32::new(quota.burst.max(1))?;
-    GovernorQuota::with_period(period).map(|q| q.allow_burst(burst))
 }
 
 /// Retries failed calls that may succeed later and were not billed.
@@ -455,13 +444,13 @@ mod tests {
     #[test]
     fn quotas() {
         assert!(
-            governor_quota(QuotaConfig {
+            QuotaConfig::governor(QuotaConfig {
                 requests_per_second: 0.0,
                 burst: 1
             })
             .is_none()
         );
-        let q = governor_quota(QuotaConfig {
+        let q = QuotaConfig::governor(QuotaConfig {
             requests_per_second: 100.0,
             burst: 5,
         })

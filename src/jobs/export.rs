@@ -2,6 +2,7 @@
 //! by the result columns, all rows or one line-status category; and the HTML report. Rows are read
 //! a page at a time and written out in chunks, so an export of millions of rows needs little memory.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use prost::Message;
@@ -290,6 +291,31 @@ async fn page(
         .await?)
 }
 
+/// A CSV cell that a spreadsheet will show, never run: a cell starting with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return is a formula to Excel, LibreOffice and Google Sheets, so it gets a
+/// leading `'` (OWASP's "CSV injection" advice). Cells that are only a signed number or a phone
+/// number written with separators (`+8613800138000`, `-1`, `+86 (10) 1234-5678`) run nothing and
+/// are left as they are.
+pub fn spreadsheet_safe(cell: &str) -> Cow<'_, str> {
+    let Some(first) = cell.chars().next() else {
+        return cell.into();
+    };
+    if !matches!(first, '=' | '+' | '-' | '@' | '\t' | '\r') {
+        return cell.into();
+    }
+    let rest = &cell[first.len_utf8()..];
+    let numeric = matches!(first, '+' | '-')
+        && rest.bytes().any(|b| b.is_ascii_digit())
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b' ' | b'-' | b'(' | b')' | b'.'));
+    if numeric {
+        cell.into()
+    } else {
+        format!("'{cell}").into()
+    }
+}
+
 async fn csv(
     jobs: &Jobs,
     job: &JobRecord,
@@ -300,7 +326,10 @@ async fn csv(
     let record = |cells: &[String], out: &mut Vec<u8>| -> Result<(), JobError> {
         let mut writer = csv::Writer::from_writer(std::mem::take(out));
         writer
-            .write_record(cells)
+            .write_record(cells.iter().map(|c| match spreadsheet_safe(c) {
+                Cow::Borrowed(c) => Cow::Borrowed(c.as_bytes()),
+                Cow::Owned(c) => Cow::Owned(c.into_bytes()),
+            }))
             .map_err(|e| JobError::Io(e.into()))?;
         *out = writer
             .into_inner()
@@ -394,4 +423,38 @@ async fn xlsx(
     .await;
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spreadsheet_safe;
+
+    #[test]
+    fn formulas_are_shown_not_run() {
+        for (cell, shown) in [
+            (
+                "=HYPERLINK(\"http://x\",\"y\")",
+                "'=HYPERLINK(\"http://x\",\"y\")",
+            ),
+            ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+            ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+            (
+                "@SUM(1+1)*cmd|' /C calc'!A0",
+                "'@SUM(1+1)*cmd|' /C calc'!A0",
+            ),
+            ("\t=1+1", "'\t=1+1"),
+            ("\r=1+1", "'\r=1+1"),
+            ("+", "'+"),
+            ("-", "'-"),
+            // Numbers run nothing and keep their sign.
+            ("+8613800138000", "+8613800138000"),
+            ("+86 (10) 1234-5678", "+86 (10) 1234-5678"),
+            ("-1", "-1"),
+            ("13800138000", "13800138000"),
+            ("骚扰电话", "骚扰电话"),
+            ("", ""),
+        ] {
+            assert_eq!(spreadsheet_safe(cell), shown, "{cell:?}");
+        }
+    }
 }

@@ -11,6 +11,7 @@ pub mod import;
 mod report;
 mod runner;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use prost::Message;
 use tokio::sync::mpsc;
 
+use crate::budget::TenantLimits;
 use crate::config::JobsConfig;
 use crate::engine::Engine;
 use crate::pb;
@@ -81,6 +83,8 @@ pub struct Jobs {
     store: Arc<dyn JobStore>,
     engine: Arc<Engine>,
     config: JobsConfig,
+    /// Each tenant's budget and rate, by name: a job's numbers count against its tenant's.
+    limits: HashMap<String, TenantLimits>,
     spool: PathBuf,
     runner: Runner,
 }
@@ -120,6 +124,7 @@ impl Jobs {
         store: Arc<dyn JobStore>,
         engine: Arc<Engine>,
         config: JobsConfig,
+        limits: HashMap<String, TenantLimits>,
         data_dir: &std::path::Path,
     ) -> Result<Arc<Jobs>, JobError> {
         let spool = data_dir.join("uploads");
@@ -129,6 +134,7 @@ impl Jobs {
             store,
             engine,
             config,
+            limits,
             spool,
         }))
     }
@@ -144,11 +150,13 @@ impl Jobs {
         // replica's uploads are dropped by the sweeper, its jobs taken over as leases lapse).
         if !self.store.shared() {
             self.drop_unfinished_uploads(SystemTime::now()).await?;
-            for id in self.store.jobs_in_state(JobState::Running).await? {
-                self.store
-                    .transition(&id, &[JobState::Running], JobState::Queued, "")
-                    .await?;
-                tracing::info!(job = %id, "resuming a job the previous process was running");
+            for state in [JobState::Running, JobState::Paused] {
+                for id in self.store.jobs_in_state(state).await? {
+                    self.store
+                        .transition(&id, &[state], JobState::Queued, "")
+                        .await?;
+                    tracing::info!(job = %id, "resuming a job the previous process was running");
+                }
             }
         }
         self.sweep().await?;
@@ -339,7 +347,7 @@ impl Jobs {
         self.store
             .transition(
                 id,
-                &[JobState::Queued, JobState::Running],
+                &[JobState::Queued, JobState::Running, JobState::Paused],
                 JobState::Cancelled,
                 "",
             )
@@ -368,6 +376,12 @@ impl Jobs {
     /// Where uploads and exports are spooled.
     pub fn spool_dir(&self) -> &std::path::Path {
         &self.spool
+    }
+
+    /// The budget and rate of `tenant`: none for a tenant no longer configured (its key is gone,
+    /// but jobs it started before run to their end).
+    fn limits_of(&self, tenant: &str) -> TenantLimits {
+        self.limits.get(tenant).cloned().unwrap_or_default()
     }
 
     /// The configuration.

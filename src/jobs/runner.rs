@@ -8,9 +8,9 @@
 //! takes the job over once the lease has lapsed. A failed renewal means the job is not this
 //! process's any more (cancelled on another replica, deleted, or taken over): it stops.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
@@ -22,6 +22,7 @@ use tracing::{info, warn};
 
 use super::Jobs;
 use crate::api::convert;
+use crate::budget::{BudgetHold, BudgetSpent, TenantLimits};
 use crate::domain::CheckState;
 use crate::engine::{Engine, LookupRequest, Priority};
 use crate::pb;
@@ -211,7 +212,7 @@ async fn run(jobs: Arc<Jobs>, id: String, stop: watch::Receiver<bool>) {
                 .store
                 .transition(
                     &id,
-                    &[JobState::Running],
+                    &[JobState::Running, JobState::Paused],
                     JobState::Failed,
                     "the job store failed; the server log has the details",
                 )
@@ -258,11 +259,21 @@ async fn run_passes(
         priority: Priority::Bulk,
     });
     let config = jobs.config();
+    let budget = Budget {
+        limits: jobs.limits_of(&job.job.tenant),
+        calls: template.checks.iter().collect::<HashSet<_>>().len() as u64,
+    };
     loop {
         if *stop.borrow() {
             return Ok(Ended::Stopped);
         }
-        pass(jobs, id, template.clone(), stop.clone()).await?;
+        if let Some(spent) = pass(jobs, id, template.clone(), &budget, stop.clone()).await? {
+            // The numbers not checked are still to do: the same pass goes on after the pause.
+            if pause(jobs, id, &budget, spent, stop.clone()).await? {
+                continue;
+            }
+            return Ok(Ended::Stopped);
+        }
         if *stop.borrow() {
             return Ok(Ended::Stopped);
         }
@@ -283,13 +294,74 @@ async fn run_passes(
     }
 }
 
-/// One pass over the numbers still to check.
+/// What a job's numbers count against: its tenant's budget and rate.
+struct Budget {
+    limits: TenantLimits,
+    /// Paid checks held per number (each check is one billable call at most).
+    calls: u64,
+}
+
+/// How often a paused job looks whether its tenant's budget has room again (it renews at
+/// midnight, China time, and requests in flight may give back what they held).
+const BUDGET_RECHECK: Duration = Duration::from_secs(30);
+
+/// Holds the job `PAUSED`, saying why, until the budget has room for a number again. False when
+/// the job was stopped (or cancelled) meanwhile.
+async fn pause(
+    jobs: &Jobs,
+    id: &str,
+    budget: &Budget,
+    spent: BudgetSpent,
+    mut stop: watch::Receiver<bool>,
+) -> Result<bool, StoreError> {
+    let minutes = spent.retry_after.as_secs().div_ceil(60);
+    let why = format!(
+        "the tenant's daily budget of {} billable calls is spent; the job goes on when it renews \
+         at midnight China time (in {}h{:02}m) or is raised",
+        spent.limit,
+        minutes / 60,
+        minutes % 60
+    );
+    if !jobs
+        .store
+        .transition(id, &[JobState::Running], JobState::Paused, &why)
+        .await?
+    {
+        return Ok(false);
+    }
+    info!(job = %id, budget = spent.limit, "job paused: the tenant's daily budget is spent");
+    let has_room = || {
+        budget
+            .limits
+            .budget
+            .as_ref()
+            .is_none_or(|b| b.room() >= budget.calls)
+    };
+    while !has_room() {
+        tokio::select! {
+            () = tokio::time::sleep(BUDGET_RECHECK.min(spent.retry_after.max(Duration::from_secs(1)))) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(false),
+        }
+    }
+    let resumed = jobs
+        .store
+        .transition(id, &[JobState::Paused], JobState::Running, "")
+        .await?;
+    if resumed {
+        info!(job = %id, "job goes on: the tenant's budget has room again");
+    }
+    Ok(resumed)
+}
+
+/// One pass over the numbers still to check. Stops early, with what the budget said, when the
+/// tenant's daily budget has no room for the next number; the numbers in flight finish.
 async fn pass(
     jobs: &Arc<Jobs>,
     id: &str,
     template: Arc<LookupRequest>,
+    budget: &Budget,
     stop: watch::Receiver<bool>,
-) -> Result<(), StoreError> {
+) -> Result<Option<BudgetSpent>, StoreError> {
     let config = jobs.config();
     let (results, received) = mpsc::channel(config.window * 2);
     let writer = tokio::spawn(write_results(jobs.store.clone(), id.to_owned(), received));
@@ -302,15 +374,30 @@ async fn pass(
         failure: config.failure_passes,
     };
     let mut stopped = stop.clone();
+    let spent: Arc<OnceLock<BudgetSpent>> = Arc::default();
+    let over = spent.clone();
+    let said_no = spent.clone();
+    let limits = budget.limits.clone();
+    let calls = budget.calls;
     let mut checked = Box::pin(
         tokio_stream::wrappers::ReceiverStream::new(numbers)
+            // No number starts once the budget said no; those in flight finish.
+            .take_while(move |_| std::future::ready(over.get().is_none()))
             .map(move |todo| {
                 let engine = engine.clone();
                 let template = template.clone();
+                let limits = limits.clone();
+                let spent = spent.clone();
                 async move {
-                    match todo {
-                        Ok(todo) => Ok(check(engine, template, todo, passes).await),
-                        Err(e) => Err(e),
+                    let todo = todo?;
+                    // Each number is one request of the tenant's rate, and holds its paid checks.
+                    limits.pace().await;
+                    match limits.hold(calls) {
+                        Ok(hold) => Ok(Some(check(engine, template, todo, passes, hold).await)),
+                        Err(no) => {
+                            let _ = spent.set(no);
+                            Ok(None)
+                        }
                     }
                 }
             })
@@ -323,7 +410,8 @@ async fn pass(
     let mut failure = None;
     while let Some(result) = checked.next().await {
         match result {
-            Ok(result) => {
+            Ok(None) => {}
+            Ok(Some(result)) => {
                 if results.send(result).await.is_err() {
                     break;
                 }
@@ -340,7 +428,7 @@ async fn pass(
         .await
         .map_err(|e| StoreError::Database(sqlx::Error::Protocol(e.to_string())))?;
     written?;
-    failure.map_or(Ok(()), Err)
+    failure.map_or(Ok(said_no.get().copied()), Err)
 }
 
 /// Sends the numbers still to check, in file order, until there are none or nobody listens.
@@ -378,18 +466,24 @@ struct Passes {
     failure: u32,
 }
 
-/// Checks one number and decides whether it is done.
+/// Checks one number and decides whether it is done; settles the budget held for it.
 async fn check(
     engine: Arc<Engine>,
     template: Arc<LookupRequest>,
     todo: TodoNumber,
     passes: Passes,
+    hold: BudgetHold,
 ) -> NumberResult {
     let request = LookupRequest {
         number: todo.input.clone(),
         ..LookupRequest::clone(&template)
     };
-    match engine.lookup(&request).await {
+    let looked_up = engine.lookup(&request).await;
+    match &looked_up {
+        Ok(report) => hold.settle(report),
+        Err(_) => hold.release(),
+    }
+    match looked_up {
         Ok(report) => {
             // An answer still to come is asked for again up to `max_passes`; a retryable
             // failure up to `failure_passes` (a vendor that keeps failing a number should not

@@ -15,6 +15,18 @@ pub struct QuotaConfig {
     pub burst: u32,
 }
 
+impl QuotaConfig {
+    /// The token bucket for this quota; `None` when unlimited.
+    pub fn governor(self) -> Option<governor::Quota> {
+        if !(self.requests_per_second > 0.0 && self.requests_per_second.is_finite()) {
+            return None;
+        }
+        let period = Duration::from_secs_f64(1.0 / self.requests_per_second);
+        let burst = std::num::NonZeroU32::new(self.burst.max(1))?;
+        governor::Quota::with_period(period).map(|q| q.allow_burst(burst))
+    }
+}
+
 /// `[providers.NAME.limits]`, as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -22,6 +22,9 @@ pub enum JobState {
     Cancelled = 4,
     /// Stopped by an error of phonecheck's own.
     Failed = 5,
+    /// Held by its runner until a limit allows it to go on (the tenant's daily budget is spent);
+    /// the job's `error` says why and until when.
+    Paused = 6,
 }
 
 impl JobState {
@@ -33,6 +36,7 @@ impl JobState {
             3 => JobState::Succeeded,
             4 => JobState::Cancelled,
             5 => JobState::Failed,
+            6 => JobState::Paused,
             _ => JobState::Importing,
         }
     }

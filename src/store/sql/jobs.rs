@@ -265,12 +265,14 @@ impl JobStore for $store {
 
     async fn runnable_jobs(&self, now: SystemTime) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id FROM batch_jobs WHERE state = $1 OR (state = $2 AND lease_until < $3)
+            "SELECT id FROM batch_jobs
+             WHERE state = $1 OR (state IN ($2, $4) AND lease_until < $3)
              ORDER BY created_at, id",
         )
         .bind(JobState::Queued as i64)
         .bind(JobState::Running as i64)
         .bind(millis(now))
+        .bind(JobState::Paused as i64)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -286,7 +288,7 @@ impl JobStore for $store {
         let taken = sqlx::query(
             "UPDATE batch_jobs SET state = $2, started_at = COALESCE(started_at, $5),
                  lease_owner = $3, lease_until = $4
-             WHERE id = $1 AND (state = $6 OR (state = $2 AND lease_until < $5))",
+             WHERE id = $1 AND (state = $6 OR (state IN ($2, $7) AND lease_until < $5))",
         )
         .bind(job_id)
         .bind(JobState::Running as i64)
@@ -294,6 +296,7 @@ impl JobStore for $store {
         .bind(millis(lease.until))
         .bind(millis(now))
         .bind(JobState::Queued as i64)
+        .bind(JobState::Paused as i64)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -303,12 +306,13 @@ impl JobStore for $store {
     async fn renew_lease(&self, job_id: &str, lease: &Lease) -> Result<bool, StoreError> {
         let renewed = sqlx::query(
             "UPDATE batch_jobs SET lease_until = $3
-             WHERE id = $1 AND lease_owner = $2 AND state = $4",
+             WHERE id = $1 AND lease_owner = $2 AND state IN ($4, $5)",
         )
         .bind(job_id)
         .bind(&lease.owner)
         .bind(millis(lease.until))
         .bind(JobState::Running as i64)
+        .bind(JobState::Paused as i64)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -342,7 +346,11 @@ impl JobStore for $store {
         if to.is_final() {
             update.push(", finished_at = ");
             update.push_bind(now);
-            update.push(", rate = 0, error = ");
+            update.push(", rate = 0");
+        }
+        // The error says why a job failed, or why and until when it is paused; going on clears it.
+        if to.is_final() || matches!(to, JobState::Paused | JobState::Running) {
+            update.push(", error = ");
             update.push_bind(error);
         }
         update.push(" WHERE id = ");
