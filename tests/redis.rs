@@ -241,3 +241,57 @@ async fn a_job_of_numbers_another_replica_paid_for_is_not_paced() {
     );
     assert_eq!(sim.stats().vendor("thinksms").billable, 200);
 }
+
+/// A caller dropped while it agrees with the other replicas who calls (its `SET NX` held up by
+/// Redis) does not wedge its number: the next caller gets the answer of the one vendor call.
+#[tokio::test]
+async fn a_caller_dropped_while_coordinating_does_not_wedge_its_number() {
+    use std::io::{BufRead, Write};
+    let redis = Redis::start();
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(
+        replica_config(&sim, dir.path(), redis.port, 100),
+        dir.path(),
+    )
+    .await;
+    let lookup = pb::LookupNumberRequest {
+        number: "13800138077".to_owned(),
+        checks: vec![pb::Check::LineStatus as i32],
+        ..Default::default()
+    };
+    // Writes (the lock's SET NX) wait 250 ms, within the replica's 300 ms Redis timeout.
+    let mut admin = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    admin.write_all(b"CLIENT PAUSE 250 WRITE\r\n").unwrap();
+    let mut reply = String::new();
+    std::io::BufReader::new(&admin)
+        .read_line(&mut reply)
+        .unwrap();
+    assert_eq!(reply.trim(), "+OK");
+
+    let mut first = tonic::Request::new(lookup.clone());
+    first.set_timeout(Duration::from_millis(80));
+    let dropped = server.client().lookup_number(first).await.unwrap_err();
+    // tonic's client gives up with CANCELLED ("Timeout expired") and resets the stream.
+    assert!(
+        matches!(
+            dropped.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{dropped:?}"
+    );
+
+    let next = tokio::time::timeout(
+        Duration::from_secs(10),
+        server.client().lookup_number(lookup),
+    )
+    .await
+    .expect("the next caller is answered, not left waiting on the dropped one")
+    .unwrap()
+    .into_inner()
+    .report
+    .unwrap();
+    let o = outcome(&next, pb::Check::LineStatus);
+    assert_eq!(o.state, pb::CheckState::Ok as i32, "{o:?}");
+    assert_eq!(sim.stats().vendor("thinksms").calls, 1, "one vendor call");
+}

@@ -160,6 +160,16 @@ impl Dispatcher {
         bulk_share: f64,
         shared: Option<&crate::shared::Shared>,
     ) -> Dispatcher {
+        Self::with_queue(provider, cache, bulk_share, shared, QUEUE)
+    }
+
+    fn with_queue(
+        provider: Arc<dyn Provider>,
+        cache: &CacheConfig,
+        bulk_share: f64,
+        shared: Option<&crate::shared::Shared>,
+        queue: usize,
+    ) -> Dispatcher {
         let info = provider.info();
         let linger = info.limits.batch_linger;
         // In numbers: a call carries up to `batch_size` of them.
@@ -185,7 +195,7 @@ impl Dispatcher {
             inflight: Mutex::new(HashMap::new()),
             health: Mutex::new(Health::default()),
         });
-        let (queue, jobs) = mpsc::channel(QUEUE);
+        let (queue, jobs) = mpsc::channel(queue);
         tokio::spawn(batcher(shared.clone(), jobs, linger));
         Dispatcher { shared, queue }
     }
@@ -223,16 +233,17 @@ impl Dispatcher {
         if let Some(hit) = self.fresh(&key, max_age).await {
             return self.shared.cached(hit);
         }
-        let remote = self.shared.remote.as_ref().map(|remote| {
-            let remote_key = remote.key(check, &query.number.e164, query.kyc.as_ref());
-            (remote, remote_key)
-        });
+        let remote_key = self
+            .shared
+            .remote
+            .as_ref()
+            .map(|remote| remote.key(check, &query.number.e164, query.kyc.as_ref()));
         if priority == super::Priority::Bulk
             && let Some(pacer) = &self.shared.bulk_pacer
             && !self.in_flight(&key)
         {
             // Paced are the numbers that will cost a call, not those another replica paid for.
-            if let Some((remote, remote_key)) = &remote
+            if let (Some(remote), Some(remote_key)) = (&self.shared.remote, &remote_key)
                 && let Some((data, fetched_at)) = remote.cached(remote_key, max_age).await
             {
                 return self
@@ -270,19 +281,33 @@ impl Dispatcher {
                     .unwrap_or_else(|_| Fetched::now(Err(dropped()))),
             );
         }
-        // This caller speaks for its replica: it makes the call, or learns who does.
-        match self.lead(key, remote, query, max_age, deadline).await {
-            Ok(delivery) => delivery,
-            Err(answer) => {
-                self.shared.count("miss");
-                tracing::Span::current().record("delivery", "vendor");
-                Delivery::Fresh(
-                    answer
-                        .await
-                        .unwrap_or_else(|_| Fetched::now(Err(dropped()))),
-                )
+        // This caller speaks for its replica: it makes the call, or learns who does. The work
+        // is a task of its own, so that this caller may be dropped at any point (its deadline
+        // passed, its client went away) without leaving the key reserved and its waiters with
+        // no answer: the call goes on, and every waiter gets its result.
+        let (reply, answer) = oneshot::channel();
+        let leader = self.clone();
+        tokio::spawn(
+            async move {
+                let delivery = match leader.lead(key, remote_key, query, max_age, deadline).await {
+                    Ok(delivery) => delivery,
+                    Err(answer) => {
+                        leader.shared.count("miss");
+                        tracing::Span::current().record("delivery", "vendor");
+                        Delivery::Fresh(
+                            answer
+                                .await
+                                .unwrap_or_else(|_| Fetched::now(Err(dropped()))),
+                        )
+                    }
+                };
+                let _ = reply.send(delivery);
             }
-        }
+            .instrument(tracing::Span::current()),
+        );
+        answer
+            .await
+            .unwrap_or_else(|_| Delivery::Fresh(Fetched::now(Err(dropped()))))
     }
 
     /// The first caller of this replica for `key`: answers from the cache if an answer landed
@@ -291,7 +316,7 @@ impl Dispatcher {
     async fn lead(
         &self,
         key: Key,
-        remote: Option<(&SharedAnswers, AnswerKey)>,
+        remote_key: Option<AnswerKey>,
         query: Query,
         max_age: Option<Duration>,
         deadline: Option<Instant>,
@@ -302,7 +327,7 @@ impl Dispatcher {
             return Ok(self.shared.cached(hit));
         }
         let mut lock = None;
-        if let Some((remote, remote_key)) = remote {
+        if let (Some(remote), Some(remote_key)) = (&self.shared.remote, remote_key) {
             match remote.coordinate(&remote_key, max_age).await {
                 Coordination::Cached(data, fetched_at) => {
                     let hit = self.shared.adopt(&key, data, fetched_at).await;
@@ -544,5 +569,170 @@ async fn batcher(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, linger: Dur
                 shared.execute(check, jobs).await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::domain::{LineStatus, LineStatusResult};
+    use crate::engine::Priority;
+    use crate::number::{Analyzer, LocationData};
+    use crate::providers::{LimitsConfig, ProviderInfo, QuotaConfig};
+
+    /// A vendor that answers only when the test opens its door, and counts its calls.
+    #[derive(Debug)]
+    struct HeldVendor {
+        info: ProviderInfo,
+        door: tokio::sync::Semaphore,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for HeldVendor {
+        fn info(&self) -> &ProviderInfo {
+            &self.info
+        }
+
+        fn covers(&self, _: &crate::domain::NumberInfo) -> Result<(), String> {
+            Ok(())
+        }
+
+        async fn call(&self, _: Check, batch: &[Query]) -> Vec<Result<Answer, ProviderError>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if let Ok(permit) = self.door.acquire().await {
+                permit.forget();
+            }
+            let data = CheckData::LineStatus(LineStatusResult {
+                status: LineStatus::Active,
+                raw_code: "1".to_owned(),
+                description: String::new(),
+            });
+            vec![
+                Ok(Answer::Ready {
+                    data,
+                    billable: true,
+                });
+                batch.len()
+            ]
+        }
+    }
+
+    fn held(queue: usize) -> (Arc<HeldVendor>, Dispatcher) {
+        let limits = LimitsConfig::default().resolve(
+            QuotaConfig {
+                requests_per_second: 0.0,
+                burst: 1,
+            },
+            Duration::from_secs(5),
+        );
+        let vendor = Arc::new(HeldVendor {
+            info: ProviderInfo {
+                name: "held".into(),
+                vendor: "held",
+                checks: vec![Check::LineStatus],
+                batch_size: 1,
+                asynchronous: false,
+                limits,
+                sandbox: true,
+            },
+            door: tokio::sync::Semaphore::new(0),
+            calls: AtomicUsize::new(0),
+        });
+        let dispatcher =
+            Dispatcher::with_queue(vendor.clone(), &CacheConfig::default(), 1.0, None, queue);
+        (vendor, dispatcher)
+    }
+
+    fn query(number: &str) -> Query {
+        Query {
+            number: Analyzer::new(LocationData::embedded())
+                .analyze(number, "CN")
+                .unwrap(),
+            kyc: None,
+        }
+    }
+
+    /// A leader dropped after any number of polls (before its vendor call is queued, while it
+    /// is queued, while the vendor holds it) leaves no number wedged: the callers after it get
+    /// the answer of the one vendor call.
+    #[tokio::test]
+    async fn a_dropped_leader_never_wedges_its_number() {
+        let (vendor, dispatcher) = held(QUEUE);
+        for polls in 0..6 {
+            let number = format!("1380013800{polls}");
+            let mut leader = Box::pin(dispatcher.dispatch(
+                Check::LineStatus,
+                query(&number),
+                None,
+                None,
+                Priority::Live,
+            ));
+            for _ in 0..=polls {
+                assert!(futures::poll!(&mut leader).is_pending());
+                tokio::task::yield_now().await;
+            }
+            drop(leader);
+            let next = tokio::spawn({
+                let dispatcher = dispatcher.clone();
+                let query = query(&number);
+                async move {
+                    dispatcher
+                        .dispatch(Check::LineStatus, query, None, None, Priority::Live)
+                        .await
+                }
+            });
+            vendor.door.add_permits(1);
+            match next.await.unwrap() {
+                Delivery::Joined(fetched) | Delivery::Fresh(fetched) => {
+                    assert!(fetched.result.is_ok(), "{:?}", fetched.result)
+                }
+                Delivery::Cached(_) => {}
+            }
+            assert_eq!(
+                vendor.calls.load(Ordering::SeqCst),
+                polls + 1,
+                "one call each"
+            );
+        }
+    }
+
+    /// A leader dropped while it waits for room in the batcher's queue (this test's runtime has
+    /// one thread, so the batcher does not run until the test yields).
+    #[tokio::test]
+    async fn a_leader_dropped_at_a_full_queue_never_wedges_its_number() {
+        let (vendor, dispatcher) = held(1);
+        let dispatch = |number: &str| {
+            let dispatcher = dispatcher.clone();
+            let query = query(number);
+            async move {
+                dispatcher
+                    .dispatch(Check::LineStatus, query, None, None, Priority::Live)
+                    .await
+            }
+        };
+        let mut first = Box::pin(dispatch("13800138010"));
+        assert!(futures::poll!(&mut first).is_pending());
+        let mut second = Box::pin(dispatch("13800138011"));
+        assert!(futures::poll!(&mut second).is_pending());
+        drop(second);
+        vendor.door.add_permits(2);
+        let again = tokio::time::timeout(Duration::from_secs(10), dispatch("13800138011"))
+            .await
+            .expect("the number of the dropped leader is answered");
+        assert!(!matches!(again, Delivery::Fresh(ref f) if f.result.is_err()));
+        assert!(first.await.is_answered());
+        assert_eq!(vendor.calls.load(Ordering::SeqCst), 2);
+    }
+
+    impl Delivery {
+        fn is_answered(&self) -> bool {
+            match self {
+                Delivery::Cached(_) => true,
+                Delivery::Fresh(f) | Delivery::Joined(f) => f.result.is_ok(),
+            }
+        }
     }
 }
