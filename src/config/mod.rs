@@ -436,9 +436,17 @@ fn describe(e: &figment::Error) -> String {
         }
         Kind::Unsupported(actual) => format!("{} is not accepted here", what(actual)),
         Kind::UnsupportedKey(actual, _) => format!("{} is not accepted as a key", what(actual)),
-        // A custom message of a deserializer (a duration, an enum of ours) quotes no value of
-        // ours, but may quote the input: say only that it was not accepted.
-        Kind::Message(_) => "the value is not accepted".to_owned(),
+        // A syntax error, or a deserializer's own message: kept without the excerpt of the
+        // source that a TOML error quotes (`3 | database_url = "postgres://..."`).
+        Kind::Message(message) => message
+            .lines()
+            .filter(|line| {
+                let line = line.trim_start();
+                let excerpt = line.trim_start_matches(|c: char| c.is_ascii_digit());
+                !(line.is_empty() || excerpt.trim_start().starts_with('|'))
+            })
+            .collect::<Vec<_>>()
+            .join(": "),
         // These name keys and lengths, not values.
         other => other.to_string(),
     };
