@@ -59,8 +59,18 @@ pub fn classify(digits: &str, international: bool, data: &LocationData) -> CnNum
     if len == 10 && digits.starts_with("800") {
         return CnNumber::new(digits, NumberType::TollFree, true);
     }
+    if digits.starts_with("95") && len >= 10
+        && let Some(n) = fixed_line(digits, data).filter(|n| n.valid)
+    {
+        // Ningxia's area codes are 951 to 955: `+86 953 2447084` is a fixed line in Wuzhong.
+        // No 95 service number of ten or more digits begins with an area code (they are 950...).
+        return n;
+    }
     if digits.starts_with("95") {
-        return CnNumber::new(digits, NumberType::Service, (5..=17).contains(&len));
+        // 95xxx to 95xxxxxx nationwide service numbers, and libphonenumber's ten- and
+        // eleven-digit 950 numbers.
+        let valid = (5..=8).contains(&len) || (digits.starts_with("950") && (10..=11).contains(&len));
+        return CnNumber::new(digits, NumberType::Service, valid);
     }
     if digits.starts_with("96") && !international {
         return CnNumber::new(digits, NumberType::Service, (5..=15).contains(&len));
@@ -179,16 +189,21 @@ fn fixed_line(nsn: &str, data: &LocationData) -> Option<CnNumber> {
 /// The per-area-code rules (which areas dial 7 digits, which 8, which ranges starting with 9 are
 /// numbers) are libphonenumber's fixed-line pattern. phonecheck departs from it on purpose in two
 /// places, both from the numbering plan (电信网编号计划):
-/// - 95 and 96 numbers behind an area code are the city's service numbers (`0571-96225`), so
-///   they are reported as such; libphonenumber calls them fixed lines or shared cost.
+/// - 95 and 96 numbers of five or six digits behind an area code are the city's service numbers
+///   (`0571-96225`), so they are reported as such, and as valid; libphonenumber calls them fixed
+///   lines or shared cost, and refuses some.
 /// - A subscriber number never begins with 0 (the trunk prefix) or 1 (which opens the service
 ///   codes and mobile numbers: dialled locally, `12345678` reaches the 12345 hotline). The short
 ///   100xx and 123xx hotlines dialled with an area code are service numbers; any other number starting
 ///   with 0 or 1 is refused, where libphonenumber accepts eight-digit ones in many areas
 ///   (its own example `+86 10 1234 5678` among them).
 fn fixed_line_kind(nsn: &str, subscriber: &str) -> (NumberType, bool) {
-    if subscriber.starts_with("96") || subscriber.starts_with("95") {
-        return (NumberType::Service, (3..=15).contains(&subscriber.len()));
+    if (subscriber.starts_with("96") || subscriber.starts_with("95"))
+        && (5..=6).contains(&subscriber.len())
+    {
+        // In their service shapes (95xxx, 96xxxx); longer numbers starting 95 or 96 are
+        // ordinary subscriber numbers in the cities that dial eight digits, and follow the plan.
+        return (NumberType::Service, true);
     }
     let kind = plan::cn().kind(nsn.as_bytes());
     match subscriber.as_bytes().first() {
