@@ -59,7 +59,8 @@ pub fn classify(digits: &str, international: bool, data: &LocationData) -> CnNum
     if len == 10 && digits.starts_with("800") {
         return CnNumber::new(digits, NumberType::TollFree, true);
     }
-    if digits.starts_with("95") && len >= 10
+    if digits.starts_with("95")
+        && len >= 10
         && let Some(n) = fixed_line(digits, data).filter(|n| n.valid)
     {
         // Ningxia's area codes are 951 to 955: `+86 953 2447084` is a fixed line in Wuzhong.
@@ -69,16 +70,23 @@ pub fn classify(digits: &str, international: bool, data: &LocationData) -> CnNum
     if digits.starts_with("95") {
         // 95xxx to 95xxxxxx nationwide service numbers, and libphonenumber's ten- and
         // eleven-digit 950 numbers.
-        let valid = (5..=8).contains(&len) || (digits.starts_with("950") && (10..=11).contains(&len));
+        let valid =
+            (5..=8).contains(&len) || (digits.starts_with("950") && (10..=11).contains(&len));
         return CnNumber::new(digits, NumberType::Service, valid);
     }
     if digits.starts_with("96") && !international {
         return CnNumber::new(digits, NumberType::Service, (5..=15).contains(&len));
     }
     // Written with +86, the digits are a national significant number, where a fixed line's
-    // area code has no trunk `0`: `+86 10 6401 2345` is Beijing, not a 106 SMS port.
-    if international && let Some(n) = fixed_line(digits, data) {
-        return n;
+    // area code has no trunk `0`: `+86 10 6401 2345` is Beijing, not a 106 SMS port. One that is
+    // no valid fixed line may still be a special number (`+86 1069 0000 00000`, an SMS port).
+    let fixed = if international {
+        fixed_line(digits, data)
+    } else {
+        None
+    };
+    if let Some(n) = fixed.as_ref().filter(|n| n.valid) {
+        return n.clone();
     }
     if digits.starts_with("1010") || digits.starts_with("1019") {
         return CnNumber::new(digits, NumberType::Service, (8..=15).contains(&len));
@@ -104,6 +112,9 @@ pub fn classify(digits: &str, international: bool, data: &LocationData) -> CnNum
     {
         // 160/168 information services (信息服务, 声讯台): eight digits, billed at a premium.
         return CnNumber::new(digits, NumberType::PremiumRate, true);
+    }
+    if let Some(n) = fixed {
+        return n;
     }
     if !international && (7..=8).contains(&len) && matches!(digits.as_bytes()[0], b'2'..=b'8') {
         // A local fixed line written without its area code: real, but not placeable.
@@ -208,7 +219,7 @@ fn fixed_line_kind(nsn: &str, subscriber: &str) -> (NumberType, bool) {
     let kind = plan::cn().kind(nsn.as_bytes());
     match subscriber.as_bytes().first() {
         Some(b'1')
-            if subscriber.len() <= 6
+            if (5..=6).contains(&subscriber.len())
                 && (subscriber.starts_with("100") || subscriber.starts_with("123")) =>
         {
             (NumberType::Service, kind.is_some())

@@ -72,7 +72,8 @@ fn with_country_code<'a>(region: &RegionPlan, digits: &'a str) -> Option<&'a str
     let rest = digits.strip_prefix(region.calling_code.as_str())?;
     let rest = strip_national_prefix(region, rest);
     let general = |n: &str| region.pattern_matches(region.matches(n.as_bytes()), Desc::General);
-    ((!general(digits) && general(rest)) || region.test_length(digits.len()) == LengthCheck::TooLong)
+    ((!general(digits) && general(rest))
+        || region.test_length(digits.len()) == LengthCheck::TooLong)
         .then_some(rest)
 }
 

@@ -195,3 +195,5 @@ fn map_type(t: phonenumber::Type) -> NumberType {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_plan;
