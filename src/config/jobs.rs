@@ -48,6 +48,9 @@ pub struct JobsConfig {
     /// the report shows calls, not money.
     #[serde(default)]
     pub prices: Option<PricesConfig>,
+    /// `[jobs.import]`: the bounds an uploaded file is read within.
+    #[serde(default)]
+    pub import: crate::jobs::import::ImportLimits,
 }
 
 /// `[jobs.prices]`: what one billable call costs.
@@ -109,6 +112,7 @@ impl JobsConfig {
         if self.max_passes == 0 || self.failure_passes == 0 {
             problems.push("jobs.max_passes and jobs.failure_passes must be at least 1".to_owned());
         }
+        problems.extend(self.import.problems());
         if let Some(prices) = &self.prices {
             let all = [
                 prices.line_status,
@@ -138,6 +142,7 @@ impl Default for JobsConfig {
             retention: default_retention(),
             lease: default_lease(),
             prices: None,
+            import: Default::default(),
         }
     }
 }
