@@ -227,6 +227,9 @@ fn record(kind: u16, data: &[u8]) -> Vec<u8> {
     r
 }
 
+/// An XLS sheet: its name and cells `(row, column, value)`.
+pub type XlsSheet = (String, Vec<(u16, u16, XlsCell)>);
+
 /// A cell of an XLS sheet.
 #[derive(Debug, Clone)]
 pub enum XlsCell {
@@ -238,7 +241,7 @@ pub enum XlsCell {
 
 /// The BIFF8 workbook stream of `sheets` (name and cells `(row, col, value)`), with `strings` as
 /// its shared strings.
-pub fn biff8(strings: &[String], sheets: &[(String, Vec<(u16, u16, XlsCell)>)]) -> Vec<u8> {
+pub fn biff8(strings: &[String], sheets: &[XlsSheet]) -> Vec<u8> {
     let bof = |kind: u16| {
         let mut d = 0x0600u16.to_le_bytes().to_vec();
         d.extend(kind.to_le_bytes());
@@ -386,7 +389,7 @@ pub fn cfb(stream: &[u8]) -> Vec<u8> {
 }
 
 /// An XLS of `sheets`.
-pub fn xls(strings: &[String], sheets: &[(String, Vec<(u16, u16, XlsCell)>)]) -> Vec<u8> {
+pub fn xls(strings: &[String], sheets: &[XlsSheet]) -> Vec<u8> {
     cfb(&biff8(strings, sheets))
 }
 

@@ -151,6 +151,18 @@ mod tests {
     }
 
     #[test]
+    fn the_bounds_are_configured_and_checked_at_start_up() {
+        let config =
+            crate::config::Config::from_toml("[jobs.import]\nmax_columns = 16384").unwrap();
+        assert_eq!(config.jobs.import.max_columns, 16_384);
+        let e = crate::config::Config::from_toml("[jobs.import]\nmax_columns = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("jobs.import.max_columns"), "{e}");
+        assert!(crate::config::Config::from_toml("[jobs.import]\nmax_colums = 1").is_err());
+    }
+
+    #[test]
     fn a_refusal_names_the_bound_and_the_value() {
         let e = over("row 3", "a cell of 40000 bytes", "max_cell_bytes", 32768);
         assert_eq!(
