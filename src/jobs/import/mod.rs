@@ -13,6 +13,7 @@ mod text;
 mod workbook;
 mod xls;
 mod xlsx;
+mod zipdir;
 
 pub use limits::ImportLimits;
 
