@@ -47,6 +47,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod number;
 pub mod providers;
+pub mod secret;
 pub mod server;
 pub mod shared;
 pub mod sim;
