@@ -8,12 +8,72 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::budget::{BudgetHold, TenantLimits};
-use crate::config::TenantConfig;
 use crate::domain::{Check, CheckOptions};
+
+/// `[tenants.NAME]`: one API client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// SHA-256 (hex) of each of the tenant's API keys; `phonecheck keys new` prints one. The keys
+    /// themselves are never stored.
+    pub key_sha256: Vec<String>,
+    /// The checks the tenant may run. Account presence (social-account probing) is not granted
+    /// unless listed.
+    #[serde(default = "default_allowed_checks")]
+    pub allowed_checks: Vec<crate::domain::Check>,
+    /// Whether the tenant may receive platform profile details (personal data).
+    #[serde(default)]
+    pub profile_details: bool,
+    /// Calls per second the tenant may make (a token bucket); absent: unlimited.
+    pub rate_limit: Option<crate::providers::QuotaConfig>,
+    /// Billable vendor calls the tenant may cause per day (China time, as the vendors bill);
+    /// absent: unlimited.
+    pub daily_billable_budget: Option<u64>,
+    /// `CheckNumbers` streams the tenant may have open at once; `server.max_streams_per_tenant`
+    /// when absent.
+    pub max_streams: Option<usize>,
+    /// Stream items the tenant may have in flight over all its streams;
+    /// `server.max_items_in_flight_per_tenant` when absent.
+    pub max_items_in_flight: Option<usize>,
+}
+
+fn default_allowed_checks() -> Vec<crate::domain::Check> {
+    use crate::domain::Check;
+    vec![Check::LineStatus, Check::SpamLabels, Check::RiskProfile]
+}
+
+impl TenantConfig {
+    /// Everything wrong with `[tenants.NAME]`, each problem prefixed with its key.
+    pub fn problems(&self, name: &str) -> Vec<String> {
+        let tenant = self;
+        let mut problems = Vec::new();
+        if let Some(rate) = tenant.rate_limit
+            && !(rate.requests_per_second > 0.0
+                && rate.requests_per_second.is_finite()
+                && rate.burst >= 1)
+        {
+            problems.push(format!(
+                "tenants.{name}.rate_limit: requests_per_second must be above zero and burst at least 1"
+            ));
+        }
+        if tenant.key_sha256.is_empty() {
+            problems.push(format!("tenants.{name}: key_sha256 is empty"));
+        }
+        for (i, hash) in tenant.key_sha256.iter().enumerate() {
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                problems.push(format!(
+                    "tenants.{name}.key_sha256[{i}]: not a SHA-256 in hex (64 hex digits)"
+                ));
+            }
+        }
+        problems
+    }
+}
 
 /// Why a caller may not do what it asked.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
