@@ -1,11 +1,9 @@
 //! Prometheus metrics on the admin endpoint: every metric named in the docs is present and moves
 //! when the service works, and no label value is a phone number.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use phonecheck::config::Config;
 use phonecheck::pb;
 use tokio::net::TcpListener;

@@ -1,9 +1,9 @@
 //! All four vendors end to end through their simulators over HTTP: results, coverage, failure
 //! codes, credentials.
 
-mod common;
-
-use common::{Secrets, TestServer, error_info, lookup, outcome, report, start_sim, vendors_server};
+use crate::common::{
+    Secrets, TestServer, error_info, lookup, outcome, report, start_sim, vendors_server,
+};
 use phonecheck::pb;
 use phonecheck::sim::SimConfig;
 
