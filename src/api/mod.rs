@@ -75,6 +75,47 @@ impl PhoneCheckApi {
     }
 }
 
+/// A live lookup from a request's fields (a `LookupNumber` call or one stream item), each field
+/// bounded before it is read.
+pub(crate) fn lookup_request(
+    number: String,
+    default_region: String,
+    checks: &[i32],
+    options: Option<pb::CheckOptions>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<LookupRequest, ApiError> {
+    convert::bounded_number(&number, &default_region)?;
+    Ok(LookupRequest {
+        checks: convert::checks_from_proto("checks", checks)?,
+        options: convert::options_from_proto("options", options)?,
+        number,
+        default_region,
+        deadline,
+        priority: crate::engine::Priority::Live,
+    })
+}
+
+/// The one flow of a live lookup, unary or streamed: the tenant's grants, room in its daily
+/// budget, the engine, then the budget settled with what was billed.
+pub(crate) async fn lookup_for(
+    engine: &Engine,
+    tenant: &Tenant,
+    lookup: &LookupRequest,
+) -> Result<crate::domain::Report, ApiError> {
+    tenant.authorize("checks", &lookup.checks, &lookup.options)?;
+    let hold = tenant.hold_budget(&lookup.checks)?;
+    match engine.lookup(lookup).await {
+        Ok(report) => {
+            hold.settle(&report);
+            Ok(report)
+        }
+        Err(e) => {
+            hold.release();
+            Err(e.into())
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl PhoneCheckService for PhoneCheckApi {
     async fn lookup_number(
@@ -84,25 +125,14 @@ impl PhoneCheckService for PhoneCheckApi {
         let deadline = stream::deadline(request.metadata());
         let tenant = tenant_of(&request);
         let request = request.into_inner();
-        convert::bounded_number(&request.number, &request.default_region)?;
-        let lookup = LookupRequest {
-            checks: convert::checks_from_proto("checks", &request.checks)?,
-            options: convert::options_from_proto("options", request.options)?,
-            number: request.number,
-            default_region: request.default_region,
+        let lookup = lookup_request(
+            request.number,
+            request.default_region,
+            &request.checks,
+            request.options,
             deadline,
-            priority: crate::engine::Priority::Live,
-        };
-        tenant.authorize("checks", &lookup.checks, &lookup.options)?;
-        let hold = tenant.hold_budget(&lookup.checks)?;
-        let report = match self.engine.lookup(&lookup).await {
-            Ok(report) => report,
-            Err(e) => {
-                hold.release();
-                return Err(ApiError::from(e).into());
-            }
-        };
-        hold.settle(&report);
+        )?;
+        let report = lookup_for(&self.engine, &tenant, &lookup).await?;
         Ok(Response::new(pb::LookupNumberResponse {
             report: Some(convert::report_to_proto(&report)),
         }))
