@@ -1,5 +1,7 @@
 //! Offline analysis speed: analyses 1,000,000 generated numbers per mix and prints numbers per
-//! second and the process's peak memory.
+//! second and the process's peak memory. Side by side on the foreign mix: the `phonenumber`
+//! crate (the path foreign numbers took before the compiled plan) and, when `python3` with
+//! `phonenumbers` is installed, libphonenumber's Python port on the same numbers.
 //!
 //!     cargo bench --bench offline [-- COUNT]
 
@@ -66,10 +68,14 @@ fn status_mib(field: &str) -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
-fn run(name: &str, analyzer: &Analyzer, count: usize, make: impl Fn(&mut Numbers) -> String) {
+fn generate(count: usize, make: impl Fn(&mut Numbers) -> String) -> Vec<String> {
     let mut numbers = Numbers(42);
+    (0..count).map(|_| make(&mut numbers)).collect()
+}
+
+fn run(name: &str, analyzer: &Analyzer, count: usize, make: impl Fn(&mut Numbers) -> String) {
     // Generate first, so that only analysis is timed.
-    let inputs: Vec<String> = (0..count).map(|_| make(&mut numbers)).collect();
+    let inputs = generate(count, make);
     let before = status_mib("VmRSS:");
     let started = Instant::now();
     let mut valid = 0usize;
@@ -88,6 +94,90 @@ fn run(name: &str, analyzer: &Analyzer, count: usize, make: impl Fn(&mut Numbers
     );
 }
 
+/// The same foreign numbers through the `phonenumber` crate: parse, type, validity.
+fn run_crate(count: usize) {
+    let inputs = generate(count, Numbers::foreign);
+    let started = Instant::now();
+    let mut valid = 0usize;
+    for input in &inputs {
+        if let Ok(n) = phonenumber::parse(None, black_box(input)) {
+            black_box(n.number_type(&phonenumber::metadata::DATABASE));
+            valid += usize::from(n.is_valid());
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{:<8} {count:>9} numbers in {:>6.3} s = {:>9.0} numbers/s ({valid} valid); \
+         the phonenumber crate: parse, type, validity",
+        "crate",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64(),
+    );
+}
+
+/// libphonenumber's Python port on the same foreign numbers, timed inside Python (imports and
+/// reading the numbers excluded): parse, validity, type, carrier and place, as phonecheck does.
+const PYTHON: &str = r#"
+import sys, time
+import phonenumbers
+from phonenumbers import carrier, geocoder
+numbers = sys.stdin.read().splitlines()
+started = time.perf_counter()
+valid = 0
+for text in numbers:
+    n = phonenumbers.parse(text, "CN")
+    ok = phonenumbers.is_valid_number(n)
+    phonenumbers.number_type(n)
+    carrier.name_for_number(n, "en")
+    geocoder.description_for_number(n, "en")
+    valid += ok
+elapsed = time.perf_counter() - started
+print(f"{len(numbers)} {elapsed} {valid} {phonenumbers.__version__}")
+"#;
+
+fn run_python(count: usize) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let inputs = generate(count, Numbers::foreign).join("\n");
+    let child = Command::new("python3")
+        .args(["-c", PYTHON])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        println!("python   skipped: python3 not found");
+        return;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(inputs.as_bytes());
+    }
+    let output = child
+        .wait_with_output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let fields: Vec<String> = output
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    match fields.as_slice() {
+        [n, secs, valid, version] => {
+            let (n, secs) = (
+                n.parse::<f64>().unwrap_or(0.0),
+                secs.parse::<f64>().unwrap_or(1.0),
+            );
+            println!(
+                "{:<8} {n:>9} numbers in {secs:>6.3} s = {:>9.0} numbers/s ({valid} valid); \
+                 libphonenumber {version} (Python): parse, type, validity, carrier, place",
+                "python",
+                n / secs,
+            );
+        }
+        _ => println!("python   skipped: `import phonenumbers` failed (pip install phonenumbers)"),
+    }
+}
+
 fn main() {
     let count = std::env::args()
         .skip(1)
@@ -97,4 +187,6 @@ fn main() {
     println!("offline analysis, {count} numbers per mix; peak RSS is the process's so far");
     run("china", &analyzer, count, Numbers::chinese);
     run("foreign", &analyzer, count / 10, Numbers::foreign);
+    run_crate(count / 10);
+    run_python(count / 10);
 }

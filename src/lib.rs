@@ -21,7 +21,8 @@
 //!   exports and the HTML report.
 //! - [`domain`]: the vocabulary shared by every layer (checks, statuses, reports).
 //! - [`number`]: offline analysis: normalisation to E.164, number type (with China's special
-//!   numbers), carrier by segment, home province and city.
+//!   numbers and each area code's local-number rules), carrier by segment (by prefix in ID, SG
+//!   and PK), home province and city; libphonenumber's metadata compiled into automata.
 //! - [`providers`]: one module per vendor behind the [`providers::Provider`] trait, and the
 //!   signing helpers they share.
 //! - [`shared`]: state shared by replicas through Redis: vendor quotas, the answer cache with
@@ -46,6 +47,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod number;
 pub mod providers;
+pub mod secret;
 pub mod server;
 pub mod shared;
 pub mod sim;

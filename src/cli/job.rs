@@ -434,8 +434,13 @@ async fn follow(client: &mut Client, id: &str) -> Result<pb::BatchJob, CliError>
                 )
             })
             .unwrap_or_default();
+        let paused = if job.state == pb::BatchJobState::Paused as i32 {
+            format!(" — paused: {}", job.error)
+        } else {
+            String::new()
+        };
         bar.set_message(format!(
-            "{:.0}/s{eta}, {} billable, {} pending",
+            "{:.0}/s{eta}, {} billable, {} pending{paused}",
             p.numbers_per_second, p.billable_calls, p.numbers_pending
         ));
         last = job;

@@ -1,5 +1,6 @@
-//! The command line: `serve`, `sim`, `lookup`, `check`, `job ...`, `keys new`.
+//! The command line: `serve`, `sim`, `lookup`, `analyze`, `check`, `job ...`, `keys new`.
 
+mod analyze;
 mod check;
 mod job;
 mod lookup;
@@ -91,6 +92,16 @@ pub enum Command {
         /// Print the report as JSON (the protobuf JSON mapping).
         #[arg(long)]
         json: bool,
+    },
+    /// Analyse numbers offline, without a server: one number per line in, one `NumberInfo` per
+    /// line out (JSON, the protobuf JSON mapping).
+    Analyze {
+        /// A file with one number per line, or `-` for standard input.
+        #[arg(default_value = "-")]
+        input: PathBuf,
+        /// Region for numbers without a country code.
+        #[arg(long, default_value = "CN")]
+        region: String,
     },
 }
 
@@ -236,6 +247,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             server,
             json,
         } => lookup::run(number, checks, region, server, json).await,
+        Command::Analyze { input, region } => analyze::run(&input, &region),
     }
 }
 

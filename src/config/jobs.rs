@@ -53,6 +53,9 @@ pub struct JobsConfig {
     /// the report shows calls, not money.
     #[serde(default)]
     pub prices: Option<PricesConfig>,
+    /// `[jobs.import]`: the bounds an uploaded file is read within.
+    #[serde(default)]
+    pub import: crate::jobs::import::ImportLimits,
 }
 
 /// `[jobs.prices]`: what one billable call costs.
@@ -121,6 +124,7 @@ impl JobsConfig {
         if self.max_passes == 0 || self.failure_passes == 0 {
             problems.push("jobs.max_passes and jobs.failure_passes must be at least 1".to_owned());
         }
+        problems.extend(self.import.problems());
         if let Some(prices) = &self.prices {
             let all = [
                 prices.line_status,
@@ -151,6 +155,7 @@ impl Default for JobsConfig {
             lease: default_lease(),
             upload_idle_timeout: default_upload_idle_timeout(),
             prices: None,
+            import: Default::default(),
         }
     }
 }

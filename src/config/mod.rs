@@ -22,9 +22,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::secret::SecretRef;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::providers::ProviderConfig;
@@ -379,37 +379,6 @@ fn default_true() -> bool {
     true
 }
 
-/// Where a secret is read from. Secrets are never written in the configuration itself.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum SecretRef {
-    /// An environment variable's value.
-    Env(String),
-    /// A file's content, without trailing line breaks (a mounted Kubernetes secret).
-    File(PathBuf),
-}
-
-impl SecretRef {
-    /// Reads the secret. The error names where it was looked for, never its value.
-    pub fn resolve(&self) -> Result<SecretString, String> {
-        let value = match self {
-            SecretRef::Env(name) => std::env::var(name)
-                .map_err(|_| format!("environment variable {name} is not set"))?,
-            SecretRef::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-        };
-        if value.is_empty() {
-            return Err(match self {
-                SecretRef::Env(name) => format!("environment variable {name} is empty"),
-                SecretRef::File(path) => format!("secret file {} is empty", path.display()),
-            });
-        }
-        Ok(SecretString::from(value))
-    }
-}
-
 /// A configuration error that names the key, the rule and where the value came from, never the
 /// value: the value may be a secret given the wrong way (a database URL with its password as a
 /// plain string, say).
@@ -436,9 +405,17 @@ fn describe(e: &figment::Error) -> String {
         }
         Kind::Unsupported(actual) => format!("{} is not accepted here", what(actual)),
         Kind::UnsupportedKey(actual, _) => format!("{} is not accepted as a key", what(actual)),
-        // A custom message of a deserializer (a duration, an enum of ours) quotes no value of
-        // ours, but may quote the input: say only that it was not accepted.
-        Kind::Message(_) => "the value is not accepted".to_owned(),
+        // A syntax error, or a deserializer's own message: kept without the excerpt of the
+        // source that a TOML error quotes (`3 | database_url = "postgres://..."`).
+        Kind::Message(message) => message
+            .lines()
+            .filter(|line| {
+                let line = line.trim_start();
+                let excerpt = line.trim_start_matches(|c: char| c.is_ascii_digit());
+                !(line.is_empty() || excerpt.trim_start().starts_with('|'))
+            })
+            .collect::<Vec<_>>()
+            .join(": "),
         // These name keys and lengths, not values.
         other => other.to_string(),
     };

@@ -167,6 +167,12 @@ fn a_secret_given_the_wrong_way_is_refused_without_being_printed() {
         assert!(!message.contains("s3cret"), "leaked: {message}");
         Ok(())
     });
+    // Nor are they in a syntax error's excerpt of the file.
+    let message = Config::from_toml("[storage]\ndatabase_url = postgres://user:hunter2@db\n")
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("line 2"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
     // Values of other types are not quoted either.
     let message = Config::from_toml("[server]\nshutdown_grace = \"forever-s3cret\"\n")
         .unwrap_err()

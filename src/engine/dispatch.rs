@@ -26,7 +26,7 @@ use tracing::Instrument;
 use super::health::Health;
 use crate::config::CacheConfig;
 use crate::domain::{Check, CheckData};
-use crate::providers::{Answer, ErrorReason, Provider, ProviderError, Query};
+use crate::providers::{Answer, Provider, ProviderError, Query};
 use crate::shared::{AnswerKey, Coordination, RemoteLock, SharedAnswers};
 
 /// Jobs queued for the batcher before callers wait.
@@ -480,10 +480,7 @@ impl Shared {
             }
             Err(error) => {
                 // A breaker that is open fails the call here, without a vendor.http span.
-                span.record(
-                    "outcome",
-                    format!("{:?}", error.reason()).to_ascii_lowercase(),
-                );
+                span.record("outcome", error.reason().label());
                 vec![Err(error); jobs.len()]
             }
         };
@@ -539,7 +536,7 @@ impl Shared {
         let failure = results
             .iter()
             .filter_map(|r| r.as_ref().err())
-            .find(|e| e.reason() != ErrorReason::Rejected);
+            .find(|e| e.counts_against_vendor());
         if let Some(error) = failure {
             health.consecutive_failures = health.consecutive_failures.saturating_add(1);
             health.last_error = Some(error.clone());

@@ -87,6 +87,9 @@ pub struct Jobs {
     limits: HashMap<String, TenantLimits>,
     spool: PathBuf,
     runner: Runner,
+    /// Files being read at once (`jobs.import.max_concurrent`), so the import bounds hold for the
+    /// process, not per upload.
+    import_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// An upload being received: the spool file and its size so far.
@@ -131,6 +134,7 @@ impl Jobs {
         std::fs::create_dir_all(&spool)?;
         Ok(Arc::new(Jobs {
             runner: Runner::new(config.max_running, config.lease),
+            import_slots: Arc::new(tokio::sync::Semaphore::new(config.import.max_concurrent)),
             store,
             engine,
             config,
@@ -243,6 +247,7 @@ impl Jobs {
             sheet: spec.sheet.clone(),
             default_region: spec.default_region.clone(),
             max_rows: self.config.max_rows,
+            limits: self.config.import.clone(),
         };
         let mut job = NewJob {
             id: id.clone(),
@@ -285,7 +290,15 @@ impl Jobs {
         let (rows, mut batches) = mpsc::channel(2);
         let engine = self.engine.clone();
         let (spec, path) = (spec.clone(), path.to_owned());
+        let slot = self
+            .import_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| JobError::invalid("chunk", "the server is shutting down"))?;
         let reader = tokio::task::spawn_blocking(move || {
+            // Held until the file is read, even if the caller goes away meanwhile.
+            let _slot = slot;
             import::read_file(&path, &spec, engine.analyzer(), &mut |batch| {
                 rows.blocking_send(batch)
                     .map_err(|_| JobError::invalid("chunk", "the import was abandoned"))

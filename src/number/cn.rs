@@ -1,9 +1,14 @@
 //! China's numbering plan, beyond what libphonenumber knows: mobile segments, fixed lines by area
 //! code, and the special numbers (400, 800, 95/96, 1010, 106, 12xxx, 100xx, emergency).
+//!
+//! Which local numbers an area code has (7 or 8 digits, which first digits) and the premium-rate
+//! range come from libphonenumber's metadata, compiled by `tools/gen_number_plan.py`
+//! ([`super::plan`]); where phonecheck decides otherwise on purpose, the rule says why.
 
 use crate::domain::{Carrier, Location, NumberType};
 
 use super::location::LocationData;
+use super::plan;
 use super::segments::{self, CM_IOT_1064};
 
 /// A Chinese number, classified.
@@ -54,16 +59,34 @@ pub fn classify(digits: &str, international: bool, data: &LocationData) -> CnNum
     if len == 10 && digits.starts_with("800") {
         return CnNumber::new(digits, NumberType::TollFree, true);
     }
+    if digits.starts_with("95")
+        && len >= 10
+        && let Some(n) = fixed_line(digits, data).filter(|n| n.valid)
+    {
+        // Ningxia's area codes are 951 to 955: `+86 953 2447084` is a fixed line in Wuzhong.
+        // No 95 service number of ten or more digits begins with an area code (they are 950...).
+        return n;
+    }
     if digits.starts_with("95") {
-        return CnNumber::new(digits, NumberType::Service, (5..=17).contains(&len));
+        // 95xxx to 95xxxxxx nationwide service numbers, and libphonenumber's ten- and
+        // eleven-digit 950 numbers.
+        let valid =
+            (5..=8).contains(&len) || (digits.starts_with("950") && (10..=11).contains(&len));
+        return CnNumber::new(digits, NumberType::Service, valid);
     }
     if digits.starts_with("96") && !international {
         return CnNumber::new(digits, NumberType::Service, (5..=15).contains(&len));
     }
     // Written with +86, the digits are a national significant number, where a fixed line's
-    // area code has no trunk `0`: `+86 10 6401 2345` is Beijing, not a 106 SMS port.
-    if international && let Some(n) = fixed_line(digits, data) {
-        return n;
+    // area code has no trunk `0`: `+86 10 6401 2345` is Beijing, not a 106 SMS port. One that is
+    // no valid fixed line may still be a special number (`+86 1069 0000 00000`, an SMS port).
+    let fixed = if international {
+        fixed_line(digits, data)
+    } else {
+        None
+    };
+    if let Some(n) = fixed.as_ref().filter(|n| n.valid) {
+        return n.clone();
     }
     if digits.starts_with("1010") || digits.starts_with("1019") {
         return CnNumber::new(digits, NumberType::Service, (8..=15).contains(&len));
@@ -83,6 +106,15 @@ pub fn classify(digits: &str, international: bool, data: &LocationData) -> CnNum
     }
     if len == 3 && SHORT_SERVICE.contains(&digits) {
         return CnNumber::new(digits, NumberType::Service, true);
+    }
+    if digits.starts_with("16")
+        && plan::cn().kind(digits.as_bytes()) == Some(NumberType::PremiumRate)
+    {
+        // 160/168 information services (信息服务, 声讯台): eight digits, billed at a premium.
+        return CnNumber::new(digits, NumberType::PremiumRate, true);
+    }
+    if let Some(n) = fixed {
+        return n;
     }
     if !international && (7..=8).contains(&len) && matches!(digits.as_bytes()[0], b'2'..=b'8') {
         // A local fixed line written without its area code: real, but not placeable.
@@ -154,19 +186,62 @@ fn fixed_line(nsn: &str, data: &LocationData) -> Option<CnNumber> {
     if !data.is_area_code(&area_code) {
         return None;
     }
-    let (number_type, valid) = if subscriber.starts_with("96") || subscriber.starts_with("95") {
-        (NumberType::Service, (3..=15).contains(&subscriber.len()))
-    } else {
-        let plausible = matches!(subscriber.as_bytes().first(), Some(b'2'..=b'8'));
-        (
-            NumberType::FixedLine,
-            plausible && (7..=8).contains(&subscriber.len()),
-        )
-    };
+    let (number_type, valid) = fixed_line_kind(nsn, subscriber);
     let mut n = CnNumber::new(nsn, number_type, valid);
     n.location = data.by_area_code(&area_code).map(|loc| Location {
         area_code: area_code.as_str().into(),
         ..loc.clone()
     });
     Some(n)
+}
+
+/// Type and validity of area code + subscriber number.
+///
+/// The per-area-code rules (which areas dial 7 digits, which 8, which ranges starting with 9 are
+/// numbers) are libphonenumber's fixed-line pattern. phonecheck departs from it on purpose in two
+/// places, both from the numbering plan (电信网编号计划):
+/// - 95 and 96 numbers of five or six digits behind an area code are the city's service numbers
+///   (`0571-96225`), so they are reported as such, and as valid; libphonenumber calls them fixed
+///   lines or shared cost, and refuses some.
+/// - A subscriber number never begins with 0 (the trunk prefix) or 1 (which opens the service
+///   codes and mobile numbers: dialled locally, `12345678` reaches the 12345 hotline). The short
+///   100xx and 123xx hotlines dialled with an area code are service numbers; any other number starting
+///   with 0 or 1 is refused, where libphonenumber accepts eight-digit ones in many areas
+///   (its own example `+86 10 1234 5678` among them).
+fn fixed_line_kind(nsn: &str, subscriber: &str) -> (NumberType, bool) {
+    if (subscriber.starts_with("96") || subscriber.starts_with("95"))
+        && (5..=6).contains(&subscriber.len())
+    {
+        // In their service shapes (95xxx, 96xxxx); longer numbers starting 95 or 96 are
+        // ordinary subscriber numbers in the cities that dial eight digits, and follow the plan.
+        return (NumberType::Service, true);
+    }
+    let kind = plan::cn().kind(nsn.as_bytes());
+    match subscriber.as_bytes().first() {
+        Some(b'1')
+            if (5..=6).contains(&subscriber.len())
+                && (subscriber.starts_with("100") || subscriber.starts_with("123")) =>
+        {
+            (NumberType::Service, kind.is_some())
+        }
+        Some(b'2'..=b'9') => match kind {
+            None | Some(NumberType::FixedLine | NumberType::FixedLineOrMobile) => {
+                (NumberType::FixedLine, kind.is_some())
+            }
+            // 010-800 and 021-800 toll-free numbers, for example.
+            Some(other) => (other, true),
+        },
+        _ => (NumberType::FixedLine, false),
+    }
+}
+
+/// The local-number lengths an area code (with or without trunk `0`) takes for subscriber numbers
+/// beginning with `first` (`'2'` to `'9'`), by the compiled plan: 8 in Shenzhen (`0755`), 7 in
+/// many smaller cities, both in a few.
+pub fn local_number_lengths(area_code: &str, first: char) -> Vec<usize> {
+    let area = area_code.strip_prefix('0').unwrap_or(area_code);
+    match first {
+        '2'..='9' => plan::cn().fixed_line_lengths(area, first as u8),
+        _ => Vec::new(),
+    }
 }

@@ -2,12 +2,16 @@
 //! China's special numbers), carrier by segment and home province and city.
 //!
 //! Chinese numbers are classified by the project's own rules ([`cn`], [`segments`]) and data
-//! ([`location`]); every other region goes through the `phonenumber` crate (libphonenumber's
-//! metadata).
+//! ([`location`]), with fixed-line and premium-rate rules from libphonenumber's metadata
+//! ([`plan`]). Indonesian, Singaporean and Pakistani numbers are read as libphonenumber reads them,
+//! on the same compiled metadata ([`foreign`]), with carrier and place by prefix. Every other
+//! region goes through the `phonenumber` crate (libphonenumber's regular expressions).
 
 pub mod cn;
+pub mod foreign;
 pub mod location;
 pub mod normalize;
+pub mod plan;
 pub mod segments;
 
 use std::sync::Arc;
@@ -52,6 +56,9 @@ impl Analyzer {
             if let Some(nsn) = digits.digits.strip_prefix("86") {
                 return Ok(self.china(input, nsn, true));
             }
+            if let Some(parsed) = foreign::parse(plan::plan(), &digits.digits, true, None)? {
+                return Ok(self.planned(input, parsed));
+            }
             return self.foreign(input, &format!("+{}", digits.digits), None);
         }
         if region == country::Id::CN {
@@ -64,7 +71,29 @@ impl Analyzer {
             }
             return Ok(self.china(input, &digits.digits, false));
         }
+        let planned = plan::plan().region(region.as_ref());
+        if planned.is_some()
+            && let Some(parsed) = foreign::parse(plan::plan(), &digits.digits, false, planned)?
+        {
+            return Ok(self.planned(input, parsed));
+        }
         self.foreign(input, &digits.digits, Some(region))
+    }
+
+    /// A number of a region in the compiled plan, outside China.
+    fn planned(&self, input: &str, parsed: foreign::Parsed) -> NumberInfo {
+        let e164 = parsed.e164();
+        NumberInfo {
+            input: input.to_owned(),
+            region_code: parsed.region.id.to_owned(),
+            number_type: parsed.kind.unwrap_or(NumberType::Unknown),
+            valid: parsed.kind.is_some(),
+            carrier: parsed.carrier(plan::plan(), &e164),
+            location: parsed.place(plan::plan(), &e164),
+            e164,
+            national_number: parsed.national_number,
+            data_version: self.locations.version().clone(),
+        }
     }
 
     fn china(&self, input: &str, digits: &str, international: bool) -> NumberInfo {
@@ -166,3 +195,5 @@ fn map_type(t: phonenumber::Type) -> NumberType {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_plan;

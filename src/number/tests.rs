@@ -130,10 +130,18 @@ const CASES: &[(&str, &str, &str, NumberType, bool)] = &[
         NumberType::FixedLine,
         true,
     ),
+    // Hangzhou dials eight digits: seven are not a number there.
     (
         "0571-8888888",
         "",
         "+865718888888",
+        NumberType::FixedLine,
+        false,
+    ),
+    (
+        "0571-88888888",
+        "",
+        "+8657188888888",
         NumberType::FixedLine,
         true,
     ),
@@ -399,7 +407,11 @@ fn foreign_numbers_have_region_and_national_number() {
         (info.region_code.as_str(), info.national_number.as_str()),
         ("ID", "81234567890")
     );
-    assert!(info.carrier.is_none() && info.location.is_none());
+    assert_eq!(info.carrier.map(|c| c.name), Some("Telkomsel"));
+    assert!(
+        info.location.is_none(),
+        "a mobile, placed only by a fixed-wireless prefix"
+    );
 }
 
 #[test]

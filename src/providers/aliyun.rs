@@ -20,12 +20,12 @@ use super::{
     Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
     Query, QuotaConfig, http_or, send, url_problem,
 };
-use crate::config::SecretRef;
 use crate::domain::{
     Check, CheckData, CurrentCarrier, LineStatus, LineStatusResult, NetworkType, NumberInfo,
     NumberType,
 };
 use crate::number::segments::Operator;
+use crate::secret::SecretRef;
 
 /// The vendor's production endpoint.
 pub const DEFAULT_BASE_URL: &str = "https://dytnsapi.aliyuncs.com";

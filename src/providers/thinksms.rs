@@ -17,8 +17,8 @@ use super::{
     Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
     Query, QuotaConfig, http_or, send, url_problem,
 };
-use crate::config::SecretRef;
 use crate::domain::{Check, CheckData, LineStatus, LineStatusResult, NumberInfo, NumberType};
+use crate::secret::SecretRef;
 
 /// The vendor's production base URL.
 pub const DEFAULT_BASE_URL: &str = "http://api.thinksms.cn";

@@ -1,9 +1,21 @@
 //! Reading an uploaded file into rows: format, text encoding, delimiter, header and the number
 //! column are detected unless the spec names them. Runs on a blocking thread and hands rows on in
 //! batches, so a file of millions of rows never sits in memory.
+//!
+//! Whatever a file claims about itself, it is read within the bounds of [`ImportLimits`]: text
+//! line by bounded line; XLSX by our own streaming reader (zip entries inflated through a counter,
+//! XML event by event, rows kept sparse); XLS by our own reader of the compound file and BIFF
+//! records, checked against the file's real length. No declared size is used to allocate.
 
+mod cfb;
+mod limits;
 mod text;
 mod workbook;
+mod xls;
+mod xlsx;
+mod zipdir;
+
+pub use limits::ImportLimits;
 
 use std::fs::File;
 use std::io::Read;
@@ -16,8 +28,13 @@ use crate::store::{ImportRow, RowNumber};
 
 /// Rows handed on at once.
 pub const BATCH_ROWS: usize = 5_000;
+/// Bytes of rows (text and cell slots) handed on at once at most: with wide rows a batch is
+/// handed on before it has [`BATCH_ROWS`] rows, so batches in flight stay small.
+pub const BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// Rows read before the header and the number column are decided.
 const SAMPLE_ROWS: usize = 200;
+/// Bytes of rows held for that decision at most.
+const SAMPLE_BYTES: usize = 4 * 1024 * 1024;
 /// Header names of a number column, in order of preference (compared without case; a header
 /// containing one of them matches).
 const NUMBER_HEADERS: &[&str] = &[
@@ -51,6 +68,8 @@ pub struct ReadSpec {
     pub default_region: String,
     /// Most data rows accepted.
     pub max_rows: u64,
+    /// The bounds the file is read within.
+    pub limits: ImportLimits,
 }
 
 /// What was found out about the file.
@@ -132,6 +151,7 @@ struct RowSink<'a> {
     max_rows: u64,
     sink: &'a mut dyn FnMut(Vec<ImportRow>) -> Result<(), JobError>,
     batch: Vec<ImportRow>,
+    batch_bytes: usize,
     total: u64,
     numbers: u64,
 }
@@ -147,7 +167,8 @@ impl<'a> RowSink<'a> {
             region: spec.default_region.clone(),
             max_rows: spec.max_rows,
             sink,
-            batch: Vec::with_capacity(BATCH_ROWS),
+            batch: Vec::new(),
+            batch_bytes: 0,
             total: 0,
             numbers: 0,
         }
@@ -173,8 +194,12 @@ impl<'a> RowSink<'a> {
                 .map_or(true, |(_, cells)| cells.iter().any(|c| !c.is_empty()))
         });
         let mut sample = Vec::new();
-        for record in records.by_ref().take(SAMPLE_ROWS) {
-            sample.push(record?);
+        let mut sampled = 0;
+        while sample.len() < SAMPLE_ROWS && sampled < SAMPLE_BYTES {
+            let Some(record) = records.next() else { break };
+            let record = record?;
+            sampled += row_bytes(&record.1);
+            sample.push(record);
         }
         if sample.is_empty() {
             return Ok((String::new(), Vec::new()));
@@ -314,13 +339,14 @@ impl<'a> RowSink<'a> {
             },
         };
         self.numbers += u64::from(number.is_ok());
+        self.batch_bytes += row_bytes(&cells);
         self.batch.push(ImportRow {
             sheet: sheet.to_owned(),
             row_no,
             cells,
             number,
         });
-        if self.batch.len() >= BATCH_ROWS {
+        if self.batch.len() >= BATCH_ROWS || self.batch_bytes >= BATCH_BYTES {
             self.flush()?;
         }
         Ok(())
@@ -330,11 +356,18 @@ impl<'a> RowSink<'a> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        (self.sink)(std::mem::replace(
-            &mut self.batch,
-            Vec::with_capacity(BATCH_ROWS),
-        ))
+        self.batch_bytes = 0;
+        (self.sink)(std::mem::take(&mut self.batch))
     }
+}
+
+/// What a row's cells take in memory: their text and a slot each.
+fn row_bytes(cells: &[String]) -> usize {
+    cells
+        .iter()
+        .map(|c| c.len() + std::mem::size_of::<String>())
+        .sum::<usize>()
+        + std::mem::size_of::<ImportRow>()
 }
 
 /// The preference rank of a header that names a number column.
@@ -411,6 +444,7 @@ mod file_tests {
         let spec = ReadSpec {
             file_name: name.to_owned(),
             max_rows: 1_000_000,
+            limits: ImportLimits::default(),
             ..ReadSpec::default()
         };
         let mut rows = Vec::new();

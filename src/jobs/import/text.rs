@@ -7,6 +7,7 @@ use std::path::Path;
 
 use encoding_rs::{Encoding, GB18030, UTF_8, UTF_16BE, UTF_16LE};
 
+use super::limits::{ImportLimits, over};
 use super::{JobError, Layout, ReadSpec, RowSink};
 use crate::pb::FileFormat;
 
@@ -76,6 +77,7 @@ pub(super) fn read_text(
     spec: &ReadSpec,
     rows: &mut RowSink<'_>,
 ) -> Result<Layout, JobError> {
+    let limits = &spec.limits;
     let mut file = File::open(path)?;
     let (encoding, bom) = detect_encoding(&mut file)?;
     let decoded = encoding_rs_io::DecodeReaderBytesBuilder::new()
@@ -83,16 +85,15 @@ pub(super) fn read_text(
         .bom_override(true)
         .build(file);
     let mut reader = BufReader::with_capacity(64 * 1024, decoded);
-    // The delimiter is decided on the first lines.
+    // The delimiter is decided on the first lines (each within the line bound).
     let mut sample = Vec::new();
-    for _ in 0..50 {
+    let mut sampled = 0;
+    while sample.len() < SNIFF_LINES && sampled < SNIFF_BYTES {
         let mut line = String::new();
-        if reader
-            .read_line(&mut line)
-            .map_err(|e| JobError::invalid("chunk", format!("cannot decode the file: {e}")))?
-            == 0
-        {
-            break;
+        match read_line(&mut reader, &mut line, limits.max_row_bytes) {
+            Ok(0) => break,
+            Ok(n) => sampled += n,
+            Err(e) => return Err(line_error(e, sample.len() as u64 + 1, limits)),
         }
         sample.push(line);
     }
@@ -114,6 +115,7 @@ pub(super) fn read_text(
         lines: text,
         delimiter,
         line: 0,
+        limits: limits.clone(),
     };
     let (column, columns) = rows.read_sheet("", records, spec)?;
     Ok(Layout {
@@ -125,25 +127,89 @@ pub(super) fn read_text(
     })
 }
 
-/// Longest record, in bytes: past it an unclosed quote is reported rather than swallowing the file.
-const MAX_RECORD: usize = 64 * 1024;
+/// Lines read to decide the delimiter, and the most bytes read for it.
+const SNIFF_LINES: usize = 50;
+const SNIFF_BYTES: usize = 1024 * 1024;
+
+/// Why a line could not be read.
+#[derive(Debug)]
+enum LineError {
+    /// The line (without its end) passes the row bound.
+    TooLong,
+    /// The decoder or the file failed.
+    Io(std::io::Error),
+}
+
+fn line_error(e: LineError, line: u64, limits: &ImportLimits) -> JobError {
+    match e {
+        LineError::TooLong => over(
+            &format!("line {line}"),
+            format!("a line of more than {} bytes", limits.max_row_bytes),
+            "max_row_bytes",
+            limits.max_row_bytes,
+        ),
+        LineError::Io(e) => {
+            JobError::invalid("chunk", format!("line {line}: cannot decode the file: {e}"))
+        }
+    }
+}
+
+/// Appends one line (with its end) to `into`, refusing one of more than `limit` bytes before it
+/// is read whole: a file without line ends is never held in memory. Returns the bytes read.
+fn read_line(reader: &mut impl BufRead, into: &mut String, limit: u64) -> Result<usize, LineError> {
+    let mut bytes = Vec::new();
+    loop {
+        let buf = reader.fill_buf().map_err(LineError::Io)?;
+        if buf.is_empty() {
+            break;
+        }
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        let content = bytes.len() + take - usize::from(done);
+        // A line end of `\r\n` is not content either.
+        if content as u64 > limit.saturating_add(1) {
+            return Err(LineError::TooLong);
+        }
+        bytes.extend_from_slice(&buf[..take]);
+        reader.consume(take);
+        if done {
+            break;
+        }
+    }
+    let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    if body.len() as u64 > limit {
+        return Err(LineError::TooLong);
+    }
+    let n = bytes.len();
+    let text = String::from_utf8(bytes)
+        .map_err(|e| LineError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+    into.push_str(&text);
+    Ok(n)
+}
 
 /// Delimited records with the line each starts on. A quoted field may span lines (RFC 4180);
-/// `""` inside quotes is a quote. Without a delimiter, each line is one cell.
+/// `""` inside quotes is a quote. Without a delimiter, each line is one cell. A record is
+/// refused past the bounds on its bytes (a quote that never closes cannot swallow the file),
+/// its cells, and the bytes of a cell.
 struct Records<R> {
     lines: R,
     delimiter: Option<u8>,
     line: u64,
+    limits: ImportLimits,
 }
 
 impl<R: BufRead> Records<R> {
-    fn next_line(&mut self, into: &mut String) -> Result<bool, JobError> {
-        let n = self.lines.read_line(into).map_err(|e| {
-            JobError::invalid(
-                "chunk",
-                format!("line {}: cannot decode the file: {e}", self.line + 1),
-            )
-        })?;
+    /// Reads the next line into `into` (its end removed), within what is left of the record's
+    /// bound after `used` bytes.
+    fn next_line(&mut self, into: &mut String, first: u64, used: usize) -> Result<bool, JobError> {
+        let left = self.limits.max_row_bytes.saturating_sub(used as u64);
+        let n = match read_line(&mut self.lines, into, left) {
+            Ok(n) => n,
+            Err(e) => return Err(line_error(e, first.max(self.line + 1), &self.limits)),
+        };
         if n == 0 {
             return Ok(false);
         }
@@ -153,6 +219,39 @@ impl<R: BufRead> Records<R> {
         }
         Ok(true)
     }
+
+    fn check(&self, first: u64, cells: &[String], count: usize) -> Result<(), JobError> {
+        let place = format!("line {first}");
+        let limits = &self.limits;
+        if count as u64 > limits.max_cells_per_row {
+            return Err(over(
+                &place,
+                format!("{count} cells"),
+                "max_cells_per_row",
+                limits.max_cells_per_row,
+            ));
+        }
+        if count as u64 > limits.max_columns {
+            return Err(over(
+                &place,
+                format!("{count} columns"),
+                "max_columns",
+                limits.max_columns,
+            ));
+        }
+        if let Some(cell) = cells
+            .iter()
+            .find(|c| c.len() as u64 > limits.max_cell_bytes)
+        {
+            return Err(over(
+                &place,
+                format!("a cell of {} bytes", cell.len()),
+                "max_cell_bytes",
+                limits.max_cell_bytes,
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl<R: BufRead> Iterator for Records<R> {
@@ -160,78 +259,134 @@ impl<R: BufRead> Iterator for Records<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let mut text = String::new();
-        match self.next_line(&mut text) {
+        let first = self.line + 1;
+        match self.next_line(&mut text, first, 0) {
             Ok(true) => {}
             Ok(false) => return None,
             Err(e) => return Some(Err(e)),
         }
-        let first = self.line;
         let Some(delimiter) = self.delimiter else {
-            return Some(Ok((first, vec![text.trim().to_owned()])));
+            let cells = vec![text.trim().to_owned()];
+            return Some(self.check(first, &cells, 1).map(|()| (first, cells)));
         };
+        let mut splitter = Splitter::new(
+            char::from(delimiter),
+            usize::try_from(self.limits.max_cells_per_row.max(self.limits.max_columns))
+                .unwrap_or(usize::MAX),
+        );
+        let mut used = text.len();
         loop {
-            match split_record(&text, char::from(delimiter)) {
-                Some(cells) => return Some(Ok((first, cells))),
-                None if text.len() > MAX_RECORD => {
+            if splitter.feed(&text) {
+                let count = splitter.count;
+                let cells = splitter.cells;
+                return Some(self.check(first, &cells, count).map(|()| (first, cells)));
+            }
+            // A quoted field goes on on the next line.
+            text.clear();
+            match self.next_line(&mut text, first, used + 1) {
+                Ok(true) => used += text.len() + 1,
+                Ok(false) => {
                     return Some(Err(JobError::invalid(
                         "chunk",
                         format!("line {first}: a quote opened here is never closed"),
                     )));
                 }
-                None => {
-                    text.push('\n');
-                    match self.next_line(&mut text) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            return Some(Err(JobError::invalid(
-                                "chunk",
-                                format!("line {first}: a quote opened here is never closed"),
-                            )));
-                        }
-                        Err(e) => return Some(Err(e)),
-                    }
-                }
+                Err(e) => return Some(Err(e)),
             }
         }
     }
 }
 
-/// Splits one record; `None` while a quoted field is still open.
-fn split_record(text: &str, delimiter: char) -> Option<Vec<String>> {
-    let mut cells = Vec::new();
-    let mut cell = String::new();
-    let mut chars = text.chars().peekable();
-    let mut quoted = false;
-    let mut at_start = true;
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    cell.push('"');
-                } else {
-                    quoted = false;
-                }
-            } else {
-                cell.push(c);
-            }
-        } else if c == delimiter {
-            cells.push(std::mem::take(&mut cell).trim().to_owned());
-            at_start = true;
-            continue;
-        } else if c == '"' && at_start && cell.trim().is_empty() {
-            cell.clear();
-            quoted = true;
-        } else {
-            cell.push(c);
+/// Splits one record fed a line at a time, so a record of many lines is read once, not again
+/// for every line added. Keeps at most `max_cells` cells (counting the rest).
+struct Splitter {
+    delimiter: char,
+    max_cells: usize,
+    cells: Vec<String>,
+    count: usize,
+    cell: String,
+    quoted: bool,
+    at_start: bool,
+    lines: usize,
+}
+
+impl Splitter {
+    fn new(delimiter: char, max_cells: usize) -> Splitter {
+        Splitter {
+            delimiter,
+            max_cells,
+            cells: Vec::new(),
+            count: 0,
+            cell: String::new(),
+            quoted: false,
+            at_start: true,
+            lines: 0,
         }
-        at_start = false;
     }
-    if quoted {
-        return None;
+
+    fn end_cell(&mut self) {
+        self.count += 1;
+        let cell = std::mem::take(&mut self.cell);
+        if self.cells.len() < self.max_cells {
+            self.cells.push(cell.trim().to_owned());
+        }
     }
-    cells.push(cell.trim().to_owned());
-    Some(cells)
+
+    /// Feeds the next line (without its end); true when the record is complete.
+    fn feed(&mut self, line: &str) -> bool {
+        if self.lines > 0 {
+            // Only a quoted field spans lines; the line end is part of it.
+            self.cell.push('\n');
+        }
+        self.lines += 1;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            if self.quoted {
+                if c == '"' {
+                    if chars.peek() == Some(&'"') {
+                        chars.next();
+                        self.cell.push('"');
+                    } else {
+                        self.quoted = false;
+                    }
+                } else {
+                    self.cell.push(c);
+                }
+            } else if c == self.delimiter {
+                self.end_cell();
+                self.at_start = true;
+                continue;
+            } else if c == '"' && self.at_start && self.cell.trim().is_empty() {
+                self.cell.clear();
+                self.quoted = true;
+            } else {
+                self.cell.push(c);
+            }
+            self.at_start = false;
+        }
+        if self.quoted {
+            return false;
+        }
+        self.end_cell();
+        true
+    }
+}
+
+/// Splits one record; `None` while a quoted field is still open.
+#[cfg(test)]
+fn split_record(text: &str, delimiter: char) -> Option<Vec<String>> {
+    let mut splitter = Splitter::new(delimiter, usize::MAX);
+    let mut lines = text.split('\n');
+    let first = lines.next().unwrap_or_default();
+    if splitter.feed(first) {
+        return lines.next().is_none().then_some(splitter.cells);
+    }
+    for line in lines {
+        if splitter.feed(line) {
+            return Some(splitter.cells);
+        }
+    }
+    None
 }
 
 /// The delimiter used consistently on the sample lines, if any.
@@ -275,6 +430,7 @@ mod tests {
             lines: text.as_bytes(),
             delimiter: Some(b','),
             line: 0,
+            limits: ImportLimits::default(),
         }
         .map(Result::unwrap)
         .collect();

@@ -1,12 +1,18 @@
-//! Workbooks: XLSX streamed cell by cell, XLS through its range; every sheet or a chosen one.
+//! Workbooks: XLSX and XLS, every sheet or a chosen one, read by our own bounded readers
+//! ([`super::xlsx`], [`super::xls`]); what they share lives here: the shared-string table, the
+//! sparse row, sheet choice and how numbers become text.
+//!
+//! Why not calamine (which this used before): it allocates from sizes a file declares
+//! (`uniqueCount` of the shared strings, the XLS `Dimensions`, compound-file sector chains), builds
+//! a dense row up to the last column with a cell (one cell in `XFD` is 16,384 cells a row), holds
+//! every XLS sheet whole with its formulas parsed, and keeps any cell's text however long. Guarding
+//! around it would mean re-reading most of each format anyway, so the two readers are ours, and
+//! they read only what an import needs: cell values, sheet names, shared strings.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 
-use calamine::{DataRef, Reader};
-
-use super::{JobError, Layout, ReadSpec, RowSink};
+use super::limits::{ImportLimits, over};
+use super::{JobError, Layout, ReadSpec, RowSink, column_letter};
 use crate::pb::FileFormat;
 
 pub(super) fn read_workbook(
@@ -15,10 +21,6 @@ pub(super) fn read_workbook(
     spec: &ReadSpec,
     rows: &mut RowSink<'_>,
 ) -> Result<Layout, JobError> {
-    let malformed = |e: &dyn std::fmt::Display| {
-        JobError::invalid("chunk", format!("not a readable workbook: {e}"))
-    };
-    let file = BufReader::new(File::open(path)?);
     let mut layout = Layout {
         format,
         encoding: String::new(),
@@ -26,96 +28,31 @@ pub(super) fn read_workbook(
         columns: Vec::new(),
         sheets: 0,
     };
-    let take = |layout: &mut Layout, (column, columns): (String, Vec<String>)| {
-        if layout.sheets == 0 || layout.number_column.is_empty() {
-            layout.number_column = column;
-            layout.columns = columns;
-        }
-        layout.sheets += 1;
-    };
     match format {
-        FileFormat::Xlsx => {
-            let mut book: calamine::Xlsx<_> =
-                calamine::Xlsx::new(file).map_err(|e| malformed(&e))?;
-            for name in sheets(&book.sheet_names(), spec)? {
-                let mut cells = book
-                    .worksheet_cells_reader(&name)
-                    .map_err(|e| malformed(&e))?;
-                let mut pending: Option<(u64, Vec<String>)> = None;
-                let mut failed = None;
-                let mut ended = false;
-                // Cells come row by row; a row is complete when the next one starts.
-                let records = std::iter::from_fn(|| {
-                    loop {
-                        if ended {
-                            return pending.take().map(Ok);
-                        }
-                        match cells.next_cell() {
-                            Ok(Some(cell)) => {
-                                let (row, col) = cell.get_position();
-                                let row = u64::from(row) + 1;
-                                let text = cell_text(cell.get_value());
-                                match &mut pending {
-                                    Some((r, cells)) if *r == row => put(cells, col as usize, text),
-                                    _ => {
-                                        let mut fresh = Vec::new();
-                                        put(&mut fresh, col as usize, text);
-                                        if let Some(done) = pending.replace((row, fresh)) {
-                                            return Some(Ok(done));
-                                        }
-                                    }
-                                }
-                            }
-                            Ok(None) => ended = true,
-                            Err(e) => {
-                                failed = Some(e.to_string());
-                                ended = true;
-                                pending = None;
-                            }
-                        }
-                    }
-                });
-                let read = rows.read_sheet(&name, records, spec)?;
-                if let Some(e) = failed {
-                    return Err(malformed(&e));
-                }
-                take(&mut layout, read);
-            }
-        }
-        _ => {
-            let mut book: calamine::Xls<_> = calamine::Xls::new(file).map_err(|e| malformed(&e))?;
-            for name in sheets(&book.sheet_names(), spec)? {
-                let range = book.worksheet_range(&name).map_err(|e| malformed(&e))?;
-                let start = range.start().map_or(0, |(r, _)| u64::from(r));
-                let first_col = range.start().map_or(0, |(_, c)| c as usize);
-                let records = range.rows().enumerate().map(|(i, cells)| {
-                    let mut row = vec![String::new(); first_col];
-                    row.extend(cells.iter().map(cell_text_owned));
-                    Ok((start + i as u64 + 1, row))
-                });
-                let read = rows.read_sheet(&name, records, spec)?;
-                take(&mut layout, read);
-            }
-        }
+        FileFormat::Xlsx => super::xlsx::read(path, spec, rows, &mut layout)?,
+        _ => super::xls::read(path, spec, rows, &mut layout)?,
     }
     Ok(layout)
 }
 
-fn put(row: &mut Vec<String>, col: usize, text: String) {
-    if row.len() <= col {
-        row.resize(col + 1, String::new());
+/// Records what a sheet's reading found: the first sheet with a number column describes the file.
+pub(super) fn take_sheet(layout: &mut Layout, (column, columns): (String, Vec<String>)) {
+    if layout.sheets == 0 || layout.number_column.is_empty() {
+        layout.number_column = column;
+        layout.columns = columns;
     }
-    row[col] = text;
+    layout.sheets += 1;
 }
 
-fn sheets(names: &[String], spec: &ReadSpec) -> Result<Vec<String>, JobError> {
+/// The sheets to read: all, or the one the spec names.
+pub(super) fn choose_sheets(names: &[String], spec: &ReadSpec) -> Result<Vec<usize>, JobError> {
     if spec.sheet.is_empty() {
-        return Ok(names.to_vec());
+        return Ok((0..names.len()).collect());
     }
     names
         .iter()
-        .find(|n| n.trim().eq_ignore_ascii_case(spec.sheet.trim()))
-        .map(|n| vec![n.clone()])
+        .position(|n| n.trim().eq_ignore_ascii_case(spec.sheet.trim()))
+        .map(|i| vec![i])
         .ok_or_else(|| {
             JobError::invalid(
                 "spec.sheet",
@@ -128,33 +65,220 @@ fn sheets(names: &[String], spec: &ReadSpec) -> Result<Vec<String>, JobError> {
         })
 }
 
-/// A cell as text; whole numbers without a decimal point (Excel stores phone numbers as floats).
-fn cell_text(value: &DataRef<'_>) -> String {
-    match value {
-        DataRef::Int(i) => i.to_string(),
-        DataRef::Float(f) => float_text(*f),
-        DataRef::String(s) => s.trim().to_owned(),
-        DataRef::SharedString(s) => s.trim().to_owned(),
-        DataRef::Bool(b) => b.to_string(),
-        DataRef::DateTime(d) => d.as_f64().to_string(),
-        DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => s.clone(),
-        DataRef::Error(e) => format!("#{e:?}"),
-        DataRef::Empty => String::new(),
+/// Refuses one sheet more than the bound allows, before its name is kept.
+pub(super) fn check_sheet_count(count: usize, limits: &ImportLimits) -> Result<(), JobError> {
+    if count as u64 > limits.max_sheets {
+        return Err(over(
+            "",
+            format!("a workbook of more than {} sheets", limits.max_sheets),
+            "max_sheets",
+            limits.max_sheets,
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes of one chunk of the shared-string table: strings are packed into chunks that never grow,
+/// so the table never reallocates (and never briefly needs twice its size).
+const CHUNK: usize = 1024 * 1024;
+
+/// A workbook's shared strings, held compactly and within the bounds on their count and bytes
+/// (checked as each string is added, whatever the workbook declares).
+#[derive(Debug)]
+pub(super) struct SharedStrings {
+    chunks: Vec<String>,
+    /// Chunk, start and length of each string.
+    index: Vec<(u32, u32, u32)>,
+    bytes: u64,
+    max_count: u64,
+    max_bytes: u64,
+}
+
+impl SharedStrings {
+    pub(super) fn new(limits: &ImportLimits) -> SharedStrings {
+        SharedStrings {
+            chunks: Vec::new(),
+            index: Vec::new(),
+            bytes: 0,
+            max_count: limits.max_shared_strings,
+            max_bytes: limits.max_shared_string_bytes,
+        }
+    }
+
+    /// Refuses a table that declares more strings than allowed (a cheap early refusal; the count
+    /// is never used to allocate).
+    pub(super) fn check_declared(&self, declared: u64) -> Result<(), JobError> {
+        if declared > self.max_count {
+            return Err(over(
+                "",
+                format!("a shared-string table declaring {declared} strings"),
+                "max_shared_strings",
+                self.max_count,
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn push(&mut self, text: &str) -> Result<(), JobError> {
+        if self.index.len() as u64 >= self.max_count {
+            return Err(over(
+                "",
+                format!(
+                    "a shared-string table of more than {} strings",
+                    self.max_count
+                ),
+                "max_shared_strings",
+                self.max_count,
+            ));
+        }
+        self.bytes += text.len() as u64;
+        if self.bytes > self.max_bytes {
+            return Err(over(
+                "",
+                format!(
+                    "a shared-string table of more than {} bytes",
+                    self.max_bytes
+                ),
+                "max_shared_string_bytes",
+                self.max_bytes,
+            ));
+        }
+        let fits = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.capacity() - c.len() >= text.len());
+        if !fits {
+            self.chunks
+                .push(String::with_capacity(CHUNK.max(text.len())));
+        }
+        let chunk = self.chunks.len() - 1;
+        let last = &mut self.chunks[chunk];
+        let start = last.len();
+        last.push_str(text);
+        // Chunks and strings are far below 4 GiB (the bounds are validated at start-up).
+        self.index
+            .push((chunk as u32, start as u32, text.len() as u32));
+        Ok(())
+    }
+
+    pub(super) fn get(&self, i: usize) -> Option<&str> {
+        let &(chunk, start, len) = self.index.get(i)?;
+        let start = start as usize;
+        self.chunks
+            .get(chunk as usize)?
+            .get(start..start + len as usize)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.index.len()
     }
 }
 
-fn cell_text_owned(value: &calamine::Data) -> String {
-    use calamine::Data;
-    match value {
-        Data::Int(i) => i.to_string(),
-        Data::Float(f) => float_text(*f),
-        Data::String(s) => s.trim().to_owned(),
-        Data::Empty => String::new(),
-        other => other.to_string(),
+/// One row being read: only the cells with a value, as (column, text), each checked against the
+/// bounds as it arrives; made dense (up to its last cell) only when complete.
+#[derive(Debug)]
+pub(super) struct SparseRow {
+    cells: Vec<(u32, String)>,
+    bytes: u64,
+    last: u32,
+}
+
+impl SparseRow {
+    pub(super) fn new() -> SparseRow {
+        SparseRow {
+            cells: Vec::new(),
+            bytes: 0,
+            last: 0,
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// Adds a cell (0-based column). Empty text is no cell: a styled but empty cell far to the
+    /// right costs nothing. `place` names the row for an error.
+    pub(super) fn push(
+        &mut self,
+        col: u32,
+        text: String,
+        limits: &ImportLimits,
+        place: &dyn Fn() -> String,
+    ) -> Result<(), JobError> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        if u64::from(col) >= limits.max_columns {
+            let column = if col == u32::MAX {
+                "past XFD".to_owned()
+            } else {
+                format!("{} ({})", column_letter(col as usize), u64::from(col) + 1)
+            };
+            return Err(over(
+                &place(),
+                format!("a cell in column {column}"),
+                "max_columns",
+                limits.max_columns,
+            ));
+        }
+        check_cell(text.len(), limits, place)?;
+        if self.cells.len() as u64 >= limits.max_cells_per_row {
+            return Err(over(
+                &place(),
+                format!("more than {} cells", limits.max_cells_per_row),
+                "max_cells_per_row",
+                limits.max_cells_per_row,
+            ));
+        }
+        self.bytes += text.len() as u64;
+        if self.bytes > limits.max_row_bytes {
+            return Err(over(
+                &place(),
+                format!("a row of more than {} bytes", limits.max_row_bytes),
+                "max_row_bytes",
+                limits.max_row_bytes,
+            ));
+        }
+        self.last = self.last.max(col);
+        self.cells.push((col, text));
+        Ok(())
+    }
+
+    /// The row's cells, dense from column A to its last cell (a later cell of the same column
+    /// wins), and the row emptied for the next.
+    pub(super) fn take(&mut self) -> Vec<String> {
+        let mut dense = Vec::new();
+        if !self.cells.is_empty() {
+            dense.resize(self.last as usize + 1, String::new());
+            for (col, text) in self.cells.drain(..) {
+                dense[col as usize] = text;
+            }
+        }
+        self.bytes = 0;
+        self.last = 0;
+        dense
     }
 }
 
-fn float_text(f: f64) -> String {
+/// Refuses a cell of more than the bound allows.
+pub(super) fn check_cell(
+    bytes: usize,
+    limits: &ImportLimits,
+    place: &dyn Fn() -> String,
+) -> Result<(), JobError> {
+    if bytes as u64 > limits.max_cell_bytes {
+        return Err(over(
+            &place(),
+            format!("a cell of more than {} bytes", limits.max_cell_bytes),
+            "max_cell_bytes",
+            limits.max_cell_bytes,
+        ));
+    }
+    Ok(())
+}
+
+/// A number as text: whole numbers without a decimal point (Excel stores phone numbers as floats).
+pub(super) fn float_text(f: f64) -> String {
     if f.fract() == 0.0 && f.abs() < 1e16 {
         format!("{f:.0}")
     } else {
@@ -170,5 +294,50 @@ mod tests {
     fn excel_floats_are_digits() {
         assert_eq!(float_text(13800138000.0), "13800138000");
         assert_eq!(float_text(1.5), "1.5");
+    }
+
+    #[test]
+    fn shared_strings_are_bounded_by_count_and_bytes() {
+        let limits = ImportLimits {
+            max_shared_strings: 3,
+            max_shared_string_bytes: 10,
+            ..ImportLimits::default()
+        };
+        let mut strings = SharedStrings::new(&limits);
+        strings.push("abc").unwrap();
+        strings.push("").unwrap();
+        strings.push("手机").unwrap();
+        assert_eq!(strings.get(0), Some("abc"));
+        assert_eq!(strings.get(2), Some("手机"));
+        assert_eq!(strings.get(3), None);
+        let e = strings.push("x").unwrap_err().to_string();
+        assert!(e.contains("jobs.import.max_shared_strings (3)"), "{e}");
+        let mut strings = SharedStrings::new(&limits);
+        let e = strings.push("0123456789a").unwrap_err().to_string();
+        assert!(e.contains("max_shared_string_bytes"), "{e}");
+        assert!(strings.check_declared(99_999_999_999_999).is_err());
+    }
+
+    #[test]
+    fn a_sparse_row_is_bounded_and_dense_to_its_last_cell() {
+        let limits = ImportLimits {
+            max_cells_per_row: 2,
+            max_columns: 30,
+            ..ImportLimits::default()
+        };
+        let place = || "row 1".to_owned();
+        let mut row = SparseRow::new();
+        row.push(3, "x".into(), &limits, &place).unwrap();
+        row.push(29, String::new(), &limits, &place).unwrap();
+        row.push(1, "y".into(), &limits, &place).unwrap();
+        let e = row.push(0, "z".into(), &limits, &place).unwrap_err();
+        assert!(e.to_string().contains("max_cells_per_row"), "{e}");
+        assert_eq!(row.take(), ["", "y", "", "x"]);
+        let e = row.push(30, "z".into(), &limits, &place).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("a cell in column AE (31) passes jobs.import.max_columns (30)"),
+            "{e}"
+        );
     }
 }

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::providers::ProviderError;
+mod failure;
+
+pub use failure::{CodeClass, ErrorReason, ProviderError};
 
 /// A paid check a vendor can answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]

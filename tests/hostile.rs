@@ -1,0 +1,613 @@
+//! Hostile callers with a valid key: over-long fields and headers, budgets and rates on every
+//! path (unary, stream items, job numbers), places for uploads, exports and watches, an upload
+//! that stops sending, and exports a spreadsheet would run.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use phonecheck::auth::key_hash;
+use phonecheck::config::Config;
+use phonecheck::pb;
+use phonecheck::pb::batch_job_service_client::BatchJobServiceClient;
+use phonecheck::pb::phone_check_service_client::PhoneCheckServiceClient;
+use phonecheck::sim::{SimConfig, SimServer};
+use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+const KEY: &str = "pck_hostile_tenant_key_for_tests_only";
+
+type Keyed = InterceptedService<
+    Channel,
+    fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
+>;
+
+fn with_key(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {KEY}").parse().unwrap());
+    Ok(request)
+}
+
+fn keyed(server: &TestServer) -> Keyed {
+    InterceptedService::new(server.channel(), with_key as fn(_) -> _)
+}
+
+fn client(server: &TestServer) -> PhoneCheckServiceClient<Keyed> {
+    PhoneCheckServiceClient::new(keyed(server))
+}
+
+fn jobs(server: &TestServer) -> BatchJobServiceClient<Keyed> {
+    BatchJobServiceClient::new(keyed(server))
+}
+
+/// Thinksms against `sim` (no quota), the tenant `acme` with `tenant` added to its table, and
+/// `more` tables.
+fn config(sim: &SimServer, dir: &std::path::Path, tenant: &str, more: &str) -> Config {
+    let more = format!(
+        "[tenants.acme]\nkey_sha256 = [\"{}\"]\nallowed_checks = [\"line-status\"]\n{tenant}\n{more}",
+        key_hash(KEY)
+    );
+    Config::from_toml(&thinksms_toml(sim, dir, 0, &more)).unwrap()
+}
+
+fn bad_field(status: &tonic::Status) -> String {
+    status
+        .get_details_bad_request()
+        .expect("a BadRequest")
+        .field_violations[0]
+        .field
+        .clone()
+}
+
+fn line_status_spec() -> pb::BatchJobSpec {
+    pb::BatchJobSpec {
+        file_name: "numbers.txt".to_owned(),
+        checks: vec![pb::Check::LineStatus as i32],
+        ..Default::default()
+    }
+}
+
+async fn create(
+    client: &mut BatchJobServiceClient<Keyed>,
+    spec: pb::BatchJobSpec,
+    file: &[u8],
+) -> Result<pb::BatchJob, tonic::Status> {
+    use pb::create_batch_job_request::Payload;
+    let mut messages = vec![pb::CreateBatchJobRequest {
+        payload: Some(Payload::Spec(spec)),
+    }];
+    if !file.is_empty() {
+        messages.push(pb::CreateBatchJobRequest {
+            payload: Some(Payload::Chunk(file.to_vec())),
+        });
+    }
+    Ok(client
+        .create_batch_job(tokio_stream::iter(messages))
+        .await?
+        .into_inner()
+        .job
+        .expect("a job"))
+}
+
+/// Watches job `id` until `until` holds for it (at most 60 s).
+async fn watch_until(
+    client: &mut BatchJobServiceClient<Keyed>,
+    id: &str,
+    until: impl Fn(&pb::BatchJob) -> bool,
+) -> pb::BatchJob {
+    let watching = async {
+        let mut updates = client
+            .watch_batch_job(pb::WatchBatchJobRequest {
+                job_id: id.to_owned(),
+                interval: Some(prost_types::Duration {
+                    seconds: 0,
+                    nanos: 100_000_000,
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        while let Some(update) = updates.message().await.unwrap() {
+            let job = update.job.unwrap();
+            if until(&job) {
+                return job;
+            }
+        }
+        panic!("the watch ended before the job got there");
+    };
+    tokio::time::timeout(Duration::from_secs(60), watching)
+        .await
+        .expect("within 60 s")
+}
+
+/// Streams `items` through `CheckNumbers` with the tenant's key; the results and the summary.
+async fn stream(
+    server: &TestServer,
+    items: Vec<pb::CheckNumbersRequest>,
+) -> (Vec<pb::CheckNumbersResult>, pb::CheckNumbersSummary) {
+    use pb::check_numbers_response::Response;
+    let mut responses = client(server)
+        .check_numbers(tokio_stream::iter(items))
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut results, mut summary) = (Vec::new(), None);
+    while let Some(message) = responses.message().await.unwrap() {
+        match message.response.unwrap() {
+            Response::Result(r) => results.push(r),
+            Response::Summary(s) => summary = Some(s),
+        }
+    }
+    (results, summary.expect("a summary"))
+}
+
+fn numbers(prefix: &str, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| format!("{prefix}{i:05}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn a_job_stops_at_its_tenants_daily_budget_and_goes_on_when_it_is_raised() {
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(
+        config(&sim, dir.path(), "daily_billable_budget = 50", ""),
+        dir.path(),
+    )
+    .await;
+    let mut client = jobs(&server);
+    let job = create(&mut client, line_status_spec(), &numbers("138001", 300))
+        .await
+        .unwrap();
+    let paused = watch_until(&mut client, &job.id, |j| {
+        j.state == pb::BatchJobState::Paused as i32
+    })
+    .await;
+    assert!(paused.error.contains("budget of 50"), "{}", paused.error);
+    let thinksms = sim.stats().vendor("thinksms");
+    assert_eq!(
+        thinksms.billable, 50,
+        "the vendor billed the budget, no more"
+    );
+    let progress = paused.progress.unwrap();
+    assert_eq!(progress.billable_calls, 50);
+    assert_eq!(progress.numbers_done, 50);
+    // Every path draws on the same budget: a unary call is refused now.
+    let refused = client_lookup(&server, "13900139000").await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+
+    // Raised (a new configuration, read at start-up): the job goes on from where it was.
+    server.stop().await.unwrap();
+    let server = TestServer::start_in(
+        config(&sim, dir.path(), "daily_billable_budget = 120", ""),
+        dir.path(),
+    )
+    .await;
+    let mut client = jobs(&server);
+    let paused = watch_until(&mut client, &job.id, |j| {
+        j.state == pb::BatchJobState::Paused as i32
+            && j.progress.as_ref().unwrap().numbers_done > 50
+    })
+    .await;
+    assert_eq!(paused.progress.unwrap().numbers_done, 170);
+    assert_eq!(sim.stats().vendor("thinksms").billable, 170);
+    // A paused job can be cancelled.
+    let cancelled = client
+        .cancel_batch_job(pb::CancelBatchJobRequest {
+            job_id: job.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    assert_eq!(cancelled.state, pb::BatchJobState::Cancelled as i32);
+}
+
+async fn client_lookup(
+    server: &TestServer,
+    number: &str,
+) -> Result<pb::NumberReport, tonic::Status> {
+    Ok(client(server)
+        .lookup_number(lookup(number, &[pb::Check::LineStatus]))
+        .await?
+        .into_inner()
+        .report
+        .unwrap())
+}
+
+#[tokio::test]
+async fn stream_items_and_job_numbers_are_paced_by_the_tenants_rate() {
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rate = "rate_limit = { requests_per_second = 20, burst = 1 }";
+    let server = TestServer::start_in(config(&sim, dir.path(), rate, ""), dir.path()).await;
+
+    // A job's numbers: the upload takes the one token, then 20 numbers at 20/s take at least
+    // 20 × 50 ms (seen at the simulator: no RPC competes for the tokens meanwhile).
+    let started = Instant::now();
+    create(
+        &mut jobs(&server),
+        line_status_spec(),
+        &numbers("139001", 20),
+    )
+    .await
+    .unwrap();
+    sim.stats().wait_for_calls(20).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Stream items: 30 offline items in one stream are paced, none refused: at least 29 × 50 ms.
+    // The stream's own call is one request too, refused with RetryInfo while the job's last
+    // numbers hold the tokens.
+    let items: Vec<_> = (0..30)
+        .map(|i| pb::CheckNumbersRequest {
+            request_id: i.to_string(),
+            number: format!("138001{i:05}"),
+            ..Default::default()
+        })
+        .collect();
+    let mut responses = None;
+    for _ in 0..20 {
+        match client(&server)
+            .check_numbers(tokio_stream::iter(items.clone()))
+            .await
+        {
+            Ok(r) => {
+                responses = Some(r.into_inner());
+                break;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted);
+                let wait = status
+                    .get_details_retry_info()
+                    .unwrap()
+                    .retry_delay
+                    .unwrap();
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    let started = Instant::now();
+    let mut responses = responses.expect("the stream is accepted once a token is free");
+    let mut reports = 0;
+    while let Some(message) = responses.message().await.unwrap() {
+        if let Some(pb::check_numbers_response::Response::Summary(s)) = message.response {
+            reports = s.reports;
+        }
+    }
+    assert_eq!(reports, 30, "paced, not refused");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_400),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn over_long_fields_are_refused_by_name_without_being_echoed() {
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(config(&sim, dir.path(), "", ""), dir.path()).await;
+    let long = "1".repeat(100_000);
+    let mut c = client(&server);
+    for (request, field) in [
+        (lookup(&long, &[]), "number"),
+        (
+            pb::LookupNumberRequest {
+                default_region: "X".repeat(10_000),
+                ..lookup("13800138000", &[])
+            },
+            "default_region",
+        ),
+        (
+            pb::LookupNumberRequest {
+                checks: vec![pb::Check::LineStatus as i32; 100_000],
+                ..lookup("13800138000", &[])
+            },
+            "checks",
+        ),
+    ] {
+        let status = c.lookup_number(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(bad_field(&status), field);
+        assert!(
+            status.message().len() < 200,
+            "not echoed: {}",
+            status.message()
+        );
+    }
+
+    // In a stream, the bad item gets its error and the next one its report.
+    let (results, summary) = stream(
+        &server,
+        vec![
+            pb::CheckNumbersRequest {
+                request_id: "r".repeat(10_000),
+                number: "13800138000".to_owned(),
+                ..Default::default()
+            },
+            pb::CheckNumbersRequest {
+                request_id: "ok".to_owned(),
+                number: long.clone(),
+                ..Default::default()
+            },
+            pb::CheckNumbersRequest {
+                request_id: "fine".to_owned(),
+                number: "13800138000".to_owned(),
+                ..Default::default()
+            },
+        ],
+    )
+    .await;
+    assert_eq!((summary.reports, summary.errors), (1, 2));
+    for result in &results {
+        assert!(result.request_id.len() <= 128);
+        if let Some(pb::check_numbers_result::Outcome::Error(e)) = &result.outcome {
+            assert_eq!(e.code, Code::InvalidArgument as i32);
+            assert!(e.message.len() < 200, "not echoed: {}", e.message);
+        }
+    }
+
+    let mut jobs = jobs(&server);
+    let status = create(
+        &mut jobs,
+        pb::BatchJobSpec {
+            label: "L".repeat(100_000),
+            ..line_status_spec()
+        },
+        b"13800138000\n",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(bad_field(&status), "spec.label");
+}
+
+#[tokio::test]
+async fn an_absurd_grpc_timeout_is_clamped_not_a_crash() {
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(config(&sim, dir.path(), "", ""), dir.path()).await;
+    let mut c = client(&server);
+    for timeout in [
+        "9999999999999999999S",
+        "99999999H",
+        "184467440737095516150n",
+    ] {
+        let mut request = tonic::Request::new(lookup("13800138000", &[pb::Check::LineStatus]));
+        request
+            .metadata_mut()
+            .insert("grpc-timeout", timeout.parse().unwrap());
+        let report = c.lookup_number(request).await.unwrap().into_inner();
+        assert!(report.report.is_some(), "{timeout}");
+        let mut stream = tonic::Request::new(tokio_stream::iter(vec![pb::CheckNumbersRequest {
+            request_id: "1".to_owned(),
+            number: "13800138001".to_owned(),
+            ..Default::default()
+        }]));
+        stream
+            .metadata_mut()
+            .insert("grpc-timeout", timeout.parse().unwrap());
+        let mut responses = c.check_numbers(stream).await.unwrap().into_inner();
+        let mut n = 0;
+        while responses.message().await.unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 2, "a result and the summary");
+    }
+}
+
+#[tokio::test]
+async fn an_upload_that_stops_sending_is_dropped_and_holds_nothing() {
+    use pb::create_batch_job_request::Payload;
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(
+        config(
+            &sim,
+            dir.path(),
+            "",
+            "[jobs]\nupload_idle_timeout = \"300ms\"",
+        ),
+        dir.path(),
+    )
+    .await;
+    let mut client = jobs(&server);
+    let (send, messages) = tokio::sync::mpsc::channel(4);
+    send.send(pb::CreateBatchJobRequest {
+        payload: Some(Payload::Spec(line_status_spec())),
+    })
+    .await
+    .unwrap();
+    send.send(pb::CreateBatchJobRequest {
+        payload: Some(Payload::Chunk(b"13800138000\n1380013".to_vec())),
+    })
+    .await
+    .unwrap();
+    let status = client
+        .create_batch_job(tokio_stream::wrappers::ReceiverStream::new(messages))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    drop(send);
+    let listed = client
+        .list_batch_jobs(pb::ListBatchJobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.jobs.is_empty());
+    let spool = std::fs::read_dir(dir.path().join("uploads"))
+        .unwrap()
+        .count();
+    assert_eq!(spool, 0, "no spool file left");
+    // Its place is free again.
+    create(&mut client, line_status_spec(), b"13800138000\n")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn uploads_exports_and_watches_are_bounded_per_tenant() {
+    use pb::create_batch_job_request::Payload;
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&sim, dir.path(), "", "");
+    config.server.max_uploads_per_tenant = 1;
+    config.server.max_exports_per_tenant = 1;
+    config.server.max_watches_per_tenant = 1;
+    let server = TestServer::start_in(config, dir.path()).await;
+    let mut client = jobs(&server);
+    let quota_failure = |status: &tonic::Status| {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        let details = status.get_error_details();
+        let violation = &details.quota_failure().expect("a QuotaFailure").violations[0];
+        violation.description.clone()
+    };
+
+    // Offline only (free and fast): 3,000 rows make an export of several chunks.
+    let spec = pb::BatchJobSpec {
+        file_name: "numbers.txt".to_owned(),
+        ..Default::default()
+    };
+    let job = create(&mut client, spec.clone(), &numbers("138002", 3_000))
+        .await
+        .unwrap();
+    watch_until(&mut client, &job.id, |j| {
+        j.state == pb::BatchJobState::Succeeded as i32
+    })
+    .await;
+
+    // A watch holds its place while it is open (on a job kept running: the vendor holds it).
+    sim.stats().hold(true);
+    let running = create(&mut client, line_status_spec(), b"13800138000\n")
+        .await
+        .unwrap();
+    let watch = |client: &mut BatchJobServiceClient<Keyed>| {
+        let request = pb::WatchBatchJobRequest {
+            job_id: running.id.clone(),
+            interval: None,
+        };
+        let mut client = client.clone();
+        async move { client.watch_batch_job(request).await }
+    };
+    let mut first = watch(&mut client).await.unwrap().into_inner();
+    assert!(first.message().await.unwrap().is_some());
+    let second = watch(&mut client).await.unwrap_err();
+    assert!(quota_failure(&second).contains("max_watches"));
+    sim.stats().hold(false);
+    while first.message().await.unwrap().is_some() {}
+    drop(first);
+
+    // An export holds its place until its stream ends.
+    let export = |client: &mut BatchJobServiceClient<Keyed>| {
+        let request = pb::ExportBatchJobResultsRequest {
+            job_id: job.id.clone(),
+            format: pb::ExportFormat::Csv as i32,
+            line_status: 0,
+        };
+        let mut client = client.clone();
+        async move { client.export_batch_job_results(request).await }
+    };
+    let mut reading = export(&mut client).await.unwrap().into_inner();
+    assert!(!reading.message().await.unwrap().unwrap().chunk.is_empty());
+    let refused = export(&mut client).await.unwrap_err();
+    assert!(quota_failure(&refused).contains("max_exports"));
+    drop(reading);
+
+    // An upload holds its place from its spec to its end. It is seen holding it by its spool
+    // file, which the server makes once the place is taken.
+    let (send, messages) = tokio::sync::mpsc::channel(4);
+    send.send(pb::CreateBatchJobRequest {
+        payload: Some(Payload::Spec(spec.clone())),
+    })
+    .await
+    .unwrap();
+    let mut holder = client.clone();
+    let holding = tokio::spawn(async move {
+        holder
+            .create_batch_job(tokio_stream::wrappers::ReceiverStream::new(messages))
+            .await
+    });
+    let spool = dir.path().join("uploads");
+    let mut spooled = false;
+    for _ in 0..1_000 {
+        if std::fs::read_dir(&spool).unwrap().count() > 0 {
+            spooled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(spooled, "the first upload is being received");
+    let refused = create(&mut client, spec.clone(), b"").await.unwrap_err();
+    assert!(quota_failure(&refused).contains("max_uploads"));
+    send.send(pb::CreateBatchJobRequest {
+        payload: Some(Payload::Chunk(b"13800138000\n".to_vec())),
+    })
+    .await
+    .unwrap();
+    drop(send);
+    holding.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn csv_exports_neutralise_formulas() {
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(config(&sim, dir.path(), "", ""), dir.path()).await;
+    let mut client = jobs(&server);
+    let file = "phone,note\n\
+                +8613800138000,=HYPERLINK(\"http://evil.invalid\")\n\
+                13800138001,@SUM(1+1)*cmd|' /C calc'!A0\n\
+                13800138002,-2+3+cmd|' /C calc'!A0\n";
+    let job = create(
+        &mut client,
+        pb::BatchJobSpec {
+            file_name: "list.csv".to_owned(),
+            ..Default::default()
+        },
+        file.as_bytes(),
+    )
+    .await
+    .unwrap();
+    watch_until(&mut client, &job.id, |j| {
+        j.state == pb::BatchJobState::Succeeded as i32
+    })
+    .await;
+    let mut export = client
+        .export_batch_job_results(pb::ExportBatchJobResultsRequest {
+            job_id: job.id.clone(),
+            format: pb::ExportFormat::Csv as i32,
+            line_status: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = export.message().await.unwrap() {
+        bytes.extend(chunk.chunk);
+    }
+    let rows = csv_rows(&bytes);
+    let all: Vec<&String> = rows.iter().flatten().collect();
+    assert!(all.iter().any(|c| c.starts_with("'=HYPERLINK")), "{rows:?}");
+    assert!(all.iter().any(|c| c.starts_with("'@SUM")), "{rows:?}");
+    assert!(all.iter().any(|c| c.starts_with("'-2+3")), "{rows:?}");
+    assert!(
+        all.iter().any(|c| *c == "+8613800138000"),
+        "a number keeps its +: {rows:?}"
+    );
+    for cell in all {
+        assert!(
+            !matches!(cell.chars().next(), Some('=' | '@' | '\t' | '\r')),
+            "{cell:?}"
+        );
+    }
+}
