@@ -53,6 +53,7 @@ pub mod shared;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+pub mod wire;
 
 pub use server::{ServeError, serve, serve_with_admin};
 

@@ -13,9 +13,10 @@ use tracing::{info, warn};
 
 use tonic::service::interceptor::InterceptedService;
 
+use crate::api::AuthInterceptor;
 use crate::api::PhoneCheckApi;
 use crate::api::jobs::BatchJobApi;
-use crate::auth::{AuthInterceptor, Tenants};
+use crate::auth::Tenants;
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 use crate::jobs::{JobError, Jobs};

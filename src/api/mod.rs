@@ -9,14 +9,46 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::Tenant;
+use crate::auth::{Tenant, Tenants};
 use crate::engine::{Engine, LookupRequest};
 use crate::pb;
 use crate::pb::phone_check_service_server::PhoneCheckService;
 
 pub use error::ApiError;
 
-/// The caller's tenant, put in the request by the [`crate::auth::AuthInterceptor`].
+/// Authenticates every call of a service: puts the caller's [`Tenant`] in the request
+/// extensions, or refuses the call (`UNAUTHENTICATED`, or `RESOURCE_EXHAUSTED` past the tenant's
+/// rate).
+#[derive(Debug, Clone)]
+pub struct AuthInterceptor {
+    tenants: Arc<Tenants>,
+}
+
+impl AuthInterceptor {
+    /// An interceptor over these tenants (none configured: every caller is anonymous).
+    pub fn new(tenants: Tenants) -> AuthInterceptor {
+        AuthInterceptor {
+            tenants: Arc::new(tenants),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for AuthInterceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let tenant = self
+            .tenants
+            .authenticate(authorization)
+            .map_err(ApiError::from)?;
+        request.extensions_mut().insert(tenant);
+        Ok(request)
+    }
+}
+
+/// The caller's tenant, put in the request by the [`AuthInterceptor`].
 pub(crate) fn tenant_of<T>(request: &Request<T>) -> Arc<Tenant> {
     request
         .extensions()
