@@ -11,8 +11,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::{
     AccountPresence, Activity, Carrier, Check, CheckData, CheckOptions, CheckOutcome, CheckState,
-    KycInput, LabelSource, LineStatus, Location, NetworkType, NumberInfo, NumberType, Presence,
-    Report, RiskLevel, RiskProfile, SkipReason, SpamLabels,
+    KycInput, LabelSource, LineStatus, LineStatusResult, Location, NetworkType, NumberInfo,
+    NumberType, Presence, Report, RiskLevel, RiskProfile, SkipReason, SpamLabels,
 };
 use crate::pb;
 use crate::providers::{ErrorReason, ProviderError};
@@ -493,6 +493,24 @@ fn outcome_to_proto(o: &CheckOutcome) -> pb::CheckOutcome {
     }
 }
 
+/// The protobuf `LineStatusResult`: the status, and the current carrier when the vendor named
+/// one (a code phonecheck does not know keeps only `current_carrier_code`).
+fn line_status_to_result(r: &LineStatusResult) -> pb::LineStatusResult {
+    let current = r.current_carrier.as_ref();
+    pb::LineStatusResult {
+        status: line_status_to_proto(r.status) as i32,
+        raw_code: r.raw_code.clone(),
+        description: r.description.clone(),
+        current_carrier: current.filter(|c| !c.name.is_empty()).map(|c| pb::Carrier {
+            name: c.name.clone(),
+            local_name: c.local_name.clone(),
+            ..Default::default()
+        }),
+        current_carrier_code: current.map(|c| c.code.clone()).unwrap_or_default(),
+        ported: r.ported,
+    }
+}
+
 /// The protobuf `NumberReport`.
 pub fn report_to_proto(report: &Report) -> pb::NumberReport {
     let mut out = pb::NumberReport {
@@ -504,11 +522,7 @@ pub fn report_to_proto(report: &Report) -> pb::NumberReport {
     for outcome in &report.outcomes {
         match &outcome.state {
             CheckState::Ok(CheckData::LineStatus(r)) => {
-                out.line_status = Some(pb::LineStatusResult {
-                    status: line_status_to_proto(r.status) as i32,
-                    raw_code: r.raw_code.clone(),
-                    description: r.description.clone(),
-                });
+                out.line_status = Some(line_status_to_result(r));
             }
             CheckState::Ok(CheckData::SpamLabels(labels)) => {
                 out.spam_labels = Some(spam_labels_to_proto(labels));

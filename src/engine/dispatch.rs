@@ -602,11 +602,7 @@ mod tests {
             if let Ok(permit) = self.door.acquire().await {
                 permit.forget();
             }
-            let data = CheckData::LineStatus(LineStatusResult {
-                status: LineStatus::Active,
-                raw_code: "1".to_owned(),
-                description: String::new(),
-            });
+            let data = CheckData::LineStatus(LineStatusResult::new(LineStatus::Active, "1", ""));
             vec![
                 Ok(Answer::Ready {
                     data,

@@ -2,6 +2,7 @@
 //! decoding of its answers into the domain types. The closed set of vendors is
 //! [`ProviderConfig`], whose [`ProviderConfig::build`] makes a [`Provider`].
 
+pub mod aliyun;
 pub mod caih;
 pub mod clock;
 pub mod limits;
@@ -146,6 +147,8 @@ pub struct BuildContext {
 pub enum ProviderConfig {
     /// Thinksms line status.
     Thinksms(thinksms::ThinksmsConfig),
+    /// Aliyun 号码百科 line status and current carrier.
+    Aliyun(aliyun::AliyunConfig),
     /// caih spam labels (asynchronous).
     Caih(caih::CaihConfig),
     /// TongDun account presence and KYC.
@@ -162,6 +165,12 @@ impl ProviderConfig {
                 name,
                 c,
                 c.private_key.resolve()?,
+                ctx,
+            )?),
+            ProviderConfig::Aliyun(c) => Arc::new(aliyun::AliyunProvider::new(
+                name,
+                c,
+                c.access_key_secret.resolve()?,
                 ctx,
             )?),
             ProviderConfig::Caih(c) => Arc::new(caih::CaihProvider::new(
@@ -189,6 +198,7 @@ impl ProviderConfig {
     pub fn problems(&self) -> Vec<String> {
         let (mut problems, limits) = match self {
             ProviderConfig::Thinksms(c) => (c.problems(), &c.limits),
+            ProviderConfig::Aliyun(c) => (c.problems(), &c.limits),
             ProviderConfig::Caih(c) => (c.problems(), &c.limits),
             ProviderConfig::Tongdun(c) => (c.problems(), &c.limits),
             ProviderConfig::Yidun(c) => (c.problems(), &c.limits),
@@ -201,6 +211,7 @@ impl ProviderConfig {
     pub fn secrets(&self) -> Vec<&SecretRef> {
         match self {
             ProviderConfig::Thinksms(c) => vec![&c.private_key],
+            ProviderConfig::Aliyun(c) => vec![&c.access_key_secret],
             ProviderConfig::Caih(c) => vec![&c.secret_key],
             ProviderConfig::Tongdun(c) => vec![&c.partner_key],
             ProviderConfig::Yidun(c) => vec![&c.secret_key],

@@ -164,11 +164,11 @@ pub fn decode(body: &[u8]) -> Result<Answer, ProviderError> {
     let state = json_scalar(&result.state)
         .ok_or_else(|| ProviderError::BadResponse("state is not a number".to_owned()))?;
     Ok(Answer::Ready {
-        data: CheckData::LineStatus(LineStatusResult {
-            status: map_state(&state, &result.desc),
-            raw_code: state,
-            description: result.desc,
-        }),
+        data: CheckData::LineStatus(LineStatusResult::new(
+            map_state(&state, &result.desc),
+            state,
+            result.desc,
+        )),
         billable: true,
     })
 }
@@ -278,11 +278,11 @@ mod tests {
         assert_eq!(
             answer,
             Answer::Ready {
-                data: CheckData::LineStatus(LineStatusResult {
-                    status: LineStatus::Active,
-                    raw_code: "1".into(),
-                    description: "活跃号".into()
-                }),
+                data: CheckData::LineStatus(LineStatusResult::new(
+                    LineStatus::Active,
+                    "1",
+                    "活跃号"
+                )),
                 billable: true
             }
         );
