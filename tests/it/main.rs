@@ -7,6 +7,7 @@
 mod common;
 mod import_files;
 
+mod aliyun;
 mod auth;
 mod batching;
 mod caih;

@@ -2,13 +2,11 @@
 //! simulator over HTTP (statuses, current carrier and porting, billing, refused credentials); the
 //! client alone against the simulator (masks, clock, nonces); and the sandbox listing it.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::common::{TestServer, error_info, lookup, outcome, report, start_sim};
 use chrono::{Duration as Days, Utc};
-use common::{TestServer, error_info, lookup, outcome, report, start_sim};
 use phonecheck::config::Config;
 use phonecheck::domain::{Check, CheckData};
 use phonecheck::number::Analyzer;
