@@ -1,8 +1,8 @@
 //! The integration tests, one binary (a change links the crate once, not once per file): each
 //! module is an area, run alone with `cargo test --test it AREA::`. They start the real server on
 //! 127.0.0.1:0 and talk to it through the generated client; vendors are the project's
-//! simulators over real HTTP. `redis_quota` has a binary of its own: it measures a rate that
-//! other tests sharing the two cores would disturb.
+//! simulators over real HTTP. Two areas have a binary of their own: `redis_quota` measures a rate
+//! that other tests sharing the two cores would disturb, and `metrics` reads process-wide gauges.
 
 mod common;
 mod import_files;
@@ -20,7 +20,6 @@ mod jobs;
 mod jobs_resume;
 mod limits;
 mod lookup;
-mod metrics;
 mod otlp;
 mod postgres;
 mod redis;
