@@ -158,10 +158,19 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
             warn!("no providers and sandbox disabled: only offline analysis is available");
         }
     }
+    // Paid answers: memory, then the answer store in the data directory (keyed with the
+    // deployment's hash key when Redis gives one).
+    let answers = crate::engine::Answers::open(
+        &config.cache,
+        &config.storage.data_dir,
+        shared.as_ref().map(crate::shared::Shared::local_key),
+    )
+    .await;
     let engine = Arc::new(Engine::build(
         analyzer,
         providers,
         &config.cache,
+        answers,
         config.jobs.quota_share,
         shared.as_ref(),
     ));
@@ -265,6 +274,7 @@ where
         tenants,
         sandbox,
     } = assemble(&config).await?;
+    let answers = engine.clone();
     jobs.start().await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -366,6 +376,8 @@ where
     };
     // Running jobs stop where they are and resume at the next start.
     jobs.shutdown().await;
+    // Every answer paid so far is in the store before the process goes.
+    answers.flush_answers().await;
     let _ = admin_stop.send(());
     if let Some(sim) = sandbox {
         sim.shutdown().await?;

@@ -25,7 +25,11 @@ use serde::Deserialize;
 
 use crate::config::SecretRef;
 
-pub use answers::{AnswerKey, Coordination, RemoteLock, SharedAnswers};
+pub use answers::{AnswerKey, Coordination, RemoteLock, SharedAnswer, SharedAnswers};
+
+/// Each check's time to live, counted from when the vendor answered; given by the layer that owns
+/// the cache settings (the engine).
+pub type TtlFn = Arc<dyn Fn(crate::domain::Check) -> Duration + Send + Sync>;
 pub use pending::RedisPendingStore;
 pub use quota::SharedQuota;
 
@@ -211,9 +215,21 @@ impl Shared {
         SharedQuota::new(self.clone(), provider, quota)
     }
 
-    /// The shared answers of a provider: cache and single-flight.
-    pub fn answers(&self, provider: &str, cache: &crate::config::CacheConfig) -> SharedAnswers {
-        SharedAnswers::new(self.clone(), provider, cache)
+    /// The shared answers of a provider: cache and single-flight, answers living for `ttl`.
+    pub fn answers(&self, provider: &str, ttl: TtlFn) -> SharedAnswers {
+        SharedAnswers::new(self.clone(), provider, ttl)
+    }
+
+    /// A key for this replica's own answer store derived from `hash_key` (so that the same
+    /// deployment keys its stores alike, and the Redis key itself is used for Redis only).
+    pub fn local_key(&self) -> Vec<u8> {
+        hex::decode(self.hash(&[b"phonecheck answer store key"])).unwrap_or_default()
+    }
+
+    /// Forgets every shared answer about these numbers (E.164), whatever the provider, check or
+    /// KYC inputs; returns how many answers were removed.
+    pub async fn forget(&self, numbers: &[String]) -> Result<u64, SharedError> {
+        answers::forget(self, numbers).await
     }
 
     /// Pending asynchronous submissions, shared by every replica.
