@@ -26,6 +26,8 @@ pub struct Tenant {
     pub allowed_checks: HashSet<Check>,
     /// Whether it may receive platform profile details.
     pub profile_details: bool,
+    /// Whether it may use the admin service (forget a number).
+    pub admin: bool,
     /// Its daily billable budget and request rate, on every path (calls, stream items, jobs).
     pub limits: TenantLimits,
     /// Its `CheckNumbers` streams open at once; past it a new one is refused.
@@ -100,13 +102,16 @@ impl Tenant {
 
     /// The anonymous caller with these concurrency limits.
     pub fn anonymous_with(limits: ConcurrencyLimits) -> Tenant {
-        Self::with_limits(
-            ANONYMOUS,
-            Check::ALL.into_iter().collect(),
-            true,
-            TenantLimits::default(),
-            limits,
-        )
+        Tenant {
+            admin: true,
+            ..Self::with_limits(
+                ANONYMOUS,
+                Check::ALL.into_iter().collect(),
+                true,
+                TenantLimits::default(),
+                limits,
+            )
+        }
     }
 
     fn with_limits(
@@ -121,6 +126,7 @@ impl Tenant {
             name: name.to_owned(),
             allowed_checks,
             profile_details,
+            admin: false,
             limits,
             streams: places(concurrency.streams),
             items: places(concurrency.items),
@@ -226,17 +232,20 @@ impl Tenants {
         let mut by_name = HashMap::new();
         for (name, tenant) in config {
             // One budget and one bucket per tenant, whichever of its keys is used.
-            let resolved = Arc::new(Tenant::with_limits(
-                name,
-                tenant.allowed_checks.iter().copied().collect(),
-                tenant.profile_details,
-                TenantLimits::new(tenant.daily_billable_budget, tenant.rate_limit),
-                ConcurrencyLimits {
-                    streams: tenant.max_streams.unwrap_or(defaults.streams),
-                    items: tenant.max_items_in_flight.unwrap_or(defaults.items),
-                    ..defaults
-                },
-            ));
+            let resolved = Arc::new(Tenant {
+                admin: tenant.admin,
+                ..Tenant::with_limits(
+                    name,
+                    tenant.allowed_checks.iter().copied().collect(),
+                    tenant.profile_details,
+                    TenantLimits::new(tenant.daily_billable_budget, tenant.rate_limit),
+                    ConcurrencyLimits {
+                        streams: tenant.max_streams.unwrap_or(defaults.streams),
+                        items: tenant.max_items_in_flight.unwrap_or(defaults.items),
+                        ..defaults
+                    },
+                )
+            });
             for hash in &tenant.key_sha256 {
                 by_hash.insert(hash.to_ascii_lowercase(), resolved.clone());
             }

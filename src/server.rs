@@ -14,12 +14,14 @@ use tracing::{info, warn};
 use tonic::service::interceptor::InterceptedService;
 
 use crate::api::PhoneCheckApi;
+use crate::api::admin::AdminApi;
 use crate::api::jobs::BatchJobApi;
 use crate::auth::{AuthInterceptor, Tenants};
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 use crate::jobs::{JobError, Jobs};
 use crate::number::{Analyzer, LocationData, LocationDataError};
+use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::batch_job_service_server::BatchJobServiceServer;
 use crate::pb::phone_check_service_server::PhoneCheckServiceServer;
 use crate::providers::caih::{CaihConfig, CaihProvider};
@@ -283,6 +285,7 @@ where
     health
         .set_serving::<BatchJobServiceServer<BatchJobApi>>()
         .await;
+    health.set_serving::<AdminServiceServer<AdminApi>>().await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -292,6 +295,9 @@ where
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    let admin_api = AdminServiceServer::new(AdminApi::new(engine.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let api = PhoneCheckServiceServer::new(PhoneCheckApi::new(engine, config.server.stream_window))
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
@@ -305,7 +311,8 @@ where
     // Health and reflection stay open; the phonecheck services need a key when tenants exist.
     let auth = AuthInterceptor::new(tenants);
     let api = InterceptedService::new(api, auth.clone());
-    let batch_jobs = InterceptedService::new(batch_jobs, auth);
+    let batch_jobs = InterceptedService::new(batch_jobs, auth.clone());
+    let admin_api = InterceptedService::new(admin_api, auth);
 
     let addr = listener.local_addr()?;
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -320,6 +327,9 @@ where
                 .await;
             health
                 .set_not_serving::<BatchJobServiceServer<BatchJobApi>>()
+                .await;
+            health
+                .set_not_serving::<AdminServiceServer<AdminApi>>()
                 .await;
             health
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
@@ -365,6 +375,7 @@ where
         .add_service(reflection_v1alpha)
         .add_service(api)
         .add_service(batch_jobs)
+        .add_service(admin_api)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     let grace = config.server.shutdown_grace;
     let result = tokio::select! {

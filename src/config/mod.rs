@@ -95,6 +95,10 @@ pub struct TenantConfig {
     /// Whether the tenant may receive platform profile details (personal data).
     #[serde(default)]
     pub profile_details: bool,
+    /// Whether the tenant may use the admin service (`ForgetNumber`: erase what phonecheck keeps
+    /// about a number).
+    #[serde(default)]
+    pub admin: bool,
     /// Calls per second the tenant may make (a token bucket); absent: unlimited.
     pub rate_limit: Option<crate::providers::QuotaConfig>,
     /// Billable vendor calls the tenant may cause per day (China time, as the vendors bill);

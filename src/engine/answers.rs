@@ -410,7 +410,14 @@ impl Answers {
     /// many were forgotten.
     pub async fn forget(&self, numbers: &[String]) -> Result<u64, StoreError> {
         let hashes: HashSet<u64> = numbers.iter().map(|n| self.number_hash(n)).collect();
-        let mut forgotten = self.hot.forget(&hashes);
+        self.forget_hashes(&hashes).await
+    }
+
+    /// Forgets every answer about the numbers of these keyed hashes ([`number_hash`]).
+    ///
+    /// [`number_hash`]: Self::number_hash
+    pub async fn forget_hashes(&self, hashes: &HashSet<u64>) -> Result<u64, StoreError> {
+        let mut forgotten = self.hot.forget(hashes);
         if let Some(writer) = &self.writer {
             let (tx, rx) = oneshot::channel();
             let numbers = hashes.iter().map(|&h| h as i64).collect();
@@ -423,8 +430,10 @@ impl Answers {
         Ok(forgotten)
     }
 
-    /// What the cache holds and how it does.
+    /// What the cache holds and how it does; answers still queued for the store are written
+    /// first, so that the figures include them.
     pub async fn stats(&self) -> AnswerStats {
+        self.flush().await;
         let store = match &self.store {
             Some(store) => store.stats().await.ok(),
             None => None,

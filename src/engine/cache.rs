@@ -96,8 +96,8 @@ impl CacheConfig {
         }
         if self.max_disk.is_some_and(|d| d < MIN_DISK) {
             problems.push(format!(
-                "cache.max_disk must be at least {} MiB when set",
-                MIN_DISK >> 20
+                "cache.max_disk must be at least {} KiB when set",
+                MIN_DISK >> 10
             ));
         }
         if self.purge_interval < Duration::from_secs(1) {
@@ -109,8 +109,8 @@ impl CacheConfig {
 
 /// Smallest hot tier accepted: a few thousand answers.
 const MIN_MEMORY: u64 = 1 << 20;
-/// Smallest store size accepted: SQLite's own pages and the schema.
-const MIN_DISK: u64 = 1 << 20;
+/// Smallest store size accepted: SQLite's own pages, the schema, and a few hundred answers.
+const MIN_DISK: u64 = 64 << 10;
 
 /// 192 MiB: about 1.5 million line-status answers. The Helm chart's limit is 1 GiB; the rest
 /// leaves room for a running job (about 100 MiB at a million rows), streams, the store's page

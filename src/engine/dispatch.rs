@@ -520,7 +520,18 @@ impl Shared {
             results = vec![Err(error); jobs.len()];
         }
         self.record(&results);
-        let fetched_at = SystemTime::now();
+        // Milliseconds, as the answer store keeps it: a fresh answer and its stored copy say the
+        // same time.
+        let fetched_at = SystemTime::UNIX_EPOCH
+            + Duration::from_millis(
+                u64::try_from(
+                    SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_millis(),
+                )
+                .unwrap_or(u64::MAX),
+            );
         let mut shared_answers = Vec::new();
         let mut deliveries = Vec::with_capacity(jobs.len());
         let mut rows = Vec::new();

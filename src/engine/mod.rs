@@ -132,6 +132,24 @@ impl Engine {
                 by_check.entry(check).or_insert(i);
             }
         }
+        if let Some(shared) = shared {
+            // Other replicas' forgets reach this replica's memory and store too.
+            let answers = Arc::downgrade(&answers);
+            shared.on_forget(Arc::new(move |payload: Vec<u8>| {
+                let Some(answers) = answers.upgrade() else {
+                    return;
+                };
+                let hashes = payload
+                    .chunks_exact(8)
+                    .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                    .collect();
+                tokio::spawn(async move {
+                    if let Err(e) = answers.forget_hashes(&hashes).await {
+                        tracing::warn!(error = %e, "answer store: a forget from another replica failed");
+                    }
+                });
+            }));
+        }
         Engine {
             analyzer,
             dispatchers: providers
@@ -157,9 +175,18 @@ impl Engine {
     /// Forgets every answer about these numbers (E.164): in memory, in the answer store and, with
     /// `[redis]`, in Redis (right to erasure). Returns how many answers were forgotten.
     pub async fn forget(&self, numbers: &[String]) -> Result<u64, ForgetError> {
-        let mut forgotten = self.answers.forget(numbers).await?;
+        let hashes: HashSet<u64> = numbers
+            .iter()
+            .map(|n| self.answers.number_hash(n))
+            .collect();
+        let mut forgotten = self.answers.forget_hashes(&hashes).await?;
         if let Some(shared) = &self.shared {
             forgotten = forgotten.max(shared.forget(numbers).await?);
+            // Every replica keeps its own store: each forgets what the hashes name.
+            for chunk in hashes.iter().copied().collect::<Vec<_>>().chunks(4096) {
+                let payload = chunk.iter().flat_map(|h| h.to_le_bytes()).collect();
+                shared.broadcast_forget(payload).await?;
+            }
         }
         Ok(forgotten)
     }

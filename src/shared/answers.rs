@@ -158,23 +158,38 @@ impl Waiters {
     }
 }
 
-/// Listens to every answer channel of this key prefix and wakes the local waiters, until `stop`'s
-/// sender is dropped; reconnects by itself.
+/// What the subscription listens to.
+pub(super) struct Channels {
+    /// The pattern of every answer channel.
+    pub answers: String,
+    /// The channel of forget broadcasts (within the pattern).
+    pub forget: String,
+}
+
+/// Listens to every answer channel of this key prefix and wakes the local waiters, and hands
+/// forget broadcasts to the hook, until `stop`'s sender is dropped; reconnects by itself.
 pub(super) async fn subscribe(
     client: redis::Client,
-    pattern: String,
+    channels: Channels,
     waiters: Arc<Waiters>,
+    forget_hook: Arc<Mutex<Option<super::ForgetHook>>>,
     mut stop: watch::Receiver<()>,
 ) {
     loop {
         let session = async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.psubscribe(&pattern).await?;
+            pubsub.psubscribe(&channels.answers).await?;
             let mut messages = pubsub.on_message();
             let mut tidy = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tokio::select! {
                     message = messages.next() => match message {
+                        Some(message) if message.get_channel_name() == channels.forget => {
+                            let hook = forget_hook.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                            if let Some(hook) = hook {
+                                hook(message.get_payload_bytes().to_vec());
+                            }
+                        }
                         Some(message) => waiters.wake(message.get_channel_name()),
                         None => return Ok::<(), redis::RedisError>(()),
                     },

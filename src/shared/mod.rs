@@ -124,11 +124,15 @@ pub struct Shared {
     inner: Arc<Inner>,
 }
 
+/// Called with the payload of every forget broadcast (see [`Shared::broadcast_forget`]).
+pub type ForgetHook = Arc<dyn Fn(Vec<u8>) + Send + Sync>;
+
 struct Inner {
     connection: ConnectionManager,
     config: RedisConfig,
     hash_key: SecretString,
     waiters: Arc<answers::Waiters>,
+    forget_hook: Arc<std::sync::Mutex<Option<ForgetHook>>>,
     /// Dropped with the last handle: stops the subscription.
     _stop: tokio::sync::watch::Sender<()>,
 }
@@ -160,6 +164,7 @@ impl Shared {
             .set_connection_timeout(Some(config.timeout));
         let connection = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
         let waiters = Arc::new(answers::Waiters::default());
+        let forget_hook = Arc::new(std::sync::Mutex::new(None));
         let (stop, stopped) = tokio::sync::watch::channel(());
         let shared = Shared {
             inner: Arc::new(Inner {
@@ -167,13 +172,18 @@ impl Shared {
                 config: config.clone(),
                 hash_key,
                 waiters: waiters.clone(),
+                forget_hook: forget_hook.clone(),
                 _stop: stop,
             }),
         };
         tokio::spawn(answers::subscribe(
             client,
-            SharedAnswers::channels(&shared),
+            answers::Channels {
+                answers: SharedAnswers::channels(&shared),
+                forget: shared.forget_channel(),
+            },
             waiters,
+            forget_hook,
             stopped,
         ));
         Ok(shared)
@@ -230,6 +240,34 @@ impl Shared {
     /// KYC inputs; returns how many answers were removed.
     pub async fn forget(&self, numbers: &[String]) -> Result<u64, SharedError> {
         answers::forget(self, numbers).await
+    }
+
+    /// The channel of forget broadcasts (it matches the answers' pattern, so the one
+    /// subscription hears both).
+    fn forget_channel(&self) -> String {
+        format!("{}:answer:forget", self.config().key_prefix)
+    }
+
+    /// Tells every replica (this one included) to forget what `payload` names: the engine's
+    /// keyed hashes of numbers, never the numbers.
+    pub async fn broadcast_forget(&self, payload: Vec<u8>) -> Result<(), SharedError> {
+        let mut connection = self.connection();
+        redis::cmd("PUBLISH")
+            .arg(self.forget_channel())
+            .arg(payload)
+            .query_async::<i64>(&mut connection)
+            .await
+            .map_err(|e| SharedError::Redis(failed("answers", &e)))?;
+        Ok(())
+    }
+
+    /// Sets what this replica does when a forget broadcast arrives.
+    pub fn on_forget(&self, hook: ForgetHook) {
+        *self
+            .inner
+            .forget_hook
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
     /// Pending asynchronous submissions, shared by every replica.
