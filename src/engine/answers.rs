@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::cache::CacheConfig;
 use super::codec::{self, Decoded, Interner};
 use super::hot::{AnswerId, HotEntry, HotStats, HotTier};
+use super::presence::Presence;
 use crate::domain::{Check, CheckData, KycInput};
 use crate::store::{AnswerRow, AnswerStore, AnswerStoreStats, Opened, StoreError, StoredAnswer};
 
@@ -88,6 +89,8 @@ pub struct Answers {
     key: Vec<u8>,
     ttl: [Duration; 4],
     store: Option<AnswerStore>,
+    /// Which answers the store may hold (no disk read for the others).
+    presence: Presence,
     writer: Option<mpsc::Sender<Write>>,
     lookups: AtomicU64,
     hits: AtomicU64,
@@ -115,6 +118,11 @@ impl Answers {
             interner: Interner::default(),
             key,
             ttl: Check::ALL.map(|c| cache.ttl(c)),
+            presence: if store.is_some() {
+                Presence::default()
+            } else {
+                Presence::empty()
+            },
             store,
             writer: None,
             lookups: AtomicU64::new(0),
@@ -195,6 +203,29 @@ impl Answers {
         degrade(&answers.degraded, false);
         let answers = Arc::new(answers);
         tokio::spawn(writer(store.clone(), rx, answers.degraded.clone()));
+        // Until the stored answers are all in the filter, every miss reads the disk.
+        let loading = Arc::downgrade(&answers);
+        let scan = store.clone();
+        tokio::spawn(async move {
+            let keys = scan
+                .for_each_key(|number, variant| {
+                    if let Some(answers) = loading.upgrade() {
+                        answers.presence.insert(&AnswerId {
+                            number: number as u64,
+                            variant: variant as u64,
+                        });
+                    }
+                })
+                .await;
+            match (keys, loading.upgrade()) {
+                (Ok(_), Some(answers)) => answers.presence.set_ready(),
+                (Err(e), _) => tracing::warn!(
+                    error = %e,
+                    "answer store: its answers could not be listed; every miss reads the disk"
+                ),
+                _ => {}
+            }
+        });
         tokio::spawn(purger(
             Arc::downgrade(&answers),
             store,
@@ -321,6 +352,9 @@ impl Answers {
             return None;
         }
         let store = self.store.as_ref()?;
+        if !self.presence.may_hold(id) {
+            return None;
+        }
         let stored = match store.get(id.number as i64, id.variant as i64).await {
             Ok(stored) => stored?,
             Err(e) => {
@@ -367,6 +401,7 @@ impl Answers {
         )
         .unwrap_or(u64::MAX);
         let encoded = codec::encode(data, withheld);
+        self.presence.insert(&id);
         let decoded = Decoded {
             data: data.clone(),
             withheld,

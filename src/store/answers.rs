@@ -246,6 +246,18 @@ impl AnswerStore {
         Ok(forgotten)
     }
 
+    /// Calls `each` with the key (number, variant) of every stored answer; returns how many.
+    pub async fn for_each_key(&self, mut each: impl FnMut(i64, i64)) -> Result<u64, StoreError> {
+        use futures::TryStreamExt;
+        let mut rows = sqlx::query("SELECT number, variant FROM answers").fetch(&self.pool);
+        let mut count = 0;
+        while let Some(row) = rows.try_next().await? {
+            each(row.get(0), row.get(1));
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// Deletes every answer (they were keyed under a key that is gone).
     pub async fn forget_all(&self) -> Result<u64, StoreError> {
         Ok(sqlx::query("DELETE FROM answers")
