@@ -9,6 +9,7 @@ mod codec;
 mod dispatch;
 mod health;
 mod hot;
+mod presence;
 pub mod stack;
 
 use std::collections::{HashMap, HashSet};
