@@ -8,8 +8,9 @@
 //! Scenarios (BENCHMARKS.md has the results and their reading):
 //! - lookup: LookupNumber offline only, line status uncached, line status cached: requests/s,
 //!   p50/p99.
-//! - stream: CheckNumbers of 1,000,000 numbers (quota off, simulator latency 0): numbers/s and the
-//!   server's RSS at 100k and at 1M.
+//! - stream: CheckNumbers of 1,000,000 distinct numbers (quota off, simulator latency 0, the
+//!   default cache settings): numbers/s, the server's RSS every 100k and its peak, bytes per hot
+//!   answer; then a restart on the same data directory: time to the first cached answer.
 //! - quota: 10,000 numbers against a simulator enforcing 100 calls/s: achieved/allowed rate and
 //!   over-limit answers.
 //! - savings: 100,000 rows with 30% duplicates, run twice: billable vendor calls per run.
@@ -36,7 +37,7 @@ use tonic::transport::Channel;
 struct Server {
     child: Child,
     addr: String,
-    _dir: tempfile::TempDir,
+    _dir: Arc<tempfile::TempDir>,
 }
 
 impl Server {
@@ -47,7 +48,25 @@ impl Server {
 
     /// Like `start`, with more configuration (TOML tables) after the rest.
     fn start_with(sim: &SimServer, quota: u32, cache_entries: u64, extra: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        let cache = format!("max_entries = {cache_entries}");
+        Self::start_in(
+            Arc::new(tempfile::tempdir().unwrap()),
+            sim,
+            quota,
+            &cache,
+            extra,
+        )
+    }
+
+    /// Starts a server with its state in `dir` (a second start finds the first one's answers),
+    /// `cache` the `[cache]` table's lines (empty: the defaults).
+    fn start_in(
+        dir: Arc<tempfile::TempDir>,
+        sim: &SimServer,
+        quota: u32,
+        cache: &str,
+        extra: &str,
+    ) -> Server {
         let key = dir.path().join("thinksms.key");
         std::fs::write(&key, sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
         let config = dir.path().join("phonecheck.toml");
@@ -58,7 +77,7 @@ impl Server {
                 [storage]
                 data_dir = "{data}"
                 [cache]
-                max_entries = {cache_entries}
+                {cache}
                 [providers.thinksms]
                 type = "thinksms"
                 base_url = "{base}"
@@ -94,6 +113,14 @@ impl Server {
         }
     }
 
+    /// Stops the server as a deployment does (SIGTERM, then waits for it to exit).
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
     async fn client(&self) -> PhoneCheckServiceClient<Channel> {
         PhoneCheckServiceClient::connect(format!("http://{}", self.addr))
             .await
@@ -102,16 +129,7 @@ impl Server {
 
     /// (current RSS, peak RSS) in MiB.
     fn rss(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-                .map_or(f64::NAN, |kib| kib / 1024.0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        rss_of(self.child.id())
     }
 }
 
@@ -252,29 +270,123 @@ async fn stream(
 }
 
 async fn stream_scenario() {
+    const N: u64 = 1_000_000;
     let sim = sim(Duration::ZERO, Faults::default()).await;
-    // A small cache, so that what is measured is the stream, not a million cached answers.
-    let server = Server::start(&sim, 0, 10_000);
+    // The default cache settings: every answer is kept (hot tier bounded by cache.max_memory,
+    // the rest in the answer store on disk).
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let server = Server::start_in(dir.clone(), &sim, 0, "", "");
     let mut client = server.client().await;
+    let (idle, _) = server.rss();
     println!(
-        "\n## stream: CheckNumbers of 1,000,000 numbers, quota off, simulator latency 0, cache 10,000 entries"
+        "\n## stream: CheckNumbers of 1,000,000 distinct numbers, quota off, simulator latency 0, default cache settings"
     );
+    println!("server RSS at start: {idle:.1} MiB");
     println!("| answered | elapsed | numbers/s | server RSS | server peak RSS |");
     println!("|---:|---:|---:|---:|---:|");
     let started = Instant::now();
-    let summary = stream(&mut client, (0..1_000_000).map(number), |n| {
-        let (rss, peak) = server.rss();
+    let pid = server.child.id();
+    let summary = stream(&mut client, (0..N).map(number), move |n| {
         let t = started.elapsed().as_secs_f64();
+        let (rss, peak) = rss_of(pid);
         println!(
             "| {n} | {t:.1} s | {:.0} | {rss:.1} MiB | {peak:.1} MiB |",
             n as f64 / t
         );
     })
     .await;
+    let info = answer_cache(&server).await;
+    let (rss, peak) = server.rss();
+    println!(
+        "at the end: RSS {rss:.1} MiB, peak {peak:.1} MiB; hot tier {} answers ({:.1} MiB counted); store {} answers, {:.1} MiB on disk",
+        info.hot_answers,
+        info.hot_bytes as f64 / 1048576.0,
+        info.stored_answers,
+        info.store_bytes as f64 / 1048576.0,
+    );
     println!(
         "summary: {} reports, {} billable, {} errors",
         summary.reports, summary.billable_calls, summary.errors
     );
+    println!(
+        "RSS above start per hot answer: {:.0} bytes (peak: {:.0}); counted by the hot tier: {:.0} bytes; store on disk per answer: {:.0} bytes",
+        (rss - idle) * 1048576.0 / info.hot_answers.max(1) as f64,
+        (peak - idle) * 1048576.0 / info.hot_answers.max(1) as f64,
+        info.hot_bytes as f64 / info.hot_answers.max(1) as f64,
+        info.store_bytes as f64 / info.stored_answers.max(1) as f64,
+    );
+
+    // Restart on the same data directory: how long until the first paid answer is served from
+    // the store (process start to the first cached reply), and then the stream again.
+    server.stop();
+    let started = Instant::now();
+    let server = Server::start_in(dir, &sim, 0, "", "");
+    let spawned = started.elapsed().as_secs_f64();
+    let mut client = server.client().await;
+    let first = client
+        .lookup_number(pb::LookupNumberRequest {
+            number: number(0),
+            checks: vec![pb::Check::LineStatus as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first_answer = started.elapsed().as_secs_f64();
+    let cached = first
+        .report
+        .unwrap()
+        .outcomes
+        .first()
+        .is_some_and(|o| o.cached);
+    println!("\n## restart on the same data directory (1,000,000 stored answers)");
+    println!("| step | since start | |");
+    println!("|---|---:|---|");
+    println!(
+        "| server listening (address printed) | {:.0} ms | |",
+        spawned * 1e3
+    );
+    println!(
+        "| first answer served | {:.0} ms | cached: {cached} |",
+        first_answer * 1e3
+    );
+    let billed = sim.stats().vendor("thinksms").billable;
+    let started = Instant::now();
+    let again = stream(&mut client, (0..100_000).map(number), |_| {}).await;
+    let t = started.elapsed().as_secs_f64();
+    let (rss, peak) = server.rss();
+    println!(
+        "| 100,000 of them streamed again | {t:.1} s ({:.0}/s) | {} cache hits, {} billable, simulator billed {} more; RSS {rss:.1} MiB, peak {peak:.1} MiB |",
+        100_000.0 / t,
+        again.cache_hits,
+        again.billable_calls,
+        sim.stats().vendor("thinksms").billable - billed,
+    );
+}
+
+/// (current RSS, peak RSS) in MiB of a process.
+fn rss_of(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+async fn answer_cache(server: &Server) -> pb::AnswerCacheInfo {
+    server
+        .client()
+        .await
+        .list_providers(pb::ListProvidersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .answer_cache
+        .unwrap_or_default()
 }
 
 async fn quota_scenario() {

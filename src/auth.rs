@@ -29,6 +29,10 @@ pub struct TenantConfig {
     /// Whether the tenant may receive platform profile details (personal data).
     #[serde(default)]
     pub profile_details: bool,
+    /// Whether the tenant may use the admin service (`ForgetNumber`: erase what phonecheck keeps
+    /// about a number).
+    #[serde(default)]
+    pub admin: bool,
     /// Calls per second the tenant may make (a token bucket); absent: unlimited.
     pub rate_limit: Option<crate::providers::QuotaConfig>,
     /// Billable vendor calls the tenant may cause per day (China time, as the vendors bill);
@@ -126,6 +130,8 @@ pub struct Tenant {
     pub allowed_checks: HashSet<Check>,
     /// Whether it may receive platform profile details.
     pub profile_details: bool,
+    /// Whether it may use the admin service (forget a number).
+    pub admin: bool,
     /// Its daily billable budget and request rate, on every path (calls, stream items, jobs).
     pub limits: TenantLimits,
     /// Its `CheckNumbers` streams open at once; past it a new one is refused.
@@ -200,13 +206,16 @@ impl Tenant {
 
     /// The anonymous caller with these concurrency limits.
     pub fn anonymous_with(limits: ConcurrencyLimits) -> Tenant {
-        Self::with_limits(
-            ANONYMOUS,
-            Check::ALL.into_iter().collect(),
-            true,
-            TenantLimits::default(),
-            limits,
-        )
+        Tenant {
+            admin: true,
+            ..Self::with_limits(
+                ANONYMOUS,
+                Check::ALL.into_iter().collect(),
+                true,
+                TenantLimits::default(),
+                limits,
+            )
+        }
     }
 
     fn with_limits(
@@ -221,6 +230,7 @@ impl Tenant {
             name: name.to_owned(),
             allowed_checks,
             profile_details,
+            admin: false,
             limits,
             streams: places(concurrency.streams),
             items: places(concurrency.items),
@@ -228,6 +238,17 @@ impl Tenant {
             exports: places(concurrency.exports),
             watches: places(concurrency.watches),
         }
+    }
+
+    /// Refuses a tenant not granted the admin service.
+    pub fn authorize_admin(&self) -> Result<(), AuthError> {
+        if self.admin {
+            return Ok(());
+        }
+        Err(AuthError::PermissionDenied {
+            reason: "ADMIN_NOT_ALLOWED",
+            message: format!("tenant {} may not use the admin service", self.name),
+        })
     }
 
     /// Takes a place for a long-lived call, or refuses it when the tenant has its maximum open.
@@ -326,17 +347,20 @@ impl Tenants {
         let mut by_name = HashMap::new();
         for (name, tenant) in config {
             // One budget and one bucket per tenant, whichever of its keys is used.
-            let resolved = Arc::new(Tenant::with_limits(
-                name,
-                tenant.allowed_checks.iter().copied().collect(),
-                tenant.profile_details,
-                TenantLimits::new(tenant.daily_billable_budget, tenant.rate_limit),
-                ConcurrencyLimits {
-                    streams: tenant.max_streams.unwrap_or(defaults.streams),
-                    items: tenant.max_items_in_flight.unwrap_or(defaults.items),
-                    ..defaults
-                },
-            ));
+            let resolved = Arc::new(Tenant {
+                admin: tenant.admin,
+                ..Tenant::with_limits(
+                    name,
+                    tenant.allowed_checks.iter().copied().collect(),
+                    tenant.profile_details,
+                    TenantLimits::new(tenant.daily_billable_budget, tenant.rate_limit),
+                    ConcurrencyLimits {
+                        streams: tenant.max_streams.unwrap_or(defaults.streams),
+                        items: tenant.max_items_in_flight.unwrap_or(defaults.items),
+                        ..defaults
+                    },
+                )
+            });
             for hash in &tenant.key_sha256 {
                 by_hash.insert(hash.to_ascii_lowercase(), resolved.clone());
             }

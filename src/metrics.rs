@@ -38,6 +38,15 @@ pub const JOBS_RUNNING: &str = "phonecheck_jobs_running";
 /// Redis commands that failed, by what they were for (`quota`, `answers`, `pending`): while this
 /// moves, paid calls fail closed and the cache and single-flight are the replica's own.
 pub const SHARED_STATE_ERRORS: &str = "phonecheck_shared_state_errors_total";
+/// 1 while the answer store cannot be written (disk full, `cache.max_disk` reached, unusable
+/// file): paid answers are then kept in memory only.
+pub const ANSWER_STORE_DEGRADED: &str = "phonecheck_answer_store_degraded";
+/// Answers written to the answer store, by result (`written`, `failed`).
+pub const ANSWER_STORE_WRITES: &str = "phonecheck_answer_store_writes_total";
+/// Answer cache hits by tier (`memory`, `store`).
+pub const ANSWER_CACHE_HITS: &str = "phonecheck_answer_cache_hits_total";
+/// Answers held in the in-memory hot tier.
+pub const ANSWER_HOT_ENTRIES: &str = "phonecheck_answer_hot_entries";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,

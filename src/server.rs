@@ -15,12 +15,14 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::api::AuthInterceptor;
 use crate::api::PhoneCheckApi;
+use crate::api::admin::AdminApi;
 use crate::api::jobs::BatchJobApi;
 use crate::auth::Tenants;
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 use crate::jobs::{JobError, Jobs};
 use crate::number::{Analyzer, LocationData, LocationDataError};
+use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::batch_job_service_server::BatchJobServiceServer;
 use crate::pb::phone_check_service_server::PhoneCheckServiceServer;
 use crate::providers::aliyun::{AliyunConfig, AliyunProvider};
@@ -160,10 +162,19 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
             warn!("no providers and sandbox disabled: only offline analysis is available");
         }
     }
+    // Paid answers: memory, then the answer store in the data directory (keyed with the
+    // deployment's hash key when Redis gives one).
+    let answers = crate::engine::Answers::open(
+        &config.cache,
+        &config.storage.data_dir,
+        shared.as_ref().map(crate::shared::Shared::local_key),
+    )
+    .await;
     let engine = Arc::new(Engine::build(
         analyzer,
         providers,
         &config.cache,
+        answers,
         config.jobs.quota_share,
         shared.as_ref(),
     ));
@@ -283,6 +294,7 @@ where
         tenants,
         sandbox,
     } = assemble(&config).await?;
+    let answers = engine.clone();
     jobs.start().await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -291,6 +303,7 @@ where
     health
         .set_serving::<BatchJobServiceServer<BatchJobApi>>()
         .await;
+    health.set_serving::<AdminServiceServer<AdminApi>>().await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -300,6 +313,9 @@ where
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    let admin_api = AdminServiceServer::new(AdminApi::new(engine.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let api = PhoneCheckServiceServer::new(PhoneCheckApi::new(engine, config.server.stream_window))
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
@@ -313,7 +329,8 @@ where
     // Health and reflection stay open; the phonecheck services need a key when tenants exist.
     let auth = AuthInterceptor::new(tenants);
     let api = InterceptedService::new(api, auth.clone());
-    let batch_jobs = InterceptedService::new(batch_jobs, auth);
+    let batch_jobs = InterceptedService::new(batch_jobs, auth.clone());
+    let admin_api = InterceptedService::new(admin_api, auth);
 
     let addr = listener.local_addr()?;
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -328,6 +345,9 @@ where
                 .await;
             health
                 .set_not_serving::<BatchJobServiceServer<BatchJobApi>>()
+                .await;
+            health
+                .set_not_serving::<AdminServiceServer<AdminApi>>()
                 .await;
             health
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
@@ -373,6 +393,7 @@ where
         .add_service(reflection_v1alpha)
         .add_service(api)
         .add_service(batch_jobs)
+        .add_service(admin_api)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     let grace = config.server.shutdown_grace;
     let result = tokio::select! {
@@ -384,6 +405,8 @@ where
     };
     // Running jobs stop where they are and resume at the next start.
     jobs.shutdown().await;
+    // Every answer paid so far is in the store before the process goes.
+    answers.flush_answers().await;
     let _ = admin_stop.send(());
     if let Some(sim) = sandbox {
         sim.shutdown().await?;

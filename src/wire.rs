@@ -464,7 +464,8 @@ fn risk_profile_to_proto(p: &RiskProfile) -> pb::RiskProfileResult {
     }
 }
 
-fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+/// A protobuf timestamp.
+pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(t)
 }
 

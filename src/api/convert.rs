@@ -7,6 +7,29 @@ use crate::providers::Provider;
 pub use crate::wire::*;
 
 /// The protobuf `ProviderInfo`.
+/// The answer cache's figures, for `ListProviders`.
+pub fn answer_stats_to_proto(stats: &crate::engine::AnswerStats) -> pb::AnswerCacheInfo {
+    let store = stats.store.unwrap_or_default();
+    pb::AnswerCacheInfo {
+        store_enabled: stats.store.is_some(),
+        stored_answers: store.entries,
+        store_bytes: store.disk_bytes,
+        oldest_answer_time: store
+            .oldest_fetched_at
+            .map(|ms| timestamp(crate::store::from_millis(ms))),
+        hot_answers: stats.hot.entries,
+        hot_bytes: stats.hot.bytes,
+        lookups: stats.lookups,
+        hits: stats.hits,
+        hit_rate: if stats.lookups == 0 {
+            0.0
+        } else {
+            stats.hits as f64 / stats.lookups as f64
+        },
+        store_degraded: stats.degraded,
+    }
+}
+
 pub fn provider_to_proto(provider: &dyn Provider, health: &Health) -> pb::ProviderInfo {
     let info = provider.info();
     pb::ProviderInfo {

@@ -1,5 +1,6 @@
 //! The gRPC services: request validation, calls into the engine, and conversion of the answers.
 
+pub mod admin;
 pub mod convert;
 pub mod error;
 pub mod jobs;
@@ -167,6 +168,12 @@ impl PhoneCheckService for PhoneCheckApi {
             .iter()
             .map(|(provider, health)| convert::provider_to_proto(provider.as_ref(), health))
             .collect();
-        Ok(Response::new(pb::ListProvidersResponse { providers }))
+        let answer_cache = Some(convert::answer_stats_to_proto(
+            &self.engine.answer_stats().await,
+        ));
+        Ok(Response::new(pb::ListProvidersResponse {
+            providers,
+            answer_cache,
+        }))
     }
 }

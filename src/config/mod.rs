@@ -30,6 +30,7 @@ use serde::Deserialize;
 
 use crate::providers::ProviderConfig;
 
+pub use crate::engine::CacheConfig;
 pub use crate::jobs::{JobsConfig, PricesConfig};
 
 /// The environment prefix for overrides: `PHONECHECK__SERVER__LISTEN=0.0.0.0:50051`.
@@ -245,69 +246,6 @@ fn default_label_delay() -> Duration {
     Duration::from_secs(10)
 }
 
-/// `[cache]`: how long a vendor's answer is reused, per check. Negative answers (an empty
-/// number, no labels, no risk) are cached like any other; failures never are.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CacheConfig {
-    /// Line status.
-    #[serde(default = "default_line_status_ttl", with = "humantime_serde")]
-    pub line_status: Duration,
-    /// Spam labels (once labelled).
-    #[serde(default = "default_day", with = "humantime_serde")]
-    pub spam_labels: Duration,
-    /// Account presence.
-    #[serde(default = "default_week", with = "humantime_serde")]
-    pub account_presence: Duration,
-    /// Risk profile.
-    #[serde(default = "default_week", with = "humantime_serde")]
-    pub risk_profile: Duration,
-    /// Most answers kept; the least recently used go first.
-    #[serde(default = "default_cache_entries")]
-    pub max_entries: u64,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        CacheConfig {
-            line_status: default_line_status_ttl(),
-            spam_labels: default_day(),
-            account_presence: default_week(),
-            risk_profile: default_week(),
-            max_entries: default_cache_entries(),
-        }
-    }
-}
-
-impl CacheConfig {
-    /// The TTL of a check's answers.
-    pub fn ttl(&self, check: crate::domain::Check) -> Duration {
-        use crate::domain::Check;
-        match check {
-            Check::LineStatus => self.line_status,
-            Check::SpamLabels => self.spam_labels,
-            Check::AccountPresence => self.account_presence,
-            Check::RiskProfile => self.risk_profile,
-        }
-    }
-}
-
-fn default_line_status_ttl() -> Duration {
-    Duration::from_secs(3 * 86_400)
-}
-
-fn default_day() -> Duration {
-    Duration::from_secs(86_400)
-}
-
-fn default_week() -> Duration {
-    Duration::from_secs(7 * 86_400)
-}
-
-fn default_cache_entries() -> u64 {
-    1_000_000
-}
-
 /// `[storage]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -491,6 +429,7 @@ impl Config {
                 }
             }
         }
+        problems.extend(self.cache.problems());
         problems.extend(self.jobs.problems());
         if let Some(redis) = &self.redis {
             problems.extend(redis.problems());

@@ -6,54 +6,41 @@
 //! unary or streamed). The batcher gathers queued jobs into calls of the provider's batch size,
 //! waiting at most `linger` for a batch to fill.
 //!
+//! The cache is the engine's [`Answers`]: the hot tier in memory, then the answer store on disk.
 //! With `[redis]`, the cache and single-flight reach across replicas ([`SharedAnswers`]): a local
 //! miss looks in the shared cache, and the one caller of this replica that would call the vendor
 //! first agrees with the other replicas which of them calls.
+//!
+//! Platform profiles (account presence) are personal data: an answer is kept with them only when
+//! the caller that paid for it was granted them; otherwise they are removed before it is kept
+//! anywhere (memory, disk, Redis), and a later caller granted them asks the vendor again.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
-use moka::Expiry;
-use moka::future::Cache;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tracing::Instrument;
 
+use super::answers::{Answers, Hit};
 use super::health::Health;
-use crate::config::CacheConfig;
+use super::hot::AnswerId;
 use crate::domain::{Check, CheckData};
 use crate::providers::{Answer, Provider, ProviderError, Query};
-use crate::shared::{AnswerKey, Coordination, RemoteLock, SharedAnswers};
+use crate::shared::{AnswerKey, Coordination, RemoteLock, SharedAnswer, SharedAnswers, TtlFn};
 
 /// Jobs queued for the batcher before callers wait.
 const QUEUE: usize = 16_384;
 
-/// What identifies one answer: the check, the number, and what else the vendor was told.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// What identifies one answer: the check, and keyed hashes of the number and of everything the
+/// vendor was told (provider, check, number, KYC inputs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key {
     check: Check,
-    e164: String,
-    /// A hash of the KYC inputs, which change account-presence answers; 0 without any.
-    inputs: u64,
-}
-
-impl Key {
-    fn new(check: Check, query: &Query) -> Key {
-        let inputs = query.kyc.as_ref().map_or(0, |kyc| {
-            let mut h = DefaultHasher::new();
-            kyc.hash(&mut h);
-            h.finish()
-        });
-        Key {
-            check,
-            e164: query.number.e164.clone(),
-            inputs,
-        }
-    }
+    id: AnswerId,
 }
 
 /// A cached answer.
@@ -94,27 +81,20 @@ pub enum Delivery {
     Joined(Fetched),
 }
 
-struct PerCheckTtl(CacheConfig);
-
-impl Expiry<Key, Cached> for PerCheckTtl {
-    /// The check's TTL from when the vendor answered (an answer from the shared cache may be
-    /// older than its arrival here).
-    fn expire_after_create(
-        &self,
-        key: &Key,
-        value: &Cached,
-        _now: std::time::Instant,
-    ) -> Option<Duration> {
-        let age = SystemTime::now()
-            .duration_since(value.fetched_at)
-            .unwrap_or_default();
-        Some(self.0.ttl(key.check).saturating_sub(age))
+impl From<Hit> for Cached {
+    fn from(hit: Hit) -> Cached {
+        Cached {
+            data: hit.data,
+            fetched_at: hit.fetched_at,
+        }
     }
 }
 
 struct Job {
     key: Key,
     query: Query,
+    /// The caller was granted platform profiles: they may be kept with the answer.
+    profiles: bool,
     deadline: Option<Instant>,
     reply: oneshot::Sender<Fetched>,
     /// This replica's hold on the call among replicas, when they share answers.
@@ -130,7 +110,8 @@ struct Shared {
     /// Paces bulk numbers to their share of the vendor's quota; `None` without a quota.
     bulk_pacer: Option<Pacer>,
     stack: super::stack::CallService,
-    cache: Cache<Key, Cached>,
+    /// The engine's answer cache (memory, then disk).
+    answers: Arc<Answers>,
     /// The answers shared with other replicas, with `[redis]`.
     remote: Option<SharedAnswers>,
     inflight: Mutex<HashMap<Key, Vec<oneshot::Sender<Fetched>>>>,
@@ -153,19 +134,22 @@ impl std::fmt::Debug for Dispatcher {
 }
 
 impl Dispatcher {
-    /// Starts the batcher of `provider`. Must be called within a Tokio runtime.
+    /// Starts the batcher of `provider`, whose answers are kept in `answers` (and in Redis, for
+    /// `ttl`, with `shared`). Must be called within a Tokio runtime.
     pub fn new(
         provider: Arc<dyn Provider>,
-        cache: &CacheConfig,
+        answers: Arc<Answers>,
+        ttl: TtlFn,
         bulk_share: f64,
         shared: Option<&crate::shared::Shared>,
     ) -> Dispatcher {
-        Self::with_queue(provider, cache, bulk_share, shared, QUEUE)
+        Self::with_queue(provider, answers, ttl, bulk_share, shared, QUEUE)
     }
 
     fn with_queue(
         provider: Arc<dyn Provider>,
-        cache: &CacheConfig,
+        answers: Arc<Answers>,
+        ttl: TtlFn,
         bulk_share: f64,
         shared: Option<&crate::shared::Shared>,
         queue: usize,
@@ -186,11 +170,8 @@ impl Dispatcher {
                 provider.clone(),
                 shared.and_then(|s| s.quota(&info.name, quota)),
             ),
-            cache: Cache::builder()
-                .max_capacity(cache.max_entries)
-                .expire_after(PerCheckTtl(cache.clone()))
-                .build(),
-            remote: shared.map(|s| s.answers(&info.name, cache)),
+            answers,
+            remote: shared.map(|s| s.answers(&info.name, ttl)),
             provider,
             inflight: Mutex::new(HashMap::new()),
             health: Mutex::new(Health::default()),
@@ -214,8 +195,9 @@ impl Dispatcher {
             .clone()
     }
 
-    /// Answers `check` for `query`: from the cache if an answer younger than `max_age` is there,
-    /// else from the vendor call in flight for the same key, else from a new one.
+    /// Answers `check` for `query`: from the cache if an answer younger than `max_age` is there
+    /// (with platform profiles, when `profiles`: the caller is granted them), else from the
+    /// vendor call in flight for the same key, else from a new one.
     #[tracing::instrument(
         name = "dispatch",
         skip_all,
@@ -228,10 +210,24 @@ impl Dispatcher {
         max_age: Option<Duration>,
         deadline: Option<Instant>,
         priority: super::Priority,
+        profiles: bool,
     ) -> Delivery {
-        let key = Key::new(check, &query);
-        if let Some(hit) = self.fresh(&key, max_age).await {
-            return self.shared.cached(hit);
+        let key = Key {
+            check,
+            id: self.shared.answers.id(
+                &self.shared.provider.info().name,
+                check,
+                &query.number.e164,
+                query.kyc.as_ref(),
+            ),
+        };
+        if let Some(hit) = self
+            .shared
+            .answers
+            .lookup(&key.id, check, max_age, profiles)
+            .await
+        {
+            return self.shared.cached(hit.into());
         }
         let remote_key = self
             .shared
@@ -244,14 +240,12 @@ impl Dispatcher {
         {
             // Paced are the numbers that will cost a call, not those another replica paid for.
             if let (Some(remote), Some(remote_key)) = (&self.shared.remote, &remote_key)
-                && let Some((data, fetched_at)) = remote.cached(remote_key, max_age).await
+                && let Some(answer) = remote.cached(remote_key, max_age, profiles).await
             {
-                return self
-                    .shared
-                    .cached(self.shared.adopt(&key, data, fetched_at).await);
+                return self.shared.cached(self.shared.adopt(&key, answer).await);
             }
             pacer.until_ready().await;
-            if let Some(hit) = self.fresh(&key, max_age).await {
+            if let Some(hit) = self.fresh(&key, max_age, profiles) {
                 return self.shared.cached(hit);
             }
         }
@@ -289,7 +283,10 @@ impl Dispatcher {
         let leader = self.clone();
         tokio::spawn(
             async move {
-                let delivery = match leader.lead(key, remote_key, query, max_age, deadline).await {
+                let delivery = match leader
+                    .lead(key, remote_key, query, max_age, deadline, profiles)
+                    .await
+                {
                     Ok(delivery) => delivery,
                     Err(answer) => {
                         leader.shared.count("miss");
@@ -320,21 +317,22 @@ impl Dispatcher {
         query: Query,
         max_age: Option<Duration>,
         deadline: Option<Instant>,
+        profiles: bool,
     ) -> Result<Delivery, oneshot::Receiver<Fetched>> {
         // An answer may have landed between the cache check and the reservation.
-        if let Some(hit) = self.fresh(&key, max_age).await {
+        if let Some(hit) = self.fresh(&key, max_age, profiles) {
             self.shared.deliver(&key, hit.ready(), None);
             return Ok(self.shared.cached(hit));
         }
         let mut lock = None;
         if let (Some(remote), Some(remote_key)) = (&self.shared.remote, remote_key) {
-            match remote.coordinate(&remote_key, max_age).await {
-                Coordination::Cached(data, fetched_at) => {
-                    let hit = self.shared.adopt(&key, data, fetched_at).await;
+            match remote.coordinate(&remote_key, max_age, profiles).await {
+                Coordination::Cached(answer) => {
+                    let hit = self.shared.adopt(&key, answer).await;
                     return Ok(self.shared.cached(hit));
                 }
-                Coordination::Joined(data, fetched_at) => {
-                    let hit = self.shared.adopt(&key, data, fetched_at).await;
+                Coordination::Joined(answer) => {
+                    let hit = self.shared.adopt(&key, answer).await;
                     return Ok(self.shared.joined(hit.ready()));
                 }
                 Coordination::Leader(held) => lock = Some(held),
@@ -345,6 +343,7 @@ impl Dispatcher {
         let job = Job {
             key,
             query,
+            profiles,
             deadline,
             reply,
             lock,
@@ -352,7 +351,7 @@ impl Dispatcher {
         };
         if let Err(mpsc::error::SendError(job)) = self.queue.send(job).await {
             if let (Some(remote), Some(lock)) = (&self.shared.remote, job.lock) {
-                remote.finish(lock, None).await;
+                remote.finish(lock, None, false).await;
             }
             self.shared
                 .deliver(&job.key, Fetched::now(Err(dropped())), Some(job.reply));
@@ -368,12 +367,27 @@ impl Dispatcher {
             .contains_key(key)
     }
 
-    async fn fresh(&self, key: &Key, max_age: Option<Duration>) -> Option<Cached> {
-        let hit = self.shared.cache.get(key).await?;
-        let age = SystemTime::now()
-            .duration_since(hit.fetched_at)
-            .unwrap_or_default();
-        max_age.is_none_or(|max| age <= max).then_some(hit)
+    /// A usable answer in the hot tier (one that landed since the caller's lookup).
+    fn fresh(&self, key: &Key, max_age: Option<Duration>, profiles: bool) -> Option<Cached> {
+        self.shared
+            .answers
+            .peek(&key.id, key.check, max_age, profiles)
+            .map(Cached::from)
+    }
+}
+
+/// An answer as it may be kept: without platform profiles unless the paying caller was granted
+/// them; true when some were removed.
+fn keepable(data: CheckData, profiles: bool) -> (CheckData, bool) {
+    match data {
+        CheckData::AccountPresence(presence) if !profiles => {
+            let withheld = presence.registrations.iter().any(|r| r.profile.is_some());
+            (
+                CheckData::AccountPresence(presence.without_profiles()),
+                withheld,
+            )
+        }
+        data => (data, false),
     }
 }
 
@@ -417,12 +431,22 @@ impl Shared {
         Delivery::Joined(fetched)
     }
 
-    /// Takes an answer from the shared cache or another replica: cached here too, and handed to
-    /// this replica's callers waiting for it.
-    async fn adopt(&self, key: &Key, data: CheckData, fetched_at: SystemTime) -> Cached {
-        let cached = Cached { data, fetched_at };
-        self.cache.insert(key.clone(), cached.clone()).await;
+    /// Takes an answer from the shared cache or another replica: kept here too (memory and
+    /// store), and handed to this replica's callers waiting for it.
+    async fn adopt(&self, key: &Key, answer: SharedAnswer) -> Cached {
+        let row = self.answers.hold(
+            key.id,
+            key.check,
+            &answer.data,
+            answer.fetched_at,
+            answer.withheld,
+        );
+        let cached = Cached {
+            data: answer.data,
+            fetched_at: answer.fetched_at,
+        };
         self.deliver(key, cached.ready(), None);
+        self.answers.persist(vec![row]).await;
         cached
     }
 
@@ -493,26 +517,41 @@ impl Shared {
             results = vec![Err(error); jobs.len()];
         }
         self.record(&results);
-        let fetched_at = SystemTime::now();
+        // Milliseconds, as the answer store keeps it: a fresh answer and its stored copy say the
+        // same time.
+        let fetched_at = SystemTime::UNIX_EPOCH
+            + Duration::from_millis(
+                u64::try_from(
+                    SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_millis(),
+                )
+                .unwrap_or(u64::MAX),
+            );
         let mut shared_answers = Vec::new();
         let mut deliveries = Vec::with_capacity(jobs.len());
+        let mut rows = Vec::new();
         for (job, result) in jobs.into_iter().zip(results) {
-            // Answers are cached, negative ones too; failures and pending answers are not.
-            let data = match &result {
-                Ok(Answer::Ready { data, .. }) => Some(data.clone()),
+            // Answers are kept, negative ones too; failures and pending answers are not.
+            let kept = match &result {
+                Ok(Answer::Ready { data, .. }) => Some(keepable(data.clone(), job.profiles)),
                 _ => None,
             };
-            if let Some(data) = &data {
-                let cached = Cached {
-                    data: data.clone(),
+            if let Some((data, withheld)) = &kept {
+                rows.push(self.answers.hold(
+                    job.key.id,
+                    job.key.check,
+                    data,
                     fetched_at,
-                };
-                self.cache.insert(job.key.clone(), cached).await;
+                    *withheld,
+                ));
             }
             if let (Some(remote), Some(lock)) = (&self.remote, job.lock) {
                 shared_answers.push(async move {
+                    let withheld = kept.as_ref().is_some_and(|(_, w)| *w);
                     remote
-                        .finish(lock, data.as_ref().map(|d| (d, fetched_at)))
+                        .finish(lock, kept.as_ref().map(|(d, _)| (d, fetched_at)), withheld)
                         .await;
                 });
             }
@@ -523,6 +562,8 @@ impl Shared {
         for (key, fetched, reply) in deliveries {
             self.deliver(&key, fetched, Some(reply));
         }
+        // The callers have their answers; the store's writer takes them from here.
+        self.answers.persist(rows).await;
     }
 
     /// Any success resets the failure count; a call whose results all failed for the vendor's
@@ -634,8 +675,15 @@ mod tests {
             door: tokio::sync::Semaphore::new(0),
             calls: AtomicUsize::new(0),
         });
-        let dispatcher =
-            Dispatcher::with_queue(vendor.clone(), &CacheConfig::default(), 1.0, None, queue);
+        let cache = crate::engine::CacheConfig::default();
+        let dispatcher = Dispatcher::with_queue(
+            vendor.clone(),
+            Answers::memory(&cache),
+            cache.ttl_fn(),
+            1.0,
+            None,
+            queue,
+        );
         (vendor, dispatcher)
     }
 
@@ -662,6 +710,7 @@ mod tests {
                 None,
                 None,
                 Priority::Live,
+                false,
             ));
             for _ in 0..=polls {
                 assert!(futures::poll!(&mut leader).is_pending());
@@ -673,7 +722,7 @@ mod tests {
                 let query = query(&number);
                 async move {
                     dispatcher
-                        .dispatch(Check::LineStatus, query, None, None, Priority::Live)
+                        .dispatch(Check::LineStatus, query, None, None, Priority::Live, false)
                         .await
                 }
             });
@@ -702,7 +751,7 @@ mod tests {
             let query = query(number);
             async move {
                 dispatcher
-                    .dispatch(Check::LineStatus, query, None, None, Priority::Live)
+                    .dispatch(Check::LineStatus, query, None, None, Priority::Live, false)
                     .await
             }
         };

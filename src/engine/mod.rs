@@ -1,9 +1,15 @@
 //! Runs the checks a request asks for: offline analysis first (free; invalid numbers never reach a
 //! vendor), then, per check, the provider that serves it, through its [`Dispatcher`]: the answer
-//! cache, single-flight, and the batcher.
+//! cache ([`Answers`]: a compact hot tier in memory, then the answer store on disk), single-flight,
+//! and the batcher.
 
+mod answers;
+mod cache;
+mod codec;
 mod dispatch;
 mod health;
+mod hot;
+mod presence;
 pub mod stack;
 
 use std::collections::{HashMap, HashSet};
@@ -12,7 +18,6 @@ use std::time::Instant;
 
 use futures::future::join_all;
 
-use crate::config::CacheConfig;
 use crate::domain::{
     Check, CheckData, CheckOptions, CheckOutcome, CheckState, LineStatus, LineStatusResult,
     NumberInfo, Report, SkipReason,
@@ -20,8 +25,11 @@ use crate::domain::{
 use crate::number::{Analyzer, NumberError};
 use crate::providers::{Answer, Provider, Query};
 
-pub use dispatch::{Delivery, Dispatcher, Fetched};
+pub use answers::{AnswerStats, Answers, Hit, KEY_FILE, Tier};
+pub use cache::{CacheConfig, parse_bytes};
+pub use dispatch::{Cached, Delivery, Dispatcher, Fetched};
 pub use health::Health;
+pub use hot::{AnswerId, ENTRY_BYTES, HotStats};
 
 /// The provider name reported for answers phonecheck decides itself.
 pub const LOCAL: &str = "local";
@@ -62,36 +70,60 @@ pub enum EngineError {
     Number(#[from] NumberError),
 }
 
+/// Why answers could not be forgotten everywhere.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgetError {
+    /// The answer store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Redis failed (the kind only).
+    #[error(transparent)]
+    Shared(#[from] crate::shared::SharedError),
+}
+
 /// The engine.
 #[derive(Debug)]
 pub struct Engine {
     analyzer: Analyzer,
     dispatchers: Vec<Dispatcher>,
     by_check: HashMap<Check, usize>,
+    answers: Arc<Answers>,
+    shared: Option<crate::shared::Shared>,
 }
 
 impl Engine {
-    /// An engine over these providers, with the default cache. The first provider that serves a
-    /// check serves it. Must be called within a Tokio runtime (each provider gets a batcher).
+    /// An engine over these providers, with the default cache in memory. The first provider that
+    /// serves a check serves it. Must be called within a Tokio runtime (each provider gets a
+    /// batcher).
     pub fn new(analyzer: Analyzer, providers: Vec<Arc<dyn Provider>>) -> Engine {
         Self::with_cache(analyzer, providers, &CacheConfig::default())
     }
 
-    /// An engine with the given cache settings; bulk jobs may use 80% of each vendor's quota.
+    /// An engine with the given cache settings, in memory only; bulk jobs may use 80% of each
+    /// vendor's quota.
     pub fn with_cache(
         analyzer: Analyzer,
         providers: Vec<Arc<dyn Provider>>,
         cache: &CacheConfig,
     ) -> Engine {
-        Self::build(analyzer, providers, cache, 0.8, None)
+        Self::build(
+            analyzer,
+            providers,
+            cache,
+            Answers::memory(cache),
+            0.8,
+            None,
+        )
     }
 
-    /// An engine with the given cache settings, whose bulk jobs may use `bulk_share` (0 to 1] of
-    /// each vendor's quota, and whose quotas are kept in `shared` (Redis) when given.
+    /// An engine with the given cache settings and answer cache ([`Answers::open`]), whose bulk
+    /// jobs may use `bulk_share` (0 to 1] of each vendor's quota, and whose quotas and answers
+    /// are shared through `shared` (Redis) when given.
     pub fn build(
         analyzer: Analyzer,
         providers: Vec<Arc<dyn Provider>>,
         cache: &CacheConfig,
+        answers: Arc<Answers>,
         bulk_share: f64,
         shared: Option<&crate::shared::Shared>,
     ) -> Engine {
@@ -101,14 +133,63 @@ impl Engine {
                 by_check.entry(check).or_insert(i);
             }
         }
+        if let Some(shared) = shared {
+            // Other replicas' forgets reach this replica's memory and store too.
+            let answers = Arc::downgrade(&answers);
+            shared.on_forget(Arc::new(move |payload: Vec<u8>| {
+                let Some(answers) = answers.upgrade() else {
+                    return;
+                };
+                let hashes = payload
+                    .chunks_exact(8)
+                    .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                    .collect();
+                tokio::spawn(async move {
+                    if let Err(e) = answers.forget_hashes(&hashes).await {
+                        tracing::warn!(error = %e, "answer store: a forget from another replica failed");
+                    }
+                });
+            }));
+        }
         Engine {
             analyzer,
             dispatchers: providers
                 .into_iter()
-                .map(|p| Dispatcher::new(p, cache, bulk_share, shared))
+                .map(|p| Dispatcher::new(p, answers.clone(), cache.ttl_fn(), bulk_share, shared))
                 .collect(),
             by_check,
+            answers,
+            shared: shared.cloned(),
         }
+    }
+
+    /// What the answer cache holds and how it does.
+    pub async fn answer_stats(&self) -> AnswerStats {
+        self.answers.stats().await
+    }
+
+    /// Waits until every paid answer so far is in the answer store (at shutdown).
+    pub async fn flush_answers(&self) {
+        self.answers.flush().await;
+    }
+
+    /// Forgets every answer about these numbers (E.164): in memory, in the answer store and, with
+    /// `[redis]`, in Redis (right to erasure). Returns how many answers were forgotten.
+    pub async fn forget(&self, numbers: &[String]) -> Result<u64, ForgetError> {
+        let hashes: HashSet<u64> = numbers
+            .iter()
+            .map(|n| self.answers.number_hash(n))
+            .collect();
+        let mut forgotten = self.answers.forget_hashes(&hashes).await?;
+        if let Some(shared) = &self.shared {
+            forgotten = forgotten.max(shared.forget(numbers).await?);
+            // Every replica keeps its own store: each forgets what the hashes name.
+            for chunk in hashes.iter().copied().collect::<Vec<_>>().chunks(4096) {
+                let payload = chunk.iter().flat_map(|h| h.to_le_bytes()).collect();
+                shared.broadcast_forget(payload).await?;
+            }
+        }
+        Ok(forgotten)
     }
 
     /// The offline analyser.
@@ -176,6 +257,7 @@ impl Engine {
                 options.max_cache_age,
                 request.deadline,
                 request.priority,
+                options.include_profile_details,
             )
             .await;
         let (state, billable, cached, fetched_at) = match delivery {

@@ -66,6 +66,9 @@ pub enum JobError {
     /// A spool file failed.
     #[error("job file: {0}")]
     Io(#[from] std::io::Error),
+    /// The job's answers could not be forgotten (the job is kept, so the delete can be retried).
+    #[error("forgetting the job's answers: {0}")]
+    Forget(String),
 }
 
 impl JobError {
@@ -370,9 +373,23 @@ impl Jobs {
         self.get(tenant, id).await
     }
 
-    /// Deletes a job with its rows and results.
+    /// Deletes a job with its rows and results, and forgets the vendors' answers about its
+    /// numbers (memory, answer store, Redis): deleting a list is erasing what phonecheck learnt
+    /// about it. Those numbers are paid again if anyone asks about them later.
     pub async fn delete(&self, tenant: &str, id: &str) -> Result<(), JobError> {
         self.cancel(tenant, id).await?;
+        let mut after = String::new();
+        loop {
+            let numbers = self.store.numbers(id, &after, 1_000).await?;
+            let Some(last) = numbers.last() else {
+                break;
+            };
+            after = last.clone();
+            self.engine
+                .forget(&numbers)
+                .await
+                .map_err(|e| JobError::Forget(e.to_string()))?;
+        }
         self.store.delete_job(id).await?;
         Ok(())
     }

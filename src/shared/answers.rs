@@ -19,7 +19,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::Shared;
-use crate::config::CacheConfig;
+use super::TtlFn;
 use crate::domain::{Check, CheckData, KycInput};
 
 /// How often a waiting replica looks whether the lock is still held.
@@ -28,15 +28,35 @@ pub const POLL: Duration = Duration::from_millis(250);
 const ROUNDS: usize = 4;
 
 /// Stores the answer (if any), releases the lock if still ours, and tells the waiters.
-/// KEYS[1]: answer key (also the channel); KEYS[2]: lock key. ARGV[1]: lock token; ARGV[2]: the
-/// answer, or empty after a failed call; ARGV[3]: the answer's time to live, in milliseconds.
+/// KEYS[1]: answer key (also the channel); KEYS[2]: lock key; KEYS[3]: the number's index of
+/// answers (for forgetting it). ARGV[1]: lock token; ARGV[2]: the answer, or empty after a failed
+/// call; ARGV[3]: the answer's time to live, in milliseconds.
 static FINISH: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
-if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  redis.call('SADD', KEYS[3], KEYS[1])
+  if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
+end
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 redis.call('PUBLISH', KEYS[1], ARGV[2] == '' and 'failed' or 'answered')
 return 1
+",
+    )
+});
+
+/// Deletes every answer in a number's index, and the index. KEYS[1]: the index. The answers share
+/// the index's hash tag, so they live on its cluster slot. Returns how many answers were deleted.
+static FORGET: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local deleted = 0
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  deleted = deleted + redis.call('DEL', key)
+end
+redis.call('DEL', KEYS[1])
+return deleted
 ",
     )
 });
@@ -46,6 +66,30 @@ return 1
 struct Stored {
     data: CheckData,
     fetched_at: SystemTime,
+    /// Platform profiles were not stored (the paying caller was not granted them).
+    #[serde(default)]
+    withheld: bool,
+}
+
+/// An answer from the shared cache.
+#[derive(Debug, Clone)]
+pub struct SharedAnswer {
+    /// The answer.
+    pub data: CheckData,
+    /// When the vendor gave it.
+    pub fetched_at: SystemTime,
+    /// Its platform profiles were withheld.
+    pub withheld: bool,
+}
+
+impl From<Stored> for SharedAnswer {
+    fn from(s: Stored) -> SharedAnswer {
+        SharedAnswer {
+            data: s.data,
+            fetched_at: s.fetched_at,
+            withheld: s.withheld,
+        }
+    }
 }
 
 /// Where one answer lives in Redis.
@@ -55,15 +99,17 @@ pub struct AnswerKey {
     /// The cached answer, and the channel its publication goes to.
     answer: String,
     lock: String,
+    /// The number's index of answers.
+    index: String,
 }
 
 /// What a replica about to call a vendor should do.
 #[derive(Debug)]
 pub enum Coordination {
     /// A fresh enough answer is in the shared cache.
-    Cached(CheckData, SystemTime),
+    Cached(SharedAnswer),
     /// Another replica made the call while this one waited.
-    Joined(CheckData, SystemTime),
+    Joined(SharedAnswer),
     /// This replica makes the call and then [`SharedAnswers::finish`]es the lock.
     Leader(RemoteLock),
     /// Redis cannot be reached (or the holders kept failing): the replica goes on its own.
@@ -112,23 +158,38 @@ impl Waiters {
     }
 }
 
-/// Listens to every answer channel of this key prefix and wakes the local waiters, until `stop`'s
-/// sender is dropped; reconnects by itself.
+/// What the subscription listens to.
+pub(super) struct Channels {
+    /// The pattern of every answer channel.
+    pub answers: String,
+    /// The channel of forget broadcasts (within the pattern).
+    pub forget: String,
+}
+
+/// Listens to every answer channel of this key prefix and wakes the local waiters, and hands
+/// forget broadcasts to the hook, until `stop`'s sender is dropped; reconnects by itself.
 pub(super) async fn subscribe(
     client: redis::Client,
-    pattern: String,
+    channels: Channels,
     waiters: Arc<Waiters>,
+    forget_hook: Arc<Mutex<Option<super::ForgetHook>>>,
     mut stop: watch::Receiver<()>,
 ) {
     loop {
         let session = async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.psubscribe(&pattern).await?;
+            pubsub.psubscribe(&channels.answers).await?;
             let mut messages = pubsub.on_message();
             let mut tidy = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tokio::select! {
                     message = messages.next() => match message {
+                        Some(message) if message.get_channel_name() == channels.forget => {
+                            let hook = forget_hook.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                            if let Some(hook) = hook {
+                                hook(message.get_payload_bytes().to_vec());
+                            }
+                        }
                         Some(message) => waiters.wake(message.get_channel_name()),
                         None => return Ok::<(), redis::RedisError>(()),
                     },
@@ -151,19 +212,52 @@ pub(super) async fn subscribe(
 }
 
 /// One provider's answers in Redis.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SharedAnswers {
     shared: Shared,
     provider: String,
-    cache: CacheConfig,
+    ttl: TtlFn,
+}
+
+impl std::fmt::Debug for SharedAnswers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedAnswers")
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `prefix:answers:{hash(number)}`: the index of a number's answers. The braces make it a cluster
+/// hash tag that its answers and locks share.
+fn index_key(shared: &Shared, e164: &str) -> String {
+    format!(
+        "{}:answers:{{{}}}",
+        shared.config().key_prefix,
+        shared.hash(&[b"number", e164.as_bytes()])
+    )
+}
+
+/// See [`Shared::forget`].
+pub(super) async fn forget(shared: &Shared, numbers: &[String]) -> Result<u64, super::SharedError> {
+    let mut deleted = 0;
+    for number in numbers {
+        let mut connection = shared.connection();
+        let n: u64 = FORGET
+            .key(index_key(shared, number))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| super::SharedError::Redis(super::failed("answers", &e)))?;
+        deleted += n;
+    }
+    Ok(deleted)
 }
 
 impl SharedAnswers {
-    pub(super) fn new(shared: Shared, provider: &str, cache: &CacheConfig) -> SharedAnswers {
+    pub(super) fn new(shared: Shared, provider: &str, ttl: TtlFn) -> SharedAnswers {
         SharedAnswers {
             shared,
             provider: provider.to_owned(),
-            cache: cache.clone(),
+            ttl,
         }
     }
 
@@ -178,11 +272,15 @@ impl SharedAnswers {
             e164.as_bytes(),
             &kyc,
         ]);
-        // The hash tag keeps an answer and its lock on one cluster slot.
-        let answer = format!("{}:answer:{{{hash}}}", self.shared.config().key_prefix);
+        let number = self.shared.hash(&[b"number", e164.as_bytes()]);
+        // The number's hash tag keeps its answers, their locks and its index on one cluster
+        // slot, so that forgetting it is one script.
+        let prefix = &self.shared.config().key_prefix;
+        let answer = format!("{prefix}:answer:{{{number}}}:{hash}");
         AnswerKey {
             check,
             lock: format!("{answer}:lock"),
+            index: format!("{prefix}:answers:{{{number}}}"),
             answer,
         }
     }
@@ -192,20 +290,27 @@ impl SharedAnswers {
         format!("{}:answer:*", shared.config().key_prefix)
     }
 
-    /// A cached answer no older than `max_age`, if there is one and Redis answers.
+    /// A cached answer no older than `max_age` (and with profiles when `profiles`), if there is
+    /// one and Redis answers.
     pub async fn cached(
         &self,
         key: &AnswerKey,
         max_age: Option<Duration>,
-    ) -> Option<(CheckData, SystemTime)> {
-        match self.get(key).await {
-            Ok(Some((data, fetched_at))) if fresh(fetched_at, max_age) => Some((data, fetched_at)),
-            _ => None,
+        profiles: bool,
+    ) -> Option<SharedAnswer> {
+        match self.get(key, max_age, profiles).await {
+            Ok(found) => found,
+            Err(()) => None,
         }
     }
 
-    /// The cached answer, if any; `Err` when Redis cannot be reached.
-    async fn get(&self, key: &AnswerKey) -> Result<Option<(CheckData, SystemTime)>, ()> {
+    /// The cached answer, if there is a usable one; `Err` when Redis cannot be reached.
+    async fn get(
+        &self,
+        key: &AnswerKey,
+        max_age: Option<Duration>,
+        profiles: bool,
+    ) -> Result<Option<SharedAnswer>, ()> {
         let mut connection = self.shared.connection();
         let value: Option<Vec<u8>> = connection
             .get(&key.answer)
@@ -213,26 +318,32 @@ impl SharedAnswers {
             .map_err(|e| redis_down(&e))?;
         Ok(value
             .and_then(|v| serde_json::from_slice::<Stored>(&v).ok())
-            .map(|s| (s.data, s.fetched_at)))
+            .filter(|s| fresh(s.fetched_at, max_age) && !(profiles && s.withheld))
+            .map(SharedAnswer::from))
     }
 
     /// Decides who calls the vendor for `key`: the answer may be cached (no older than
-    /// `max_age`), in flight on another replica (then this one waits for it), or this replica's
-    /// to fetch.
-    pub async fn coordinate(&self, key: &AnswerKey, max_age: Option<Duration>) -> Coordination {
+    /// `max_age`, with profiles when `profiles`), in flight on another replica (then this one
+    /// waits for it), or this replica's to fetch.
+    pub async fn coordinate(
+        &self,
+        key: &AnswerKey,
+        max_age: Option<Duration>,
+        profiles: bool,
+    ) -> Coordination {
         let lock_timeout = self.shared.config().lock_timeout;
         let mut waited = false;
         for _ in 0..ROUNDS {
-            match self.get(key).await {
+            match self.get(key, max_age, profiles).await {
                 Err(()) => return Coordination::Alone,
-                Ok(Some((data, fetched_at))) if fresh(fetched_at, max_age) => {
+                Ok(Some(answer)) => {
                     return if waited {
-                        Coordination::Joined(data, fetched_at)
+                        Coordination::Joined(answer)
                     } else {
-                        Coordination::Cached(data, fetched_at)
+                        Coordination::Cached(answer)
                     };
                 }
-                Ok(_) => {}
+                Ok(None) => {}
             }
             let token = format!("{:032x}", rand::random::<u128>());
             let mut connection = self.shared.connection();
@@ -256,12 +367,12 @@ impl SharedAnswers {
                     };
                     // The holder before us may have stored its answer and released the lock
                     // between our look and our lock (it stores before it releases).
-                    return match self.get(key).await {
-                        Ok(Some((data, fetched_at))) if fresh(fetched_at, max_age) => {
-                            self.finish(lock, None).await;
-                            Coordination::Joined(data, fetched_at)
+                    return match self.get(key, max_age, profiles).await {
+                        Ok(Some(answer)) => {
+                            self.finish(lock, None, false).await;
+                            Coordination::Joined(answer)
                         }
-                        Ok(_) => Coordination::Leader(lock),
+                        Ok(None) => Coordination::Leader(lock),
                         Err(()) => Coordination::Alone,
                     };
                 }
@@ -302,10 +413,16 @@ impl SharedAnswers {
     }
 
     /// Stores this replica's answer (or nothing, after a failure or a pending answer), releases
-    /// the lock and wakes the other replicas' waiters. Best effort: if Redis is gone, the lock
+    /// the lock and wakes the other replicas' waiters. `withheld`: the answer's profiles were
+    /// removed (the paying caller was not granted them). Best effort: if Redis is gone, the lock
     /// expires by itself.
-    pub async fn finish(&self, lock: RemoteLock, answer: Option<(&CheckData, SystemTime)>) {
-        let ttl = self.cache.ttl(lock.key.check);
+    pub async fn finish(
+        &self,
+        lock: RemoteLock,
+        answer: Option<(&CheckData, SystemTime)>,
+        withheld: bool,
+    ) {
+        let ttl = (self.ttl)(lock.key.check);
         let value = answer
             .and_then(|(data, fetched_at)| {
                 let age = SystemTime::now()
@@ -315,6 +432,7 @@ impl SharedAnswers {
                 let stored = Stored {
                     data: data.clone(),
                     fetched_at,
+                    withheld,
                 };
                 Some((serde_json::to_vec(&stored).ok()?, left))
             })
@@ -323,6 +441,7 @@ impl SharedAnswers {
         let result: Result<i64, _> = FINISH
             .key(&lock.key.answer)
             .key(&lock.key.lock)
+            .key(&lock.key.index)
             .arg(&lock.token)
             .arg(value.0)
             .arg(value.1.as_millis().max(1) as u64)

@@ -25,7 +25,11 @@ use serde::Deserialize;
 
 use crate::secret::SecretRef;
 
-pub use answers::{AnswerKey, Coordination, RemoteLock, SharedAnswers};
+pub use answers::{AnswerKey, Coordination, RemoteLock, SharedAnswer, SharedAnswers};
+
+/// Each check's time to live, counted from when the vendor answered; given by the layer that owns
+/// the cache settings (the engine).
+pub type TtlFn = Arc<dyn Fn(crate::domain::Check) -> Duration + Send + Sync>;
 pub use pending::RedisPendingStore;
 pub use quota::SharedQuota;
 
@@ -120,11 +124,15 @@ pub struct Shared {
     inner: Arc<Inner>,
 }
 
+/// Called with the payload of every forget broadcast (see [`Shared::broadcast_forget`]).
+pub type ForgetHook = Arc<dyn Fn(Vec<u8>) + Send + Sync>;
+
 struct Inner {
     connection: ConnectionManager,
     config: RedisConfig,
     hash_key: SecretString,
     waiters: Arc<answers::Waiters>,
+    forget_hook: Arc<std::sync::Mutex<Option<ForgetHook>>>,
     /// Dropped with the last handle: stops the subscription.
     _stop: tokio::sync::watch::Sender<()>,
 }
@@ -156,6 +164,7 @@ impl Shared {
             .set_connection_timeout(Some(config.timeout));
         let connection = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
         let waiters = Arc::new(answers::Waiters::default());
+        let forget_hook = Arc::new(std::sync::Mutex::new(None));
         let (stop, stopped) = tokio::sync::watch::channel(());
         let shared = Shared {
             inner: Arc::new(Inner {
@@ -163,13 +172,18 @@ impl Shared {
                 config: config.clone(),
                 hash_key,
                 waiters: waiters.clone(),
+                forget_hook: forget_hook.clone(),
                 _stop: stop,
             }),
         };
         tokio::spawn(answers::subscribe(
             client,
-            SharedAnswers::channels(&shared),
+            answers::Channels {
+                answers: SharedAnswers::channels(&shared),
+                forget: shared.forget_channel(),
+            },
             waiters,
+            forget_hook,
             stopped,
         ));
         Ok(shared)
@@ -211,9 +225,49 @@ impl Shared {
         SharedQuota::new(self.clone(), provider, quota)
     }
 
-    /// The shared answers of a provider: cache and single-flight.
-    pub fn answers(&self, provider: &str, cache: &crate::config::CacheConfig) -> SharedAnswers {
-        SharedAnswers::new(self.clone(), provider, cache)
+    /// The shared answers of a provider: cache and single-flight, answers living for `ttl`.
+    pub fn answers(&self, provider: &str, ttl: TtlFn) -> SharedAnswers {
+        SharedAnswers::new(self.clone(), provider, ttl)
+    }
+
+    /// A key for this replica's own answer store derived from `hash_key` (so that the same
+    /// deployment keys its stores alike, and the Redis key itself is used for Redis only).
+    pub fn local_key(&self) -> Vec<u8> {
+        hex::decode(self.hash(&[b"phonecheck answer store key"])).unwrap_or_default()
+    }
+
+    /// Forgets every shared answer about these numbers (E.164), whatever the provider, check or
+    /// KYC inputs; returns how many answers were removed.
+    pub async fn forget(&self, numbers: &[String]) -> Result<u64, SharedError> {
+        answers::forget(self, numbers).await
+    }
+
+    /// The channel of forget broadcasts (it matches the answers' pattern, so the one
+    /// subscription hears both).
+    fn forget_channel(&self) -> String {
+        format!("{}:answer:forget", self.config().key_prefix)
+    }
+
+    /// Tells every replica (this one included) to forget what `payload` names: the engine's
+    /// keyed hashes of numbers, never the numbers.
+    pub async fn broadcast_forget(&self, payload: Vec<u8>) -> Result<(), SharedError> {
+        let mut connection = self.connection();
+        redis::cmd("PUBLISH")
+            .arg(self.forget_channel())
+            .arg(payload)
+            .query_async::<i64>(&mut connection)
+            .await
+            .map_err(|e| SharedError::Redis(failed("answers", &e)))?;
+        Ok(())
+    }
+
+    /// Sets what this replica does when a forget broadcast arrives.
+    pub fn on_forget(&self, hook: ForgetHook) {
+        *self
+            .inner
+            .forget_hook
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
     /// Pending asynchronous submissions, shared by every replica.

@@ -327,6 +327,14 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<ExportRow>, StoreError>;
     /// Carriers, provinces and invalid rows for the report.
     async fn breakdown(&self, job_id: &str, top: u32) -> Result<Breakdown, StoreError>;
+    /// Up to `limit` of the job's distinct numbers (E.164, or the digits of an invalid one) after
+    /// `after`, in key order.
+    async fn numbers(
+        &self,
+        job_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError>;
     /// Deletes a job with its rows and results; false when there was none.
     async fn delete_job(&self, job_id: &str) -> Result<bool, StoreError>;
     /// Ids of jobs that finished before `before`.

@@ -4,8 +4,11 @@
 //!
 //! Kept: the asynchronous vendors' pending submissions (caih adds a number today and labels it
 //! hours later; the submission must survive a restart and must never be made twice), and bulk
-//! jobs with their rows and results ([`JobStore`]).
+//! jobs with their rows and results ([`JobStore`]). Paid vendor answers have a store of their own,
+//! always local and always SQLite ([`AnswerStore`], `migrations/answers`): a cache in front of
+//! Redis and PostgreSQL, never shared.
 
+mod answers;
 mod jobs;
 mod postgres;
 mod sql;
@@ -15,6 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
+pub use answers::{
+    ANSWERS_FILE, AnswerRow, AnswerStore, AnswerStoreStats, Opened, StoredAnswer, is_full,
+};
 pub use jobs::*;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -293,3 +293,68 @@ async fn a_caller_dropped_while_coordinating_does_not_wedge_its_number() {
     assert_eq!(o.state, pb::CheckState::Ok as i32, "{o:?}");
     assert_eq!(sim.stats().vendor("thinksms").calls, 1, "one vendor call");
 }
+
+/// Forgetting a number on one replica (right to erasure) removes it from Redis and from every
+/// replica's own memory and answer store: the next lookup anywhere is paid again.
+#[tokio::test]
+async fn a_number_forgotten_on_one_replica_is_forgotten_by_all() {
+    let redis = Redis::start();
+    let sim = start_sim(SimConfig::default()).await;
+    let a = vendors_replica(&sim, redis.port).await;
+    let b = vendors_replica(&sim, redis.port).await;
+    let checks = [pb::Check::LineStatus, pb::Check::RiskProfile];
+    let number = "13800138031";
+    report(&a, lookup(number, &checks)).await;
+    // B takes both answers from Redis into its memory and its store.
+    let on_b = report(&b, lookup(number, &checks)).await;
+    assert!(outcome(&on_b, pb::Check::LineStatus).cached);
+    let stored = |server: &TestServer| {
+        let mut client = server.client();
+        async move {
+            client
+                .list_providers(pb::ListProvidersRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .answer_cache
+                .unwrap()
+        }
+    };
+    assert_eq!(stored(&b).await.stored_answers, 2);
+
+    let forgotten = pb::admin_service_client::AdminServiceClient::new(a.channel())
+        .forget_number(pb::ForgetNumberRequest {
+            number: format!("+86{number}"),
+            default_region: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .answers_forgotten;
+    assert_eq!(forgotten, 2);
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port)).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("phonecheck:answer*")
+        .query(&mut connection)
+        .unwrap();
+    assert!(keys.is_empty(), "nothing left in Redis: {keys:?}");
+    // B hears of it through Redis; bounded wait for the broadcast to be applied.
+    let mut gone = false;
+    for _ in 0..100 {
+        let info = stored(&b).await;
+        if info.stored_answers == 0 && info.hot_answers == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "B forgot its copies");
+    let again = report(&b, lookup(number, &checks)).await;
+    for check in checks {
+        let o = outcome(&again, check);
+        assert!(o.billable && !o.cached, "paid again: {o:?}");
+    }
+    let stats = sim.stats().snapshot();
+    assert_eq!((stats["thinksms"].calls, stats["yidun"].calls), (2, 2));
+}

@@ -597,6 +597,23 @@ impl JobStore for $store {
         Ok(breakdown)
     }
 
+    async fn numbers(
+        &self,
+        job_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key FROM batch_job_numbers WHERE job_id = $1 AND key > $2 ORDER BY key LIMIT $3",
+        )
+        .bind(job_id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn delete_job(&self, job_id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         for table in ["batch_job_rows", "batch_job_numbers", "batch_job_counts"] {

@@ -1,0 +1,752 @@
+//! Paid answers, in two tiers: the hot tier in memory ([`HotTier`], bounded by bytes) and the
+//! answer store on disk ([`AnswerStore`], `answers.db` in the data directory), so that a restart
+//! never pays for an answer twice. One [`Answers`] serves every provider of the engine; Redis,
+//! when configured, sits behind it (see `dispatch.rs`).
+//!
+//! Keys are keyed hashes (HMAC-SHA256, first 8 bytes) of the number, and of the provider, check,
+//! number and KYC inputs: the number itself is never stored. The key is `[redis] hash_key`'s
+//! (derived, so the Redis key itself is not used twice) when Redis is configured, else a random
+//! key kept in the data directory (`answers.key`).
+//!
+//! Every paid answer goes to the hot tier at once and to the store through a writer task that
+//! commits batches (WAL, no `fsync` per commit): the vendor path never waits for the disk. When
+//! the store cannot be written (disk full, `cache.max_disk`), answers stay in memory only: a log
+//! line, `phonecheck_answer_store_degraded` at 1, and writes are tried again with each batch.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use hmac::{Hmac, KeyInit, Mac};
+use tokio::sync::{mpsc, oneshot};
+
+use super::cache::CacheConfig;
+use super::codec::{self, Decoded, Interner};
+use super::hot::{AnswerId, HotEntry, HotStats, HotTier};
+use super::presence::Presence;
+use crate::domain::{Check, CheckData, KycInput};
+use crate::store::{AnswerRow, AnswerStore, AnswerStoreStats, Opened, StoreError, StoredAnswer};
+
+/// The key file, when no `[redis] hash_key` is configured.
+pub const KEY_FILE: &str = "answers.key";
+/// Answers queued for the writer before the vendor path waits for it.
+const QUEUE: usize = 65_536;
+/// Most answers in one transaction.
+const BATCH: usize = 4_096;
+/// How long the writer waits for a batch to fill before it commits a small one.
+const LINGER: Duration = Duration::from_millis(10);
+/// Rows deleted per purge step.
+const PURGE_STEP: u32 = 10_000;
+
+/// Work for the writer, in order: a forget after a write removes what was written.
+enum Write {
+    Row(AnswerRow),
+    Forget(Vec<i64>, oneshot::Sender<Result<u64, StoreError>>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// A usable answer from either tier.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// The answer.
+    pub data: CheckData,
+    /// When the vendor gave it.
+    pub fetched_at: SystemTime,
+    /// Which tier had it.
+    pub tier: Tier,
+}
+
+/// Where a hit came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// The hot tier.
+    Memory,
+    /// The answer store.
+    Store,
+}
+
+/// What the answer cache holds and how it does, for `ListProviders`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AnswerStats {
+    /// The hot tier.
+    pub hot: HotStats,
+    /// The store, when there is one.
+    pub store: Option<AnswerStoreStats>,
+    /// Lookups (one per check of a number that a vendor would answer).
+    pub lookups: u64,
+    /// Lookups answered from memory or the store.
+    pub hits: u64,
+    /// True while the store cannot be written (answers are kept in memory only).
+    pub degraded: bool,
+}
+
+/// The answer cache of an engine.
+pub struct Answers {
+    hot: HotTier,
+    interner: Interner,
+    key: Vec<u8>,
+    ttl: [Duration; 4],
+    store: Option<AnswerStore>,
+    /// Which answers the store may hold (no disk read for the others).
+    presence: Presence,
+    writer: Option<mpsc::Sender<Write>>,
+    lookups: AtomicU64,
+    hits: AtomicU64,
+    degraded: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Answers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answers")
+            .field("hot", &self.hot)
+            .field("store", &self.store.as_ref().map(AnswerStore::path))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Answers {
+    /// Answers in memory only (`cache.store = false`, tests), under a random key.
+    pub fn memory(cache: &CacheConfig) -> Arc<Answers> {
+        Arc::new(Self::new(cache, rand::random::<[u8; 32]>().to_vec(), None))
+    }
+
+    fn new(cache: &CacheConfig, key: Vec<u8>, store: Option<AnswerStore>) -> Answers {
+        Answers {
+            hot: HotTier::new(cache.max_memory, cache.max_entries),
+            interner: Interner::default(),
+            key,
+            ttl: Check::ALL.map(|c| cache.ttl(c)),
+            presence: if store.is_some() {
+                Presence::default()
+            } else {
+                Presence::empty()
+            },
+            store,
+            writer: None,
+            lookups: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            degraded: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Opens the answer cache of `data_dir`: the store (unless `cache.store` is off) with its
+    /// writer and purge tasks. `key` is the deployment's hash key when it has one. Never fails:
+    /// a store that cannot be opened leaves the answers in memory, with a log line and the
+    /// degraded metric. Must be called within a Tokio runtime.
+    pub async fn open(cache: &CacheConfig, data_dir: &Path, key: Option<Vec<u8>>) -> Arc<Answers> {
+        if !cache.store {
+            return Self::memory(cache);
+        }
+        let (key, new_key) = match key {
+            Some(key) => (key, false),
+            None => match local_key(data_dir) {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::error!(
+                        error = %e,
+                        dir = %data_dir.display(),
+                        "answer store: cannot read or create its key; paid answers are kept in \
+                         memory only and a restart pays for them again"
+                    );
+                    let answers = Self::memory(cache);
+                    degrade(&answers.degraded, true);
+                    return answers;
+                }
+            },
+        };
+        let store = match AnswerStore::open(data_dir, cache.max_disk).await {
+            Ok((store, opened)) => {
+                match opened {
+                    Opened::Existing => {
+                        tracing::info!(path = %store.path().display(), "answer store opened")
+                    }
+                    Opened::Created => {
+                        tracing::info!(path = %store.path().display(), "answer store created")
+                    }
+                    Opened::Rebuilt(reason) => tracing::error!(
+                        path = %store.path().display(),
+                        %reason,
+                        "answer store: the file could not be used and was replaced by an empty \
+                         one; its answers will be paid again as they are asked"
+                    ),
+                }
+                Some(store)
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    dir = %data_dir.display(),
+                    "answer store: cannot be opened; paid answers are kept in memory only and a \
+                     restart pays for them again"
+                );
+                None
+            }
+        };
+        let Some(store) = store else {
+            let answers = Self::new(cache, key, None);
+            degrade(&answers.degraded, true);
+            return Arc::new(answers);
+        };
+        if new_key {
+            // Answers kept under another key can never be found again.
+            match store.forget_all().await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(answers = n, "answer store: new key; old answers dropped"),
+                Err(e) => tracing::warn!(error = %e, "answer store: new key; old answers kept"),
+            }
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let mut answers = Self::new(cache, key, Some(store.clone()));
+        answers.writer = Some(tx);
+        degrade(&answers.degraded, false);
+        let answers = Arc::new(answers);
+        tokio::spawn(writer(store.clone(), rx, answers.degraded.clone()));
+        // Until the stored answers are all in the filter, every miss reads the disk.
+        let loading = Arc::downgrade(&answers);
+        let scan = store.clone();
+        tokio::spawn(async move {
+            let keys = scan
+                .for_each_key(|number, variant| {
+                    if let Some(answers) = loading.upgrade() {
+                        answers.presence.insert(&AnswerId {
+                            number: number as u64,
+                            variant: variant as u64,
+                        });
+                    }
+                })
+                .await;
+            match (keys, loading.upgrade()) {
+                (Ok(_), Some(answers)) => answers.presence.set_ready(),
+                (Err(e), _) => tracing::warn!(
+                    error = %e,
+                    "answer store: its answers could not be listed; every miss reads the disk"
+                ),
+                _ => {}
+            }
+        });
+        tokio::spawn(purger(
+            Arc::downgrade(&answers),
+            store,
+            cache.purge_interval,
+        ));
+        answers
+    }
+
+    fn ttl(&self, check: Check) -> Duration {
+        self.ttl[check as usize]
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> u64 {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.key)
+            .expect("HMAC takes a key of any length");
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                mac.update(&[0]);
+            }
+            mac.update(part);
+        }
+        let digest = mac.finalize().into_bytes();
+        u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+    }
+
+    /// The keyed hash standing for a number.
+    pub fn number_hash(&self, e164: &str) -> u64 {
+        self.mac(&[b"number", e164.as_bytes()])
+    }
+
+    /// The identity of the answer of `provider` to `check` for `e164` with these KYC inputs.
+    pub fn id(&self, provider: &str, check: Check, e164: &str, kyc: Option<&KycInput>) -> AnswerId {
+        let kyc = kyc
+            .and_then(|k| serde_json::to_vec(k).ok())
+            .unwrap_or_default();
+        AnswerId {
+            number: self.number_hash(e164),
+            variant: self.mac(&[
+                b"answer",
+                provider.as_bytes(),
+                check.as_str().as_bytes(),
+                e164.as_bytes(),
+                &kyc,
+            ]),
+        }
+    }
+
+    fn usable(
+        &self,
+        check: Check,
+        fetched_at: u64,
+        decoded: Decoded,
+        max_age: Option<Duration>,
+        profiles: bool,
+        tier: Tier,
+    ) -> Option<Hit> {
+        let fetched_at = SystemTime::UNIX_EPOCH + Duration::from_millis(fetched_at);
+        let age = SystemTime::now()
+            .duration_since(fetched_at)
+            .unwrap_or_default();
+        let fresh = age < self.ttl(check) && max_age.is_none_or(|max| age <= max);
+        // A caller granted profiles is not served an answer stored without them.
+        (fresh && !(profiles && decoded.withheld)).then_some(Hit {
+            data: decoded.data,
+            fetched_at,
+            tier,
+        })
+    }
+
+    /// The answer in the hot tier, if usable; not counted as a lookup.
+    pub fn peek(
+        &self,
+        id: &AnswerId,
+        check: Check,
+        max_age: Option<Duration>,
+        profiles: bool,
+    ) -> Option<Hit> {
+        let entry = self.hot.get(id, now_millis(), self.ttl(check))?;
+        let decoded = self.interner.expand(&entry.value)?;
+        self.usable(
+            check,
+            entry.fetched_at,
+            decoded,
+            max_age,
+            profiles,
+            Tier::Memory,
+        )
+    }
+
+    /// The answer in the hot tier or, failing that, the store (then brought into the hot tier),
+    /// if usable: younger than the check's TTL and `max_age`, and with profiles when `profiles`.
+    pub async fn lookup(
+        &self,
+        id: &AnswerId,
+        check: Check,
+        max_age: Option<Duration>,
+        profiles: bool,
+    ) -> Option<Hit> {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        let hit = match self.peek(id, check, max_age, profiles) {
+            Some(hit) => Some(hit),
+            None => self.from_store(id, check, max_age, profiles).await,
+        };
+        if let Some(hit) = &hit {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            let tier = match hit.tier {
+                Tier::Memory => "memory",
+                Tier::Store => "store",
+            };
+            metrics::counter!(crate::metrics::ANSWER_CACHE_HITS, "tier" => tier).increment(1);
+        }
+        hit
+    }
+
+    async fn from_store(
+        &self,
+        id: &AnswerId,
+        check: Check,
+        max_age: Option<Duration>,
+        profiles: bool,
+    ) -> Option<Hit> {
+        // "Always ask the vendor" needs no disk read.
+        if max_age.is_some_and(|m| m.is_zero()) {
+            return None;
+        }
+        let store = self.store.as_ref()?;
+        if !self.presence.may_hold(id) {
+            return None;
+        }
+        let stored = match store.get(id.number as i64, id.variant as i64).await {
+            Ok(stored) => stored?,
+            Err(e) => {
+                tracing::warn!(error = %e, "answer store: a read failed; asking as if not stored");
+                return None;
+            }
+        };
+        if usize::from(stored.check) != check as usize {
+            return None;
+        }
+        let fetched_at = u64::try_from(stored.fetched_at).unwrap_or(0);
+        if now_millis().saturating_sub(fetched_at) >= millis(self.ttl(check)) {
+            return None;
+        }
+        let decoded = codec::decode(&stored.data)?;
+        // Later callers find it in memory.
+        self.keep(*id, &decoded, fetched_at, &stored.data);
+        self.usable(check, fetched_at, decoded, max_age, profiles, Tier::Store)
+    }
+
+    fn keep(&self, id: AnswerId, decoded: &Decoded, fetched_at: u64, encoded: &[u8]) {
+        let entry = HotEntry {
+            value: self.interner.compact(&decoded.data, encoded),
+            fetched_at,
+        };
+        self.hot.insert(id, entry);
+    }
+
+    /// Holds a paid answer in memory at once; returns the row to [`persist`](Self::persist).
+    /// `withheld`: its platform profiles were removed before it came here.
+    pub fn hold(
+        &self,
+        id: AnswerId,
+        check: Check,
+        data: &CheckData,
+        fetched_at: SystemTime,
+        withheld: bool,
+    ) -> AnswerRow {
+        let fetched_at = u64::try_from(
+            fetched_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
+        let encoded = codec::encode(data, withheld);
+        self.presence.insert(&id);
+        let decoded = Decoded {
+            data: data.clone(),
+            withheld,
+        };
+        self.keep(id, &decoded, fetched_at, &encoded);
+        AnswerRow {
+            number: id.number as i64,
+            variant: id.variant as i64,
+            answer: StoredAnswer {
+                check: check as u8,
+                fetched_at: i64::try_from(fetched_at).unwrap_or(i64::MAX),
+                data: encoded,
+            },
+        }
+    }
+
+    /// Queues held answers for the store. Waits only when the writer is [`QUEUE`] answers
+    /// behind.
+    pub async fn persist(&self, rows: Vec<AnswerRow>) {
+        let Some(writer) = &self.writer else {
+            return;
+        };
+        for row in rows {
+            if writer.send(Write::Row(row)).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits until every answer queued so far is written (or failed to be).
+    pub async fn flush(&self) {
+        if let Some(writer) = &self.writer {
+            let (tx, rx) = oneshot::channel();
+            if writer.send(Write::Flush(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
+    }
+
+    /// Forgets every answer about these numbers (E.164) in memory and in the store; returns how
+    /// many were forgotten.
+    pub async fn forget(&self, numbers: &[String]) -> Result<u64, StoreError> {
+        let hashes: HashSet<u64> = numbers.iter().map(|n| self.number_hash(n)).collect();
+        self.forget_hashes(&hashes).await
+    }
+
+    /// Forgets every answer about the numbers of these keyed hashes ([`number_hash`]).
+    ///
+    /// [`number_hash`]: Self::number_hash
+    pub async fn forget_hashes(&self, hashes: &HashSet<u64>) -> Result<u64, StoreError> {
+        let mut forgotten = self.hot.forget(hashes);
+        if let Some(writer) = &self.writer {
+            let (tx, rx) = oneshot::channel();
+            let numbers = hashes.iter().map(|&h| h as i64).collect();
+            if writer.send(Write::Forget(numbers, tx)).await.is_ok() {
+                // The hot tier's entries are, with few exceptions, in the store as well: count
+                // the store's.
+                forgotten = forgotten.max(rx.await.unwrap_or(Ok(0))?);
+            }
+        }
+        Ok(forgotten)
+    }
+
+    /// What the cache holds and how it does; answers still queued for the store are written
+    /// first, so that the figures include them.
+    pub async fn stats(&self) -> AnswerStats {
+        self.flush().await;
+        let store = match &self.store {
+            Some(store) => store.stats().await.ok(),
+            None => None,
+        };
+        let hot = self.hot.stats();
+        metrics::gauge!(crate::metrics::ANSWER_HOT_ENTRIES).set(hot.entries as f64);
+        AnswerStats {
+            hot,
+            store,
+            lookups: self.lookups.load(Ordering::Relaxed),
+            hits: self.hits.load(Ordering::Relaxed),
+            degraded: self.degraded.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The data directory's answer key: `(key, created now)`.
+fn local_key(data_dir: &Path) -> std::io::Result<(Vec<u8>, bool)> {
+    let path = data_dir.join(KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match hex::decode(text.trim()) {
+            Ok(key) if key.len() >= 16 => return Ok((key, false)),
+            _ => {
+                tracing::warn!(path = %path.display(), "answer store: key file unusable; a new key")
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let key = rand::random::<[u8; 32]>().to_vec();
+    let temporary = data_dir.join(format!("{KEY_FILE}.new"));
+    {
+        use std::io::Write as _;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&temporary)?;
+        file.write_all(hex::encode(&key).as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, &path)?;
+    Ok((key, true))
+}
+
+fn now_millis() -> u64 {
+    millis(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Sets the degraded state (and its metric); logs the change.
+fn degrade(flag: &AtomicBool, degraded: bool) {
+    metrics::gauge!(crate::metrics::ANSWER_STORE_DEGRADED).set(if degraded { 1.0 } else { 0.0 });
+    flag.store(degraded, Ordering::Relaxed);
+}
+
+/// Commits queued answers in batches; when a batch cannot be written the store is degraded (its
+/// answers stay in memory) until one can.
+async fn writer(store: AnswerStore, mut queue: mpsc::Receiver<Write>, degraded: Arc<AtomicBool>) {
+    let mut rows: Vec<AnswerRow> = Vec::new();
+    while let Some(first) = queue.recv().await {
+        let mut work = vec![first];
+        if matches!(work[0], Write::Row(_)) {
+            tokio::time::sleep(LINGER).await;
+        }
+        while work.len() < BATCH {
+            match queue.try_recv() {
+                Ok(more) => work.push(more),
+                Err(_) => break,
+            }
+        }
+        for item in work {
+            match item {
+                Write::Row(row) => rows.push(row),
+                Write::Forget(numbers, reply) => {
+                    write(&store, &mut rows, &degraded).await;
+                    let _ = reply.send(store.forget(&numbers).await);
+                }
+                Write::Flush(reply) => {
+                    write(&store, &mut rows, &degraded).await;
+                    let _ = reply.send(());
+                }
+            }
+        }
+        write(&store, &mut rows, &degraded).await;
+    }
+    store.close().await;
+}
+
+async fn write(store: &AnswerStore, rows: &mut Vec<AnswerRow>, degraded: &AtomicBool) {
+    if rows.is_empty() {
+        return;
+    }
+    let count = rows.len() as u64;
+    match store.put(rows).await {
+        Ok(()) => {
+            metrics::counter!(crate::metrics::ANSWER_STORE_WRITES, "result" => "written")
+                .increment(count);
+            if degraded.load(Ordering::Relaxed) {
+                tracing::warn!("answer store: writable again; paid answers are stored again");
+                degrade(degraded, false);
+            }
+        }
+        Err(e) => {
+            metrics::counter!(crate::metrics::ANSWER_STORE_WRITES, "result" => "failed")
+                .increment(count);
+            if !degraded.load(Ordering::Relaxed) {
+                let why = if crate::store::is_full(&e) {
+                    "the disk (or cache.max_disk) is full"
+                } else {
+                    "the store failed"
+                };
+                tracing::error!(
+                    error = %e,
+                    "answer store: cannot write ({why}); paid answers are still returned and kept \
+                     in memory, but a restart will pay for them again"
+                );
+                degrade(degraded, true);
+            }
+        }
+    }
+    rows.clear();
+}
+
+/// Deletes expired answers every `every`, per check, in small steps, while the cache lives.
+async fn purger(answers: Weak<Answers>, store: AnswerStore, every: Duration) {
+    loop {
+        let Some(ttl) = answers.upgrade().map(|a| a.ttl) else {
+            return;
+        };
+        let now = i64::try_from(now_millis()).unwrap_or(i64::MAX);
+        let mut purged = 0;
+        for check in Check::ALL {
+            let before =
+                now.saturating_sub(i64::try_from(millis(ttl[check as usize])).unwrap_or(i64::MAX));
+            loop {
+                match store.purge(check as u8, before, PURGE_STEP).await {
+                    Ok(n) => {
+                        purged += n;
+                        if n < u64::from(PURGE_STEP) {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "answer store: purging expired answers failed");
+                        break;
+                    }
+                }
+            }
+        }
+        if purged > 0 {
+            tracing::info!(answers = purged, "answer store: expired answers purged");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{LineStatus, LineStatusResult};
+
+    fn line() -> CheckData {
+        CheckData::LineStatus(LineStatusResult::new(LineStatus::Empty, "1", "空号"))
+    }
+
+    #[tokio::test]
+    async fn answers_survive_reopening_and_expire_by_the_configured_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CacheConfig::default();
+        let answers = Answers::open(&cache, dir.path(), None).await;
+        let id = answers.id("thinksms", Check::LineStatus, "+8613800138000", None);
+        let fetched_at = SystemTime::now() - Duration::from_secs(60);
+        let row = answers.hold(id, Check::LineStatus, &line(), fetched_at, false);
+        answers.persist(vec![row]).await;
+        answers.flush().await;
+        drop(answers);
+
+        let again = Answers::open(&cache, dir.path(), None).await;
+        assert_eq!(
+            again.id("thinksms", Check::LineStatus, "+8613800138000", None),
+            id,
+            "the same key"
+        );
+        let hit = again
+            .lookup(&id, Check::LineStatus, None, false)
+            .await
+            .unwrap();
+        assert_eq!((hit.data, hit.tier), (line(), Tier::Store));
+        let hit = again
+            .lookup(&id, Check::LineStatus, None, false)
+            .await
+            .unwrap();
+        assert_eq!(hit.tier, Tier::Memory);
+        assert!(
+            again
+                .lookup(&id, Check::LineStatus, Some(Duration::from_secs(30)), false)
+                .await
+                .is_none(),
+            "max_cache_age"
+        );
+        drop(again);
+
+        let shorter = CacheConfig {
+            line_status: Duration::from_secs(30),
+            ..CacheConfig::default()
+        };
+        let expired = Answers::open(&shorter, dir.path(), None).await;
+        assert!(
+            expired
+                .lookup(&id, Check::LineStatus, None, false)
+                .await
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn forgetting_a_number_forgets_every_answer_about_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let answers = Answers::open(&CacheConfig::default(), dir.path(), None).await;
+        let number = "+8613800138000";
+        let kyc = KycInput {
+            name: Some("x".to_owned()),
+            ..KycInput::default()
+        };
+        let ids = [
+            answers.id("a", Check::LineStatus, number, None),
+            answers.id("b", Check::LineStatus, number, Some(&kyc)),
+        ];
+        let other = answers.id("a", Check::LineStatus, "+8613800138001", None);
+        let rows = [ids[0], ids[1], other]
+            .map(|id| answers.hold(id, Check::LineStatus, &line(), SystemTime::now(), false));
+        answers.persist(rows.to_vec()).await;
+        assert_eq!(answers.forget(&[number.to_owned()]).await.unwrap(), 2);
+        for id in &ids {
+            assert!(
+                answers
+                    .lookup(id, Check::LineStatus, None, false)
+                    .await
+                    .is_none()
+            );
+        }
+        assert!(
+            answers
+                .lookup(&other, Check::LineStatus, None, false)
+                .await
+                .is_some()
+        );
+        let stats = answers.stats().await;
+        assert_eq!(stats.store.unwrap().entries, 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_stored_without_profiles_is_not_served_to_a_caller_granted_them() {
+        let answers = Answers::memory(&CacheConfig::default());
+        let id = answers.id("tongdun", Check::AccountPresence, "+6281234567890", None);
+        let data = CheckData::SpamLabels(Default::default());
+        answers.hold(id, Check::AccountPresence, &data, SystemTime::now(), true);
+        assert!(
+            answers
+                .lookup(&id, Check::AccountPresence, None, false)
+                .await
+                .is_some()
+        );
+        assert!(
+            answers
+                .lookup(&id, Check::AccountPresence, None, true)
+                .await
+                .is_none()
+        );
+    }
+}
