@@ -119,7 +119,8 @@ pub enum KeysCommand {
 /// `phonecheck check` arguments.
 #[derive(Debug, clap::Args)]
 pub struct CheckCommand {
-    /// A file with one number per line (CSV: the first column), or `-` for standard input.
+    /// A file of numbers read as a batch job reads it (TXT, CSV, XLSX, XLS; the number column
+    /// detected), or `-` for a UTF-8 list on standard input.
     pub input: PathBuf,
     /// A paid check to run; repeat for several.
     #[arg(long = "check", value_name = "CHECK")]
@@ -127,6 +128,12 @@ pub struct CheckCommand {
     /// Region for numbers without a country code.
     #[arg(long, default_value = "CN")]
     pub region: String,
+    /// The number column: header name, letter or 1-based number (detected when absent).
+    #[arg(long)]
+    pub column: Option<String>,
+    /// The sheet of a workbook (every sheet when absent).
+    #[arg(long)]
+    pub sheet: Option<String>,
     /// The server's URL.
     #[arg(
         long,
@@ -234,6 +241,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 input: c.input,
                 checks: c.checks,
                 region: c.region,
+                column: c.column,
+                sheet: c.sheet,
                 server: c.server,
                 out: c.out,
             })

@@ -200,7 +200,10 @@ impl<R: BufRead> Records<R> {
             if buf.is_empty() {
                 return Ok(false);
             }
-            let ends = buf.iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
+            let ends = buf
+                .iter()
+                .take_while(|&&b| b == b'\n' || b == b'\r')
+                .count();
             let lines = buf[..ends].iter().filter(|&&b| b == b'\n').count() as u64;
             let more = ends < buf.len();
             self.input.consume(ends);
@@ -413,7 +416,10 @@ mod tests {
     }
 
     fn split(text: &str) -> Vec<(u64, Vec<String>)> {
-        records(text, Some(b',')).into_iter().map(Result::unwrap).collect()
+        records(text, Some(b','))
+            .into_iter()
+            .map(Result::unwrap)
+            .collect()
     }
 
     fn cells(cells: &[&str]) -> Vec<String> {
@@ -444,7 +450,10 @@ mod tests {
         let read = records("a,b\nc,\"open\nd,e\n", Some(b','));
         assert_eq!(read[0].as_ref().unwrap().0, 1);
         let e = read[1].as_ref().unwrap_err().to_string();
-        assert!(e.contains("line 2: a quote opened here is never closed"), "{e}");
+        assert!(
+            e.contains("line 2: a quote opened here is never closed"),
+            "{e}"
+        );
         // A quote inside an unquoted field is text, and a closed one is fine at the end.
         assert_eq!(split("a\"b,\"c\"\"\""), [(1, cells(&["a\"b", "c\""]))]);
     }
@@ -475,7 +484,10 @@ mod tests {
         // Exactly at the bound, with either line end, is fine.
         let at = format!("1{}\r\n2\n", " ".repeat(63));
         let read_at = read(&at);
-        assert!(read_at.iter().all(Result::is_ok) && read_at.len() == 2, "{read_at:?}");
+        assert!(
+            read_at.iter().all(Result::is_ok) && read_at.len() == 2,
+            "{read_at:?}"
+        );
         for (text, bound, line) in [
             (format!("a\n{}\n", "x".repeat(65)), "max_row_bytes", 2),
             (format!("a\n\"{}", "x\n".repeat(40)), "max_row_bytes", 2),
