@@ -167,6 +167,9 @@ pub struct FaultArgs {
     /// Calls per second each vendor accepts before its own over-limit answer.
     #[arg(long)]
     pub quota: Option<u32>,
+    /// Seed of the fault draws, to replay a run (a fresh one is printed when absent).
+    #[arg(long)]
+    pub fault_seed: Option<u64>,
 }
 
 impl From<FaultArgs> for crate::sim::faults::Faults {
@@ -178,6 +181,7 @@ impl From<FaultArgs> for crate::sim::faults::Faults {
             reset_rate: a.reset_rate,
             latency_jitter: a.latency_jitter,
             quota_per_second: a.quota,
+            seed: a.fault_seed,
         }
     }
 }
