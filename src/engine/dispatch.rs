@@ -262,7 +262,7 @@ impl Dispatcher {
                     Some(answer)
                 }
                 None => {
-                    inflight.insert(key.clone(), Vec::new());
+                    inflight.insert(key, Vec::new());
                     None
                 }
             }

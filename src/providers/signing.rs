@@ -206,9 +206,6 @@ pub fn sha256_hex(body: &[u8]) -> String {
     hex_digest::<Sha256>(body)
 }
 
-/// Compares two signatures in time independent of where they differ, so a simulator (or anyone
-/// verifying) does not leak how much of a guess was right.
-
 /// Compares two signatures (or secrets) in time independent of where they differ, so a simulator
 /// (or anyone verifying) does not leak how much of a guess was right. `subtle` does the
 /// comparison, written so that the optimiser cannot turn it into an early exit; only the lengths
