@@ -501,6 +501,14 @@ mod tests {
 
     const DOWN: ProviderError = ProviderError::Http(503);
 
+    /// `future`, which must finish: on the paused clock a wait that never ends fails here at
+    /// once (the clock jumps to the deadline when nothing else can run) instead of hanging.
+    async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), future)
+            .await
+            .unwrap_or_else(|_| panic!("{what} never finished"))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_failed_probe_reopens_the_breaker_for_a_whole_cool_down() {
         let vendor = Vendor::new(vec![Err(DOWN), Err(DOWN), Err(DOWN), Ok(Vec::new())]);
@@ -556,21 +564,24 @@ mod tests {
 
         // The probe goes out and is held at the vendor.
         let probe = tokio::spawn(send(&service));
-        arrived.recv().await.unwrap();
+        within("the probe's arrival at the vendor", arrived.recv())
+            .await
+            .unwrap();
         assert_eq!(vendor.calls(), 3);
 
         // Meanwhile every other caller, however many at once, fails fast: no second probe.
         let others: Vec<_> = (0..16).map(|_| tokio::spawn(send(&service))).collect();
         for other in others {
-            assert_eq!(other.await.unwrap(), Err(ProviderError::CircuitOpen));
+            let answer = within("a caller during the probe", other).await.unwrap();
+            assert_eq!(answer, Err(ProviderError::CircuitOpen));
         }
         assert_eq!(vendor.calls(), 3, "one probe only");
 
         // The probe's success closes the breaker for everyone.
         permits.add_permits(1);
-        assert_eq!(probe.await.unwrap(), Ok(Vec::new()));
+        assert_eq!(within("the probe", probe).await.unwrap(), Ok(Vec::new()));
         permits.add_permits(1);
-        assert_eq!(send(&service).await, Ok(Vec::new()));
+        assert_eq!(within("a call", send(&service)).await, Ok(Vec::new()));
         assert_eq!(vendor.calls(), 4);
     }
 
