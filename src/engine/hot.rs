@@ -260,7 +260,7 @@ mod tests {
         // Fill one shard: ids whose variant falls in shard 0.
         let mine: Vec<AnswerId> = (0..)
             .map(id)
-            .filter(|i| i.variant as usize % SHARDS == 0)
+            .filter(|i| (i.variant as usize).is_multiple_of(SHARDS))
             .take(150)
             .collect();
         hot.insert(mine[0], entry(0));

@@ -94,7 +94,9 @@ mod tests {
         }
         presence.set_ready();
         assert!((0..100_000).all(|i| presence.may_hold(&id(i))));
-        let false_maybes = (100_000..200_000).filter(|&i| presence.may_hold(&id(i))).count();
+        let false_maybes = (100_000..200_000)
+            .filter(|&i| presence.may_hold(&id(i)))
+            .count();
         assert!(false_maybes < 10, "{false_maybes}");
     }
 }

@@ -298,10 +298,7 @@ impl SharedAnswers {
         max_age: Option<Duration>,
         profiles: bool,
     ) -> Option<SharedAnswer> {
-        match self.get(key, max_age, profiles).await {
-            Ok(found) => found,
-            Err(()) => None,
-        }
+        self.get(key, max_age, profiles).await.unwrap_or_default()
     }
 
     /// The cached answer, if there is a usable one; `Err` when Redis cannot be reached.
