@@ -16,7 +16,9 @@
 //!   rate), used alike by calls, stream items and file jobs.
 //! - [`api`]: the gRPC service implementations, proto ↔ domain conversion, and the one mapping of
 //!   errors to `tonic::Status`.
-//! - [`engine`]: runs the checks a request asks for: offline analysis first, then providers.
+//! - [`engine`]: runs the checks a request asks for: offline analysis first, then providers
+//!   behind the answer cache (a compact hot tier in memory over the answer store) and
+//!   single-flight. It owns `[cache]` ([`engine::CacheConfig`]).
 //! - [`jobs`]: bulk file jobs: reading TXT/CSV/XLSX, the runner (resumes after a restart),
 //!   exports and the HTML report.
 //! - [`domain`]: the vocabulary shared by every layer (checks, statuses, reports).
@@ -30,7 +32,8 @@
 //! - [`sim`]: wire-faithful simulators of the vendors over HTTP (the sandbox and the tests).
 //! - [`store`]: what must survive a restart (pending asynchronous submissions, jobs with their
 //!   rows and results, leases), behind traits; SQLite by default, PostgreSQL for replicas, one SQL
-//!   text for both in `store/sql/`.
+//!   text for both in `store/sql/`; and the answer store (paid vendor answers, always a local
+//!   SQLite file, `answers.db`).
 //! - [`telemetry`]: logging set-up and masking of numbers for logs.
 //! - [`metrics`]: Prometheus metrics, the admin endpoint and the RPC metrics layer.
 //!
