@@ -1,21 +1,125 @@
 //! API keys and tenants: `authorization: Bearer <key>` names a tenant, whose grants decide which
 //! checks it may run. Keys are configured only as SHA-256 hashes.
 //!
-//! Authentication is a tonic interceptor on the phonecheck services (health and reflection stay
-//! open); authorisation of each request's checks happens in the API layer, which knows them.
+//! Transport-free: [`Tenants::authenticate`] and the [`Tenant`] methods return [`AuthError`],
+//! which the API edge converts to a `tonic::Status` (its interceptor authenticates every call of
+//! the phonecheck services; health and reflection stay open).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tonic::service::Interceptor;
-use tonic::{Request, Status};
 
-use crate::api::ApiError;
 use crate::budget::{BudgetHold, TenantLimits};
-use crate::config::TenantConfig;
 use crate::domain::{Check, CheckOptions};
+
+/// `[tenants.NAME]`: one API client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// SHA-256 (hex) of each of the tenant's API keys; `phonecheck keys new` prints one. The keys
+    /// themselves are never stored.
+    pub key_sha256: Vec<String>,
+    /// The checks the tenant may run. Account presence (social-account probing) is not granted
+    /// unless listed.
+    #[serde(default = "default_allowed_checks")]
+    pub allowed_checks: Vec<crate::domain::Check>,
+    /// Whether the tenant may receive platform profile details (personal data).
+    #[serde(default)]
+    pub profile_details: bool,
+    /// Whether the tenant may use the admin service (`ForgetNumber`: erase what phonecheck keeps
+    /// about a number).
+    #[serde(default)]
+    pub admin: bool,
+    /// Calls per second the tenant may make (a token bucket); absent: unlimited.
+    pub rate_limit: Option<crate::providers::QuotaConfig>,
+    /// Billable vendor calls the tenant may cause per day (China time, as the vendors bill);
+    /// absent: unlimited.
+    pub daily_billable_budget: Option<u64>,
+    /// `CheckNumbers` streams the tenant may have open at once; `server.max_streams_per_tenant`
+    /// when absent.
+    pub max_streams: Option<usize>,
+    /// Stream items the tenant may have in flight over all its streams;
+    /// `server.max_items_in_flight_per_tenant` when absent.
+    pub max_items_in_flight: Option<usize>,
+}
+
+fn default_allowed_checks() -> Vec<crate::domain::Check> {
+    use crate::domain::Check;
+    vec![Check::LineStatus, Check::SpamLabels, Check::RiskProfile]
+}
+
+impl TenantConfig {
+    /// Everything wrong with `[tenants.NAME]`, each problem prefixed with its key.
+    pub fn problems(&self, name: &str) -> Vec<String> {
+        let tenant = self;
+        let mut problems = Vec::new();
+        if let Some(rate) = tenant.rate_limit
+            && !(rate.requests_per_second > 0.0
+                && rate.requests_per_second.is_finite()
+                && rate.burst >= 1)
+        {
+            problems.push(format!(
+                "tenants.{name}.rate_limit: requests_per_second must be above zero and burst at least 1"
+            ));
+        }
+        if tenant.key_sha256.is_empty() {
+            problems.push(format!("tenants.{name}: key_sha256 is empty"));
+        }
+        for (i, hash) in tenant.key_sha256.iter().enumerate() {
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                problems.push(format!(
+                    "tenants.{name}.key_sha256[{i}]: not a SHA-256 in hex (64 hex digits)"
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// Why a caller may not do what it asked.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AuthError {
+    /// No valid API key.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The tenant was not granted what it asked for.
+    #[error("{message}")]
+    PermissionDenied {
+        /// The `google.rpc.ErrorInfo` reason.
+        reason: &'static str,
+        /// What was refused.
+        message: String,
+    },
+    /// The tenant called faster than its rate limit.
+    #[error("tenant {tenant} is over its rate limit; retry in {retry_after:?}")]
+    RateLimited {
+        /// The tenant.
+        tenant: String,
+        /// When a call would be accepted again.
+        retry_after: std::time::Duration,
+    },
+    /// The tenant spent today's billable budget.
+    #[error("tenant {tenant} has spent today's billable budget; it renews in {retry_after:?}")]
+    BudgetExhausted {
+        /// The tenant.
+        tenant: String,
+        /// Until the budget renews.
+        retry_after: std::time::Duration,
+    },
+    /// The tenant has as many calls of a kind open as it may.
+    #[error("tenant {tenant} has its maximum of {calls} open ({setting}); wait for one to end")]
+    TooMany {
+        /// The tenant.
+        tenant: String,
+        /// The calls (`CheckNumbers streams`, `exports`, ...).
+        calls: &'static str,
+        /// The setting that bounds them.
+        setting: &'static str,
+    },
+}
 
 /// An API client and what it may do.
 #[derive(Debug, Clone)]
@@ -136,8 +240,19 @@ impl Tenant {
         }
     }
 
+    /// Refuses a tenant not granted the admin service.
+    pub fn authorize_admin(&self) -> Result<(), AuthError> {
+        if self.admin {
+            return Ok(());
+        }
+        Err(AuthError::PermissionDenied {
+            reason: "ADMIN_NOT_ALLOWED",
+            message: format!("tenant {} may not use the admin service", self.name),
+        })
+    }
+
     /// Takes a place for a long-lived call, or refuses it when the tenant has its maximum open.
-    pub fn open(&self, call: Concurrent) -> Result<OwnedSemaphorePermit, ApiError> {
+    pub fn open(&self, call: Concurrent) -> Result<OwnedSemaphorePermit, AuthError> {
         let places = match call {
             Concurrent::Stream => &self.streams,
             Concurrent::Upload => &self.uploads,
@@ -148,7 +263,7 @@ impl Tenant {
         places
             .clone()
             .try_acquire_owned()
-            .map_err(|_| ApiError::TooMany {
+            .map_err(|_| AuthError::TooMany {
                 tenant: self.name.clone(),
                 calls,
                 setting,
@@ -163,11 +278,11 @@ impl Tenant {
     /// Holds room in today's billable budget for the paid checks of one request (one call each
     /// at most), or refuses them when the budget has not that much left (offline analysis stays
     /// free).
-    pub fn hold_budget(&self, checks: &[Check]) -> Result<BudgetHold, ApiError> {
+    pub fn hold_budget(&self, checks: &[Check]) -> Result<BudgetHold, AuthError> {
         let calls = checks.iter().collect::<HashSet<_>>().len() as u64;
         self.limits
             .hold(calls)
-            .map_err(|spent| ApiError::BudgetExhausted {
+            .map_err(|spent| AuthError::BudgetExhausted {
                 tenant: self.name.clone(),
                 retry_after: spent.retry_after,
             })
@@ -184,15 +299,15 @@ impl Tenant {
         field: &str,
         checks: &[Check],
         options: &CheckOptions,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AuthError> {
         if let Some(check) = checks.iter().find(|c| !self.allowed_checks.contains(c)) {
-            return Err(ApiError::PermissionDenied {
+            return Err(AuthError::PermissionDenied {
                 reason: "CHECK_NOT_ALLOWED",
                 message: format!("{field}: tenant {} may not run {check}", self.name),
             });
         }
         if options.include_profile_details && !self.profile_details {
-            return Err(ApiError::PermissionDenied {
+            return Err(AuthError::PermissionDenied {
                 reason: "PROFILE_DETAILS_NOT_ALLOWED",
                 message: format!("tenant {} may not receive profile details", self.name),
             });
@@ -276,60 +391,35 @@ impl Tenants {
     pub fn enabled(&self) -> bool {
         !self.by_hash.is_empty()
     }
-}
 
-/// Authenticates every call of a service: puts the caller's [`Tenant`] in the request extensions,
-/// or refuses the call with `UNAUTHENTICATED`.
-#[derive(Debug, Clone)]
-pub struct AuthInterceptor {
-    tenants: Arc<Tenants>,
-    anonymous: Arc<Tenant>,
-}
-
-impl AuthInterceptor {
-    /// An interceptor over these tenants (none: every caller is anonymous).
-    pub fn new(tenants: Tenants) -> AuthInterceptor {
-        AuthInterceptor {
-            anonymous: tenants.anonymous.clone(),
-            tenants: Arc::new(tenants),
+    /// The tenant of a call's `authorization` header value (`Bearer <key>`), counting the call
+    /// against the tenant's rate; without configured keys, the anonymous caller.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Arc<Tenant>, AuthError> {
+        if !self.enabled() {
+            return Ok(self.anonymous.clone());
         }
-    }
-}
-
-impl Interceptor for AuthInterceptor {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let tenant = if self.tenants.enabled() {
-            let key = request
-                .metadata()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .map(str::trim)
-                .ok_or(ApiError::Unauthenticated(
-                    "an API key is required: authorization: Bearer <key>",
-                ))?;
-            let tenant = self
-                .tenants
-                .by_hash
-                .get(&key_hash(key))
-                .ok_or(ApiError::Unauthenticated("the API key is not valid"))?;
-            // Every RPC is one request; stream items and job numbers are paced per item too.
-            if let Err(retry_after) = tenant.limits.try_request() {
-                return Err(ApiError::RateLimited {
-                    tenant: tenant.name.clone(),
-                    retry_after,
-                }
-                .into());
-            }
-            tenant.clone()
-        } else {
-            self.anonymous.clone()
-        };
-        request.extensions_mut().insert(tenant);
-        Ok(request)
+        let key = authorization
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or(AuthError::Unauthenticated(
+                "an API key is required: authorization: Bearer <key>",
+            ))?;
+        let tenant = self
+            .by_hash
+            .get(&key_hash(key))
+            .ok_or(AuthError::Unauthenticated("the API key is not valid"))?;
+        // Every RPC is one request; stream items and job numbers are paced per item too.
+        tenant
+            .limits
+            .try_request()
+            .map_err(|retry_after| AuthError::RateLimited {
+                tenant: tenant.name.clone(),
+                retry_after,
+            })?;
+        Ok(tenant.clone())
     }
 }
 

@@ -6,38 +6,44 @@
 //! future completes; `main.rs` only parses the command line and calls into [`cli`].
 //!
 //! # Layout
-//! - `proto/` (built by `build.rs`) → [`pb`]: the generated contract, `phonecheck.v1`.
-//! - [`cli`]: the subcommands (`serve`, `sim`, `lookup`, `check`, `job ...`, `keys`).
-//! - [`config`]: typed configuration from a TOML file plus `PHONECHECK__` environment overrides,
-//!   validated all at once.
-//! - [`server`]: assembles the tonic server: health, reflection, compression, graceful shutdown.
-//! - [`auth`]: API keys (hashed) mapped to tenants and their grants.
-//! - [`budget`]: what a tenant may spend (daily billable budget) and how fast it may ask (request
-//!   rate), used alike by calls, stream items and file jobs.
-//! - [`api`]: the gRPC service implementations, proto ↔ domain conversion, and the one mapping of
-//!   errors to `tonic::Status`.
-//! - [`engine`]: runs the checks a request asks for: offline analysis first, then providers
-//!   behind the answer cache (a compact hot tier in memory over the answer store) and
-//!   single-flight. It owns `[cache]` ([`engine::CacheConfig`]).
-//! - [`jobs`]: bulk file jobs: reading TXT/CSV/XLSX, the runner (resumes after a restart),
-//!   exports and the HTML report.
-//! - [`domain`]: the vocabulary shared by every layer (checks, statuses, reports).
-//! - [`number`]: offline analysis: normalisation to E.164, number type (with China's special
-//!   numbers and each area code's local-number rules), carrier by segment (by prefix in ID, SG
-//!   and PK), home province and city; libphonenumber's metadata compiled into automata.
-//! - [`providers`]: one module per vendor behind the [`providers::Provider`] trait, and the
-//!   signing helpers they share.
-//! - [`shared`]: state shared by replicas through Redis: vendor quotas, the answer cache with
-//!   single-flight across replicas, asynchronous submissions.
-//! - [`sim`]: wire-faithful simulators of the vendors over HTTP (the sandbox and the tests).
-//! - [`store`]: what must survive a restart (pending asynchronous submissions, jobs with their
-//!   rows and results, leases), behind traits; SQLite by default, PostgreSQL for replicas, one SQL
-//!   text for both in `store/sql/`; and the answer store (paid vendor answers, always a local
-//!   SQLite file, `answers.db`).
-//! - [`telemetry`]: logging set-up and masking of numbers for logs.
-//! - [`metrics`]: Prometheus metrics, the admin endpoint and the RPC metrics layer.
+//! The modules in layers, top first. A module names only modules of lower layers, never one of
+//! its own layer or above (`tools/check_layers.py` fails CI on an upward import):
 //!
-//! Data flows one way: `api → (jobs →) engine → providers → (HTTP) → vendor or sim`.
+//! 1. [`cli`]: the subcommands (`serve`, `sim`, `lookup`, `check`, `analyze`, `job ...`, `keys`).
+//! 2. [`server`]: assembles the tonic server: health, reflection, compression, layers, graceful
+//!    shutdown.
+//! 3. [`config`]: reads TOML plus `PHONECHECK__` environment overrides into the components' own
+//!    configuration types and validates them all at once; it only assembles.
+//! 4. [`api`]: the gRPC services (the edge): the auth interceptor, the one request flow, and the
+//!    one mapping of every layer's errors to `tonic::Status` with `google.rpc` details.
+//! 5. [`auth`]: API keys (hashed) mapped to tenants, grants and concurrency places, with its own
+//!    error type; [`jobs`]: bulk file jobs: bounded reading of TXT/CSV/XLSX/XLS, the runner
+//!    (leases, resumes, pauses at the budget), exports and the HTML report.
+//! 6. [`wire`]: domain ↔ protobuf conversion and request-field checks, without transport.
+//! 7. [`engine`]: runs the checks a request asks for: offline analysis first, then per check a
+//!    provider through its dispatcher (answer cache: a compact hot tier in memory over the answer
+//!    store; single-flight, batcher, the tower stack of breaker, retry, quota, concurrency and
+//!    timeout). It owns `[cache]` ([`engine::CacheConfig`]).
+//! 8. [`shared`]: state shared by replicas through Redis: vendor quotas, the answer cache with
+//!    single-flight across replicas, asynchronous submissions.
+//! 9. [`sim`]: wire-faithful simulators of the vendors over HTTP (the sandbox and the tests),
+//!    using only the providers' signing helpers and wire constants; [`budget`]: what a tenant may
+//!    spend and how fast it may ask, used alike by calls, stream items and file jobs.
+//! 10. [`providers`]: one module per vendor behind the [`providers::Provider`] trait, registered in
+//!     the closed [`providers::ProviderConfig`] enum, and the signing helpers they share.
+//! 11. [`store`]: what must survive a restart (pending asynchronous submissions, jobs with their
+//!     rows and results, leases), behind traits; SQLite by default, PostgreSQL for replicas, one
+//!     SQL text for both in `store/sql/`; and the answer store (paid vendor answers, always a local
+//!     SQLite file, `answers.db`).
+//! 12. [`number`]: offline analysis: normalisation to E.164, number type (with China's special
+//!     numbers and each area code's local-number rules), carrier by segment (by prefix in ID, SG
+//!     and PK), home province and city; libphonenumber's metadata compiled into automata.
+//! 13. Leaves: [`domain`] (the vocabulary: checks, statuses, reports, failures), [`secret`]
+//!     (where secrets come from), [`telemetry`] (logging, masking numbers), [`metrics`]
+//!     (Prometheus names, the admin endpoint), and [`pb`] (the generated contract,
+//!     `phonecheck.v1`, from `proto/` by `build.rs`).
+//!
+//! Data flows the same way: `api → (jobs →) engine → providers → (HTTP) → vendor or sim`.
 
 pub mod api;
 pub mod auth;
@@ -50,11 +56,13 @@ pub mod jobs;
 pub mod metrics;
 pub mod number;
 pub mod providers;
+pub mod secret;
 pub mod server;
 pub mod shared;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+pub mod wire;
 
 pub use server::{ServeError, serve, serve_with_admin};
 

@@ -13,10 +13,11 @@ use tracing::{info, warn};
 
 use tonic::service::interceptor::InterceptedService;
 
+use crate::api::AuthInterceptor;
 use crate::api::PhoneCheckApi;
 use crate::api::admin::AdminApi;
 use crate::api::jobs::BatchJobApi;
-use crate::auth::{AuthInterceptor, Tenants};
+use crate::auth::Tenants;
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 use crate::jobs::{JobError, Jobs};
@@ -24,6 +25,7 @@ use crate::number::{Analyzer, LocationData, LocationDataError};
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::batch_job_service_server::BatchJobServiceServer;
 use crate::pb::phone_check_service_server::PhoneCheckServiceServer;
+use crate::providers::aliyun::{AliyunConfig, AliyunProvider};
 use crate::providers::caih::{CaihConfig, CaihProvider};
 use crate::providers::signing::SignatureMethod;
 use crate::providers::thinksms::{ThinksmsConfig, ThinksmsProvider};
@@ -192,7 +194,9 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
     })
 }
 
-/// The four vendors' real clients, pointed at the in-process simulators with the sandbox accounts.
+/// The five vendors' real clients, pointed at the in-process simulators with the sandbox accounts.
+/// Aliyun comes after Thinksms: the first provider that serves a check serves it, so line status
+/// stays with Thinksms and Aliyun is listed, ready for a route to use.
 fn sandbox_providers(
     base_url: &str,
     ctx: &BuildContext,
@@ -203,6 +207,11 @@ fn sandbox_providers(
     };
     let key = |k: &str| k.to_owned().into();
     let thinksms = ThinksmsConfig::sandbox(base_url.to_owned(), sim::SANDBOX_THINKSMS_HASHCODE);
+    let aliyun = AliyunConfig::sandbox(
+        base_url.to_owned(),
+        sim::SANDBOX_ALIYUN_ACCESS_KEY_ID,
+        sim::SANDBOX_ALIYUN_AUTH_CODE,
+    );
     let caih = CaihConfig::sandbox(
         base_url.to_owned(),
         sim::SANDBOX_CAIH_USER_KEY,
@@ -224,6 +233,15 @@ fn sandbox_providers(
                 ctx,
             )
             .map_err(failed("thinksms"))?,
+        ),
+        Arc::new(
+            AliyunProvider::new(
+                "aliyun",
+                &aliyun,
+                key(sim::SANDBOX_ALIYUN_ACCESS_KEY_SECRET),
+                ctx,
+            )
+            .map_err(failed("aliyun"))?,
         ),
         Arc::new(
             CaihProvider::new("caih", &caih, key(sim::SANDBOX_CAIH_SECRET_KEY), ctx)

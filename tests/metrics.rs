@@ -1,6 +1,9 @@
 //! Prometheus metrics on the admin endpoint: every metric named in the docs is present and moves
 //! when the service works, and no label value is a phone number.
 
+// The metrics recorder is process-wide: gauges read here must not see other tests' work, so
+// this area has a binary of its own.
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,7 @@
 //! two `phonecheck serve` processes together stay within the account's rate. In a test binary of
 //! its own, so that nothing else shares the two cores while the vendor counts calls per second.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::time::Instant;

@@ -30,13 +30,7 @@ impl AdminService for AdminApi {
         request: Request<pb::ForgetNumberRequest>,
     ) -> Result<Response<pb::ForgetNumberResponse>, Status> {
         let tenant = tenant_of(&request);
-        if !tenant.admin {
-            return Err(ApiError::PermissionDenied {
-                reason: "ADMIN_NOT_ALLOWED",
-                message: format!("tenant {} may not use the admin service", tenant.name),
-            }
-            .into());
-        }
+        tenant.authorize_admin()?;
         let request = request.into_inner();
         convert::bounded_number(&request.number, &request.default_region)?;
         let info = self

@@ -3,51 +3,18 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::auth::AuthError;
 use crate::engine::EngineError;
 
-/// The `google.rpc.ErrorInfo` domain of phonecheck's errors.
-pub const ERROR_DOMAIN: &str = "phonecheck.dev";
+use crate::wire::FieldError;
+pub use crate::wire::{ERROR_DOMAIN, rpc_status};
 
 /// Why an RPC failed as a whole.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
-    /// No valid API key.
-    #[error("{0}")]
-    Unauthenticated(&'static str),
-    /// The caller's tenant was not granted what it asked for.
-    #[error("{message}")]
-    PermissionDenied {
-        /// The `google.rpc.ErrorInfo` reason.
-        reason: &'static str,
-        /// What was refused.
-        message: String,
-    },
-    /// The tenant called faster than its rate limit.
-    #[error("tenant {tenant} is over its rate limit; retry in {retry_after:?}")]
-    RateLimited {
-        /// The tenant.
-        tenant: String,
-        /// When a call would be accepted again.
-        retry_after: std::time::Duration,
-    },
-    /// The tenant spent today's billable budget.
-    #[error("tenant {tenant} has spent today's billable budget; it renews in {retry_after:?}")]
-    BudgetExhausted {
-        /// The tenant.
-        tenant: String,
-        /// Until the budget renews.
-        retry_after: std::time::Duration,
-    },
-    /// The tenant has as many calls of a kind open as it may.
-    #[error("tenant {tenant} has its maximum of {calls} open ({setting}); wait for one to end")]
-    TooMany {
-        /// The tenant.
-        tenant: String,
-        /// The calls (`CheckNumbers streams`, `exports`, ...).
-        calls: &'static str,
-        /// The setting that bounds them.
-        setting: &'static str,
-    },
+    /// The caller may not do what it asked (key, grants, rate, budget, concurrency).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// The named resource does not exist (or belongs to another tenant).
     #[error("{kind} {name:?} not found")]
     NotFound {
@@ -76,6 +43,21 @@ impl ApiError {
             field: field.into(),
             message: message.into(),
         }
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> ApiError {
+        ApiError::InvalidArgument {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+impl From<FieldError> for Status {
+    fn from(e: FieldError) -> Status {
+        ApiError::from(e).into()
     }
 }
 
@@ -111,19 +93,7 @@ impl From<ApiError> for Status {
                 message,
                 ErrorDetails::with_bad_request_violation(field, why),
             ),
-            ApiError::Unauthenticated(_) => Status::unauthenticated(message),
-            ApiError::TooMany {
-                tenant,
-                calls,
-                setting,
-            } => {
-                let mut details = ErrorDetails::new();
-                details.add_quota_failure_violation(
-                    format!("tenant:{tenant}"),
-                    format!("concurrent {calls} over the tenant's {setting}"),
-                );
-                Status::with_error_details(Code::ResourceExhausted, message, details)
-            }
+            ApiError::Auth(e) => auth_status(e, message),
             ApiError::NotFound { kind, name } => Status::with_error_details(
                 Code::NotFound,
                 message,
@@ -135,50 +105,60 @@ impl From<ApiError> for Status {
                 ),
             ),
             ApiError::Unavailable(_) => Status::unavailable(message),
-            ApiError::RateLimited {
-                tenant,
-                retry_after,
-            } => {
-                let mut details = ErrorDetails::with_retry_info(Some(retry_after));
-                details.add_quota_failure_violation(
-                    format!("tenant:{tenant}"),
-                    "calls per second over the tenant's rate_limit",
-                );
-                Status::with_error_details(Code::ResourceExhausted, message, details)
-            }
-            ApiError::BudgetExhausted {
-                tenant,
-                retry_after,
-            } => {
-                let mut details = ErrorDetails::with_retry_info(Some(retry_after));
-                details.add_quota_failure_violation(
-                    format!("tenant:{tenant}"),
-                    "billable vendor calls over the tenant's daily_billable_budget",
-                );
-                Status::with_error_details(Code::ResourceExhausted, message, details)
-            }
-            ApiError::PermissionDenied { reason, .. } => Status::with_error_details(
-                Code::PermissionDenied,
-                message,
-                ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
-            ),
         }
     }
 }
 
-/// A `google.rpc.Status` message (for a report's outcome or a stream item), built the same way as
-/// an RPC's status so the two read alike.
-pub fn rpc_status(
-    code: Code,
-    message: impl Into<String>,
-    details: ErrorDetails,
-) -> tonic_types::Status {
-    let status = Status::with_error_details(code, message, details);
-    prost::Message::decode(status.details()).unwrap_or_else(|_| tonic_types::Status {
-        code: code as i32,
-        message: status.message().to_owned(),
-        details: Vec::new(),
-    })
+impl From<AuthError> for Status {
+    fn from(e: AuthError) -> Status {
+        ApiError::Auth(e).into()
+    }
+}
+
+/// The `tonic::Status` of an [`AuthError`], with its `google.rpc` details.
+fn auth_status(e: AuthError, message: String) -> Status {
+    match e {
+        AuthError::Unauthenticated(_) => Status::unauthenticated(message),
+        AuthError::TooMany {
+            tenant,
+            calls,
+            setting,
+        } => {
+            let mut details = ErrorDetails::new();
+            details.add_quota_failure_violation(
+                format!("tenant:{tenant}"),
+                format!("concurrent {calls} over the tenant's {setting}"),
+            );
+            Status::with_error_details(Code::ResourceExhausted, message, details)
+        }
+        AuthError::RateLimited {
+            tenant,
+            retry_after,
+        } => {
+            let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+            details.add_quota_failure_violation(
+                format!("tenant:{tenant}"),
+                "calls per second over the tenant's rate_limit",
+            );
+            Status::with_error_details(Code::ResourceExhausted, message, details)
+        }
+        AuthError::BudgetExhausted {
+            tenant,
+            retry_after,
+        } => {
+            let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+            details.add_quota_failure_violation(
+                format!("tenant:{tenant}"),
+                "billable vendor calls over the tenant's daily_billable_budget",
+            );
+            Status::with_error_details(Code::ResourceExhausted, message, details)
+        }
+        AuthError::PermissionDenied { reason, .. } => Status::with_error_details(
+            Code::PermissionDenied,
+            message,
+            ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -10,14 +10,46 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::Tenant;
+use crate::auth::{Tenant, Tenants};
 use crate::engine::{Engine, LookupRequest};
 use crate::pb;
 use crate::pb::phone_check_service_server::PhoneCheckService;
 
 pub use error::ApiError;
 
-/// The caller's tenant, put in the request by the [`crate::auth::AuthInterceptor`].
+/// Authenticates every call of a service: puts the caller's [`Tenant`] in the request
+/// extensions, or refuses the call (`UNAUTHENTICATED`, or `RESOURCE_EXHAUSTED` past the tenant's
+/// rate).
+#[derive(Debug, Clone)]
+pub struct AuthInterceptor {
+    tenants: Arc<Tenants>,
+}
+
+impl AuthInterceptor {
+    /// An interceptor over these tenants (none configured: every caller is anonymous).
+    pub fn new(tenants: Tenants) -> AuthInterceptor {
+        AuthInterceptor {
+            tenants: Arc::new(tenants),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for AuthInterceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let tenant = self
+            .tenants
+            .authenticate(authorization)
+            .map_err(ApiError::from)?;
+        request.extensions_mut().insert(tenant);
+        Ok(request)
+    }
+}
+
+/// The caller's tenant, put in the request by the [`AuthInterceptor`].
 pub(crate) fn tenant_of<T>(request: &Request<T>) -> Arc<Tenant> {
     request
         .extensions()
@@ -44,6 +76,47 @@ impl PhoneCheckApi {
     }
 }
 
+/// A live lookup from a request's fields (a `LookupNumber` call or one stream item), each field
+/// bounded before it is read.
+pub(crate) fn lookup_request(
+    number: String,
+    default_region: String,
+    checks: &[i32],
+    options: Option<pb::CheckOptions>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<LookupRequest, ApiError> {
+    convert::bounded_number(&number, &default_region)?;
+    Ok(LookupRequest {
+        checks: convert::checks_from_proto("checks", checks)?,
+        options: convert::options_from_proto("options", options)?,
+        number,
+        default_region,
+        deadline,
+        priority: crate::engine::Priority::Live,
+    })
+}
+
+/// The one flow of a live lookup, unary or streamed: the tenant's grants, room in its daily
+/// budget, the engine, then the budget settled with what was billed.
+pub(crate) async fn lookup_for(
+    engine: &Engine,
+    tenant: &Tenant,
+    lookup: &LookupRequest,
+) -> Result<crate::domain::Report, ApiError> {
+    tenant.authorize("checks", &lookup.checks, &lookup.options)?;
+    let hold = tenant.hold_budget(&lookup.checks)?;
+    match engine.lookup(lookup).await {
+        Ok(report) => {
+            hold.settle(&report);
+            Ok(report)
+        }
+        Err(e) => {
+            hold.release();
+            Err(e.into())
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl PhoneCheckService for PhoneCheckApi {
     async fn lookup_number(
@@ -53,25 +126,14 @@ impl PhoneCheckService for PhoneCheckApi {
         let deadline = stream::deadline(request.metadata());
         let tenant = tenant_of(&request);
         let request = request.into_inner();
-        convert::bounded_number(&request.number, &request.default_region)?;
-        let lookup = LookupRequest {
-            checks: convert::checks_from_proto("checks", &request.checks)?,
-            options: convert::options_from_proto("options", request.options)?,
-            number: request.number,
-            default_region: request.default_region,
+        let lookup = lookup_request(
+            request.number,
+            request.default_region,
+            &request.checks,
+            request.options,
             deadline,
-            priority: crate::engine::Priority::Live,
-        };
-        tenant.authorize("checks", &lookup.checks, &lookup.options)?;
-        let hold = tenant.hold_budget(&lookup.checks)?;
-        let report = match self.engine.lookup(&lookup).await {
-            Ok(report) => report,
-            Err(e) => {
-                hold.release();
-                return Err(ApiError::from(e).into());
-            }
-        };
-        hold.settle(&report);
+        )?;
+        let report = lookup_for(&self.engine, &tenant, &lookup).await?;
         Ok(Response::new(pb::LookupNumberResponse {
             report: Some(convert::report_to_proto(&report)),
         }))

@@ -94,22 +94,10 @@ async fn answer(
     deadline: Option<Instant>,
 ) -> pb::CheckNumbersResult {
     let mut request_id = item.request_id.clone();
-    let lookup = to_lookup(item, deadline).and_then(|lookup| {
-        tenant.authorize("checks", &lookup.checks, &lookup.options)?;
-        let hold = tenant.hold_budget(&lookup.checks)?;
-        Ok((lookup, hold))
-    });
-    let outcome = match lookup {
-        Ok((lookup, hold)) => match engine.lookup(&lookup).await {
-            Ok(report) => {
-                hold.settle(&report);
-                Ok(convert::report_to_proto(&report))
-            }
-            Err(e) => {
-                hold.release();
-                Err(ApiError::from(e))
-            }
-        },
+    let outcome = match to_lookup(item, deadline) {
+        Ok(lookup) => super::lookup_for(&engine, tenant, &lookup)
+            .await
+            .map(|report| convert::report_to_proto(&report)),
         Err(e) => Err(e),
     };
     // An over-long id is answered with its start, so the item's error is not lost.
@@ -134,15 +122,13 @@ fn to_lookup(
     deadline: Option<Instant>,
 ) -> Result<LookupRequest, ApiError> {
     convert::bounded("request_id", &item.request_id, convert::max_len::REQUEST_ID)?;
-    convert::bounded_number(&item.number, &item.default_region)?;
-    Ok(LookupRequest {
-        checks: convert::checks_from_proto("checks", &item.checks)?,
-        options: convert::options_from_proto("options", item.options)?,
-        number: item.number,
-        default_region: item.default_region,
+    super::lookup_request(
+        item.number,
+        item.default_region,
+        &item.checks,
+        item.options,
         deadline,
-        priority: crate::engine::Priority::Live,
-    })
+    )
 }
 
 /// The response stream for `inbound`.

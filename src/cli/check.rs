@@ -10,12 +10,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::CliError;
-use crate::api::convert::check_to_proto;
 use crate::domain::Check;
 use crate::pb;
 use crate::pb::check_numbers_response::Response;
 use crate::pb::check_numbers_result::Outcome;
 use crate::pb::phone_check_service_client::PhoneCheckServiceClient;
+use crate::wire::check_to_proto;
 
 /// What `check` was asked to do.
 pub(super) struct CheckArgs {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use super::{CliError, shutdown_signal};
-use crate::providers::{caih, thinksms, tongdun, yidun};
+use crate::providers::{aliyun, caih, thinksms, tongdun, yidun};
 use crate::sim::faults::Faults;
 use crate::sim::{SimConfig, SimServer};
 
@@ -39,6 +39,10 @@ pub(super) async fn run(
         ("caih", caih::SEARCH_PATH.to_owned()),
         ("tongdun", format!("[/id|/sg|/pk]{}", tongdun::PATH)),
         ("yidun", yidun::PATH.to_owned()),
+        (
+            "aliyun",
+            format!("{}  (x-acs-action: {})", aliyun::PATH, aliyun::ACTION),
+        ),
     ] {
         writeln!(stdout, "  {vendor:<9} POST {path}")?;
     }

@@ -22,17 +22,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::auth::TenantConfig;
+pub use crate::secret::SecretRef;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::providers::ProviderConfig;
 
-mod jobs;
-
 pub use crate::engine::CacheConfig;
-pub use jobs::{JobsConfig, PricesConfig};
+pub use crate::jobs::{JobsConfig, PricesConfig};
 
 /// The environment prefix for overrides: `PHONECHECK__SERVER__LISTEN=0.0.0.0:50051`.
 pub const ENV_PREFIX: &str = "PHONECHECK__";
@@ -79,42 +78,6 @@ pub struct Config {
     /// API clients, by name. Empty: no authentication (loopback only, unless explicitly allowed).
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
-}
-
-/// `[tenants.NAME]`: one API client.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenantConfig {
-    /// SHA-256 (hex) of each of the tenant's API keys; `phonecheck keys new` prints one. The keys
-    /// themselves are never stored.
-    pub key_sha256: Vec<String>,
-    /// The checks the tenant may run. Account presence (social-account probing) is not granted
-    /// unless listed.
-    #[serde(default = "default_allowed_checks")]
-    pub allowed_checks: Vec<crate::domain::Check>,
-    /// Whether the tenant may receive platform profile details (personal data).
-    #[serde(default)]
-    pub profile_details: bool,
-    /// Whether the tenant may use the admin service (`ForgetNumber`: erase what phonecheck keeps
-    /// about a number).
-    #[serde(default)]
-    pub admin: bool,
-    /// Calls per second the tenant may make (a token bucket); absent: unlimited.
-    pub rate_limit: Option<crate::providers::QuotaConfig>,
-    /// Billable vendor calls the tenant may cause per day (China time, as the vendors bill);
-    /// absent: unlimited.
-    pub daily_billable_budget: Option<u64>,
-    /// `CheckNumbers` streams the tenant may have open at once; `server.max_streams_per_tenant`
-    /// when absent.
-    pub max_streams: Option<usize>,
-    /// Stream items the tenant may have in flight over all its streams;
-    /// `server.max_items_in_flight_per_tenant` when absent.
-    pub max_items_in_flight: Option<usize>,
-}
-
-fn default_allowed_checks() -> Vec<crate::domain::Check> {
-    use crate::domain::Check;
-    vec![Check::LineStatus, Check::SpamLabels, Check::RiskProfile]
 }
 
 /// `[server]`.
@@ -321,37 +284,6 @@ fn default_true() -> bool {
     true
 }
 
-/// Where a secret is read from. Secrets are never written in the configuration itself.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum SecretRef {
-    /// An environment variable's value.
-    Env(String),
-    /// A file's content, without trailing line breaks (a mounted Kubernetes secret).
-    File(PathBuf),
-}
-
-impl SecretRef {
-    /// Reads the secret. The error names where it was looked for, never its value.
-    pub fn resolve(&self) -> Result<SecretString, String> {
-        let value = match self {
-            SecretRef::Env(name) => std::env::var(name)
-                .map_err(|_| format!("environment variable {name} is not set"))?,
-            SecretRef::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-        };
-        if value.is_empty() {
-            return Err(match self {
-                SecretRef::Env(name) => format!("environment variable {name} is empty"),
-                SecretRef::File(path) => format!("secret file {} is empty", path.display()),
-            });
-        }
-        Ok(SecretString::from(value))
-    }
-}
-
 /// A configuration error that names the key, the rule and where the value came from, never the
 /// value: the value may be a secret given the wrong way (a database URL with its password as a
 /// plain string, say).
@@ -517,25 +449,7 @@ impl Config {
             problems.push("storage.database_connections must be at least 1".to_owned());
         }
         for (name, tenant) in &self.tenants {
-            if let Some(rate) = tenant.rate_limit
-                && !(rate.requests_per_second > 0.0
-                    && rate.requests_per_second.is_finite()
-                    && rate.burst >= 1)
-            {
-                problems.push(format!(
-                    "tenants.{name}.rate_limit: requests_per_second must be above zero and burst at least 1"
-                ));
-            }
-            if tenant.key_sha256.is_empty() {
-                problems.push(format!("tenants.{name}: key_sha256 is empty"));
-            }
-            for (i, hash) in tenant.key_sha256.iter().enumerate() {
-                if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    problems.push(format!(
-                        "tenants.{name}.key_sha256[{i}]: not a SHA-256 in hex (64 hex digits)"
-                    ));
-                }
-            }
+            problems.extend(tenant.problems(name));
         }
         if problems.is_empty() {
             Ok(())

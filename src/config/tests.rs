@@ -109,7 +109,7 @@ fn the_readme_example_is_a_valid_configuration() {
     let config: Config = Figment::from(Toml::string(example)).extract().unwrap();
     assert_eq!(
         config.providers.keys().collect::<Vec<_>>(),
-        ["caih", "thinksms", "tongdun", "yidun"]
+        ["aliyun", "caih", "thinksms", "tongdun", "yidun"]
     );
     let problems: Vec<_> = config
         .providers

@@ -641,11 +641,7 @@ mod tests {
     use crate::domain::{LineStatus, LineStatusResult};
 
     fn line() -> CheckData {
-        CheckData::LineStatus(LineStatusResult {
-            status: LineStatus::Empty,
-            raw_code: "1".to_owned(),
-            description: "空号".to_owned(),
-        })
+        CheckData::LineStatus(LineStatusResult::new(LineStatus::Empty, "1", "空号"))
     }
 
     #[tokio::test]

@@ -40,8 +40,11 @@ pub struct Decoded {
 pub fn encode(data: &CheckData, withheld: bool) -> Vec<u8> {
     let flags = if withheld { WITHHELD } else { 0 };
     match data {
+        // A line status with the current carrier of a ported number (Aliyun) is rarer: JSON.
         CheckData::LineStatus(line)
-            if line.raw_code.len() <= usize::from(u16::MAX)
+            if line.current_carrier.is_none()
+                && !line.ported
+                && line.raw_code.len() <= usize::from(u16::MAX)
                 && line.description.len() <= usize::from(u16::MAX) =>
         {
             let mut out = Vec::with_capacity(8 + line.raw_code.len() + line.description.len());
@@ -79,11 +82,11 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded> {
             };
             let raw_code = text()?;
             let description = text()?;
-            CheckData::LineStatus(LineStatusResult {
-                status: status_of(status)?,
+            CheckData::LineStatus(LineStatusResult::new(
+                status_of(status)?,
                 raw_code,
                 description,
-            })
+            ))
         }
         JSON => serde_json::from_slice(rest).ok()?,
         _ => return None,
@@ -203,6 +206,8 @@ impl Interner {
     /// line status).
     pub fn compact(&self, data: &CheckData, encoded: &[u8]) -> Compact {
         if let CheckData::LineStatus(line) = data
+            && line.current_carrier.is_none()
+            && !line.ported
             && let (Some(code), Some(description)) =
                 (self.intern(&line.raw_code), self.intern(&line.description))
         {
@@ -223,11 +228,11 @@ impl Interner {
                 code,
                 description,
             } => Some(Decoded {
-                data: CheckData::LineStatus(LineStatusResult {
-                    status: status_of(*status)?,
-                    raw_code: self.text(*code)?,
-                    description: self.text(*description)?,
-                }),
+                data: CheckData::LineStatus(LineStatusResult::new(
+                    status_of(*status)?,
+                    self.text(*code)?,
+                    self.text(*description)?,
+                )),
                 withheld: false,
             }),
             Compact::Encoded(bytes) => decode(bytes),
@@ -241,11 +246,7 @@ mod tests {
     use crate::domain::{AccountPresence, Activity, Registration, SpamLabels};
 
     fn line(code: &str, description: &str) -> CheckData {
-        CheckData::LineStatus(LineStatusResult {
-            status: LineStatus::Silent,
-            raw_code: code.to_owned(),
-            description: description.to_owned(),
-        })
+        CheckData::LineStatus(LineStatusResult::new(LineStatus::Silent, code, description))
     }
 
     #[test]

@@ -29,7 +29,7 @@ use super::answers::{Answers, Hit};
 use super::health::Health;
 use super::hot::AnswerId;
 use crate::domain::{Check, CheckData};
-use crate::providers::{Answer, ErrorReason, Provider, ProviderError, Query};
+use crate::providers::{Answer, Provider, ProviderError, Query};
 use crate::shared::{AnswerKey, Coordination, RemoteLock, SharedAnswer, SharedAnswers, TtlFn};
 
 /// Jobs queued for the batcher before callers wait.
@@ -504,10 +504,7 @@ impl Shared {
             }
             Err(error) => {
                 // A breaker that is open fails the call here, without a vendor.http span.
-                span.record(
-                    "outcome",
-                    format!("{:?}", error.reason()).to_ascii_lowercase(),
-                );
+                span.record("outcome", error.reason().label());
                 vec![Err(error); jobs.len()]
             }
         };
@@ -581,7 +578,7 @@ impl Shared {
         let failure = results
             .iter()
             .filter_map(|r| r.as_ref().err())
-            .find(|e| e.reason() != ErrorReason::Rejected);
+            .find(|e| e.counts_against_vendor());
         if let Some(error) = failure {
             health.consecutive_failures = health.consecutive_failures.saturating_add(1);
             health.last_error = Some(error.clone());
@@ -647,11 +644,7 @@ mod tests {
             if let Ok(permit) = self.door.acquire().await {
                 permit.forget();
             }
-            let data = CheckData::LineStatus(LineStatusResult {
-                status: LineStatus::Active,
-                raw_code: "1".to_owned(),
-                description: String::new(),
-            });
+            let data = CheckData::LineStatus(LineStatusResult::new(LineStatus::Active, "1", ""));
             vec![
                 Ok(Answer::Ready {
                     data,

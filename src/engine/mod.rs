@@ -301,11 +301,9 @@ impl Engine {
             return Plan::Local(LocalOutcome::local(
                 check,
                 match check {
-                    Check::LineStatus => CheckState::Ok(CheckData::LineStatus(LineStatusResult {
-                        status: LineStatus::Invalid,
-                        raw_code: LOCAL.to_owned(),
-                        description: "not a valid number".to_owned(),
-                    })),
+                    Check::LineStatus => CheckState::Ok(CheckData::LineStatus(
+                        LineStatusResult::new(LineStatus::Invalid, LOCAL, "not a valid number"),
+                    )),
                     _ => CheckState::Skipped(SkipReason::NumberInvalid),
                 },
             ));

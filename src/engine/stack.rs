@@ -22,7 +22,7 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tracing::Instrument;
 
 use crate::domain::Check;
-use crate::providers::{Answer, ErrorReason, Limits, Provider, ProviderError, Query, QuotaConfig};
+use crate::providers::{Answer, Limits, Provider, ProviderError, Query, QuotaConfig};
 
 /// One vendor call: a batch of queries for one check.
 #[derive(Debug, Clone)]
@@ -128,11 +128,11 @@ fn record_call(
     use crate::metrics as m;
     let provider = info.name.to_string();
     let outcome = match results.iter().find_map(|r| r.as_ref().err()) {
-        None => "ok".to_owned(),
-        Some(e) => format!("{:?}", e.reason()).to_ascii_lowercase(),
+        None => "ok",
+        Some(e) => e.reason().label(),
     };
     metrics::counter!(m::VENDOR_CALLS, "provider" => provider.clone(), "vendor" => info.vendor,
-        "check" => check.as_str(), "outcome" => outcome.clone())
+        "check" => check.as_str(), "outcome" => outcome)
     .increment(1);
     let billable = results
         .iter()
@@ -149,7 +149,7 @@ fn record_call(
         .record(took.as_secs_f64());
     metrics::histogram!(m::VENDOR_BATCH, "provider" => provider).record(results.len() as f64);
     let span = tracing::Span::current();
-    span.record("outcome", outcome.as_str());
+    span.record("outcome", outcome);
     span.record("billable", billable as i64);
 }
 
@@ -317,14 +317,6 @@ struct BreakerState {
     probing: bool,
 }
 
-/// Failures that say something about the vendor's health (not a refused number, not our quota).
-fn counts_against_vendor(error: &ProviderError) -> bool {
-    matches!(
-        error.reason(),
-        ErrorReason::Unavailable | ErrorReason::BadResponse
-    ) && *error != ProviderError::CircuitOpen
-}
-
 fn breaker_layer<S>(
     threshold: u32,
     cooldown: Duration,
@@ -359,7 +351,7 @@ where
             let result = inner.oneshot(call).await;
             let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
             match &result {
-                Err(error) if counts_against_vendor(error) => {
+                Err(error) if error.counts_against_vendor() => {
                     s.failures = s.failures.saturating_add(1);
                     if s.probing || s.failures >= s.threshold {
                         s.open_until = Some(Instant::now() + s.cooldown);

@@ -6,6 +6,7 @@
 //! Results are committed as they arrive, a few hundred at a time in one transaction with the
 //! job's counters, so a process killed mid-job loses at most the answers in transit.
 
+mod config;
 pub mod export;
 pub mod import;
 mod report;
@@ -20,11 +21,11 @@ use prost::Message;
 use tokio::sync::mpsc;
 
 use crate::budget::TenantLimits;
-use crate::config::JobsConfig;
 use crate::engine::Engine;
 use crate::pb;
 use crate::store::{JobRecord, JobState, JobStore, NewJob, StoreError};
 
+pub use config::{JobsConfig, PricesConfig};
 pub use runner::Runner;
 
 /// On a shared store, an upload still unfinished after this is a dead replica's.

@@ -189,7 +189,7 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}
         let per_number: f64 = spec
             .checks
             .iter()
-            .filter_map(|&ch| crate::api::convert::checks_from_proto("checks", &[ch]).ok())
+            .filter_map(|&ch| crate::wire::checks_from_proto("checks", &[ch]).ok())
             .flatten()
             .map(|ch| prices.of(ch))
             .sum();

@@ -21,12 +21,12 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::Jobs;
-use crate::api::convert;
 use crate::budget::{BudgetHold, BudgetSpent, TenantLimits};
 use crate::domain::CheckState;
 use crate::engine::{Engine, LookupRequest, Priority};
 use crate::pb;
 use crate::store::{JobState, JobStore, Lease, NumberFate, NumberResult, StoreError, TodoNumber};
+use crate::wire;
 
 /// Numbers fetched from the store at once.
 const PAGE: u32 = 1_000;
@@ -253,8 +253,8 @@ async fn run_passes(
     let template = Arc::new(LookupRequest {
         number: String::new(),
         default_region: spec.default_region.clone(),
-        checks: convert::checks_from_proto("checks", &spec.checks).unwrap_or_default(),
-        options: convert::options_from_proto("options", spec.options).unwrap_or_default(),
+        checks: wire::checks_from_proto("checks", &spec.checks).unwrap_or_default(),
+        options: wire::options_from_proto("options", spec.options).unwrap_or_default(),
         deadline: None,
         priority: Priority::Bulk,
     });
@@ -494,7 +494,7 @@ async fn check(
                 CheckState::Failed(e) => e.retryable() && next < passes.failure,
                 _ => false,
             });
-            let proto = convert::report_to_proto(&report);
+            let proto = wire::report_to_proto(&report);
             NumberResult {
                 key: todo.key,
                 fate: if again {

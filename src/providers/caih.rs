@@ -21,8 +21,8 @@ use super::{
     Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
     Query, QuotaConfig, http_or, send, url_problem,
 };
-use crate::config::SecretRef;
 use crate::domain::{Check, CheckData, LabelSource, NumberInfo, NumberType, SpamLabel, SpamLabels};
+use crate::secret::SecretRef;
 use crate::store::{Claim, PendingStore};
 
 /// The vendor's production base URL (test host: `https://test.callas2.caih.com`).

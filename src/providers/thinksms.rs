@@ -17,8 +17,8 @@ use super::{
     Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
     Query, QuotaConfig, http_or, send, url_problem,
 };
-use crate::config::SecretRef;
 use crate::domain::{Check, CheckData, LineStatus, LineStatusResult, NumberInfo, NumberType};
+use crate::secret::SecretRef;
 
 /// The vendor's production base URL.
 pub const DEFAULT_BASE_URL: &str = "http://api.thinksms.cn";
@@ -164,11 +164,11 @@ pub fn decode(body: &[u8]) -> Result<Answer, ProviderError> {
     let state = json_scalar(&result.state)
         .ok_or_else(|| ProviderError::BadResponse("state is not a number".to_owned()))?;
     Ok(Answer::Ready {
-        data: CheckData::LineStatus(LineStatusResult {
-            status: map_state(&state, &result.desc),
-            raw_code: state,
-            description: result.desc,
-        }),
+        data: CheckData::LineStatus(LineStatusResult::new(
+            map_state(&state, &result.desc),
+            state,
+            result.desc,
+        )),
         billable: true,
     })
 }
@@ -278,11 +278,11 @@ mod tests {
         assert_eq!(
             answer,
             Answer::Ready {
-                data: CheckData::LineStatus(LineStatusResult {
-                    status: LineStatus::Active,
-                    raw_code: "1".into(),
-                    description: "活跃号".into()
-                }),
+                data: CheckData::LineStatus(LineStatusResult::new(
+                    LineStatus::Active,
+                    "1",
+                    "活跃号"
+                )),
                 billable: true
             }
         );

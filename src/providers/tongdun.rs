@@ -15,11 +15,11 @@ use super::{
     Answer, BuildContext, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo, Query,
     QuotaConfig, http_or, send, url_problem,
 };
-use crate::config::SecretRef;
 use crate::domain::{
     AccountPresence, AccountProfile, Activity, Check, CheckData, KycInput, NumberInfo, Presence,
     QueryHistory, Registration,
 };
+use crate::secret::SecretRef;
 
 /// The request path on every node.
 pub const PATH: &str = "/verification/kyc/phoneverify/v1";

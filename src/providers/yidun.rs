@@ -17,10 +17,10 @@ use super::{
     Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
     Query, QuotaConfig, fail_all, http_or, send, url_problem,
 };
-use crate::config::SecretRef;
 use crate::domain::{
     Check, CheckData, NumberInfo, NumberType, Risk, RiskLevel, RiskLocation, RiskProfile, Under18,
 };
+use crate::secret::SecretRef;
 
 /// The vendor's base URL.
 pub const DEFAULT_BASE_URL: &str = "https://rp.dun.163.com";

@@ -23,7 +23,7 @@ use redis::aio::ConnectionManager;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::config::SecretRef;
+use crate::secret::SecretRef;
 
 pub use answers::{AnswerKey, Coordination, RemoteLock, SharedAnswer, SharedAnswers};
 

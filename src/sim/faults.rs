@@ -63,7 +63,7 @@ impl Faults {
 /// Recent accepted calls per vendor, for the quota (a sliding one-second window).
 #[derive(Debug, Default)]
 pub struct Windows {
-    calls: Mutex<[VecDeque<Instant>; 4]>,
+    calls: Mutex<[VecDeque<Instant>; 5]>,
 }
 
 /// The vendor a path belongs to: index into the windows, and its over-limit answer.
@@ -92,6 +92,17 @@ fn vendor_of(path: &str) -> Option<(usize, &'static str, Response)> {
         ))
     } else if path.starts_with("/v1/profile/") {
         Some((3, "yidun", json(r#"{"code":411,"msg":"rate limited"}"#)))
+    } else if path == crate::providers::aliyun::PATH {
+        Some((
+            4,
+            "aliyun",
+            (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"RequestId":"00000000-0000-0000-0000-000000000000","HostId":"dytnsapi.aliyuncs.com","Code":"Throttling.User","Message":"Request was denied due to user flow control."}"#,
+            )
+                .into_response(),
+        ))
     } else {
         None
     }

@@ -5,6 +5,7 @@
 //! `phonecheck sim` serves them standalone; `phonecheck serve` in sandbox mode runs them
 //! in-process on loopback. `GET /_sim/stats` counts calls, numbers and billable calls per vendor.
 
+pub mod aliyun;
 pub mod caih;
 pub mod faults;
 pub mod thinksms;
@@ -33,6 +34,13 @@ pub const SANDBOX_THINKSMS_HASHCODE: &str = "sandbox0thinksms0hashcode0000000";
 /// The Thinksms private key of the sandbox account. Public on purpose: it only opens the simulator.
 pub const SANDBOX_THINKSMS_PRIVATE_KEY: &str = "sandbox-thinksms-private-key";
 
+/// The Aliyun AccessKey id of the sandbox.
+pub const SANDBOX_ALIYUN_ACCESS_KEY_ID: &str = "LTAI5tSandboxAliyunAccessKey";
+/// The Aliyun AccessKey secret of the sandbox. Public on purpose: it only opens the simulator.
+pub const SANDBOX_ALIYUN_ACCESS_KEY_SECRET: &str = "sandbox-aliyun-access-key-secret";
+/// The 号码百科 authorization code (`AuthCode`) of the sandbox.
+pub const SANDBOX_ALIYUN_AUTH_CODE: &str = "sandbox-aliyun-auth-code";
+
 /// The caih account of the sandbox.
 pub const SANDBOX_CAIH_USER_KEY: &str = "5a1db0c0sandbox0caih0userkey0001";
 /// The caih app id of the sandbox.
@@ -57,6 +65,17 @@ pub struct ThinksmsAccount {
     pub hashcode: String,
     /// The private key it signs with.
     pub private_key: String,
+}
+
+/// An Aliyun account the simulator accepts.
+#[derive(Debug, Clone)]
+pub struct AliyunAccount {
+    /// The AccessKey id.
+    pub access_key_id: String,
+    /// The AccessKey secret.
+    pub access_key_secret: String,
+    /// The approved application's `AuthCode`.
+    pub auth_code: String,
 }
 
 /// A caih account the simulator accepts.
@@ -95,6 +114,8 @@ pub struct YidunAccount {
 pub struct SimConfig {
     /// The Thinksms account.
     pub thinksms: ThinksmsAccount,
+    /// The Aliyun account.
+    pub aliyun: AliyunAccount,
     /// The caih account.
     pub caih: CaihAccount,
     /// The TongDun account.
@@ -117,6 +138,11 @@ impl Default for SimConfig {
             thinksms: ThinksmsAccount {
                 hashcode: SANDBOX_THINKSMS_HASHCODE.to_owned(),
                 private_key: SANDBOX_THINKSMS_PRIVATE_KEY.to_owned(),
+            },
+            aliyun: AliyunAccount {
+                access_key_id: SANDBOX_ALIYUN_ACCESS_KEY_ID.to_owned(),
+                access_key_secret: SANDBOX_ALIYUN_ACCESS_KEY_SECRET.to_owned(),
+                auth_code: SANDBOX_ALIYUN_AUTH_CODE.to_owned(),
             },
             caih: CaihAccount {
                 user_key: SANDBOX_CAIH_USER_KEY.to_owned(),
@@ -169,6 +195,7 @@ pub struct VendorStats {
 #[derive(Debug, Default)]
 pub struct Stats {
     thinksms: VendorCounters,
+    aliyun: VendorCounters,
     caih: VendorCounters,
     tongdun: VendorCounters,
     yidun: VendorCounters,
@@ -255,6 +282,7 @@ impl Stats {
 
     fn counters(&self, vendor: &str) -> &VendorCounters {
         match vendor {
+            "aliyun" => &self.aliyun,
             "caih" => &self.caih,
             "tongdun" => &self.tongdun,
             "yidun" => &self.yidun,
@@ -277,6 +305,7 @@ impl Stats {
             over_limit: c.over_limit.load(Ordering::Relaxed),
         };
         BTreeMap::from([
+            ("aliyun", read(&self.aliyun)),
             ("caih", read(&self.caih)),
             ("thinksms", read(&self.thinksms)),
             ("tongdun", read(&self.tongdun)),
@@ -346,6 +375,7 @@ pub struct SimState {
     sequence: AtomicU64,
     caih: caih::CaihState,
     yidun: yidun::YidunState,
+    aliyun: aliyun::AliyunState,
     windows: faults::Windows,
 }
 
@@ -384,6 +414,7 @@ pub fn router(config: SimConfig) -> (Router, Arc<Stats>) {
         sequence: AtomicU64::new(0),
         caih: caih::CaihState::default(),
         yidun: yidun::YidunState::default(),
+        aliyun: aliyun::AliyunState::default(),
         windows: faults::Windows::default(),
     });
     let tongdun_path = crate::providers::tongdun::PATH;
@@ -397,6 +428,10 @@ pub fn router(config: SimConfig) -> (Router, Arc<Stats>) {
             post(tongdun::handle_node),
         )
         .route(crate::providers::yidun::PATH, post(yidun::handle))
+        .route(
+            crate::providers::aliyun::PATH,
+            post(aliyun::handle).get(aliyun::handle),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             faults::inject,

@@ -262,6 +262,7 @@ pub fn set_limits(config: &mut Config, limits: phonecheck::providers::LimitsConf
     for provider in config.providers.values_mut() {
         match provider {
             ProviderConfig::Thinksms(c) => c.limits = limits.clone(),
+            ProviderConfig::Aliyun(c) => c.limits = limits.clone(),
             ProviderConfig::Caih(c) => c.limits = limits.clone(),
             ProviderConfig::Tongdun(c) => c.limits = limits.clone(),
             ProviderConfig::Yidun(c) => c.limits = limits.clone(),

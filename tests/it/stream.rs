@@ -1,11 +1,9 @@
 //! CheckNumbers: exactly one answer per item, per-item errors, summary, bounded work, deadline.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Secrets, TestServer, start_sim, vendors_config};
+use crate::common::{Secrets, TestServer, start_sim, vendors_config};
 use phonecheck::pb;
 use phonecheck::pb::check_numbers_response::Response as Item;
 use phonecheck::pb::check_numbers_result::Outcome;
@@ -193,7 +191,7 @@ async fn a_client_that_stops_reading_stops_the_server_reading() {
     let sim = start_sim(SimConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = vendors_config(&sim, dir.path(), &Secrets::right(), "MD5");
-    common::set_limits(
+    crate::common::set_limits(
         &mut config,
         phonecheck::providers::LimitsConfig {
             quota: Some(phonecheck::providers::QuotaConfig {

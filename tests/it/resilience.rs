@@ -1,12 +1,10 @@
 //! Vendor faults: every item still answered exactly once, retries never re-bill, the breaker
 //! opens and recovers, the quota is never exceeded.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     Secrets, TestServer, check_numbers, lookup, outcome, set_limits, start_sim, vendors_config,
 };
 use phonecheck::pb;
@@ -228,7 +226,7 @@ async fn without_a_quota_the_simulator_answers_over_limit() {
         Some(pb::check_numbers_result::Outcome::Report(rep)) => rep.outcomes.iter().any(|o| {
             o.error
                 .as_ref()
-                .is_some_and(|e| common::error_info(e).reason == "PROVIDER_RATE_LIMITED")
+                .is_some_and(|e| crate::common::error_info(e).reason == "PROVIDER_RATE_LIMITED")
         }),
         _ => false,
     });

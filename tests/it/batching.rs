@@ -1,10 +1,8 @@
 //! The multi-number path: numbers bound for a batch vendor are sent in batches of its size.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::start_sim;
+use crate::common::start_sim;
 use phonecheck::domain::{Check, CheckData, CheckState};
 use phonecheck::engine::{Engine, LookupRequest};
 use phonecheck::number::Analyzer;

@@ -1,11 +1,11 @@
 //! caih is asynchronous: a number is submitted once, answered pending, and labelled later; the
 //! submission survives a restart.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Secrets, TestServer, lookup, outcome, start_sim, vendors_config, vendors_server};
+use crate::common::{
+    Secrets, TestServer, lookup, outcome, start_sim, vendors_config, vendors_server,
+};
 use phonecheck::pb;
 use phonecheck::sim::SimConfig;
 
@@ -17,7 +17,7 @@ fn sim_config(delay: Duration) -> SimConfig {
 }
 
 async fn spam(server: &TestServer, number: &str) -> pb::NumberReport {
-    common::report(server, lookup(number, &[pb::Check::SpamLabels])).await
+    crate::common::report(server, lookup(number, &[pb::Check::SpamLabels])).await
 }
 
 #[tokio::test]

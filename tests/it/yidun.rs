@@ -1,11 +1,9 @@
 //! The Yidun simulator checks what Yidun checks; the client surfaces each code.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::start_sim;
 use chrono::{Duration as Days, Utc};
-use common::start_sim;
 use phonecheck::domain::Check;
 use phonecheck::number::Analyzer;
 use phonecheck::providers::signing::SignatureMethod;

@@ -2,9 +2,7 @@
 //! resumes with no number lost and none paid twice; cancel stops the vendor calls; numbers a
 //! vendor answers later are collected in later passes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use phonecheck::config::Config;
 use phonecheck::pb;
 use phonecheck::sim::SimConfig;

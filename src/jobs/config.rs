@@ -101,7 +101,7 @@ fn default_currency() -> String {
 }
 
 impl JobsConfig {
-    pub(super) fn problems(&self) -> Vec<String> {
+    pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.max_upload_bytes == 0 || self.max_rows == 0 {
             problems.push("jobs.max_upload_bytes and jobs.max_rows must be above zero".to_owned());

@@ -3,11 +3,9 @@
 //! other's asynchronous submissions; Redis going away fails paid calls closed (not billed, no
 //! crash) until it comes back. (The shared quota has a test binary of its own: redis_quota.rs.)
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use phonecheck::config::{Config, SecretRef};
 use phonecheck::pb;
 use phonecheck::shared::RedisConfig;

@@ -2,11 +2,9 @@
 //! path (unary, stream items, job numbers), places for uploads, exports and watches, an upload
 //! that stops sending, and exports a spreadsheet would run.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use phonecheck::auth::key_hash;
 use phonecheck::config::Config;
 use phonecheck::pb;

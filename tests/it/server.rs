@@ -1,11 +1,9 @@
 //! The server around the API: health per service, reflection v1 and v1alpha, gzip, graceful
 //! shutdown.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestServer, lookup, start_sim};
+use crate::common::{TestServer, lookup, start_sim};
 use phonecheck::pb;
 use phonecheck::sim::{SANDBOX_THINKSMS_HASHCODE, SANDBOX_THINKSMS_PRIVATE_KEY, SimConfig};
 use tonic::codec::CompressionEncoding;

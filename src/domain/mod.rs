@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::providers::ProviderError;
+mod failure;
+
+pub use failure::{CodeClass, ErrorReason, ProviderError};
 
 /// A paid check a vendor can answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
@@ -121,6 +123,42 @@ pub struct LineStatusResult {
     pub raw_code: String,
     /// The vendor's description, as sent.
     pub description: String,
+    /// The carrier serving the number now, when the vendor reports it (Aliyun does; Thinksms
+    /// does not). Answers stored before this field existed read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_carrier: Option<CurrentCarrier>,
+    /// True when the number was ported (携号转网): `current_carrier` differs from the carrier of
+    /// its segment. False when they agree or either is unknown.
+    #[serde(default)]
+    pub ported: bool,
+}
+
+impl LineStatusResult {
+    /// A status with the vendor's code and text, and no carrier information.
+    pub fn new(
+        status: LineStatus,
+        raw_code: impl Into<String>,
+        description: impl Into<String>,
+    ) -> LineStatusResult {
+        LineStatusResult {
+            status,
+            raw_code: raw_code.into(),
+            description: description.into(),
+            current_carrier: None,
+            ported: false,
+        }
+    }
+}
+
+/// The carrier a vendor says serves a number now, after any porting.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CurrentCarrier {
+    /// The vendor's code, as sent (Aliyun: `CMCC`, `CUCC`, `CTCC`, `CBN`).
+    pub code: String,
+    /// English name (`China Mobile`); empty for a code phonecheck does not know.
+    pub name: String,
+    /// Local name (`中国移动`); empty for a code phonecheck does not know.
+    pub local_name: String,
 }
 
 /// What kind of line a number is.

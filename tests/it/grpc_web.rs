@@ -1,8 +1,6 @@
 //! gRPC-Web: a browser-style HTTP/1.1 call of LookupNumber.
 
-mod common;
-
-use common::{TestServer, lookup};
+use crate::common::{TestServer, lookup};
 use phonecheck::pb;
 use prost::Message;
 

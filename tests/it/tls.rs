@@ -1,10 +1,8 @@
 //! TLS and mutual TLS on the gRPC listener, with certificates made in the test by `rcgen`.
 
-mod common;
-
 use std::path::Path;
 
-use common::TestServer;
+use crate::common::TestServer;
 use phonecheck::config::{Config, TlsConfig};
 use phonecheck::pb;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};

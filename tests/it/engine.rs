@@ -1,10 +1,8 @@
 //! The engine between API and vendors: cache, single-flight, batching.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Secrets, lookup, outcome, report, start_sim, vendors_server};
+use crate::common::{Secrets, lookup, outcome, report, start_sim, vendors_server};
 use phonecheck::pb;
 use phonecheck::sim::SimConfig;
 

@@ -5,11 +5,8 @@
 //! regression corpus in `tests/corpus/import/` are read into rows or refused with
 //! `INVALID_ARGUMENT`, never a panic, an abort or memory past the bound.
 
-mod common;
-mod import_files;
-
+use crate::common::TestServer;
 use bytes::{Buf, BufMut};
-use common::TestServer;
 use phonecheck::number::Analyzer;
 use phonecheck::pb;
 use proptest::prelude::*;
@@ -188,7 +185,7 @@ fn random_well_formed_requests_are_answered() {
 
 use std::sync::LazyLock;
 
-use import_files::generate::{self, Upload};
+use crate::import_files::generate::{self, Upload};
 use phonecheck::jobs::JobError;
 use phonecheck::jobs::import::{ImportLimits, ReadSpec, read_file};
 use tonic_types::StatusExt;
@@ -278,11 +275,11 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
     let mut files = vec![
         (
             "xfd-20000-rows.xlsx".to_owned(),
-            import_files::xfd_rows(20_000),
+            crate::import_files::xfd_rows(20_000),
         ),
         (
             "inflating-cell-600mib.xlsx".to_owned(),
-            import_files::inflating_cell(600),
+            crate::import_files::inflating_cell(600),
         ),
     ];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/import");
@@ -335,7 +332,7 @@ async fn the_hostile_workbooks_of_issue_12_are_refused_and_leave_nothing_behind(
         dir.path(),
     )
     .await;
-    let mut client = common::jobs_client(&server);
+    let mut client = crate::common::jobs_client(&server);
     let spec = |name: &str| pb::BatchJobSpec {
         file_name: name.to_owned(),
         ..Default::default()
@@ -343,27 +340,27 @@ async fn the_hostile_workbooks_of_issue_12_are_refused_and_leave_nothing_behind(
     let cases = [
         (
             "bomb.xlsx",
-            import_files::unique_count_bomb(),
+            crate::import_files::unique_count_bomb(),
             vec!["jobs.import.max_shared_strings (1000000)", "99999999999999"],
         ),
         (
             "xfd.xlsx",
-            import_files::xfd_rows(20_000),
+            crate::import_files::xfd_rows(20_000),
             vec!["jobs.import.max_columns (1024)", "column XFD (16384)"],
         ),
         (
             "inflating.xlsx",
-            import_files::inflating_cell(600),
+            crate::import_files::inflating_cell(600),
             vec!["jobs.import.max_cell_bytes (32768)"],
         ),
         (
             "fat.xls",
-            import_files::fat_bomb_xls(),
+            crate::import_files::fat_bomb_xls(),
             vec!["claims 2147483647 FAT sectors", "the file's own length"],
         ),
     ];
     for (name, file, wanted) in cases {
-        let refused = common::create_job(&mut client, spec(name), &file, 64 * 1024)
+        let refused = crate::common::create_job(&mut client, spec(name), &file, 64 * 1024)
             .await
             .unwrap_err();
         assert_eq!(
@@ -392,10 +389,10 @@ async fn the_hostile_workbooks_of_issue_12_are_refused_and_leave_nothing_behind(
     );
 
     // The server still serves, and a well-formed XLS makes a job.
-    let job = common::create_job(
+    let job = crate::common::create_job(
         &mut client,
         spec("customers.xls"),
-        &import_files::small_xls(30),
+        &crate::import_files::small_xls(30),
         4096,
     )
     .await
@@ -409,7 +406,7 @@ async fn the_hostile_workbooks_of_issue_12_are_refused_and_leave_nothing_behind(
 #[test]
 fn generated_xls_files_read_the_same_as_calamine_reads_them() {
     use calamine::Reader;
-    let file = import_files::small_xls(300);
+    let file = crate::import_files::small_xls(300);
     let mut book: calamine::Xls<_> =
         calamine::Xls::new(std::io::Cursor::new(file.clone())).unwrap();
     let range = book.worksheet_range("客户").unwrap();
@@ -433,13 +430,13 @@ fn generated_uploads_through_the_server_make_a_job_or_invalid_argument() {
     runner
         .run(&generate::upload(), |upload: Upload| {
             rt.block_on(async {
-                let mut client = common::jobs_client(&server);
+                let mut client = crate::common::jobs_client(&server);
                 let spec = pb::BatchJobSpec {
                     file_name: upload.name.clone(),
                     ..Default::default()
                 };
                 if let Err(status) =
-                    common::create_job(&mut client, spec, &upload.bytes, 8192).await
+                    crate::common::create_job(&mut client, spec, &upload.bytes, 8192).await
                 {
                     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
                     violation(&status);
@@ -483,8 +480,8 @@ fn heavy_files() -> Vec<(String, Vec<u8>)> {
         sst.push_str(&format!("<si><t>{i:0>48}</t></si>"));
     }
     sst.push_str("</sst>");
-    let mut entries = import_files::xlsx_frame(1, true);
-    entries.push(import_files::Entry::stored(
+    let mut entries = crate::import_files::xlsx_frame(1, true);
+    entries.push(crate::import_files::Entry::stored(
         "xl/sharedStrings.xml",
         sst.into_bytes(),
     ));
@@ -497,13 +494,13 @@ fn heavy_files() -> Vec<(String, Vec<u8>)> {
             (i * 7) % 1_000_000
         ));
     }
-    entries.push(import_files::Entry::stored(
+    entries.push(crate::import_files::Entry::stored(
         "xl/worksheets/sheet1.xml",
-        import_files::sheet_xml(&rows).into_bytes(),
+        crate::import_files::sheet_xml(&rows).into_bytes(),
     ));
     files.push((
         "shared-strings-at-the-bound.xlsx".into(),
-        import_files::zip(&entries),
+        crate::import_files::zip(&entries),
     ));
     // Wide rows of long cells: 200 lines of 8 cells of 30 KB, then many lines of 1,000 cells.
     let mut csv = String::new();
@@ -521,11 +518,11 @@ fn heavy_files() -> Vec<(String, Vec<u8>)> {
     // An XLS of 6 MB, mostly shared strings (the test writer makes no DIFAT, so no bigger).
     let strings: Vec<String> = (0..200_000).map(|i| format!("{i:0>12}")).collect();
     let cells = (0..60_000u16)
-        .map(|i| (i, 0, import_files::XlsCell::Shared(u32::from(i))))
+        .map(|i| (i, 0, crate::import_files::XlsCell::Shared(u32::from(i))))
         .collect();
     files.push((
         "big.xls".into(),
-        import_files::xls(&strings, &[("S".into(), cells)]),
+        crate::import_files::xls(&strings, &[("S".into(), cells)]),
     ));
     files
 }
@@ -543,7 +540,7 @@ fn reading_any_upload_stays_within_the_memory_bound() {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "memory_probe",
+                "fuzz::memory_probe",
                 "--ignored",
                 "--nocapture",
                 "--test-threads=1",

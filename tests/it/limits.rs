@@ -1,9 +1,7 @@
 //! Request limits: a tenant's concurrent streams are capped and one more is refused with
 //! `RESOURCE_EXHAUSTED` and a `QuotaFailure`; a message over 4 MiB is refused.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use phonecheck::config::Config;
 use phonecheck::pb;
 use tonic::Code;

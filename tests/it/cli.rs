@@ -1,12 +1,10 @@
 //! The command-line clients against a live server: `lookup`, `check`, and a `check` killed
 //! mid-stream (a client that goes away takes its outstanding work with it).
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Secrets, TestServer, start_sim, vendors_config};
+use crate::common::{Secrets, TestServer, start_sim, vendors_config};
 use phonecheck::sim::SimConfig;
 
 fn phonecheck() -> Command {

@@ -1,9 +1,7 @@
 //! Bulk file jobs through `BatchJobService`: formats and encodings, limits, duplicates, classified
 //! exports, the HTML report, cancel, retention and tenant isolation.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use phonecheck::config::Config;
 use phonecheck::pb;
 use tonic::Code;

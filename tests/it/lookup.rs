@@ -1,9 +1,7 @@
 //! LookupNumber end to end: offline analysis, Thinksms line status through the simulator over
 //! HTTP, and errors.
 
-mod common;
-
-use common::{TestServer, error_info, lookup, start_sim};
+use crate::common::{TestServer, error_info, lookup, start_sim};
 use phonecheck::pb;
 use phonecheck::sim::{SANDBOX_THINKSMS_HASHCODE, SimConfig};
 use tonic::Code;
@@ -20,7 +18,7 @@ async fn offline_analysis_of_written_forms() {
         "8613800138000",
         "１３８００１３８０００",
     ] {
-        let report = common::report(&server, lookup(input, &[])).await;
+        let report = crate::common::report(&server, lookup(input, &[])).await;
         let info = report.info.unwrap();
         assert_eq!(info.e164, "+8613800138000", "{input}");
         assert_eq!(info.input, input);
@@ -96,7 +94,7 @@ async fn line_status_for_each_magic_suffix() {
         ("13800000004", pb::LineStatus::Risk, "4"),
     ];
     for (number, status, raw) in cases {
-        let report = common::report(&server, lookup(number, &[pb::Check::LineStatus])).await;
+        let report = crate::common::report(&server, lookup(number, &[pb::Check::LineStatus])).await;
         let line = report.line_status.unwrap();
         assert_eq!(
             (line.status(), line.raw_code.as_str()),
@@ -124,7 +122,8 @@ async fn invalid_numbers_never_reach_the_vendor() {
         phonecheck::sim::SANDBOX_THINKSMS_PRIVATE_KEY,
     )
     .await;
-    let report = common::report(&server, lookup("15412345678", &[pb::Check::LineStatus])).await;
+    let report =
+        crate::common::report(&server, lookup("15412345678", &[pb::Check::LineStatus])).await;
     assert!(!report.info.unwrap().valid);
     assert_eq!(
         report.line_status.unwrap().status(),
@@ -136,7 +135,8 @@ async fn invalid_numbers_never_reach_the_vendor() {
         ("local", false)
     );
     // A fixed line is outside Thinksms' coverage: skipped with a reason, not sent.
-    let report = common::report(&server, lookup("010-64012345", &[pb::Check::LineStatus])).await;
+    let report =
+        crate::common::report(&server, lookup("010-64012345", &[pb::Check::LineStatus])).await;
     let outcome = &report.outcomes[0];
     assert_eq!(outcome.state(), pb::CheckState::Skipped);
     assert_eq!(
@@ -155,7 +155,8 @@ async fn live_provider_against_the_simulator_over_http() {
         phonecheck::sim::SANDBOX_THINKSMS_PRIVATE_KEY,
     )
     .await;
-    let report = common::report(&server, lookup("13912340002", &[pb::Check::LineStatus])).await;
+    let report =
+        crate::common::report(&server, lookup("13912340002", &[pb::Check::LineStatus])).await;
     assert_eq!(report.line_status.unwrap().status(), pb::LineStatus::Empty);
     assert!(
         !report.sandbox,
@@ -210,7 +211,7 @@ async fn an_unreachable_vendor_is_unavailable_and_retryable() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key");
     std::fs::write(&key, "k").unwrap();
-    let server = TestServer::start(common::thinksms_config(
+    let server = TestServer::start(crate::common::thinksms_config(
         &format!("http://127.0.0.1:{port}"),
         "h",
         &key,
@@ -218,7 +219,8 @@ async fn an_unreachable_vendor_is_unavailable_and_retryable() {
     .await;
     let mut client = server.client();
     for _ in 0..3 {
-        let report = common::report(&server, lookup("13800138000", &[pb::Check::LineStatus])).await;
+        let report =
+            crate::common::report(&server, lookup("13800138000", &[pb::Check::LineStatus])).await;
         let info = error_info(report.outcomes[0].error.as_ref().unwrap());
         assert_eq!(info.reason, "PROVIDER_UNAVAILABLE");
         assert_eq!(info.metadata["retryable"], "true");

@@ -3,12 +3,10 @@
 //! survives the death of the replica running it — taken over once its lease lapses, with no number
 //! lost and none paid twice. Without Redis, caih's pending submissions are shared there too.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use phonecheck::config::{Config, SecretRef};
 use phonecheck::pb;
 use phonecheck::sim::{self, SimConfig};

@@ -1,8 +1,6 @@
 //! API keys and tenant grants; health and reflection stay open.
 
-mod common;
-
-use common::{TestServer, lookup};
+use crate::common::{TestServer, lookup};
 use phonecheck::auth::key_hash;
 use phonecheck::config::Config;
 use phonecheck::pb;

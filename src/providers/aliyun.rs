@@ -1,0 +1,462 @@
+//! Aliyun 号码百科 `PhoneNumberStatusForPublic` (Dytnsapi 2020-02-17): line status and the current
+//! carrier (after porting) of one Chinese mobile number per call.
+//!
+//! Wire contract: PROVIDERS.md §5, checked against the vendor's Python SDK
+//! (`alibabacloud-dytnsapi20200217` 3.4.0): `POST /?AuthCode=..&InputNumber=..&Mask=..` with an
+//! empty body, the `x-acs-*` headers, and Alibaba Cloud's V3 signature (`ACS3-HMAC-SHA256`, in
+//! [`super::signing`]). The answer is `{"RequestId", "Code", "Message", "Data": {"Status",
+//! "Carrier"}}`; gateway refusals come as HTTP 4xx/5xx with the same `Code`/`Message` shape.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::LimitsConfig;
+use super::signing::{Acs3Request, SignatureMethod, acs3_authorization, sha256_hex};
+use super::{
+    Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
+    Query, QuotaConfig, http_or, send, url_problem,
+};
+use crate::domain::{
+    Check, CheckData, CurrentCarrier, LineStatus, LineStatusResult, NetworkType, NumberInfo,
+    NumberType,
+};
+use crate::number::segments::Operator;
+use crate::secret::SecretRef;
+
+/// The vendor's production endpoint.
+pub const DEFAULT_BASE_URL: &str = "https://dytnsapi.aliyuncs.com";
+/// The API action (`x-acs-action`).
+pub const ACTION: &str = "PhoneNumberStatusForPublic";
+/// The API version (`x-acs-version`).
+pub const VERSION: &str = "2020-02-17";
+/// The request path: RPC-style APIs take everything in the query of `/`.
+pub const PATH: &str = "/";
+/// The format of `x-acs-date`: UTC, to the second.
+pub const DATE_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+/// The vendor's published limit: 300 queries per second per account. A burst of one spaces calls
+/// evenly, so no one-second window ever holds more than 300.
+pub const DEFAULT_QUOTA: QuotaConfig = QuotaConfig {
+    requests_per_second: 300.0,
+    burst: 1,
+};
+
+/// How the number is sent (`Mask`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Mask {
+    /// The 11-digit number in clear.
+    #[default]
+    Normal,
+    /// MD5 of the 11-digit number, 32 lower-case hex characters.
+    Md5,
+    /// SHA-256 of the 11-digit number, 64 lower-case hex characters.
+    Sha256,
+    /// SM3 of the 11-digit number, 64 lower-case hex characters.
+    Sm3,
+}
+
+impl Mask {
+    /// Every mask.
+    pub const ALL: [Mask; 4] = [Mask::Normal, Mask::Md5, Mask::Sha256, Mask::Sm3];
+
+    /// The wire name (upper case; the vendor accepts no other case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mask::Normal => "NORMAL",
+            Mask::Md5 => "MD5",
+            Mask::Sha256 => "SHA256",
+            Mask::Sm3 => "SM3",
+        }
+    }
+
+    /// Reads a wire name, exactly.
+    pub fn parse(name: &str) -> Option<Mask> {
+        Mask::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    /// The hash behind a hash mask.
+    pub fn hash(self) -> Option<SignatureMethod> {
+        match self {
+            Mask::Normal => None,
+            Mask::Md5 => Some(SignatureMethod::Md5),
+            Mask::Sha256 => Some(SignatureMethod::Sha256),
+            Mask::Sm3 => Some(SignatureMethod::Sm3),
+        }
+    }
+
+    /// `InputNumber` for an 11-digit national number. **Decision**: hashes are sent as lower-case
+    /// hex of the UTF-8 digits, no country code; the vendor says hashes are case-insensitive.
+    pub fn encode(self, national_number: &str) -> String {
+        match self.hash() {
+            None => national_number.to_owned(),
+            Some(hash) => hash.hex_digest(national_number.as_bytes()),
+        }
+    }
+}
+
+/// `[providers.NAME]` with `type = "aliyun"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliyunConfig {
+    /// Base URL; the vendor's production endpoint by default.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// The AccessKey id (sent as the `Credential`).
+    pub access_key_id: String,
+    /// The AccessKey secret, from the environment or a file. Never sent.
+    pub access_key_secret: SecretRef,
+    /// The authorization code of the approved 号码百科 application (`AuthCode`).
+    pub auth_code: String,
+    /// How the number is sent: `NORMAL` (default), `MD5`, `SHA256` or `SM3`.
+    #[serde(default)]
+    pub mask: Mask,
+    /// Timeout, quota, concurrency, retries, circuit breaker.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+fn default_base_url() -> String {
+    DEFAULT_BASE_URL.to_owned()
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl AliyunConfig {
+    /// Settings for the sandbox simulator at `base_url`. The secret is passed to
+    /// [`AliyunProvider::new`] directly, so `access_key_secret` names nothing.
+    pub fn sandbox(base_url: String, access_key_id: &str, auth_code: &str) -> AliyunConfig {
+        AliyunConfig {
+            base_url,
+            access_key_id: access_key_id.to_owned(),
+            access_key_secret: SecretRef::Env(String::new()),
+            auth_code: auth_code.to_owned(),
+            mask: Mask::Normal,
+            limits: LimitsConfig::default(),
+        }
+    }
+
+    /// Every problem with these settings.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = url_problem("base_url", &self.base_url)
+            .into_iter()
+            .collect();
+        for (field, value) in [
+            ("access_key_id", &self.access_key_id),
+            ("auth_code", &self.auth_code),
+        ] {
+            if value.trim().is_empty() {
+                problems.push(format!("{field} is empty"));
+            }
+        }
+        problems
+    }
+}
+
+#[derive(Deserialize)]
+struct Response {
+    #[serde(rename = "Code")]
+    code: Option<String>,
+    #[serde(rename = "Message", default)]
+    message: String,
+    #[serde(rename = "Data")]
+    data: Option<Data>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    #[serde(rename = "Status")]
+    status: Option<String>,
+    #[serde(rename = "Carrier")]
+    carrier: Option<String>,
+}
+
+/// How each vendor code is treated, gateway (HTTP 4xx/5xx) and business (HTTP 200) alike.
+/// **Decision** (the vendor publishes the gateway codes and `OperatorLimit` /
+/// `RequestFrequencyLimit`, not a full business table): refused credentials or authorization
+/// code are auth failures; an expired date is a clock to fix (not retried); a reused nonce is
+/// retried with a fresh one; throttling is retried, the carrier's per-number frequency limit is
+/// not (the same number soon after would be refused again); `isp.*` and 5xx codes are the
+/// vendor's own trouble; every other `isv.*` or unknown code is a refusal. None is billed.
+pub fn classify_code(code: &str) -> CodeClass {
+    let (reason, retryable) = match code {
+        "InvalidAccessKeyId.NotFound"
+        | "InvalidAccessKeyId.Inactive"
+        | "SignatureDoesNotMatch"
+        | "IncompleteSignature"
+        | "Forbidden.RAM"
+        | "Ram.PermissionDeny"
+        | "Permission.NotAuthorized"
+        | "isv.AUTH_CODE_NOT_EXIST" => (ErrorReason::AuthFailed, false),
+        "Product.Unsubscript" | "isv.OUT_OF_SERVICE" | "isv.PRODUCT_UNSUBSCRIBE" => {
+            (ErrorReason::QuotaExhausted, false)
+        }
+        "Throttling" | "Throttling.User" | "Throttling.Api" | "System.LimitControl" => {
+            (ErrorReason::RateLimited, true)
+        }
+        "RequestFrequencyLimit" | "isv.BUSINESS_LIMIT_CONTROL" => (ErrorReason::RateLimited, false),
+        "SignatureNonceUsed" => (ErrorReason::Rejected, true),
+        "InternalError" | "ServiceUnavailable" => (ErrorReason::Unavailable, true),
+        c if c.starts_with("isp.") => (ErrorReason::Unavailable, true),
+        _ => (ErrorReason::Rejected, false),
+    };
+    CodeClass {
+        reason,
+        retryable,
+        billable: false,
+    }
+}
+
+/// Maps the vendor's `Status` to the canonical status. `SUSPECTED_POWER_OFF` is read as powered
+/// off (the same category, less sure: the raw code keeps the difference), and `BUSY` as active
+/// (a line in a call is in use). A status the vendor adds later is read by its words, else as no
+/// record.
+pub fn map_status(status: &str) -> LineStatus {
+    match status {
+        "NORMAL" | "BUSY" => LineStatus::Active,
+        "SHUTDOWN" => LineStatus::Suspended,
+        "POWER_OFF" | "SUSPECTED_POWER_OFF" => LineStatus::PoweredOff,
+        "NOT_EXIST" => LineStatus::Empty,
+        "UNKNOWN" => LineStatus::NoRecord,
+        other => LineStatus::from_vendor_words(other).unwrap_or(LineStatus::NoRecord),
+    }
+}
+
+/// The operator behind a vendor carrier code.
+pub fn carrier_operator(code: &str) -> Option<Operator> {
+    match code {
+        "CMCC" => Some(Operator::ChinaMobile),
+        "CUCC" => Some(Operator::ChinaUnicom),
+        "CTCC" => Some(Operator::ChinaTelecom),
+        "CBN" => Some(Operator::ChinaBroadnet),
+        _ => None,
+    }
+}
+
+/// The vendor code of an operator, the inverse of [`carrier_operator`].
+pub fn operator_code(operator: Operator) -> Option<&'static str> {
+    match operator {
+        Operator::ChinaMobile => Some("CMCC"),
+        Operator::ChinaUnicom => Some("CUCC"),
+        Operator::ChinaTelecom => Some("CTCC"),
+        Operator::ChinaBroadnet => Some("CBN"),
+        Operator::MiitEmergency | Operator::ChinaTransportTelecom => None,
+    }
+}
+
+/// The English name of the network a number's segment belongs to: the operator, or for a virtual
+/// operator's segment the host network.
+fn segment_network(number: &NumberInfo) -> Option<&'static str> {
+    let carrier = number.carrier.as_ref()?;
+    match carrier.network_type {
+        NetworkType::Virtual => carrier.host_network,
+        _ => Some(carrier.name),
+    }
+}
+
+/// The current carrier, and whether it differs from the segment's (the number was ported).
+fn current_carrier(code: &str, number: &NumberInfo) -> (CurrentCarrier, bool) {
+    let names = carrier_operator(code).map(Operator::names);
+    let (name, local_name) = names.unwrap_or_default();
+    let ported = match (names, segment_network(number)) {
+        (Some((current, _)), Some(segment)) => current != segment,
+        _ => false,
+    };
+    let carrier = CurrentCarrier {
+        code: code.to_owned(),
+        name: name.to_owned(),
+        local_name: local_name.to_owned(),
+    };
+    (carrier, ported)
+}
+
+/// Decodes a response body for `number`. Billable only when `Code` is `OK` and the status is not
+/// `UNKNOWN` (the vendor's rule).
+pub fn decode(body: &[u8], number: &NumberInfo) -> Result<Answer, ProviderError> {
+    let response: Response = serde_json::from_slice(body)
+        .map_err(|e| ProviderError::BadResponse(format!("not an Aliyun answer: {e}")))?;
+    let code = response
+        .code
+        .ok_or_else(|| ProviderError::BadResponse("no Code in the answer".to_owned()))?;
+    if code != "OK" {
+        return Err(ProviderError::Vendor {
+            class: classify_code(&code),
+            code,
+            message: response.message,
+        });
+    }
+    let data = response
+        .data
+        .ok_or_else(|| ProviderError::BadResponse("OK without Data".to_owned()))?;
+    let status = data
+        .status
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ProviderError::BadResponse("OK without Data.Status".to_owned()))?;
+    let mut result = LineStatusResult::new(map_status(&status), status.clone(), "");
+    if let Some(code) = data.carrier.filter(|c| !c.is_empty()) {
+        let (carrier, ported) = current_carrier(&code, number);
+        result.current_carrier = Some(carrier);
+        result.ported = ported;
+    }
+    Ok(Answer::Ready {
+        data: CheckData::LineStatus(result),
+        billable: status != "UNKNOWN",
+    })
+}
+
+/// The Aliyun client.
+#[derive(Debug)]
+pub struct AliyunProvider {
+    info: ProviderInfo,
+    http: reqwest::Client,
+    endpoint: reqwest::Url,
+    /// `host` as signed: the endpoint's host, with its port when not the scheme's default.
+    host: String,
+    access_key_id: String,
+    access_key_secret: SecretString,
+    auth_code: String,
+    mask: Mask,
+    clock: Arc<dyn Clock>,
+}
+
+impl AliyunProvider {
+    /// Builds the client from its settings and its (resolved) AccessKey secret.
+    pub fn new(
+        name: &str,
+        config: &AliyunConfig,
+        access_key_secret: SecretString,
+        ctx: &BuildContext,
+    ) -> Result<Self, String> {
+        let base = reqwest::Url::parse(&config.base_url).map_err(|e| format!("base_url: {e}"))?;
+        let endpoint = base.join(PATH).map_err(|e| format!("base_url: {e}"))?;
+        let host = match (endpoint.host_str(), endpoint.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => return Err("base_url has no host".to_owned()),
+        };
+        Ok(AliyunProvider {
+            info: ProviderInfo {
+                name: name.into(),
+                vendor: "aliyun",
+                checks: vec![Check::LineStatus],
+                batch_size: 1,
+                asynchronous: false,
+                limits: config.limits.resolve(DEFAULT_QUOTA, default_timeout()),
+                sandbox: ctx.sandbox,
+            },
+            http: ctx.http.clone(),
+            endpoint,
+            host,
+            access_key_id: config.access_key_id.clone(),
+            access_key_secret,
+            auth_code: config.auth_code.clone(),
+            mask: config.mask,
+            clock: ctx.clock.clone(),
+        })
+    }
+
+    /// The query parameters and headers (with `Authorization`) of the call for one number.
+    pub fn signed_request(&self, national_number: &str) -> SignedRequest {
+        let query = vec![
+            ("AuthCode", self.auth_code.clone()),
+            ("InputNumber", self.mask.encode(national_number)),
+            ("Mask", self.mask.as_str().to_owned()),
+        ];
+        let headers = vec![
+            ("host", self.host.clone()),
+            ("x-acs-action", ACTION.to_owned()),
+            ("x-acs-version", VERSION.to_owned()),
+            (
+                "x-acs-date",
+                self.clock.now().format(DATE_FORMAT).to_string(),
+            ),
+            ("x-acs-signature-nonce", self.clock.nonce()),
+            ("x-acs-content-sha256", sha256_hex(b"")),
+        ];
+        let query_refs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let header_refs: Vec<(&str, &str)> =
+            headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let authorization = acs3_authorization(
+            &Acs3Request {
+                method: "POST",
+                path: PATH,
+                query: &query_refs,
+                headers: &header_refs,
+                payload_sha256: &sha256_hex(b""),
+            },
+            &self.access_key_id,
+            self.access_key_secret.expose_secret(),
+        );
+        SignedRequest {
+            query,
+            headers,
+            authorization,
+        }
+    }
+
+    async fn query(&self, number: &NumberInfo) -> Result<Answer, ProviderError> {
+        let signed = self.signed_request(&number.national_number);
+        let mut request = self
+            .http
+            .post(self.endpoint.clone())
+            .query(&signed.query)
+            .header(reqwest::header::AUTHORIZATION, signed.authorization)
+            .header(reqwest::header::ACCEPT, "application/json");
+        // `host` is signed as computed from the endpoint, which is also what the HTTP client
+        // sends; it is left to the client so HTTP/2 carries it as `:authority`.
+        for (name, value) in signed.headers.into_iter().filter(|(n, _)| *n != "host") {
+            request = request.header(name, value);
+        }
+        let (status, body) = send(request).await?;
+        // The vendor's JSON error (gateway refusals come as 4xx with a `Code`) is the better answer.
+        http_or(status, decode(&body, number))
+    }
+}
+
+/// One signed call: what goes in the query, the signed headers, and `Authorization`.
+#[derive(Debug, Clone)]
+pub struct SignedRequest {
+    /// `AuthCode`, `InputNumber`, `Mask`.
+    pub query: Vec<(&'static str, String)>,
+    /// The signed headers, `host` first.
+    pub headers: Vec<(&'static str, String)>,
+    /// The `Authorization` header.
+    pub authorization: String,
+}
+
+#[async_trait]
+impl Provider for AliyunProvider {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    fn covers(&self, number: &NumberInfo) -> Result<(), String> {
+        let mobile_like = matches!(
+            number.number_type,
+            NumberType::Mobile | NumberType::DataCard | NumberType::Iot | NumberType::Satellite
+        );
+        if number.region_code == "CN" && mobile_like && number.national_number.len() == 11 {
+            Ok(())
+        } else {
+            Err("Aliyun checks 11-digit Chinese mobile numbers only".to_owned())
+        }
+    }
+
+    async fn call(&self, _check: Check, batch: &[Query]) -> Vec<Result<Answer, ProviderError>> {
+        // One number per vendor call (batch size 1); a larger batch is sent call by call.
+        let mut results = Vec::with_capacity(batch.len());
+        for query in batch {
+            results.push(self.query(&query.number).await);
+        }
+        results
+    }
+}
+
+#[cfg(test)]
+#[path = "aliyun_tests.rs"]
+mod tests;
