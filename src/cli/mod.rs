@@ -119,7 +119,8 @@ pub enum KeysCommand {
 /// `phonecheck check` arguments.
 #[derive(Debug, clap::Args)]
 pub struct CheckCommand {
-    /// A file with one number per line (CSV: the first column), or `-` for standard input.
+    /// A file of numbers read as a batch job reads it (TXT, CSV, XLSX, XLS; the number column
+    /// detected), or `-` for a UTF-8 list on standard input.
     pub input: PathBuf,
     /// A paid check to run; repeat for several.
     #[arg(long = "check", value_name = "CHECK")]
@@ -127,6 +128,12 @@ pub struct CheckCommand {
     /// Region for numbers without a country code.
     #[arg(long, default_value = "CN")]
     pub region: String,
+    /// The number column: header name, letter or 1-based number (detected when absent).
+    #[arg(long)]
+    pub column: Option<String>,
+    /// The sheet of a workbook (every sheet when absent).
+    #[arg(long)]
+    pub sheet: Option<String>,
     /// The server's URL.
     #[arg(
         long,
@@ -160,6 +167,9 @@ pub struct FaultArgs {
     /// Calls per second each vendor accepts before its own over-limit answer.
     #[arg(long)]
     pub quota: Option<u32>,
+    /// Seed of the fault draws, to replay a run (a fresh one is printed when absent).
+    #[arg(long)]
+    pub fault_seed: Option<u64>,
 }
 
 impl From<FaultArgs> for crate::sim::faults::Faults {
@@ -171,6 +181,7 @@ impl From<FaultArgs> for crate::sim::faults::Faults {
             reset_rate: a.reset_rate,
             latency_jitter: a.latency_jitter,
             quota_per_second: a.quota,
+            seed: a.fault_seed,
         }
     }
 }
@@ -234,6 +245,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 input: c.input,
                 checks: c.checks,
                 region: c.region,
+                column: c.column,
+                sheet: c.sheet,
                 server: c.server,
                 out: c.out,
             })

@@ -15,12 +15,14 @@ pub(super) async fn run(
     listen: SocketAddr,
     latency: Duration,
     caih_label_delay: Duration,
-    faults: Faults,
+    mut faults: Faults,
 ) -> Result<(), CliError> {
     let problems = faults.problems();
     if !problems.is_empty() {
         return Err(CliError::Usage(problems.join("; ")));
     }
+    // Chosen here so that it can be printed: `--fault-seed` replays the run.
+    let seed = *faults.seed.get_or_insert_with(rand::random);
     let listener = TcpListener::bind(listen).await?;
     let server = SimServer::spawn(
         listener,
@@ -47,6 +49,10 @@ pub(super) async fn run(
         writeln!(stdout, "  {vendor:<9} POST {path}")?;
     }
     writeln!(stdout, "  stats     GET  /_sim/stats")?;
+    writeln!(
+        stdout,
+        "  fault seed {seed} (replay the draws with --fault-seed {seed})"
+    )?;
     writeln!(
         stdout,
         "  sandbox accounts: see README, \"Sandbox and magic numbers\""

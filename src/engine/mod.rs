@@ -223,16 +223,6 @@ impl Engine {
         Ok(Report { info, outcomes })
     }
 
-    /// Analyses many numbers and runs their checks, all concurrently: numbers bound for one
-    /// provider meet in its batcher and go out in batches of its size. One result per request, in
-    /// order.
-    pub async fn lookup_many(
-        &self,
-        requests: &[LookupRequest],
-    ) -> Vec<Result<Report, EngineError>> {
-        join_all(requests.iter().map(|r| self.lookup(r))).await
-    }
-
     async fn run_check(
         &self,
         check: Check,

@@ -46,11 +46,6 @@ pub type CallService = BoxCloneSyncService<Call, Results, ProviderError>;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// Builds the layered service for `provider`.
-pub fn build(provider: Arc<dyn Provider>) -> CallService {
-    build_with(provider, None)
-}
-
 /// Builds the layered service for `provider`, its quota kept in `shared` (Redis) when given.
 pub fn build_with(
     provider: Arc<dyn Provider>,
@@ -431,6 +426,152 @@ mod tests {
         assert!(p.retry(&mut call(None), &mut unavailable()).is_some());
         assert!(p.retry(&mut call(None), &mut unavailable()).is_some());
         assert!(p.retry(&mut call(None), &mut unavailable()).is_none());
+    }
+
+    // ---- The circuit breaker, on tokio's paused clock: the cool-down passes by `advance`, not by
+    // sleeping, so the tests take no time and cannot race the wall clock.
+
+    /// An inner service that answers from a script and counts the calls that reach it.
+    #[derive(Clone)]
+    struct Vendor {
+        calls: Arc<std::sync::atomic::AtomicU32>,
+        script: Arc<Mutex<std::collections::VecDeque<Result<Results, ProviderError>>>>,
+        /// When set, each call waits for a permit (so a probe can be held in flight) after saying
+        /// it arrived on `arrived`.
+        gate: Option<(
+            Arc<tokio::sync::Semaphore>,
+            tokio::sync::mpsc::UnboundedSender<()>,
+        )>,
+    }
+
+    impl Vendor {
+        fn new(script: Vec<Result<Results, ProviderError>>) -> Vendor {
+            Vendor {
+                calls: Arc::default(),
+                script: Arc::new(Mutex::new(script.into())),
+                gate: None,
+            }
+        }
+
+        fn calls(&self) -> u32 {
+            self.calls.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl Service<Call> for Vendor {
+        type Response = Results;
+        type Error = ProviderError;
+        type Future = BoxFuture<Result<Results, ProviderError>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProviderError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _call: Call) -> Self::Future {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let next = self
+                .script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Ok(Vec::new()));
+            let gate = self.gate.clone();
+            Box::pin(async move {
+                if let Some((permits, arrived)) = gate {
+                    let _ = arrived.send(());
+                    permits.acquire().await.unwrap().forget();
+                }
+                next
+            })
+        }
+    }
+
+    const COOLDOWN: Duration = Duration::from_secs(30);
+
+    fn breaker(vendor: &Vendor) -> tower::util::BoxCloneService<Call, Results, ProviderError> {
+        let layer = breaker_layer::<Vendor>(2, COOLDOWN, Arc::from("test"));
+        tower::util::BoxCloneService::new(layer.layer(vendor.clone()))
+    }
+
+    fn send(
+        service: &tower::util::BoxCloneService<Call, Results, ProviderError>,
+    ) -> impl Future<Output = Result<Results, ProviderError>> + Send + use<> {
+        service.clone().oneshot(call(None))
+    }
+
+    const DOWN: ProviderError = ProviderError::Http(503);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_probe_reopens_the_breaker_for_a_whole_cool_down() {
+        let vendor = Vendor::new(vec![Err(DOWN), Err(DOWN), Err(DOWN), Ok(Vec::new())]);
+        let service = breaker(&vendor);
+        // Two failures in a row open it; then calls fail fast without reaching the vendor.
+        assert_eq!(send(&service).await, Err(DOWN));
+        assert_eq!(send(&service).await, Err(DOWN));
+        assert_eq!(send(&service).await, Err(ProviderError::CircuitOpen));
+        assert_eq!(vendor.calls(), 2);
+        tokio::time::advance(COOLDOWN - Duration::from_millis(1)).await;
+        assert_eq!(send(&service).await, Err(ProviderError::CircuitOpen));
+        assert_eq!(
+            vendor.calls(),
+            2,
+            "still open just before the cool-down ends"
+        );
+
+        // After the cool-down one call probes; it fails, and the breaker opens again at once,
+        // for a whole cool-down from the failed probe (not the rest of the old one).
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(send(&service).await, Err(DOWN));
+        assert_eq!(vendor.calls(), 3, "exactly one probe reached the vendor");
+        assert_eq!(send(&service).await, Err(ProviderError::CircuitOpen));
+        tokio::time::advance(COOLDOWN - Duration::from_millis(1)).await;
+        assert_eq!(send(&service).await, Err(ProviderError::CircuitOpen));
+        assert_eq!(vendor.calls(), 3);
+
+        // The next probe succeeds and closes it: calls flow again.
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(send(&service).await, Ok(Vec::new()));
+        assert_eq!(send(&service).await, Ok(Vec::new()));
+        assert_eq!(vendor.calls(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_a_probe_is_in_flight_other_callers_fail_fast() {
+        // Every call that reaches the vendor says so and waits for a permit; the two failures
+        // that open the breaker get theirs at once.
+        let permits = Arc::new(tokio::sync::Semaphore::new(2));
+        let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+        let vendor = Vendor {
+            gate: Some((permits.clone(), arrived_tx)),
+            ..Vendor::new(vec![Err(DOWN), Err(DOWN)])
+        };
+        let service = breaker(&vendor);
+        assert_eq!(send(&service).await, Err(DOWN));
+        assert_eq!(send(&service).await, Err(DOWN));
+        assert_eq!(
+            (arrived.recv().await, arrived.recv().await),
+            (Some(()), Some(()))
+        );
+        tokio::time::advance(COOLDOWN).await;
+
+        // The probe goes out and is held at the vendor.
+        let probe = tokio::spawn(send(&service));
+        arrived.recv().await.unwrap();
+        assert_eq!(vendor.calls(), 3);
+
+        // Meanwhile every other caller, however many at once, fails fast: no second probe.
+        let others: Vec<_> = (0..16).map(|_| tokio::spawn(send(&service))).collect();
+        for other in others {
+            assert_eq!(other.await.unwrap(), Err(ProviderError::CircuitOpen));
+        }
+        assert_eq!(vendor.calls(), 3, "one probe only");
+
+        // The probe's success closes the breaker for everyone.
+        permits.add_permits(1);
+        assert_eq!(probe.await.unwrap(), Ok(Vec::new()));
+        permits.add_permits(1);
+        assert_eq!(send(&service).await, Ok(Vec::new()));
+        assert_eq!(vendor.calls(), 4);
     }
 
     #[test]

@@ -42,7 +42,8 @@ macro_rules! short {
 }
 pub(super) use short;
 
-/// The result columns for a job's checks.
+/// The result columns for `checks`: of job exports and of `phonecheck check`'s CSV, whose
+/// cells [`report_cells`] writes.
 pub fn result_columns(checks: &[i32]) -> Vec<&'static str> {
     let mut columns = vec![
         "e164",
@@ -74,23 +75,36 @@ pub fn result_columns(checks: &[i32]) -> Vec<&'static str> {
     columns
 }
 
-/// The result cells of one row, matching [`result_columns`].
+/// The result cells of one stored row, matching [`result_columns`].
 pub fn result_cells(row: &ExportRow, checks: &[i32]) -> Vec<String> {
     let report = row
         .report
         .as_deref()
-        .and_then(|bytes| pb::NumberReport::decode(bytes).ok())
-        .unwrap_or_default();
+        .map(|bytes| pb::NumberReport::decode(bytes).unwrap_or_default());
+    report_cells(report.as_ref(), row.problem.as_deref(), checks)
+}
+
+/// The result cells of a number's report, matching [`result_columns`]: the one report→row
+/// writer of job exports and `phonecheck check`. `problem` is why the number has no report (or
+/// no number was read), for the error column; neither a report nor a problem means the number
+/// is not checked yet.
+pub fn report_cells(
+    report: Option<&pb::NumberReport>,
+    problem: Option<&str>,
+    checks: &[i32],
+) -> Vec<String> {
+    let answered = report.is_some();
+    let report = report.cloned().unwrap_or_default();
     let info = report.info.clone().unwrap_or_default();
     let location = info.location.clone().unwrap_or_default();
     let mut cells = vec![
         info.e164.clone(),
-        if row.report.is_some() {
+        if answered {
             info.valid.to_string()
         } else {
             String::new()
         },
-        if row.report.is_some() {
+        if answered {
             short!(pb::NumberType, info.r#type, "NUMBER_TYPE_")
         } else {
             String::new()
@@ -168,7 +182,7 @@ pub fn result_cells(row: &ExportRow, checks: &[i32]) -> Vec<String> {
             None => cells.extend([String::new(), String::new()]),
         }
     }
-    let mut errors: Vec<String> = row.problem.iter().cloned().collect();
+    let mut errors: Vec<String> = problem.iter().map(|p| (*p).to_owned()).collect();
     for outcome in &report.outcomes {
         if outcome.state == pb::CheckState::Error as i32
             && let Some(e) = &outcome.error
@@ -177,7 +191,7 @@ pub fn result_cells(row: &ExportRow, checks: &[i32]) -> Vec<String> {
             errors.push(format!("{check}: {}", e.message));
         }
     }
-    if row.report.is_none() && row.problem.is_none() {
+    if !answered && problem.is_none() {
         errors.push("not checked yet".to_owned());
     }
     cells.push(errors.join("; "));
@@ -316,6 +330,53 @@ pub fn spreadsheet_safe(cell: &str) -> Cow<'_, str> {
     }
 }
 
+/// CSV rows with every cell made [`spreadsheet_safe`]: the one CSV row writer of job exports and
+/// `phonecheck check`.
+pub struct SafeCsv<W: std::io::Write> {
+    writer: csv::Writer<W>,
+}
+
+impl<W: std::io::Write> SafeCsv<W> {
+    /// Rows written to `out`.
+    pub fn new(out: W) -> SafeCsv<W> {
+        SafeCsv {
+            writer: csv::Writer::from_writer(out),
+        }
+    }
+
+    /// Writes one row.
+    pub fn write<S: AsRef<str>>(&mut self, cells: &[S]) -> std::io::Result<()> {
+        self.writer
+            .write_record(cells.iter().map(|c| match spreadsheet_safe(c.as_ref()) {
+                Cow::Borrowed(c) => Cow::Borrowed(c.as_bytes()),
+                Cow::Owned(c) => Cow::Owned(c.into_bytes()),
+            }))
+            .map_err(std::io::Error::other)
+    }
+
+    /// Writes what is buffered through to the output.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+
+    /// The output, with everything written so far.
+    pub fn written(&mut self) -> std::io::Result<&W> {
+        self.writer.flush()?;
+        Ok(self.writer.get_ref())
+    }
+
+    /// Takes the output with everything written so far, leaving a fresh one to write on.
+    pub fn take(&mut self) -> std::io::Result<W>
+    where
+        W: Default,
+    {
+        let writer = std::mem::replace(&mut self.writer, csv::Writer::from_writer(W::default()));
+        writer
+            .into_inner()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
 async fn csv(
     jobs: &Jobs,
     job: &JobRecord,
@@ -323,34 +384,22 @@ async fn csv(
     out: &mpsc::Sender<Result<Vec<u8>, JobError>>,
 ) -> Result<(), JobError> {
     let columns = columns(job);
-    let record = |cells: &[String], out: &mut Vec<u8>| -> Result<(), JobError> {
-        let mut writer = csv::Writer::from_writer(std::mem::take(out));
-        writer
-            .write_record(cells.iter().map(|c| match spreadsheet_safe(c) {
-                Cow::Borrowed(c) => Cow::Borrowed(c.as_bytes()),
-                Cow::Owned(c) => Cow::Owned(c.into_bytes()),
-            }))
-            .map_err(|e| JobError::Io(e.into()))?;
-        *out = writer
-            .into_inner()
-            .map_err(|e| JobError::Io(std::io::Error::other(e.to_string())))?;
-        Ok(())
-    };
     // A byte-order mark, so that Excel reads the UTF-8 (Chinese headers, labels) correctly.
-    let mut buffer = b"\xEF\xBB\xBF".to_vec();
-    record(&columns.header, &mut buffer)?;
+    let mut writer = SafeCsv::new(b"\xEF\xBB\xBF".to_vec());
+    writer.write(&columns.header)?;
     let mut after = -1;
     loop {
         let rows = page(jobs, job, filter, after).await?;
         let Some(last) = rows.last() else { break };
         after = last.seq;
         for row in &rows {
-            record(&columns.cells(row), &mut buffer)?;
+            writer.write(&columns.cells(row))?;
         }
-        if buffer.len() >= CHUNK && out.send(Ok(std::mem::take(&mut buffer))).await.is_err() {
+        if writer.written()?.len() >= CHUNK && out.send(Ok(writer.take()?)).await.is_err() {
             return Ok(());
         }
     }
+    let buffer = writer.take()?;
     if !buffer.is_empty() {
         let _ = out.send(Ok(buffer)).await;
     }

@@ -1,8 +1,6 @@
 //! The HTML report of a job: self-contained (inline CSS and SVG charts, no scripts, nothing
 //! fetched), so it opens offline and can be mailed as one file.
 
-use std::fmt::Write as _;
-
 use prost::Message;
 
 use super::export::short;
@@ -26,47 +24,94 @@ const STATUSES: [(pb::LineStatus, &str, &str); 8] = [
     (pb::LineStatus::Invalid, "invalid 无效号", "#9e9e9e"),
 ];
 
-/// Escapes text for HTML.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// The report's page: `templates/report.html`, checked when the crate compiles and escaped by
+/// askama (the template is `.html`, so every value is HTML-escaped unless marked safe, and none
+/// is).
+///
+/// askama rather than maud: the page is mostly fixed HTML, CSS and SVG, which reads (and can be
+/// edited) as the HTML it is in a template file, while a maud macro would restate it in Rust
+/// syntax; both check the template at compile time.
+#[derive(askama::Template)]
+#[template(path = "report.html")]
+struct Page<'a> {
+    id: &'a str,
+    label: &'a str,
+    file: &'a str,
+    format: String,
+    encoding: &'a str,
+    column: &'a str,
+    checks: String,
+    state: String,
+    tiles: Vec<(&'static str, i64)>,
+    line_status: Option<LineStatusSection>,
+    cost: Vec<(&'static str, String)>,
+    charts: Vec<(&'static str, Chart)>,
+    bad_total: i64,
+    bad: Vec<crate::store::BadRowRecord>,
+    invalid: Vec<(String, u64, String)>,
+    version: &'static str,
 }
 
-/// A horizontal bar chart as inline SVG.
-fn bars(items: &[(String, i64, &str)]) -> String {
+/// The line-status chart and table.
+struct LineStatusSection {
+    chart: Chart,
+    rows: Vec<(&'static str, i64)>,
+    unanswered: i64,
+    unchecked: i64,
+}
+
+/// A horizontal bar chart, drawn as inline SVG by the template.
+struct Chart {
+    width: usize,
+    height: usize,
+    label_x: usize,
+    bar_x: usize,
+    bars: Vec<Bar>,
+}
+
+/// One bar, placed.
+struct Bar {
+    label: String,
+    count: i64,
+    colour: &'static str,
+    y: usize,
+    text_y: usize,
+    width: i64,
+    count_x: i64,
+    percent: String,
+}
+
+/// Places the bars of `items` (label, count, colour): widths relative to the largest, shares of
+/// the total.
+fn chart(items: &[(String, i64, &'static str)]) -> Chart {
     let max = items.iter().map(|(_, n, _)| *n).max().unwrap_or(0).max(1);
     let total: i64 = items.iter().map(|(_, n, _)| *n).sum::<i64>().max(1);
     let (row, label_w, bar_w) = (26, 170, 420);
-    let height = row * items.len().max(1) + 8;
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" role="img">"#,
-        w = label_w + bar_w + 130
-    );
-    for (i, (label, n, colour)) in items.iter().enumerate() {
-        let y = i * row + 4;
-        let w = (*n as f64 / max as f64 * bar_w as f64).round() as i64;
-        let _ = write!(
-            svg,
-            r#"<text x="{lx}" y="{ty}" text-anchor="end" font-size="13">{label}</text><rect x="{label_w}" y="{y}" width="{w}" height="18" fill="{colour}"/><text x="{nx}" y="{ty}" font-size="13">{n} ({pct:.1}%)</text>"#,
-            lx = label_w - 8,
-            ty = y + 14,
-            label = esc(label),
-            nx = label_w as i64 + w + 6,
-            pct = *n as f64 * 100.0 / total as f64,
-        );
+    let bars = items
+        .iter()
+        .enumerate()
+        .map(|(i, (label, n, colour))| {
+            let y = i * row + 4;
+            let width = (*n as f64 / max as f64 * bar_w as f64).round() as i64;
+            Bar {
+                label: label.clone(),
+                count: *n,
+                colour,
+                y,
+                text_y: y + 14,
+                width,
+                count_x: label_w as i64 + width + 6,
+                percent: format!("{:.1}", *n as f64 * 100.0 / total as f64),
+            }
+        })
+        .collect();
+    Chart {
+        width: label_w + bar_w + 130,
+        height: row * items.len().max(1) + 8,
+        label_x: label_w - 8,
+        bar_x: label_w,
+        bars,
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 /// Renders the report of `job`.
@@ -88,101 +133,41 @@ pub async fn render(jobs: &Jobs, job: &JobRecord) -> Result<String, JobError> {
         .iter()
         .map(|&ch| short!(pb::Check, ch, "CHECK_"))
         .collect();
-    let state = short!(pb::BatchJobState, job.state as i32, "BATCH_JOB_STATE_");
     let rows_with_number = c.rows_total - c.bad_rows;
     let duplicates = rows_with_number - c.numbers_total;
     let paid_checks = spec.checks.len() as i64;
 
-    let mut html = String::with_capacity(32 * 1024);
-    let _ = write!(
-        html,
-        r#"<!DOCTYPE html>
-<html lang="zh-CN"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>phonecheck report {id}</title>
-<style>
-body{{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans CJK SC","PingFang SC",sans-serif;margin:2rem auto;max-width:980px;color:#222;padding:0 1rem}}
-h1{{font-size:1.5rem}} h2{{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}}
-table{{border-collapse:collapse}} td,th{{padding:.25rem .7rem;border-bottom:1px solid #eee;text-align:left}}
-td.n{{text-align:right;font-variant-numeric:tabular-nums}}
-.tiles{{display:flex;flex-wrap:wrap;gap:.8rem}} .tile{{border:1px solid #ddd;border-radius:6px;padding:.6rem 1rem;min-width:8rem}}
-.tile b{{display:block;font-size:1.4rem}} .muted{{color:#777;font-size:.9rem}}
-</style></head><body>
-<h1>Number check report · {label}</h1>
-<p class="muted">Job <code>{id}</code> · file {file} · {format} {encoding} · number column {column} · checks: {checks} · state: {state}</p>
-"#,
-        id = esc(id),
-        label = esc(if spec.label.is_empty() {
-            &spec.file_name
-        } else {
-            &spec.label
-        }),
-        file = esc(&spec.file_name),
-        format = esc(&short!(pb::FileFormat, job.job.format, "FILE_FORMAT_")),
-        encoding = esc(&job.job.encoding),
-        column = esc(&job.job.number_column),
-        checks = esc(&if checks.is_empty() {
-            "offline analysis only".to_owned()
-        } else {
-            checks.join(", ")
-        }),
-        state = esc(&state),
-    );
-    let tile =
-        |label: &str, value: String| format!(r#"<div class="tile"><b>{value}</b>{label}</div>"#);
-    html.push_str(r#"<div class="tiles">"#);
-    for (label, value) in [
-        ("rows", c.rows_total.to_string()),
-        ("distinct numbers", c.numbers_total.to_string()),
-        ("numbers checked", c.numbers_done.to_string()),
-        ("bad rows (no number)", c.bad_rows.to_string()),
-        ("billable vendor calls", c.billable.to_string()),
-        ("answers from the cache", c.cache_hits.to_string()),
-        ("duplicate rows, checked once", duplicates.to_string()),
-    ] {
-        html.push_str(&tile(label, value));
-    }
-    html.push_str("</div>\n");
-
-    html.push_str("<h2>Line status 号码状态</h2>\n");
-    if spec.checks.contains(&(pb::Check::LineStatus as i32)) {
-        let items: Vec<(String, i64, &str)> = STATUSES
-            .iter()
-            .map(|(s, label, colour)| ((*label).to_owned(), status_rows(*s), *colour))
-            .collect();
-        html.push_str(&bars(&items));
-        html.push_str("<table><tr><th>status</th><th>rows</th></tr>");
-        for (s, label, _) in STATUSES {
-            let _ = write!(
-                html,
-                r#"<tr><td>{}</td><td class="n">{}</td></tr>"#,
-                esc(label),
-                status_rows(s)
-            );
-        }
-        let unanswered = c.rows_done
-            - c.bad_rows
-            - STATUSES
+    let line_status = spec
+        .checks
+        .contains(&(pb::Check::LineStatus as i32))
+        .then(|| {
+            let items: Vec<(String, i64, &'static str)> = STATUSES
                 .iter()
-                .map(|(s, _, _)| status_rows(*s))
-                .sum::<i64>();
-        let _ = write!(
-            html,
-            r#"<tr><td>no answer (check failed)</td><td class="n">{unanswered}</td></tr><tr><td>not checked yet</td><td class="n">{}</td></tr></table>"#,
-            c.rows_total - c.rows_done
-        );
-    } else {
-        html.push_str(r#"<p class="muted">The job did not ask for line status.</p>"#);
-    }
+                .map(|(s, label, colour)| ((*label).to_owned(), status_rows(*s), *colour))
+                .collect();
+            let answered: i64 = STATUSES.iter().map(|(s, _, _)| status_rows(*s)).sum();
+            LineStatusSection {
+                chart: chart(&items),
+                rows: STATUSES
+                    .iter()
+                    .map(|(s, label, _)| (*label, status_rows(*s)))
+                    .collect(),
+                unanswered: c.rows_done - c.bad_rows - answered,
+                unchecked: c.rows_total - c.rows_done,
+            }
+        });
 
-    html.push_str("<h2>Cost 费用</h2><table>");
-    let _ = write!(
-        html,
-        r#"<tr><td>billable vendor calls</td><td class="n">{}</td></tr><tr><td>calls saved: duplicate rows × paid checks</td><td class="n">{}</td></tr><tr><td>calls saved: answers from the cache</td><td class="n">{}</td></tr>"#,
-        c.billable,
-        duplicates * paid_checks,
-        c.cache_hits
-    );
+    let mut cost = vec![
+        ("billable vendor calls", c.billable.to_string()),
+        (
+            "calls saved: duplicate rows × paid checks",
+            (duplicates * paid_checks).to_string(),
+        ),
+        (
+            "calls saved: answers from the cache",
+            c.cache_hits.to_string(),
+        ),
+    ];
     if let Some(prices) = &jobs.config().prices
         && paid_checks > 0
     {
@@ -194,22 +179,22 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}
             .map(|ch| prices.of(ch))
             .sum();
         let average = per_number / paid_checks as f64;
-        let _ = write!(
-            html,
-            r#"<tr><td>cost of billable calls (estimated)</td><td class="n">{:.2} {cur}</td></tr><tr><td>cost saved by de-duplication and the cache (estimated)</td><td class="n">{:.2} {cur}</td></tr>"#,
-            c.billable as f64 * average,
-            duplicates as f64 * per_number + c.cache_hits as f64 * average,
-            cur = esc(&prices.currency),
-        );
+        cost.push((
+            "cost of billable calls (estimated)",
+            format!("{:.2} {}", c.billable as f64 * average, prices.currency),
+        ));
+        cost.push((
+            "cost saved by de-duplication and the cache (estimated)",
+            format!(
+                "{:.2} {}",
+                duplicates as f64 * per_number + c.cache_hits as f64 * average,
+                prices.currency
+            ),
+        ));
     }
-    html.push_str("</table>\n");
 
-    for (title, items) in [
-        ("Carriers 运营商", &breakdown.carriers),
-        ("Provinces 归属地 (top 15)", &breakdown.provinces),
-    ] {
-        let _ = writeln!(html, "<h2>{title}</h2>");
-        let items: Vec<(String, i64, &str)> = items
+    let by_name = |items: &[(String, i64)]| {
+        let items: Vec<(String, i64, &'static str)> = items
             .iter()
             .map(|(name, n)| {
                 let name = if name.is_empty() {
@@ -220,57 +205,46 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}
                 (name.to_owned(), *n, "#1565c0")
             })
             .collect();
-        html.push_str(&bars(&items));
-    }
-
-    let _ = writeln!(
-        html,
-        "<h2>Rows without a readable number ({})</h2>",
-        c.bad_rows
-    );
-    if bad.is_empty() {
-        html.push_str(r#"<p class="muted">None.</p>"#);
-    } else {
-        html.push_str("<table><tr><th>sheet</th><th>row</th><th>why</th></tr>");
-        for row in &bad {
-            let _ = write!(
-                html,
-                r#"<tr><td>{}</td><td class="n">{}</td><td>{}</td></tr>"#,
-                esc(&row.sheet),
-                row.row_no,
-                esc(&row.reason)
-            );
-        }
-        html.push_str("</table>");
-        if c.bad_rows > bad.len() as i64 {
-            let _ = write!(
-                html,
-                r#"<p class="muted">First {} shown; the CSV export lists them all.</p>"#,
-                bad.len()
-            );
-        }
-    }
-    html.push_str("<h2>Invalid numbers 无效号码</h2>\n");
-    if breakdown.invalid_rows.is_empty() {
-        html.push_str(r#"<p class="muted">None.</p>"#);
-    } else {
-        html.push_str("<table><tr><th>sheet</th><th>row</th><th>number as written</th></tr>");
-        for (sheet, row, input) in &breakdown.invalid_rows {
-            let _ = write!(
-                html,
-                r#"<tr><td>{}</td><td class="n">{row}</td><td>{}</td></tr>"#,
-                esc(sheet),
-                esc(input)
-            );
-        }
-        html.push_str("</table>");
-    }
-    let _ = write!(
-        html,
-        r#"<p class="muted">Made by phonecheck {} from the job's stored results.</p></body></html>"#,
-        env!("CARGO_PKG_VERSION")
-    );
-    Ok(html)
+        chart(&items)
+    };
+    let page = Page {
+        id,
+        label: if spec.label.is_empty() {
+            &spec.file_name
+        } else {
+            &spec.label
+        },
+        file: &spec.file_name,
+        format: short!(pb::FileFormat, job.job.format, "FILE_FORMAT_"),
+        encoding: &job.job.encoding,
+        column: &job.job.number_column,
+        checks: if checks.is_empty() {
+            "offline analysis only".to_owned()
+        } else {
+            checks.join(", ")
+        },
+        state: short!(pb::BatchJobState, job.state as i32, "BATCH_JOB_STATE_"),
+        tiles: vec![
+            ("rows", c.rows_total),
+            ("distinct numbers", c.numbers_total),
+            ("numbers checked", c.numbers_done),
+            ("bad rows (no number)", c.bad_rows),
+            ("billable vendor calls", c.billable),
+            ("answers from the cache", c.cache_hits),
+            ("duplicate rows, checked once", duplicates),
+        ],
+        line_status,
+        cost,
+        charts: vec![
+            ("Carriers 运营商", by_name(&breakdown.carriers)),
+            ("Provinces 归属地 (top 15)", by_name(&breakdown.provinces)),
+        ],
+        bad_total: c.bad_rows,
+        bad,
+        invalid: breakdown.invalid_rows,
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    askama::Template::render(&page).map_err(|e| JobError::Io(std::io::Error::other(e)))
 }
 
 #[cfg(test)]
@@ -278,12 +252,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn text_is_escaped() {
-        assert_eq!(
-            esc("<a href='x'>&</a>"),
-            "&lt;a href=&#39;x&#39;&gt;&amp;&lt;/a&gt;"
+    fn text_is_escaped_and_bars_are_placed() {
+        let page = Page {
+            id: "job_<1>",
+            label: "<script>alert('x')</script>",
+            file: "a&b.csv",
+            format: "csv".into(),
+            encoding: "GBK",
+            column: "手机号 (B)",
+            checks: "line_status".into(),
+            state: "done".into(),
+            tiles: vec![("rows", 4)],
+            line_status: None,
+            cost: vec![("billable vendor calls", "3".into())],
+            charts: vec![(
+                "Carriers 运营商",
+                chart(&[("<b>".to_owned(), 3, "#000"), ("y".to_owned(), 1, "#000")]),
+            )],
+            bad_total: 0,
+            bad: Vec::new(),
+            invalid: vec![("\"s\"".into(), 2, "=1+1".into())],
+            version: "0",
+        };
+        let html = askama::Template::render(&page).unwrap();
+        assert!(!html.contains("<script"), "{html}");
+        assert!(
+            html.contains(">&#60;b&#62;</text>"),
+            "a label is text: {html}"
         );
-        let svg = bars(&[("<b>".to_owned(), 3, "#000"), ("y".to_owned(), 1, "#000")]);
-        assert!(svg.contains("&lt;b&gt;") && svg.contains("75.0%"));
+        assert!(
+            html.contains("a&#38;b.csv") || html.contains("a&amp;b.csv"),
+            "{html}"
+        );
+        assert!(html.contains("75.0%") && html.contains("<svg"), "{html}");
+        assert!(html.contains("The job did not ask for line status."));
     }
 }

@@ -397,11 +397,6 @@ impl Plan {
         self.regions.iter().find(|r| r.id == id)
     }
 
-    /// A region's plan by country calling code.
-    pub fn by_country_code(&self, code: u16) -> Option<&RegionPlan> {
-        self.regions.iter().find(|r| r.country_code == code)
-    }
-
     /// Every compiled region.
     pub fn regions(&self) -> &[RegionPlan] {
         &self.regions

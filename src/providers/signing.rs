@@ -208,12 +208,14 @@ pub fn sha256_hex(body: &[u8]) -> String {
 
 /// Compares two signatures in time independent of where they differ, so a simulator (or anyone
 /// verifying) does not leak how much of a guess was right.
+
+/// Compares two signatures (or secrets) in time independent of where they differ, so a simulator
+/// (or anyone verifying) does not leak how much of a guess was right. `subtle` does the
+/// comparison, written so that the optimiser cannot turn it into an early exit; only the lengths
+/// are compared openly (a signature's length is no secret).
 pub fn signatures_equal(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 #[cfg(test)]

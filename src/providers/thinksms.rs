@@ -93,16 +93,23 @@ struct Response {
     error_res: ErrorRes,
 }
 
+// `state` and `err_code` are integer codes the vendor sends as numbers or as strings (`"200"`):
+// serde_with reads either.
+
+#[serde_with::serde_as]
 #[derive(Deserialize)]
 struct MobileResult {
-    state: serde_json::Value,
+    #[serde_as(as = "serde_with::PickFirst<(_, serde_with::DisplayFromStr)>")]
+    state: i64,
     #[serde(default)]
     desc: String,
 }
 
+#[serde_with::serde_as]
 #[derive(Deserialize)]
 struct ErrorRes {
-    err_code: serde_json::Value,
+    #[serde_as(as = "serde_with::PickFirst<(_, serde_with::DisplayFromStr)>")]
+    err_code: i64,
     #[serde(default)]
     err_content: String,
 }
@@ -137,20 +144,11 @@ pub fn map_state(state: &str, desc: &str) -> LineStatus {
     }
 }
 
-fn json_scalar(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// Decodes a response body.
 pub fn decode(body: &[u8]) -> Result<Answer, ProviderError> {
     let response: Response = serde_json::from_slice(body)
         .map_err(|e| ProviderError::BadResponse(format!("not a Thinksms answer: {e}")))?;
-    let code = json_scalar(&response.error_res.err_code)
-        .ok_or_else(|| ProviderError::BadResponse("err_code is not a string".to_owned()))?;
+    let code = response.error_res.err_code.to_string();
     if code != "200" {
         return Err(ProviderError::Vendor {
             class: classify_code(&code),
@@ -161,8 +159,7 @@ pub fn decode(body: &[u8]) -> Result<Answer, ProviderError> {
     let result = response
         .mobileresult
         .ok_or_else(|| ProviderError::BadResponse("success without mobileresult".to_owned()))?;
-    let state = json_scalar(&result.state)
-        .ok_or_else(|| ProviderError::BadResponse("state is not a number".to_owned()))?;
+    let state = result.state.to_string();
     Ok(Answer::Ready {
         data: CheckData::LineStatus(LineStatusResult::new(
             map_state(&state, &result.desc),

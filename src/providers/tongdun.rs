@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_with::{DefaultOnError, DisplayFromStr, PickFirst, serde_as};
 
 use super::LimitsConfig;
 use super::{
@@ -118,9 +119,16 @@ struct Request<'a> {
     email: Option<&'a str>,
 }
 
+// The vendor sends its numbers as numbers or as strings (`"score": "35"`), and `-999` or `""`
+// for a value it does not have: each number field is read as either form by serde_with
+// (`PickFirst<(_, DisplayFromStr)>`), and a value of any other shape reads as absent
+// (`DefaultOnError`) rather than failing the whole answer. `-999` is dropped by `available`.
+
+#[serde_as]
 #[derive(Deserialize)]
 struct Response {
-    code: Value,
+    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
+    code: i64,
     #[serde(default)]
     message: String,
     phone_detection: Option<Detection>,
@@ -132,6 +140,7 @@ struct Detection {
     history_info: Option<HistoryInfo>,
 }
 
+#[serde_as]
 #[derive(Deserialize)]
 struct AccountInfo {
     #[serde(default)]
@@ -140,26 +149,33 @@ struct AccountInfo {
     carrier: Value,
     #[serde(default)]
     active: Value,
+    #[serde_as(as = "DefaultOnError<Option<PickFirst<(_, DisplayFromStr)>>>")]
     #[serde(default)]
-    score: Value,
+    score: Option<f64>,
     #[serde(default, rename = "type")]
     line_type: Value,
+    #[serde_as(as = "DefaultOnError<Option<PickFirst<(_, DisplayFromStr)>>>")]
     #[serde(default)]
-    total_registered: Value,
+    total_registered: Option<f64>,
     #[serde(default)]
     registration_detail: Vec<BTreeMap<String, Value>>,
 }
 
+#[serde_as]
 #[derive(Deserialize)]
 struct HistoryInfo {
+    #[serde_as(as = "DefaultOnError<Option<PickFirst<(_, DisplayFromStr)>>>")]
     #[serde(default)]
-    hits_time: Value,
+    hits_time: Option<f64>,
+    #[serde_as(as = "DefaultOnError<Option<PickFirst<(_, DisplayFromStr)>>>")]
     #[serde(default)]
-    customer_hits_time: Value,
+    customer_hits_time: Option<f64>,
+    #[serde_as(as = "DefaultOnError<Option<PickFirst<(_, DisplayFromStr)>>>")]
     #[serde(default)]
-    first_seen: Value,
+    first_seen: Option<f64>,
+    #[serde_as(as = "DefaultOnError<Option<PickFirst<(_, DisplayFromStr)>>>")]
     #[serde(default)]
-    last_seen: Value,
+    last_seen: Option<f64>,
 }
 
 /// A value unless it is absent, null, or the vendor's `-999`.
@@ -181,13 +197,9 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-/// A number sent as a number or a string.
-fn number(v: &Value) -> Option<f64> {
-    match available(v)? {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
+/// A number unless it is the vendor's `-999`.
+fn number(n: Option<f64>) -> Option<f64> {
+    n.filter(|&n| n != NOT_AVAILABLE as f64)
 }
 
 fn flag(v: &Value) -> Option<bool> {
@@ -224,8 +236,8 @@ fn profile(detail: &BTreeMap<String, Value>) -> Option<AccountProfile> {
     (!p.is_empty()).then_some(p)
 }
 
-fn timestamp(v: &Value) -> Option<std::time::SystemTime> {
-    let secs = number(v)?;
+fn timestamp(secs: Option<f64>) -> Option<std::time::SystemTime> {
+    let secs = number(secs)?;
     (secs >= 0.0).then(|| UNIX_EPOCH + Duration::from_secs_f64(secs))
 }
 
@@ -251,9 +263,7 @@ pub fn classify(code: i64, message: &str) -> CodeClass {
 pub fn decode(body: &[u8]) -> Result<Answer, ProviderError> {
     let response: Response = serde_json::from_slice(body)
         .map_err(|e| ProviderError::BadResponse(format!("not a TongDun answer: {e}")))?;
-    let code = number(&response.code)
-        .map(|c| c as i64)
-        .ok_or_else(|| ProviderError::BadResponse("code is not a number".to_owned()))?;
+    let code = response.code;
     if code != 200 {
         return Err(ProviderError::Vendor {
             class: classify(code, &response.message),
@@ -296,22 +306,22 @@ pub fn decode(body: &[u8]) -> Result<Answer, ProviderError> {
         _ => Activity::Unknown,
     };
     let history = detection.history_info.map(|h| QueryHistory {
-        hits: number(&h.hits_time).unwrap_or(0.0) as i64,
-        customer_hits: number(&h.customer_hits_time).unwrap_or(0.0) as i64,
-        first_seen: timestamp(&h.first_seen),
-        last_seen: timestamp(&h.last_seen),
+        hits: number(h.hits_time).unwrap_or(0.0) as i64,
+        customer_hits: number(h.customer_hits_time).unwrap_or(0.0) as i64,
+        first_seen: timestamp(h.first_seen),
+        last_seen: timestamp(h.last_seen),
     });
     Ok(Answer::Ready {
         data: CheckData::AccountPresence(AccountPresence {
             valid: flag(&account.valid).unwrap_or(false),
             active,
-            fraud_score: number(&account.score).map(|s| s.round().clamp(0.0, 999.0) as i32),
+            fraud_score: number(account.score).map(|s| s.round().clamp(0.0, 999.0) as i32),
             carrier: text(&account.carrier).unwrap_or_default(),
             line_type: text(&account.line_type)
                 .unwrap_or_default()
                 .to_ascii_lowercase(),
             registrations,
-            total_registered: number(&account.total_registered).unwrap_or(0.0) as i32,
+            total_registered: number(account.total_registered).unwrap_or(0.0) as i32,
             history,
         }),
         billable: true,
@@ -483,6 +493,33 @@ mod tests {
             (err.reason(), err.billable(), err.vendor_code()),
             (ErrorReason::Rejected, false, Some("11340"))
         );
+    }
+
+    #[test]
+    fn numbers_not_available_or_of_no_shape_are_absent_not_a_failure() {
+        for (score, wanted) in [
+            ("-999", None),
+            ("\"-999\"", None),
+            ("\"\"", None),
+            ("null", None),
+            ("{\"x\":1}", None),
+            ("\"35.4\"", Some(35)),
+            ("35.6", Some(36)),
+        ] {
+            let body = format!(
+                r#"{{"code":200,"phone_detection":{{"account_info":{{"score":{score},"total_registered":"2"}},"history_info":{{"hits_time":"-999","first_seen":"abc"}}}}}}"#
+            );
+            let Answer::Ready {
+                data: CheckData::AccountPresence(p),
+                ..
+            } = decode(body.as_bytes()).unwrap()
+            else {
+                panic!()
+            };
+            assert_eq!((p.fraud_score, p.total_registered), (wanted, 2), "{score}");
+            let h = p.history.unwrap();
+            assert_eq!((h.hits, h.first_seen), (0, None));
+        }
     }
 
     #[test]

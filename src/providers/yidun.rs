@@ -9,7 +9,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::LimitsConfig;
 use super::signing::{SignatureMethod, yidun_sign};
@@ -110,9 +109,12 @@ impl YidunConfig {
     }
 }
 
+/// `code` comes as a number or a string (serde_with reads either).
+#[serde_with::serde_as]
 #[derive(Deserialize)]
 struct Response {
-    code: Value,
+    #[serde_as(as = "serde_with::PickFirst<(_, serde_with::DisplayFromStr)>")]
+    code: i64,
     #[serde(default)]
     msg: String,
     data: Option<Data>,
@@ -248,11 +250,7 @@ pub fn decode(
 ) -> Result<Vec<Result<Answer, ProviderError>>, ProviderError> {
     let response: Response = serde_json::from_slice(body)
         .map_err(|e| ProviderError::BadResponse(format!("not a Yidun answer: {e}")))?;
-    let code = response
-        .code
-        .as_i64()
-        .or_else(|| response.code.as_str().and_then(|s| s.parse().ok()))
-        .ok_or_else(|| ProviderError::BadResponse("code is not a number".to_owned()))?;
+    let code = response.code;
     if code != 200 {
         return Err(ProviderError::Vendor {
             class: classify_code(code),

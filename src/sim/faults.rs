@@ -15,7 +15,8 @@ use tokio::time::Instant;
 
 use super::SimState;
 
-/// What to inject. Rates are shares of calls, 0 to 1, drawn independently per call.
+/// What to inject. Rates are shares of calls, 0 to 1, drawn independently per call from a random
+/// sequence seeded by `seed`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Faults {
@@ -37,6 +38,50 @@ pub struct Faults {
     /// Calls per second each vendor accepts; past it, the vendor's own over-limit answer.
     #[serde(default)]
     pub quota_per_second: Option<u32>,
+    /// The seed of the draws (which calls fail, how much jitter): the same seed makes the same
+    /// draws in the same order, so a failing run can be replayed (calls made concurrently may
+    /// arrive in another order). Absent: a fresh seed, logged at start.
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+/// The simulators' random draws, from one seeded sequence.
+#[derive(Debug)]
+pub struct Draws {
+    seed: u64,
+    rng: Mutex<rand::rngs::StdRng>,
+}
+
+impl Draws {
+    /// Draws seeded by `faults.seed`, else by a fresh seed (logged when faults are injected).
+    pub fn new(faults: &Faults) -> Draws {
+        use rand::SeedableRng;
+        let seed = faults.seed.unwrap_or_else(rand::random);
+        let injects =
+            faults.error_rate + faults.malformed_rate + faults.timeout_rate + faults.reset_rate
+                > 0.0
+                || !faults.latency_jitter.is_zero();
+        if injects {
+            tracing::info!(seed, "simulator faults drawn with seed {seed}");
+        }
+        Draws {
+            seed,
+            rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
+        }
+    }
+
+    /// The seed in use.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The next call's two draws in [0, 1): its jitter share and its fault. Both are always
+    /// drawn, so the sequence does not depend on which faults are configured.
+    fn next(&self) -> (f64, f64) {
+        use rand::Rng;
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        (rng.random(), rng.random())
+    }
 }
 
 impl Faults {
@@ -138,10 +183,10 @@ pub async fn inject(State(state): State<Arc<SimState>>, request: Request, next: 
         }
         window.push_back(now);
     }
+    let (jitter, draw) = state.draws.next();
     if !faults.latency_jitter.is_zero() {
-        tokio::time::sleep(faults.latency_jitter.mul_f64(rand::random::<f64>())).await;
+        tokio::time::sleep(faults.latency_jitter.mul_f64(jitter)).await;
     }
-    let draw = rand::random::<f64>();
     let mut edge = faults.error_rate;
     if draw < edge {
         state.stats.record_call(counters, 0);
@@ -195,5 +240,21 @@ mod tests {
             ..Faults::default()
         };
         assert_eq!(bad.problems().len(), 2);
+    }
+
+    #[test]
+    fn a_seed_replays_the_draws() {
+        let seeded = |seed| {
+            Draws::new(&Faults {
+                seed: Some(seed),
+                ..Faults::default()
+            })
+        };
+        let (a, b, c) = (seeded(7), seeded(7), seeded(8));
+        let draws = |d: &Draws| (0..32).map(|_| d.next()).collect::<Vec<_>>();
+        let first = draws(&a);
+        assert_eq!(first, draws(&b), "the same seed, the same draws");
+        assert_ne!(first, draws(&c));
+        assert_eq!(a.seed(), 7);
     }
 }

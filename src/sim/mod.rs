@@ -318,11 +318,6 @@ impl Stats {
         self.snapshot().get(vendor).copied().unwrap_or_default()
     }
 
-    /// Calls received by all vendors together.
-    pub fn total_calls(&self) -> u64 {
-        self.snapshot().values().map(|s| s.calls).sum()
-    }
-
     /// Waits until all vendors together have received at least `calls` calls.
     pub async fn wait_for_calls(&self, calls: u64) {
         self.wait_until(|s| s.values().map(|v| v.calls).sum::<u64>() >= calls)
@@ -377,6 +372,7 @@ pub struct SimState {
     yidun: yidun::YidunState,
     aliyun: aliyun::AliyunState,
     windows: faults::Windows,
+    draws: faults::Draws,
 }
 
 impl SimState {
@@ -408,7 +404,9 @@ pub(crate) fn suffix(number: &str) -> &str {
 /// The simulators' HTTP routes.
 pub fn router(config: SimConfig) -> (Router, Arc<Stats>) {
     let stats = Arc::new(Stats::default());
+    let draws = faults::Draws::new(&config.faults);
     let state = Arc::new(SimState {
+        draws,
         config,
         stats: stats.clone(),
         sequence: AtomicU64::new(0),

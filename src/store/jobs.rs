@@ -141,6 +141,8 @@ pub struct ImportRow {
     pub row_no: u64,
     /// The row's cells.
     pub cells: Vec<String>,
+    /// Where in `cells` the number column is (none: the sheet has no number column).
+    pub number_cell: Option<usize>,
     /// Its number, or why it has none.
     pub number: Result<RowNumber, String>,
 }

@@ -54,39 +54,64 @@ async fn lookup_prints_a_readable_report_and_json() {
     );
 }
 
-#[tokio::test]
-async fn check_streams_a_file_and_writes_csv() {
-    let server = TestServer::sandbox().await;
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("numbers.csv");
-    let out = dir.path().join("results.csv");
-    let mut list = String::from("phone,name\n");
-    for i in 0..40 {
-        list.push_str(&format!("1391{i:03}5678,n{i}\n"));
-    }
-    list.push_str("13800000002,dup\n13800000002,dup\nnot a number,x\n");
-    std::fs::write(&input, list).unwrap();
+/// A CSV row by column name.
+type Row = std::collections::HashMap<String, String>;
+
+/// Runs `phonecheck check FILE --check line-status` against `server`; the CSV's header and rows,
+/// and what it said on standard error.
+async fn check_file(
+    server: &TestServer,
+    input: &std::path::Path,
+    extra: &[&str],
+) -> (Vec<String>, Vec<Row>, String) {
+    let out = input.with_extension("results.csv");
     let url = format!("http://{}", server.addr);
-    let (input_arg, out_arg) = (input.clone(), out.clone());
+    let (input_arg, out_arg) = (input.to_owned(), out.clone());
+    let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
     let output = tokio::task::spawn_blocking(move || {
         phonecheck()
             .arg("check")
             .arg(&input_arg)
             .args(["--check", "line-status", "--server", &url, "--out"])
             .arg(&out_arg)
+            .args(extra)
             .output()
             .unwrap()
     })
     .await
     .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    let mut reader = csv::Reader::from_path(&out).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let rows = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            headers
+                .iter()
+                .zip(r.iter())
+                .map(|(h, c)| (h.to_owned(), c.to_owned()))
+                .collect()
+        })
+        .collect();
+    (headers.iter().map(str::to_owned).collect(), rows, stderr)
+}
+
+#[tokio::test]
+async fn check_streams_a_file_and_writes_csv() {
+    let server = TestServer::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("numbers.csv");
+    let mut list = String::from("phone,name\n");
+    for i in 0..40 {
+        list.push_str(&format!("1391{i:03}5678,n{i}\n"));
+    }
+    list.push_str("13800000002,dup\n13800000002,dup\nnot a number,x\n");
+    std::fs::write(&input, list).unwrap();
+    let (columns, rows, summary) = check_file(&server, &input, &[]).await;
     assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        summary.contains("43 numbers: 42 reports, 1 errors"),
+        summary.contains("43 rows: 42 reports, 1 errors (1 without a readable number)"),
         "{summary}"
     );
     assert!(
@@ -94,21 +119,87 @@ async fn check_streams_a_file_and_writes_csv() {
         "duplicates are paid once: {summary}"
     );
 
-    let mut rows = csv::Reader::from_path(&out).unwrap();
-    let headers = rows.headers().unwrap().clone();
-    assert_eq!(&headers[0], "line");
-    let rows: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
-    assert_eq!(
-        rows.len(),
-        43,
-        "one row per number, the header line skipped"
-    );
-    let lines: std::collections::HashSet<&str> = rows.iter().map(|r| &r[0]).collect();
+    // The result columns are a job export's, under the same names.
+    let mut expected = vec!["row", "input"];
+    expected.extend(phonecheck::jobs::export::result_columns(&[
+        phonecheck::pb::Check::LineStatus as i32,
+    ]));
+    assert_eq!(columns, expected);
+    assert_eq!(rows.len(), 43, "one row per number, the header skipped");
+    let lines: std::collections::HashSet<&str> = rows.iter().map(|r| r["row"].as_str()).collect();
     assert_eq!(lines.len(), 43, "every input line once");
-    let bad = rows.iter().find(|r| &r[1] == "not a number").unwrap();
-    assert!(bad[15].contains("number"), "{bad:?}");
-    let dup = rows.iter().find(|r| &r[1] == "13800000002").unwrap();
-    assert_eq!((&dup[2], &dup[8]), ("+8613800000002", "empty"));
+    assert!(lines.contains("2") && lines.contains("44") && !lines.contains("1"));
+    let bad = rows.iter().find(|r| r["input"] == "not a number").unwrap();
+    assert_eq!(bad["row"], "44");
+    assert!(bad["error"].contains("number"), "{bad:?}");
+    let dup = rows.iter().find(|r| r["input"] == "13800000002").unwrap();
+    assert_eq!(
+        (dup["e164"].as_str(), dup["line_status"].as_str()),
+        ("+8613800000002", "empty")
+    );
+}
+
+#[tokio::test]
+async fn check_reads_a_gbk_csv_and_a_workbook_as_jobs_do() {
+    let server = TestServer::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // GBK, as a Chinese spreadsheet exports CSV: a header, the number in column B.
+    let mut text = String::from("姓名,手机号码,备注\r\n");
+    for i in 0..30 {
+        text.push_str(&format!("客户{i},139 1234 {i:04},第{i}行\r\n"));
+    }
+    text.push_str("无号码,,空\r\n");
+    let (gbk, _, unmappable) = encoding_rs::GBK.encode(&text);
+    assert!(!unmappable);
+    let input = dir.path().join("客户.csv");
+    std::fs::write(&input, &gbk).unwrap();
+    let (_, rows, summary) = check_file(&server, &input, &[]).await;
+    assert!(
+        summary.contains("31 rows: 30 reports, 1 errors"),
+        "{summary}"
+    );
+    assert_eq!(rows.len(), 31);
+    let row7 = rows.iter().find(|r| r["row"] == "7").unwrap();
+    assert_eq!(row7["input"], "139 1234 0005", "the number is column B");
+    assert_eq!(row7["e164"], "+8613912340005");
+    assert_eq!(row7["carrier"], "中国移动", "{row7:?}");
+    let blank = rows.iter().find(|r| r["row"] == "32").unwrap();
+    assert!(
+        blank["error"].contains("no number in column B"),
+        "{blank:?}"
+    );
+
+    // An XLSX with the numbers stored as numbers in column B of a named sheet.
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet().set_name("客户").unwrap();
+    sheet.write_string(0, 0, "姓名").unwrap();
+    sheet.write_string(0, 1, "手机号").unwrap();
+    for i in 0..12u32 {
+        sheet.write_string(i + 1, 0, format!("n{i}")).unwrap();
+        sheet
+            .write_number(i + 1, 1, 13_800_000_000.0 + f64::from(i))
+            .unwrap();
+    }
+    let input = dir.path().join("customers.xlsx");
+    std::fs::write(&input, book.save_to_buffer().unwrap()).unwrap();
+    let (columns, rows, summary) = check_file(&server, &input, &["--sheet", "客户"]).await;
+    assert_eq!(
+        columns[..3],
+        ["sheet", "row", "input"],
+        "a workbook's rows name their sheet"
+    );
+    assert!(
+        summary.contains("12 rows: 12 reports, 0 errors"),
+        "{summary}"
+    );
+    let first = rows.iter().find(|r| r["row"] == "2").unwrap();
+    assert_eq!(
+        (first["sheet"].as_str(), first["input"].as_str()),
+        ("客户", "13800000000")
+    );
+    assert_eq!(first["e164"], "+8613800000000");
+    assert!(!first["line_status"].is_empty(), "{first:?}");
 }
 
 #[tokio::test]

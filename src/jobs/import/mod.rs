@@ -87,7 +87,10 @@ pub struct Layout {
     pub sheets: u32,
 }
 
-/// Reads `path`, handing rows to `sink` in batches of [`BATCH_ROWS`].
+/// Reads `path`, handing rows to `sink` in file order, in batches of at most [`BATCH_ROWS`] rows
+/// and [`BATCH_BYTES`] bytes. Every row keeps its sheet and its row (line) number in the file.
+/// This is the one reader of number files: jobs import with it and `phonecheck check` reads its
+/// input with it.
 pub fn read_file(
     path: &Path,
     spec: &ReadSpec,
@@ -96,31 +99,36 @@ pub fn read_file(
 ) -> Result<Layout, JobError> {
     let format = detect_format(path, spec)?;
     let mut rows = RowSink::new(spec, analyzer, sink);
-    let mut layout = match format {
+    let layout = match format {
         FileFormat::Xlsx | FileFormat::Xls => {
             workbook::read_workbook(path, format, spec, &mut rows)?
         }
         _ => text::read_text(path, format, spec, &mut rows)?,
     };
-    rows.flush()?;
-    if rows.numbers == 0 {
-        return Err(JobError::invalid(
-            "chunk",
-            if rows.total == 0 {
-                "the file holds no rows".to_owned()
-            } else {
-                format!(
-                    "none of the file's {} rows holds a phone number in column {}",
-                    rows.total, layout.number_column
-                )
-            },
-        ));
-    }
-    layout.format = format;
-    Ok(layout)
+    rows.finish(layout, format)
 }
 
-fn detect_format(path: &Path, spec: &ReadSpec) -> Result<FileFormat, JobError> {
+/// Reads a text list from `input`, a stream that cannot be read twice (standard input), as
+/// [`read_file`] reads a text file: UTF-8, or UTF-16 with a byte-order mark (the encoding of a
+/// file is detected by reading it twice, which a stream cannot be).
+pub fn read_stream(
+    input: impl Read,
+    spec: &ReadSpec,
+    analyzer: &Analyzer,
+    sink: &mut dyn FnMut(Vec<ImportRow>) -> Result<(), JobError>,
+) -> Result<Layout, JobError> {
+    let mut rows = RowSink::new(spec, analyzer, sink);
+    let decoded = encoding_rs_io::DecodeReaderBytesBuilder::new()
+        .bom_override(true)
+        .build(input);
+    let layout = text::read_decoded(decoded, spec.format, "UTF-8".to_owned(), spec, &mut rows)?;
+    let format = layout.format;
+    rows.finish(layout, format)
+}
+
+/// The format of the file at `path`: as the spec says, else by its first bytes, its name's
+/// extension or (text) its content ([`FileFormat::Unspecified`] until read).
+pub fn detect_format(path: &Path, spec: &ReadSpec) -> Result<FileFormat, JobError> {
     if spec.format != FileFormat::Unspecified {
         return Ok(spec.format);
     }
@@ -344,12 +352,35 @@ impl<'a> RowSink<'a> {
             sheet: sheet.to_owned(),
             row_no,
             cells,
+            number_cell: (column != usize::MAX).then_some(column),
             number,
         });
         if self.batch.len() >= BATCH_ROWS || self.batch_bytes >= BATCH_BYTES {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Hands on the last batch; refuses a file without any number.
+    fn finish(mut self, mut layout: Layout, format: FileFormat) -> Result<Layout, JobError> {
+        self.flush()?;
+        if self.numbers == 0 {
+            return Err(JobError::invalid(
+                "chunk",
+                if self.total == 0 {
+                    "the file holds no rows".to_owned()
+                } else {
+                    format!(
+                        "none of the file's {} rows holds a phone number in column {}",
+                        self.total, layout.number_column
+                    )
+                },
+            ));
+        }
+        if format != FileFormat::Unspecified {
+            layout.format = format;
+        }
+        Ok(layout)
     }
 
     fn flush(&mut self) -> Result<(), JobError> {

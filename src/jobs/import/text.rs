@@ -77,26 +77,47 @@ pub(super) fn read_text(
     spec: &ReadSpec,
     rows: &mut RowSink<'_>,
 ) -> Result<Layout, JobError> {
-    let limits = &spec.limits;
     let mut file = File::open(path)?;
     let (encoding, bom) = detect_encoding(&mut file)?;
     let decoded = encoding_rs_io::DecodeReaderBytesBuilder::new()
         .encoding(Some(encoding))
         .bom_override(true)
         .build(file);
+    let encoding_name = match (encoding.name(), bom) {
+        (name, true) => format!("{name} with BOM"),
+        (name, false) => name.to_owned(),
+    };
+    read_decoded(decoded, format, encoding_name, spec, rows)
+}
+
+/// Reads UTF-8 text into rows: sniffs the delimiter (unless `format` is TXT), then splits
+/// records.
+pub(super) fn read_decoded(
+    decoded: impl Read,
+    format: FileFormat,
+    encoding_name: String,
+    spec: &ReadSpec,
+    rows: &mut RowSink<'_>,
+) -> Result<Layout, JobError> {
+    let limits = &spec.limits;
     let mut reader = BufReader::with_capacity(64 * 1024, decoded);
-    // The delimiter is decided on the first lines (each within the line bound).
-    let mut sample = Vec::new();
-    let mut sampled = 0;
-    while sample.len() < SNIFF_LINES && sampled < SNIFF_BYTES {
-        let mut line = String::new();
-        match read_line(&mut reader, &mut line, limits.max_row_bytes) {
-            Ok(0) => break,
-            Ok(n) => sampled += n,
-            Err(e) => return Err(line_error(e, sample.len() as u64 + 1, limits)),
-        }
-        sample.push(line);
-    }
+    // The delimiter is decided on the first lines: a head of the text is read (a whole line or
+    // not) and read again by the records.
+    let mut head = Vec::new();
+    (&mut reader)
+        .take(SNIFF_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| Records::<&[u8]>::decode_error(1, e))?;
+    // A line cut at the head's end would show too few delimiters.
+    let whole = match head.iter().rposition(|&b| b == b'\n') {
+        Some(end) if head.len() == SNIFF_BYTES => &head[..end],
+        _ => &head[..],
+    };
+    let sample: Vec<String> = whole
+        .split(|&b| b == b'\n')
+        .take(SNIFF_LINES)
+        .map(|line| String::from_utf8_lossy(line).into_owned())
+        .collect();
     let delimiter = match format {
         FileFormat::Txt => None,
         _ => sniff_delimiter(&sample),
@@ -106,17 +127,8 @@ pub(super) fn read_text(
         (FileFormat::Unspecified, None) => FileFormat::Txt,
         (format, _) => format,
     };
-    let encoding_name = match (encoding.name(), bom) {
-        (name, true) => format!("{name} with BOM"),
-        (name, false) => name.to_owned(),
-    };
-    let text = BufReader::new(std::io::Cursor::new(sample.concat().into_bytes()).chain(reader));
-    let records = Records {
-        lines: text,
-        delimiter,
-        line: 0,
-        limits: limits.clone(),
-    };
+    let text = BufReader::new(std::io::Cursor::new(head).chain(reader));
+    let records = Records::new(text, delimiter, limits.clone());
     let (column, columns) = rows.read_sheet("", records, spec)?;
     Ok(Layout {
         format,
@@ -131,93 +143,158 @@ pub(super) fn read_text(
 const SNIFF_LINES: usize = 50;
 const SNIFF_BYTES: usize = 1024 * 1024;
 
-/// Why a line could not be read.
-#[derive(Debug)]
-enum LineError {
-    /// The line (without its end) passes the row bound.
-    TooLong,
-    /// The decoder or the file failed.
-    Io(std::io::Error),
-}
-
-fn line_error(e: LineError, line: u64, limits: &ImportLimits) -> JobError {
-    match e {
-        LineError::TooLong => over(
-            &format!("line {line}"),
-            format!("a line of more than {} bytes", limits.max_row_bytes),
-            "max_row_bytes",
-            limits.max_row_bytes,
-        ),
-        LineError::Io(e) => {
-            JobError::invalid("chunk", format!("line {line}: cannot decode the file: {e}"))
-        }
-    }
-}
-
-/// Appends one line (with its end) to `into`, refusing one of more than `limit` bytes before it
-/// is read whole: a file without line ends is never held in memory. Returns the bytes read.
-fn read_line(reader: &mut impl BufRead, into: &mut String, limit: u64) -> Result<usize, LineError> {
-    let mut bytes = Vec::new();
-    loop {
-        let buf = reader.fill_buf().map_err(LineError::Io)?;
-        if buf.is_empty() {
-            break;
-        }
-        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (buf.len(), false),
-        };
-        let content = bytes.len() + take - usize::from(done);
-        // A line end of `\r\n` is not content either.
-        if content as u64 > limit.saturating_add(1) {
-            return Err(LineError::TooLong);
-        }
-        bytes.extend_from_slice(&buf[..take]);
-        reader.consume(take);
-        if done {
-            break;
-        }
-    }
-    let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-    let body = body.strip_suffix(b"\r").unwrap_or(body);
-    if body.len() as u64 > limit {
-        return Err(LineError::TooLong);
-    }
-    let n = bytes.len();
-    let text = String::from_utf8(bytes)
-        .map_err(|e| LineError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-    into.push_str(&text);
-    Ok(n)
-}
-
-/// Delimited records with the line each starts on. A quoted field may span lines (RFC 4180);
-/// `""` inside quotes is a quote. Without a delimiter, each line is one cell. A record is
-/// refused past the bounds on its bytes (a quote that never closes cannot swallow the file),
-/// its cells, and the bytes of a cell.
+/// Delimited records with the line each starts on, split by `csv-core` (RFC 4180: a quoted field
+/// may span lines, `""` inside quotes is a quote). Without a delimiter each line is one cell.
+///
+/// `csv-core` rather than `csv::Reader`: the reader must know the line a record starts on (the
+/// `csv` crate reports the position before the blank lines it skips), and must refuse a record
+/// past `max_row_bytes` before holding it (a quote that never closes cannot swallow the file), so
+/// this loop feeds the parser itself, never more than the bound. A record is also refused past
+/// the bounds on its cells and on the bytes of a cell.
 struct Records<R> {
-    lines: R,
+    input: R,
+    parser: csv_core::Reader,
     delimiter: Option<u8>,
-    line: u64,
+    /// Line ends (`\n`) consumed so far: the next record starts on the line after them.
+    newlines: u64,
     limits: ImportLimits,
+    /// Set after an error: the parser is mid-record, so nothing after it can be read.
+    failed: bool,
 }
+
+/// A byte that never occurs in UTF-8 text: the delimiter of a list with one cell a line.
+const NO_DELIMITER: u8 = 0xFF;
+
+/// Bytes handed to the parser at once.
+const FEED: usize = 8 * 1024;
 
 impl<R: BufRead> Records<R> {
-    /// Reads the next line into `into` (its end removed), within what is left of the record's
-    /// bound after `used` bytes.
-    fn next_line(&mut self, into: &mut String, first: u64, used: usize) -> Result<bool, JobError> {
-        let left = self.limits.max_row_bytes.saturating_sub(used as u64);
-        let n = match read_line(&mut self.lines, into, left) {
-            Ok(n) => n,
-            Err(e) => return Err(line_error(e, first.max(self.line + 1), &self.limits)),
+    /// Records of the UTF-8 text `input`, split at `delimiter` (none: one cell a line).
+    fn new(input: R, delimiter: Option<u8>, limits: ImportLimits) -> Records<R> {
+        let parser = csv_core::ReaderBuilder::new()
+            .delimiter(delimiter.unwrap_or(NO_DELIMITER))
+            .quoting(delimiter.is_some())
+            .build();
+        Records {
+            input,
+            parser,
+            delimiter,
+            newlines: 0,
+            limits,
+            failed: false,
+        }
+    }
+
+    fn decode_error(line: u64, e: impl std::fmt::Display) -> JobError {
+        JobError::invalid("chunk", format!("line {line}: cannot decode the file: {e}"))
+    }
+
+    /// Consumes the line ends (so the blank lines) before the next record, counting them; false
+    /// at the end of the text.
+    fn skip_line_ends(&mut self) -> Result<bool, JobError> {
+        loop {
+            let buf = self
+                .input
+                .fill_buf()
+                .map_err(|e| Self::decode_error(self.newlines + 1, e))?;
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            let ends = buf
+                .iter()
+                .take_while(|&&b| b == b'\n' || b == b'\r')
+                .count();
+            let lines = buf[..ends].iter().filter(|&&b| b == b'\n').count() as u64;
+            let more = ends < buf.len();
+            self.input.consume(ends);
+            self.newlines += lines;
+            if more {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Reads the record that starts on line `first`: its cells (at most `keep`) and how many
+    /// there were.
+    fn read_record(&mut self, first: u64) -> Result<(Vec<String>, usize), JobError> {
+        let max = self.limits.max_row_bytes;
+        let keep = usize::try_from(self.limits.max_cells_per_row.max(self.limits.max_columns))
+            .unwrap_or(usize::MAX);
+        let too_long = |line: u64| {
+            over(
+                &format!("line {line}"),
+                format!("a record of more than {max} bytes"),
+                "max_row_bytes",
+                max,
+            )
         };
-        if n == 0 {
-            return Ok(false);
+        // The cells' text, one after another, and where each kept cell ends in it.
+        let mut text = Vec::new();
+        let mut kept_ends = Vec::new();
+        let mut count = 0usize;
+        let mut out = [0u8; FEED];
+        let mut ends = [0usize; 64];
+        // Bytes of the record fed (quotes, delimiters and line ends included).
+        let mut used = 0u64;
+        let mut quotes = QuoteState::default();
+        let mut last = 0u8;
+        loop {
+            let buf = self
+                .input
+                .fill_buf()
+                .map_err(|e| Self::decode_error(self.newlines + 1, e))?;
+            let at_end = buf.is_empty();
+            // The bound and the record's own line end, never more.
+            let room = usize::try_from((max + 1).saturating_sub(used)).unwrap_or(usize::MAX);
+            if room == 0 && !at_end {
+                // Named by the line it starts on: that is where a stray quote is.
+                return Err(too_long(first));
+            }
+            let input = &buf[..buf.len().min(room).min(FEED)];
+            let (result, nin, nout, nend) = self.parser.read_record(input, &mut out, &mut ends);
+            let fed = &input[..nin];
+            if let Some(&b) = fed.last() {
+                last = b;
+            }
+            quotes.feed(fed, self.delimiter);
+            self.newlines += fed.iter().filter(|&&b| b == b'\n').count() as u64;
+            used += nin as u64;
+            self.input.consume(nin);
+            text.extend_from_slice(&out[..nout]);
+            for &end in &ends[..nend] {
+                count += 1;
+                if kept_ends.len() < keep {
+                    kept_ends.push(end);
+                }
+            }
+            match result {
+                csv_core::ReadRecordResult::Record => {
+                    // The line end that closed the record is not part of it.
+                    let closed = !at_end && matches!(last, b'\n' | b'\r');
+                    if used - u64::from(closed) > max {
+                        return Err(too_long(first));
+                    }
+                    if at_end && quotes == QuoteState::Quoted {
+                        return Err(JobError::invalid(
+                            "chunk",
+                            format!("line {first}: a quote opened here is never closed"),
+                        ));
+                    }
+                    let mut cells = Vec::with_capacity(kept_ends.len());
+                    let mut start = 0;
+                    for end in kept_ends {
+                        let cell = std::str::from_utf8(&text[start..end])
+                            .map_err(|e| Self::decode_error(first, e))?;
+                        cells.push(cell.trim().to_owned());
+                        start = end;
+                    }
+                    return Ok((cells, count));
+                }
+                csv_core::ReadRecordResult::End => return Ok((Vec::new(), 0)),
+                // More input (or room for output) is all it needs.
+                _ => {}
+            }
         }
-        self.line += 1;
-        while into.ends_with(['\n', '\r']) {
-            into.pop();
-        }
-        Ok(true)
     }
 
     fn check(&self, first: u64, cells: &[String], count: usize) -> Result<(), JobError> {
@@ -258,135 +335,54 @@ impl<R: BufRead> Iterator for Records<R> {
     type Item = Result<(u64, Vec<String>), JobError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let mut text = String::new();
-        let first = self.line + 1;
-        match self.next_line(&mut text, first, 0) {
-            Ok(true) => {}
+        if self.failed {
+            return None;
+        }
+        let record = match self.skip_line_ends() {
+            Ok(true) => {
+                let first = self.newlines + 1;
+                self.read_record(first).and_then(|(cells, count)| {
+                    self.check(first, &cells, count)?;
+                    Ok((first, cells))
+                })
+            }
             Ok(false) => return None,
-            Err(e) => return Some(Err(e)),
-        }
-        let Some(delimiter) = self.delimiter else {
-            let cells = vec![text.trim().to_owned()];
-            return Some(self.check(first, &cells, 1).map(|()| (first, cells)));
+            Err(e) => Err(e),
         };
-        let mut splitter = Splitter::new(
-            char::from(delimiter),
-            usize::try_from(self.limits.max_cells_per_row.max(self.limits.max_columns))
-                .unwrap_or(usize::MAX),
-        );
-        let mut used = text.len();
-        loop {
-            if splitter.feed(&text) {
-                let count = splitter.count;
-                let cells = splitter.cells;
-                return Some(self.check(first, &cells, count).map(|()| (first, cells)));
-            }
-            // A quoted field goes on on the next line.
-            text.clear();
-            match self.next_line(&mut text, first, used + 1) {
-                Ok(true) => used += text.len() + 1,
-                Ok(false) => {
-                    return Some(Err(JobError::invalid(
-                        "chunk",
-                        format!("line {first}: a quote opened here is never closed"),
-                    )));
-                }
-                Err(e) => return Some(Err(e)),
-            }
-        }
+        self.failed = record.is_err();
+        Some(record)
     }
 }
 
-/// Splits one record fed a line at a time, so a record of many lines is read once, not again
-/// for every line added. Keeps at most `max_cells` cells (counting the rest).
-struct Splitter {
-    delimiter: char,
-    max_cells: usize,
-    cells: Vec<String>,
-    count: usize,
-    cell: String,
-    quoted: bool,
-    at_start: bool,
-    lines: usize,
+/// Whether a quoted field is open, followed alongside the parser: `csv-core` prefers a parse to
+/// an error and ends an open quote at the end of the text silently, which would glue the rest of
+/// a file with one stray quote into one cell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum QuoteState {
+    /// At the start of a field.
+    #[default]
+    Start,
+    /// In an unquoted field (a quote there is text).
+    Field,
+    /// In a quoted field.
+    Quoted,
+    /// Just after a quote in a quoted field: it closed the field, or a second one follows.
+    Closing,
 }
 
-impl Splitter {
-    fn new(delimiter: char, max_cells: usize) -> Splitter {
-        Splitter {
-            delimiter,
-            max_cells,
-            cells: Vec::new(),
-            count: 0,
-            cell: String::new(),
-            quoted: false,
-            at_start: true,
-            lines: 0,
+impl QuoteState {
+    fn feed(&mut self, bytes: &[u8], delimiter: Option<u8>) {
+        let Some(delimiter) = delimiter else { return };
+        for &b in bytes {
+            *self = match (*self, b) {
+                (QuoteState::Quoted, b'"') => QuoteState::Closing,
+                (QuoteState::Quoted, _) => QuoteState::Quoted,
+                (QuoteState::Start | QuoteState::Closing, b'"') => QuoteState::Quoted,
+                (_, b) if b == delimiter || b == b'\n' || b == b'\r' => QuoteState::Start,
+                _ => QuoteState::Field,
+            };
         }
     }
-
-    fn end_cell(&mut self) {
-        self.count += 1;
-        let cell = std::mem::take(&mut self.cell);
-        if self.cells.len() < self.max_cells {
-            self.cells.push(cell.trim().to_owned());
-        }
-    }
-
-    /// Feeds the next line (without its end); true when the record is complete.
-    fn feed(&mut self, line: &str) -> bool {
-        if self.lines > 0 {
-            // Only a quoted field spans lines; the line end is part of it.
-            self.cell.push('\n');
-        }
-        self.lines += 1;
-        let mut chars = line.chars().peekable();
-        while let Some(c) = chars.next() {
-            if self.quoted {
-                if c == '"' {
-                    if chars.peek() == Some(&'"') {
-                        chars.next();
-                        self.cell.push('"');
-                    } else {
-                        self.quoted = false;
-                    }
-                } else {
-                    self.cell.push(c);
-                }
-            } else if c == self.delimiter {
-                self.end_cell();
-                self.at_start = true;
-                continue;
-            } else if c == '"' && self.at_start && self.cell.trim().is_empty() {
-                self.cell.clear();
-                self.quoted = true;
-            } else {
-                self.cell.push(c);
-            }
-            self.at_start = false;
-        }
-        if self.quoted {
-            return false;
-        }
-        self.end_cell();
-        true
-    }
-}
-
-/// Splits one record; `None` while a quoted field is still open.
-#[cfg(test)]
-fn split_record(text: &str, delimiter: char) -> Option<Vec<String>> {
-    let mut splitter = Splitter::new(delimiter, usize::MAX);
-    let mut lines = text.split('\n');
-    let first = lines.next().unwrap_or_default();
-    if splitter.feed(first) {
-        return lines.next().is_none().then_some(splitter.cells);
-    }
-    for line in lines {
-        if splitter.feed(line) {
-            return Some(splitter.cells);
-        }
-    }
-    None
 }
 
 /// The delimiter used consistently on the sample lines, if any.
@@ -415,30 +411,115 @@ fn sniff_delimiter(lines: &[String]) -> Option<u8> {
 mod tests {
     use super::*;
 
+    fn records(text: &str, delimiter: Option<u8>) -> Vec<Result<(u64, Vec<String>), JobError>> {
+        Records::new(text.as_bytes(), delimiter, ImportLimits::default()).collect()
+    }
+
+    fn split(text: &str) -> Vec<(u64, Vec<String>)> {
+        records(text, Some(b','))
+            .into_iter()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn cells(cells: &[&str]) -> Vec<String> {
+        cells.iter().map(|c| (*c).to_owned()).collect()
+    }
+
     #[test]
     fn records_are_split_like_rfc_4180() {
-        let split = |s: &str| split_record(s, ',');
-        assert_eq!(split("a, b ,c").unwrap(), ["a", "b", "c"]);
+        assert_eq!(split("a, b ,c"), [(1, cells(&["a", "b", "c"]))]);
         assert_eq!(
-            split(r#""x, y","say ""hi""",z"#).unwrap(),
-            ["x, y", r#"say "hi""#, "z"]
+            split(r#""x, y","say ""hi""",z"#),
+            [(1, cells(&["x, y", r#"say "hi""#, "z"]))]
         );
-        assert_eq!(split(",,").unwrap(), ["", "", ""]);
-        assert_eq!(split(r#""open"#), None);
-        let text = "a,\"two\nlines\"\nb,c\n";
-        let records: Vec<_> = Records {
-            lines: text.as_bytes(),
-            delimiter: Some(b','),
-            line: 0,
-            limits: ImportLimits::default(),
+        assert_eq!(split(",,"), [(1, cells(&["", "", ""]))]);
+        assert_eq!(
+            split("a,\"two\r\nlines\"\r\n\r\n\nb,c\r\nd"),
+            [
+                (1, cells(&["a", "two\r\nlines"])),
+                (5, cells(&["b", "c"])),
+                (6, cells(&["d"])),
+            ],
+            "a record keeps the line it starts on, past quoted line ends and blank lines"
+        );
+    }
+
+    #[test]
+    fn a_quote_that_never_closes_is_refused_at_its_line() {
+        let read = records("a,b\nc,\"open\nd,e\n", Some(b','));
+        assert_eq!(read[0].as_ref().unwrap().0, 1);
+        let e = read[1].as_ref().unwrap_err().to_string();
+        assert!(
+            e.contains("line 2: a quote opened here is never closed"),
+            "{e}"
+        );
+        // A quote inside an unquoted field is text, and a closed one is fine at the end.
+        assert_eq!(split("a\"b,\"c\"\"\""), [(1, cells(&["a\"b", "c\""]))]);
+    }
+
+    #[test]
+    fn without_a_delimiter_a_line_is_one_cell() {
+        let read: Vec<_> = records(" 138 0013 8000 \n\"x\",y\r\n", None)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            read,
+            [(1, cells(&["138 0013 8000"])), (2, cells(&["\"x\",y"]))]
+        );
+    }
+
+    #[test]
+    fn records_are_refused_past_their_bounds() {
+        let limits = ImportLimits {
+            max_row_bytes: 64,
+            max_cell_bytes: 10,
+            max_cells_per_row: 3,
+            ..ImportLimits::default()
+        };
+        let read = |text: &str| -> Vec<Result<(u64, Vec<String>), JobError>> {
+            Records::new(text.as_bytes(), Some(b','), limits.clone()).collect()
+        };
+        // Exactly at the bound, with either line end, is fine.
+        let at = format!("1{}\r\n2\n", " ".repeat(63));
+        let read_at = read(&at);
+        assert!(
+            read_at.iter().all(Result::is_ok) && read_at.len() == 2,
+            "{read_at:?}"
+        );
+        for (text, bound, line) in [
+            (format!("a\n{}\n", "x".repeat(65)), "max_row_bytes", 2),
+            (format!("a\n\"{}", "x\n".repeat(40)), "max_row_bytes", 2),
+            ("a\nb\n1,2,3,4\n".to_owned(), "max_cells_per_row", 3),
+            ("a\n12345678901\n".to_owned(), "max_cell_bytes", 2),
+        ] {
+            let e = read(&text)
+                .into_iter()
+                .find_map(Result::err)
+                .unwrap_or_else(|| panic!("{text:?} passes"))
+                .to_string();
+            assert!(
+                e.contains(&format!("line {line}:")) && e.contains(bound),
+                "{text:?}: {e}"
+            );
         }
-        .map(Result::unwrap)
-        .collect();
-        assert_eq!(
-            records[0],
-            (1, vec!["a".to_owned(), "two\nlines".to_owned()])
-        );
-        assert_eq!(records[1], (3, vec!["b".to_owned(), "c".to_owned()]));
+    }
+
+    #[test]
+    fn a_file_without_line_ends_is_never_held_whole() {
+        let limits = ImportLimits {
+            max_row_bytes: 1024,
+            ..ImportLimits::default()
+        };
+        // An endless reader: the record is refused after the bound, not read to the end.
+        let endless = std::io::BufReader::new(std::io::repeat(b'9'));
+        let e = Records::new(endless, Some(b','), limits)
+            .next()
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_row_bytes"), "{e}");
     }
 
     #[test]

@@ -125,6 +125,18 @@ pub fn thinksms_config(base_url: &str, hashcode: &str, key_file: &Path) -> Confi
 }
 
 /// Starts the simulators on 127.0.0.1:0.
+/// The seed of a test's simulator faults: `PHONECHECK_FAULT_SEED` to replay a run, else a fresh
+/// one each run. Printed, so that a failing test's output says how to replay it (the test harness
+/// shows a test's output when it fails).
+pub fn fault_seed() -> u64 {
+    let seed = std::env::var("PHONECHECK_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("simulator fault seed {seed}: replay with PHONECHECK_FAULT_SEED={seed}");
+    seed
+}
+
 pub async fn start_sim(config: SimConfig) -> SimServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     SimServer::spawn(listener, config).unwrap()
