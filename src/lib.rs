@@ -21,8 +21,9 @@
 //!    (leases, resumes, pauses at the budget), exports and the HTML report.
 //! 6. [`wire`]: domain ↔ protobuf conversion and request-field checks, without transport.
 //! 7. [`engine`]: runs the checks a request asks for: offline analysis first, then per check a
-//!    provider through its dispatcher (answer cache, single-flight, batcher, the tower stack of
-//!    breaker, retry, quota, concurrency and timeout).
+//!    provider through its dispatcher (answer cache: a compact hot tier in memory over the answer
+//!    store; single-flight, batcher, the tower stack of breaker, retry, quota, concurrency and
+//!    timeout). It owns `[cache]` ([`engine::CacheConfig`]).
 //! 8. [`shared`]: state shared by replicas through Redis: vendor quotas, the answer cache with
 //!    single-flight across replicas, asynchronous submissions.
 //! 9. [`sim`]: wire-faithful simulators of the vendors over HTTP (the sandbox and the tests),
@@ -32,7 +33,8 @@
 //!     the closed [`providers::ProviderConfig`] enum, and the signing helpers they share.
 //! 11. [`store`]: what must survive a restart (pending asynchronous submissions, jobs with their
 //!     rows and results, leases), behind traits; SQLite by default, PostgreSQL for replicas, one
-//!     SQL text for both in `store/sql/`.
+//!     SQL text for both in `store/sql/`; and the answer store (paid vendor answers, always a local
+//!     SQLite file, `answers.db`).
 //! 12. [`number`]: offline analysis: normalisation to E.164, number type (with China's special
 //!     numbers and each area code's local-number rules), carrier by segment (by prefix in ID, SG
 //!     and PK), home province and city; libphonenumber's metadata compiled into automata.

@@ -327,7 +327,7 @@ impl Answers {
         self.lookups.fetch_add(1, Ordering::Relaxed);
         let hit = match self.peek(id, check, max_age, profiles) {
             Some(hit) => Some(hit),
-            None => self.look_in_store(id, check, max_age, profiles).await,
+            None => self.stored(id, check, max_age, profiles).await,
         };
         if let Some(hit) = &hit {
             self.hits.fetch_add(1, Ordering::Relaxed);
@@ -340,7 +340,7 @@ impl Answers {
         hit
     }
 
-    async fn look_in_store(
+    async fn stored(
         &self,
         id: &AnswerId,
         check: Check,

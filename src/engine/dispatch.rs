@@ -441,12 +441,12 @@ impl Shared {
             answer.fetched_at,
             answer.withheld,
         );
+        self.answers.persist(vec![row]).await;
         let cached = Cached {
             data: answer.data,
             fetched_at: answer.fetched_at,
         };
         self.deliver(key, cached.ready(), None);
-        self.answers.persist(vec![row]).await;
         cached
     }
 
@@ -559,11 +559,12 @@ impl Shared {
         }
         // Other replicas can see an answer by the time this replica's callers have it.
         join_all(shared_answers).await;
+        // Queued for the store (no disk wait) before any caller has it, so that a flush at
+        // shutdown covers every answer a caller was given.
+        self.answers.persist(rows).await;
         for (key, fetched, reply) in deliveries {
             self.deliver(&key, fetched, Some(reply));
         }
-        // The callers have their answers; the store's writer takes them from here.
-        self.answers.persist(rows).await;
     }
 
     /// Any success resets the failure count; a call whose results all failed for the vendor's
