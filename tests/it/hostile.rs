@@ -69,26 +69,13 @@ fn line_status_spec() -> pb::BatchJobSpec {
     }
 }
 
+/// Uploads `file` (in one chunk) as a job of the tenant.
 async fn create(
     client: &mut BatchJobServiceClient<Keyed>,
     spec: pb::BatchJobSpec,
     file: &[u8],
 ) -> Result<pb::BatchJob, tonic::Status> {
-    use pb::create_batch_job_request::Payload;
-    let mut messages = vec![pb::CreateBatchJobRequest {
-        payload: Some(Payload::Spec(spec)),
-    }];
-    if !file.is_empty() {
-        messages.push(pb::CreateBatchJobRequest {
-            payload: Some(Payload::Chunk(file.to_vec())),
-        });
-    }
-    Ok(client
-        .create_batch_job(tokio_stream::iter(messages))
-        .await?
-        .into_inner()
-        .job
-        .expect("a job"))
+    create_job(client, spec, file, file.len()).await
 }
 
 /// Watches job `id` until `until` holds for it (at most 60 s).

@@ -320,12 +320,19 @@ pub fn jobs_client(
 }
 
 /// Uploads `file` in chunks of `chunk` bytes as a job with `spec`.
-pub async fn create_job(
-    client: &mut pb::batch_job_service_client::BatchJobServiceClient<Channel>,
+pub async fn create_job<T>(
+    client: &mut pb::batch_job_service_client::BatchJobServiceClient<T>,
     spec: pb::BatchJobSpec,
     file: &[u8],
     chunk: usize,
-) -> Result<pb::BatchJob, tonic::Status> {
+) -> Result<pb::BatchJob, tonic::Status>
+where
+    // Any channel the generated client takes (a plain one, or one with an API-key interceptor).
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
     use pb::create_batch_job_request::Payload;
     let mut messages = vec![pb::CreateBatchJobRequest {
         payload: Some(Payload::Spec(spec)),
