@@ -167,6 +167,15 @@ impl PhoneCheckService for PhoneCheckApi {
             .iter()
             .map(|(provider, health)| convert::provider_to_proto(provider.as_ref(), health))
             .collect();
-        Ok(Response::new(pb::ListProvidersResponse { providers }))
+        let routes = self
+            .engine
+            .routes()
+            .iter()
+            .map(convert::route_to_proto)
+            .collect();
+        Ok(Response::new(pb::ListProvidersResponse {
+            providers,
+            routes,
+        }))
     }
 }

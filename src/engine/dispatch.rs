@@ -32,6 +32,23 @@ use crate::shared::{AnswerKey, Coordination, RemoteLock, SharedAnswers};
 /// Jobs queued for the batcher before callers wait.
 const QUEUE: usize = 16_384;
 
+/// The name under which answers are shared with other replicas. Not the provider's: answers are
+/// kept per check, so that an answer from any provider of a route is a hit for all of them
+/// (and replicas calling different providers for one number still make one call).
+const SHARED_SCOPE: &str = "route";
+
+/// The answers in memory, shared by every dispatcher of an engine: keyed by check and number,
+/// not by provider, for the same reason.
+pub type AnswerCache = Cache<Key, Cached>;
+
+/// The answer cache of an engine.
+pub fn answer_cache(cache: &CacheConfig) -> AnswerCache {
+    Cache::builder()
+        .max_capacity(cache.max_entries)
+        .expire_after(PerCheckTtl(cache.clone()))
+        .build()
+}
+
 /// What identifies one answer: the check, the number, and what else the vendor was told.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
@@ -63,6 +80,9 @@ pub struct Cached {
     pub data: CheckData,
     /// When the vendor gave it.
     pub fetched_at: SystemTime,
+    /// The provider that gave it (a route's providers share the cache). An answer adopted from
+    /// another replica is credited to the provider that adopted it: Redis keeps no provider.
+    pub provider: Arc<str>,
 }
 
 /// A vendor call's result for one number, and when it came.
@@ -130,7 +150,8 @@ struct Shared {
     /// Paces bulk numbers to their share of the vendor's quota; `None` without a quota.
     bulk_pacer: Option<Pacer>,
     stack: super::stack::CallService,
-    cache: Cache<Key, Cached>,
+    breaker: super::stack::BreakerView,
+    cache: AnswerCache,
     /// The answers shared with other replicas, with `[redis]`.
     remote: Option<SharedAnswers>,
     inflight: Mutex<HashMap<Key, Vec<oneshot::Sender<Fetched>>>>,
@@ -153,18 +174,21 @@ impl std::fmt::Debug for Dispatcher {
 }
 
 impl Dispatcher {
-    /// Starts the batcher of `provider`. Must be called within a Tokio runtime.
+    /// Starts the batcher of `provider`, whose answers go to `answers` (the engine's). Must be
+    /// called within a Tokio runtime.
     pub fn new(
         provider: Arc<dyn Provider>,
+        answers: AnswerCache,
         cache: &CacheConfig,
         bulk_share: f64,
         shared: Option<&crate::shared::Shared>,
     ) -> Dispatcher {
-        Self::with_queue(provider, cache, bulk_share, shared, QUEUE)
+        Self::with_queue(provider, answers, cache, bulk_share, shared, QUEUE)
     }
 
     fn with_queue(
         provider: Arc<dyn Provider>,
+        answers: AnswerCache,
         cache: &CacheConfig,
         bulk_share: f64,
         shared: Option<&crate::shared::Shared>,
@@ -180,17 +204,16 @@ impl Dispatcher {
             burst: (f64::from(quota.burst.max(1)) * size) as u32,
         })
         .map(governor::RateLimiter::direct);
+        let (stack, breaker) = super::stack::build_observed(
+            provider.clone(),
+            shared.and_then(|s| s.quota(&info.name, quota)),
+        );
         let shared = Arc::new(Shared {
             bulk_pacer,
-            stack: super::stack::build_with(
-                provider.clone(),
-                shared.and_then(|s| s.quota(&info.name, quota)),
-            ),
-            cache: Cache::builder()
-                .max_capacity(cache.max_entries)
-                .expire_after(PerCheckTtl(cache.clone()))
-                .build(),
-            remote: shared.map(|s| s.answers(&info.name, cache)),
+            stack,
+            breaker,
+            cache: answers,
+            remote: shared.map(|s| s.answers(SHARED_SCOPE, cache)),
             provider,
             inflight: Mutex::new(HashMap::new()),
             health: Mutex::new(Health::default()),
@@ -207,11 +230,20 @@ impl Dispatcher {
 
     /// The provider's health as last seen.
     pub fn health(&self) -> Health {
-        self.shared
+        let mut health = self
+            .shared
             .health
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        health.circuit_open = self.shared.breaker.open();
+        health
+    }
+
+    /// Whether a vendor call for `check` of `query` is in flight here (a route then sends the
+    /// same number here, to share it).
+    pub fn in_flight_for(&self, check: Check, query: &Query) -> bool {
+        self.in_flight(&Key::new(check, query))
     }
 
     /// Answers `check` for `query`: from the cache if an answer younger than `max_age` is there,
@@ -420,7 +452,11 @@ impl Shared {
     /// Takes an answer from the shared cache or another replica: cached here too, and handed to
     /// this replica's callers waiting for it.
     async fn adopt(&self, key: &Key, data: CheckData, fetched_at: SystemTime) -> Cached {
-        let cached = Cached { data, fetched_at };
+        let cached = Cached {
+            data,
+            fetched_at,
+            provider: self.provider.info().name.clone(),
+        };
         self.cache.insert(key.clone(), cached.clone()).await;
         self.deliver(key, cached.ready(), None);
         cached
@@ -506,6 +542,7 @@ impl Shared {
                 let cached = Cached {
                     data: data.clone(),
                     fetched_at,
+                    provider: self.provider.info().name.clone(),
                 };
                 self.cache.insert(job.key.clone(), cached).await;
             }
@@ -634,8 +671,15 @@ mod tests {
             door: tokio::sync::Semaphore::new(0),
             calls: AtomicUsize::new(0),
         });
-        let dispatcher =
-            Dispatcher::with_queue(vendor.clone(), &CacheConfig::default(), 1.0, None, queue);
+        let cache = CacheConfig::default();
+        let dispatcher = Dispatcher::with_queue(
+            vendor.clone(),
+            answer_cache(&cache),
+            &cache,
+            1.0,
+            None,
+            queue,
+        );
         (vendor, dispatcher)
     }
 

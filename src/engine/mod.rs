@@ -1,9 +1,11 @@
 //! Runs the checks a request asks for: offline analysis first (free; invalid numbers never reach a
-//! vendor), then, per check, the provider that serves it, through its [`Dispatcher`]: the answer
-//! cache, single-flight, and the batcher.
+//! vendor), then, per check, the providers of its [route](route) in turn, each through its
+//! [`Dispatcher`]: the answer cache (one for the engine, per check, so an answer from any provider
+//! of a route serves them all), single-flight, and the batcher.
 
 mod dispatch;
 mod health;
+pub mod route;
 pub mod stack;
 
 use std::collections::{HashMap, HashSet};
@@ -14,14 +16,16 @@ use futures::future::join_all;
 
 use crate::config::CacheConfig;
 use crate::domain::{
-    Check, CheckData, CheckOptions, CheckOutcome, CheckState, LineStatus, LineStatusResult,
-    NumberInfo, Report, SkipReason,
+    Attempt, Check, CheckData, CheckOptions, CheckOutcome, CheckState, LineStatus,
+    LineStatusResult, NumberInfo, Report, SkipReason,
 };
 use crate::number::{Analyzer, NumberError};
 use crate::providers::{Answer, Provider, Query};
 
-pub use dispatch::{Delivery, Dispatcher, Fetched};
+pub use dispatch::{AnswerCache, Delivery, Dispatcher, Fetched};
 pub use health::Health;
+use route::Route;
+pub use route::{Policy, RouteConfig, RouteError, RoutesConfig, RuleConfig};
 
 /// The provider name reported for answers phonecheck decides itself.
 pub const LOCAL: &str = "local";
@@ -67,12 +71,26 @@ pub enum EngineError {
 pub struct Engine {
     analyzer: Analyzer,
     dispatchers: Vec<Dispatcher>,
-    by_check: HashMap<Check, usize>,
+    routes: HashMap<Check, Route>,
+}
+
+/// A check's route as `ListProviders` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteView {
+    /// The check.
+    pub check: Check,
+    /// Its providers, in order.
+    pub providers: Vec<Arc<str>>,
+    /// How numbers are shared among them.
+    pub policy: Policy,
+    /// Its match rules, as configured.
+    pub rules: Vec<RuleConfig>,
 }
 
 impl Engine {
-    /// An engine over these providers, with the default cache. The first provider that serves a
-    /// check serves it. Must be called within a Tokio runtime (each provider gets a batcher).
+    /// An engine over these providers, with the default cache. Each check is routed over every
+    /// provider that serves it, in the order given (see [`Engine::with_routes`]). Must be called
+    /// within a Tokio runtime (each provider gets a batcher).
     pub fn new(analyzer: Analyzer, providers: Vec<Arc<dyn Provider>>) -> Engine {
         Self::with_cache(analyzer, providers, &CacheConfig::default())
     }
@@ -95,20 +113,112 @@ impl Engine {
         bulk_share: f64,
         shared: Option<&crate::shared::Shared>,
     ) -> Engine {
-        let mut by_check = HashMap::new();
-        for (i, provider) in providers.iter().enumerate() {
-            for &check in &provider.info().checks {
-                by_check.entry(check).or_insert(i);
-            }
-        }
-        Engine {
+        let answers = dispatch::answer_cache(cache);
+        let mut engine = Engine {
             analyzer,
             dispatchers: providers
                 .into_iter()
-                .map(|p| Dispatcher::new(p, cache, bulk_share, shared))
+                .map(|p| Dispatcher::new(p, answers.clone(), cache, bulk_share, shared))
                 .collect(),
-            by_check,
+            routes: HashMap::new(),
+        };
+        for check in Check::ALL {
+            let members: Vec<usize> = (0..engine.dispatchers.len())
+                .filter(|&i| {
+                    engine.dispatchers[i]
+                        .provider()
+                        .info()
+                        .checks
+                        .contains(&check)
+                })
+                .collect();
+            if !members.is_empty() {
+                let route = engine.route(check, members, route::Policy::Failover, Vec::new());
+                engine.routes.insert(check, route);
+            }
         }
+        engine
+    }
+
+    /// Replaces the default route of each check named in `routes` (`[routes]`). Fails, listing
+    /// every problem, when a route names a provider the engine does not have or one that does not
+    /// serve the check.
+    pub fn with_routes(mut self, routes: &RoutesConfig) -> Result<Engine, RouteError> {
+        let names: Vec<Arc<str>> = self
+            .dispatchers
+            .iter()
+            .map(|d| d.provider().info().name.clone())
+            .collect();
+        let served = self
+            .dispatchers
+            .iter()
+            .map(|d| {
+                let info = d.provider().info();
+                (info.name.to_string(), info.checks.clone())
+            })
+            .collect();
+        let problems = route::problems(routes, &served);
+        if !problems.is_empty() {
+            return Err(RouteError::Invalid(problems));
+        }
+        for (key, config) in routes {
+            let Some(check) = route::check_named(key) else {
+                continue;
+            };
+            let table = config.table();
+            let members = table
+                .providers
+                .iter()
+                .filter_map(|name| names.iter().position(|n| **n == **name))
+                .collect();
+            let rules = table
+                .rules
+                .into_iter()
+                .map(|rule| Route::rule(rule, &names))
+                .collect();
+            let route = self.route(check, members, table.policy, rules);
+            self.routes.insert(check, route);
+        }
+        Ok(self)
+    }
+
+    fn route(
+        &self,
+        check: Check,
+        members: Vec<usize>,
+        policy: Policy,
+        rules: Vec<route::Rule>,
+    ) -> Route {
+        let quotas: Vec<f64> = members
+            .iter()
+            .map(|&i| {
+                self.dispatchers[i]
+                    .provider()
+                    .info()
+                    .limits
+                    .quota
+                    .requests_per_second
+            })
+            .collect();
+        Route::new(check, members, policy, rules, &quotas)
+    }
+
+    /// Each check's route, in the order of [`Check::ALL`].
+    pub fn routes(&self) -> Vec<RouteView> {
+        Check::ALL
+            .into_iter()
+            .filter_map(|check| self.routes.get(&check))
+            .map(|route| RouteView {
+                check: route.check,
+                providers: route
+                    .members
+                    .iter()
+                    .map(|&i| self.dispatchers[i].provider().info().name.clone())
+                    .collect(),
+                policy: route.policy,
+                rules: route.rules.iter().map(|r| r.config().clone()).collect(),
+            })
+            .collect()
     }
 
     /// The offline analyser.
@@ -160,60 +270,88 @@ impl Engine {
         started: Instant,
     ) -> CheckOutcome {
         let options = &request.options;
-        let dispatcher = match self.plan(check, info) {
-            Plan::Local(local) => return local.finish(started),
-            Plan::Provider(index) => &self.dispatchers[index],
-        };
-        let provider = dispatcher.provider().info();
         let query = Query {
             number: info.clone(),
             kyc: options.kyc.clone(),
         };
-        let delivery = dispatcher
-            .dispatch(
-                check,
-                query,
-                options.max_cache_age,
-                request.deadline,
-                request.priority,
-            )
-            .await;
-        let (state, billable, cached, fetched_at) = match delivery {
-            Delivery::Cached(hit) => (CheckState::Ok(hit.data), false, true, hit.fetched_at),
-            Delivery::Fresh(fetched) => {
-                let billable = match &fetched.result {
-                    Ok(answer) => answer.billable(),
-                    Err(e) => e.billable(),
-                };
-                (
-                    state_of(fetched.result),
-                    billable,
-                    false,
-                    fetched.fetched_at,
-                )
-            }
-            // Another caller's call: shared, and billed to that caller.
-            Delivery::Joined(fetched) => {
-                (state_of(fetched.result), false, false, fetched.fetched_at)
-            }
+        let order = match self.plan(check, info, &query) {
+            Plan::Local(local) => return local.finish(started),
+            Plan::Providers(order) => order,
         };
-        redact_profiles(
-            CheckOutcome {
-                check,
-                provider: provider.name.clone(),
-                state,
-                billable,
-                cached,
-                latency: started.elapsed(),
-                fetched_at: Some(fetched_at),
-                sandbox: provider.sandbox,
-            },
-            options,
-        )
+        let mut attempts = Vec::new();
+        for (n, &index) in order.iter().enumerate() {
+            let dispatcher = &self.dispatchers[index];
+            let provider = dispatcher.provider().info();
+            let tried = Instant::now();
+            let delivery = dispatcher
+                .dispatch(
+                    check,
+                    query.clone(),
+                    options.max_cache_age,
+                    request.deadline,
+                    request.priority,
+                )
+                .await;
+            let mut answered_by = provider.name.clone();
+            let (state, billable, cached, fetched_at) = match delivery {
+                Delivery::Cached(hit) => {
+                    answered_by = hit.provider;
+                    (CheckState::Ok(hit.data), false, true, hit.fetched_at)
+                }
+                Delivery::Fresh(fetched) => {
+                    let billable = match &fetched.result {
+                        Ok(answer) => answer.billable(),
+                        Err(e) => e.billable(),
+                    };
+                    (
+                        state_of(fetched.result),
+                        billable,
+                        false,
+                        fetched.fetched_at,
+                    )
+                }
+                // Another caller's call: shared, and billed to that caller.
+                Delivery::Joined(fetched) => {
+                    (state_of(fetched.result), false, false, fetched.fetched_at)
+                }
+            };
+            if let CheckState::Failed(error) = &state
+                && let Some(&next) = order.get(n + 1)
+                && route::fails_over(error)
+                && !billable
+                && request
+                    .deadline
+                    .is_none_or(|deadline| tokio::time::Instant::now() < deadline)
+            {
+                let to = self.dispatchers[next].provider().info().name.clone();
+                failed_over(check, &provider.name, &to, error);
+                attempts.push(Attempt {
+                    provider: provider.name.clone(),
+                    error: error.clone(),
+                    latency: tried.elapsed(),
+                });
+                continue;
+            }
+            return redact_profiles(
+                CheckOutcome {
+                    check,
+                    provider: answered_by,
+                    state,
+                    billable,
+                    cached,
+                    latency: started.elapsed(),
+                    fetched_at: Some(fetched_at),
+                    sandbox: provider.sandbox,
+                    attempts,
+                },
+                options,
+            );
+        }
+        unreachable!("a plan names at least one provider, and the last one always answers")
     }
 
-    /// Picks the provider for a check, or decides locally why none is asked.
-    fn plan(&self, check: Check, info: &NumberInfo) -> Plan {
+    /// The providers to try for a check, in order, or the local decision why none is asked.
+    fn plan(&self, check: Check, info: &NumberInfo, query: &Query) -> Plan {
         if !info.valid {
             // The taxonomy's INVALID is decided here and never sent upstream.
             return Plan::Local(LocalOutcome::local(
@@ -226,28 +364,55 @@ impl Engine {
                 },
             ));
         }
-        let Some(&index) = self.by_check.get(&check) else {
+        let Some(route) = self.routes.get(&check) else {
             return Plan::Local(LocalOutcome::local(
                 check,
                 CheckState::Skipped(SkipReason::NoProvider),
             ));
         };
-        let provider = self.dispatchers[index].provider();
-        if let Err(why) = provider.covers(info) {
+        let order = route.order(
+            info,
+            |i| self.dispatchers[i].provider().covers(info).is_ok(),
+            |i| self.dispatchers[i].in_flight_for(check, query),
+        );
+        if order.is_empty() {
+            // Nobody on the route takes the number: the first provider says why.
+            let provider = self.dispatchers[route.members[0]].provider();
+            let why = provider.covers(info).err().unwrap_or_default();
             return Plan::Local(LocalOutcome {
                 check,
                 provider: provider.info().name.clone(),
                 state: CheckState::Skipped(SkipReason::NotCovered(why)),
             });
         }
-        Plan::Provider(index)
+        Plan::Providers(order)
     }
+}
+
+/// Counts a failover and notes it on the lookup's span.
+fn failed_over(
+    check: Check,
+    from: &Arc<str>,
+    to: &Arc<str>,
+    error: &crate::providers::ProviderError,
+) {
+    let reason = route::failover_reason(error);
+    metrics::counter!(crate::metrics::FAILOVERS, "check" => check.as_str(),
+        "from" => from.to_string(), "to" => to.to_string(), "reason" => reason)
+    .increment(1);
+    tracing::info!(
+        check = check.as_str(),
+        from = %from,
+        to = %to,
+        reason,
+        "failover: {from} failed ({reason}), trying {to}"
+    );
 }
 
 /// Where a check goes.
 enum Plan {
-    /// To the provider at this index.
-    Provider(usize),
+    /// To the providers at these indices, in turn.
+    Providers(Vec<usize>),
     /// Nowhere: decided locally.
     Local(LocalOutcome),
 }
@@ -286,6 +451,7 @@ impl LocalOutcome {
             latency: started.elapsed(),
             fetched_at: None,
             sandbox: false,
+            attempts: Vec::new(),
         }
     }
 }
