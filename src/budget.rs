@@ -242,6 +242,7 @@ mod tests {
             latency: Duration::ZERO,
             fetched_at: None,
             sandbox: false,
+            attempts: Vec::new(),
         };
         let report = Report {
             info: crate::number::Analyzer::new(crate::number::LocationData::embedded())

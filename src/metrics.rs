@@ -27,6 +27,9 @@ pub const CACHE_LOOKUPS: &str = "phonecheck_cache_lookups_total";
 pub const SINGLE_FLIGHT_JOINS: &str = "phonecheck_single_flight_joins_total";
 /// Time spent waiting for the vendor quota's token bucket, by provider.
 pub const QUOTA_WAIT: &str = "phonecheck_quota_wait_seconds";
+/// Numbers a route passed from one provider to the next, by check, `from`, `to` and reason
+/// (`auth_failed`, `quota_exhausted`, `rate_limited`, `unavailable`, `circuit_open`).
+pub const FAILOVERS: &str = "phonecheck_failovers_total";
 /// 1 while a provider's circuit breaker is open.
 pub const BREAKER_OPEN: &str = "phonecheck_breaker_open";
 /// `CheckNumbers` items being worked on.

@@ -58,6 +58,9 @@ pub enum ServeError {
         /// What went wrong.
         message: String,
     },
+    /// The routes do not fit the providers.
+    #[error(transparent)]
+    Routes(#[from] crate::engine::RouteError),
     /// The state store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -170,14 +173,17 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         shared.as_ref().map(crate::shared::Shared::local_key),
     )
     .await;
-    let engine = Arc::new(Engine::build(
-        analyzer,
-        providers,
-        &config.cache,
-        answers,
-        config.jobs.quota_share,
-        shared.as_ref(),
-    ));
+    let engine = Arc::new(
+        Engine::build(
+            analyzer,
+            providers,
+            &config.cache,
+            answers,
+            config.jobs.quota_share,
+            shared.as_ref(),
+        )
+        .with_routes(&config.routes)?,
+    );
     let tenants = Tenants::new(&config.tenants, config.server.concurrency_limits());
     let jobs = Jobs::new(
         jobs_store,
@@ -194,9 +200,8 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
     })
 }
 
-/// The five vendors' real clients, pointed at the in-process simulators with the sandbox accounts.
-/// Aliyun comes after Thinksms: the first provider that serves a check serves it, so line status
-/// stays with Thinksms and Aliyun is listed, ready for a route to use.
+/// The five vendors' real clients, pointed at the in-process simulators with the sandbox accounts,
+/// in the order of [`sim::SANDBOX_PROVIDERS`]: line status is routed over Thinksms, then Aliyun.
 fn sandbox_providers(
     base_url: &str,
     ctx: &BuildContext,

@@ -491,6 +491,17 @@ fn outcome_to_proto(o: &CheckOutcome) -> pb::CheckOutcome {
         cached: o.cached,
         latency: prost_types::Duration::try_from(o.latency).ok(),
         fetched_at: o.fetched_at.map(timestamp),
+        attempts: o
+            .attempts
+            .iter()
+            .map(|a| pb::CheckAttempt {
+                provider: a.provider.to_string(),
+                reason: a.error.reason().as_str().to_owned(),
+                vendor_code: a.error.vendor_code().unwrap_or_default().to_owned(),
+                error: Some(provider_error_to_status(&a.provider, &a.error)),
+                latency: prost_types::Duration::try_from(a.latency).ok(),
+            })
+            .collect(),
     }
 }
 

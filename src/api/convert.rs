@@ -1,7 +1,7 @@
-//! The API's conversions: the wire's ([`crate::wire`]), and the provider list, which needs the
-//! engine's view of each provider's health.
+//! The API's conversions: the wire's ([`crate::wire`]), and the provider list and routes, which
+//! need the engine's view of each provider's health and of the routes.
 
-use crate::engine::Health;
+use crate::engine::{Health, Policy, RouteView};
 use crate::pb;
 use crate::providers::Provider;
 pub use crate::wire::*;
@@ -57,5 +57,28 @@ pub fn provider_to_proto(provider: &dyn Provider, health: &Health) -> pb::Provid
             .as_ref()
             .filter(|_| health.failing())
             .map(|e| provider_error_to_status(&info.name, e)),
+        circuit_open: health.circuit_open,
+    }
+}
+
+/// The protobuf `Route`.
+pub fn route_to_proto(route: &RouteView) -> pb::Route {
+    pb::Route {
+        check: check_to_proto(route.check) as i32,
+        providers: route.providers.iter().map(|p| p.to_string()).collect(),
+        policy: match route.policy {
+            Policy::Failover => pb::RoutePolicy::Failover,
+            Policy::Spread => pb::RoutePolicy::Spread,
+        } as i32,
+        rules: route
+            .rules
+            .iter()
+            .map(|r| pb::RouteRule {
+                regions: r.regions.clone(),
+                provinces: r.provinces.clone(),
+                carriers: r.carriers.clone(),
+                providers: r.providers.clone(),
+            })
+            .collect(),
     }
 }

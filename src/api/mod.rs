@@ -171,9 +171,16 @@ impl PhoneCheckService for PhoneCheckApi {
         let answer_cache = Some(convert::answer_stats_to_proto(
             &self.engine.answer_stats().await,
         ));
+        let routes = self
+            .engine
+            .routes()
+            .iter()
+            .map(convert::route_to_proto)
+            .collect();
         Ok(Response::new(pb::ListProvidersResponse {
             providers,
             answer_cache,
+            routes,
         }))
     }
 }

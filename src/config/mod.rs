@@ -31,6 +31,7 @@ use serde::Deserialize;
 use crate::providers::ProviderConfig;
 
 pub use crate::engine::CacheConfig;
+pub use crate::engine::{Policy, RouteConfig, RoutesConfig, RuleConfig};
 pub use crate::jobs::{JobsConfig, PricesConfig};
 
 /// The environment prefix for overrides: `PHONECHECK__SERVER__LISTEN=0.0.0.0:50051`.
@@ -72,9 +73,15 @@ pub struct Config {
     /// State shared by replicas (the vendor quota); absent: each process keeps its own.
     #[serde(default)]
     pub redis: Option<crate::shared::RedisConfig>,
-    /// Vendor accounts, by name. Empty: sandbox mode.
+    /// Vendor accounts, by name. Empty: sandbox mode. Held sorted by name: that is the order of
+    /// a check's providers when `[routes]` does not give one.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// Per check, the providers that serve it, in order, with a policy (see
+    /// [`crate::engine::route`]). In sandbox mode the names are the sandbox's (`thinksms`,
+    /// `aliyun`, `caih`, `tongdun`, `yidun`).
+    #[serde(default)]
+    pub routes: RoutesConfig,
     /// API clients, by name. Empty: no authentication (loopback only, unless explicitly allowed).
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
@@ -430,6 +437,18 @@ impl Config {
             }
         }
         problems.extend(self.cache.problems());
+        let served: BTreeMap<String, Vec<crate::domain::Check>> = if self.sandbox_active() {
+            crate::sim::SANDBOX_PROVIDERS
+                .iter()
+                .map(|(name, check)| ((*name).to_owned(), vec![*check]))
+                .collect()
+        } else {
+            self.providers
+                .iter()
+                .map(|(name, provider)| (name.clone(), provider.checks()))
+                .collect()
+        };
+        problems.extend(crate::engine::route::problems(&self.routes, &served));
         problems.extend(self.jobs.problems());
         if let Some(redis) = &self.redis {
             problems.extend(redis.problems());

@@ -531,6 +531,20 @@ pub struct CheckOutcome {
     pub fetched_at: Option<SystemTime>,
     /// Whether the answer came from a simulator.
     pub sandbox: bool,
+    /// The providers of the route tried before `provider`, in order, and why each failed.
+    pub attempts: Vec<Attempt>,
+}
+
+/// A provider of a route that was tried for a check and failed in a way that passed the number
+/// on to the next one (failover). Never billed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    /// The provider's configured name.
+    pub provider: Arc<str>,
+    /// Why it failed.
+    pub error: ProviderError,
+    /// Time it took.
+    pub latency: Duration,
 }
 
 /// Everything known about one number.

@@ -324,12 +324,29 @@ impl Answers {
         max_age: Option<Duration>,
         profiles: bool,
     ) -> Option<Hit> {
-        self.lookups.fetch_add(1, Ordering::Relaxed);
-        let hit = match self.peek(id, check, max_age, profiles) {
+        let hit = self.find(id, check, max_age, profiles).await;
+        self.count(hit.as_ref());
+        hit
+    }
+
+    /// Like [`Answers::lookup`], without counting it (see [`Answers::count`]).
+    pub async fn find(
+        &self,
+        id: &AnswerId,
+        check: Check,
+        max_age: Option<Duration>,
+        profiles: bool,
+    ) -> Option<Hit> {
+        match self.peek(id, check, max_age, profiles) {
             Some(hit) => Some(hit),
             None => self.stored(id, check, max_age, profiles).await,
-        };
-        if let Some(hit) = &hit {
+        }
+    }
+
+    /// Counts one lookup, and its hit if it had one.
+    pub fn count(&self, hit: Option<&Hit>) {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        if let Some(hit) = hit {
             self.hits.fetch_add(1, Ordering::Relaxed);
             let tier = match hit.tier {
                 Tier::Memory => "memory",
@@ -337,7 +354,6 @@ impl Answers {
             };
             metrics::counter!(crate::metrics::ANSWER_CACHE_HITS, "tier" => tier).increment(1);
         }
-        hit
     }
 
     async fn stored(

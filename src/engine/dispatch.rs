@@ -110,6 +110,8 @@ struct Shared {
     /// Paces bulk numbers to their share of the vendor's quota; `None` without a quota.
     bulk_pacer: Option<Pacer>,
     stack: super::stack::CallService,
+    /// What the circuit breaker says now, for the health `ListProviders` shows.
+    breaker: super::stack::BreakerView,
     /// The engine's answer cache (memory, then disk).
     answers: Arc<Answers>,
     /// The answers shared with other replicas, with `[redis]`.
@@ -164,12 +166,14 @@ impl Dispatcher {
             burst: (f64::from(quota.burst.max(1)) * size) as u32,
         })
         .map(governor::RateLimiter::direct);
+        let (stack, breaker) = super::stack::build_observed(
+            provider.clone(),
+            shared.and_then(|s| s.quota(&info.name, quota)),
+        );
         let shared = Arc::new(Shared {
             bulk_pacer,
-            stack: super::stack::build_with(
-                provider.clone(),
-                shared.and_then(|s| s.quota(&info.name, quota)),
-            ),
+            stack,
+            breaker,
             answers,
             remote: shared.map(|s| s.answers(&info.name, ttl)),
             provider,
@@ -188,11 +192,59 @@ impl Dispatcher {
 
     /// The provider's health as last seen.
     pub fn health(&self) -> Health {
-        self.shared
+        let mut health = self
+            .shared
             .health
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        health.circuit_open = self.shared.breaker.open();
+        health
+    }
+
+    /// What identifies this provider's answer for `check` of `query`.
+    fn key(&self, check: Check, query: &Query) -> Key {
+        Key {
+            check,
+            id: self.shared.answers.id(
+                &self.shared.provider.info().name,
+                check,
+                &query.number.e164,
+                query.kyc.as_ref(),
+            ),
+        }
+    }
+
+    /// Whether a vendor call for `check` of `query` is in flight here (a route then sends the
+    /// same number here, to share it).
+    pub fn in_flight_for(&self, check: Check, query: &Query) -> bool {
+        self.in_flight(&self.key(check, query))
+    }
+
+    /// This provider's usable answer for `check` of `query` from the answer cache, without a
+    /// vendor call and without counting a lookup (a route looks at each of its providers'
+    /// answers before it asks any vendor, and counts that as one lookup).
+    pub async fn find_cached(
+        &self,
+        check: Check,
+        query: &Query,
+        max_age: Option<Duration>,
+        profiles: bool,
+    ) -> Option<Hit> {
+        let key = self.key(check, query);
+        self.shared
+            .answers
+            .find(&key.id, check, max_age, profiles)
+            .await
+    }
+
+    /// Serves `hit` (found by [`Dispatcher::find_cached`]) as this provider's cache hit, counted
+    /// as one lookup of the answer cache.
+    pub fn serve_cached(&self, hit: Hit) -> Cached {
+        self.shared.answers.count(Some(&hit));
+        self.shared.count("hit");
+        tracing::Span::current().record("delivery", "cache");
+        hit.into()
     }
 
     /// Answers `check` for `query`: from the cache if an answer younger than `max_age` is there
@@ -212,15 +264,7 @@ impl Dispatcher {
         priority: super::Priority,
         profiles: bool,
     ) -> Delivery {
-        let key = Key {
-            check,
-            id: self.shared.answers.id(
-                &self.shared.provider.info().name,
-                check,
-                &query.number.e164,
-                query.kyc.as_ref(),
-            ),
-        };
+        let key = self.key(check, &query);
         if let Some(hit) = self
             .shared
             .answers

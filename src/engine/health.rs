@@ -9,6 +9,8 @@ pub struct Health {
     pub consecutive_failures: u32,
     /// The most recent failure while failing.
     pub last_error: Option<ProviderError>,
+    /// Whether the circuit breaker fails calls fast now (routes then fail over past it).
+    pub circuit_open: bool,
 }
 
 impl Health {

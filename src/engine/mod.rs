@@ -1,7 +1,8 @@
 //! Runs the checks a request asks for: offline analysis first (free; invalid numbers never reach a
-//! vendor), then, per check, the provider that serves it, through its [`Dispatcher`]: the answer
-//! cache ([`Answers`]: a compact hot tier in memory, then the answer store on disk), single-flight,
-//! and the batcher.
+//! vendor), then, per check, the providers of its [route](route) in turn, each through its
+//! [`Dispatcher`]: the answer cache ([`Answers`]: a compact hot tier in memory, then the answer
+//! store on disk), single-flight, and the batcher. Before any vendor is asked, every provider of
+//! the route is looked for in the answer cache, so an answer from any of them serves the route.
 
 mod answers;
 mod cache;
@@ -10,6 +11,7 @@ mod dispatch;
 mod health;
 mod hot;
 mod presence;
+pub mod route;
 pub mod stack;
 
 use std::collections::{HashMap, HashSet};
@@ -19,8 +21,8 @@ use std::time::Instant;
 use futures::future::join_all;
 
 use crate::domain::{
-    Check, CheckData, CheckOptions, CheckOutcome, CheckState, LineStatus, LineStatusResult,
-    NumberInfo, Report, SkipReason,
+    Attempt, Check, CheckData, CheckOptions, CheckOutcome, CheckState, LineStatus,
+    LineStatusResult, NumberInfo, Report, SkipReason,
 };
 use crate::number::{Analyzer, NumberError};
 use crate::providers::{Answer, Provider, Query};
@@ -30,6 +32,8 @@ pub use cache::{CacheConfig, parse_bytes};
 pub use dispatch::{Cached, Delivery, Dispatcher, Fetched};
 pub use health::Health;
 pub use hot::{AnswerId, ENTRY_BYTES, HotStats};
+use route::Route;
+pub use route::{Policy, RouteConfig, RouteError, RoutesConfig, RuleConfig};
 
 /// The provider name reported for answers phonecheck decides itself.
 pub const LOCAL: &str = "local";
@@ -86,15 +90,28 @@ pub enum ForgetError {
 pub struct Engine {
     analyzer: Analyzer,
     dispatchers: Vec<Dispatcher>,
-    by_check: HashMap<Check, usize>,
+    routes: HashMap<Check, Route>,
     answers: Arc<Answers>,
     shared: Option<crate::shared::Shared>,
 }
 
+/// A check's route as `ListProviders` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteView {
+    /// The check.
+    pub check: Check,
+    /// Its providers, in order.
+    pub providers: Vec<Arc<str>>,
+    /// How numbers are shared among them.
+    pub policy: Policy,
+    /// Its match rules, as configured.
+    pub rules: Vec<RuleConfig>,
+}
+
 impl Engine {
-    /// An engine over these providers, with the default cache in memory. The first provider that
-    /// serves a check serves it. Must be called within a Tokio runtime (each provider gets a
-    /// batcher).
+    /// An engine over these providers, with the default cache in memory. Each check is routed
+    /// over every provider that serves it, in the order given (see [`Engine::with_routes`]). Must
+    /// be called within a Tokio runtime (each provider gets a batcher).
     pub fn new(analyzer: Analyzer, providers: Vec<Arc<dyn Provider>>) -> Engine {
         Self::with_cache(analyzer, providers, &CacheConfig::default())
     }
@@ -127,12 +144,6 @@ impl Engine {
         bulk_share: f64,
         shared: Option<&crate::shared::Shared>,
     ) -> Engine {
-        let mut by_check = HashMap::new();
-        for (i, provider) in providers.iter().enumerate() {
-            for &check in &provider.info().checks {
-                by_check.entry(check).or_insert(i);
-            }
-        }
         if let Some(shared) = shared {
             // Other replicas' forgets reach this replica's memory and store too.
             let answers = Arc::downgrade(&answers);
@@ -151,16 +162,32 @@ impl Engine {
                 });
             }));
         }
-        Engine {
+        let mut engine = Engine {
             analyzer,
             dispatchers: providers
                 .into_iter()
                 .map(|p| Dispatcher::new(p, answers.clone(), cache.ttl_fn(), bulk_share, shared))
                 .collect(),
-            by_check,
+            routes: HashMap::new(),
             answers,
             shared: shared.cloned(),
+        };
+        for check in Check::ALL {
+            let members: Vec<usize> = (0..engine.dispatchers.len())
+                .filter(|&i| {
+                    engine.dispatchers[i]
+                        .provider()
+                        .info()
+                        .checks
+                        .contains(&check)
+                })
+                .collect();
+            if !members.is_empty() {
+                let route = engine.route(check, members, route::Policy::Failover, Vec::new());
+                engine.routes.insert(check, route);
+            }
         }
+        engine
     }
 
     /// What the answer cache holds and how it does.
@@ -190,6 +217,87 @@ impl Engine {
             }
         }
         Ok(forgotten)
+    }
+
+    /// Replaces the default route of each check named in `routes` (`[routes]`). Fails, listing
+    /// every problem, when a route names a provider the engine does not have or one that does not
+    /// serve the check.
+    pub fn with_routes(mut self, routes: &RoutesConfig) -> Result<Engine, RouteError> {
+        let names: Vec<Arc<str>> = self
+            .dispatchers
+            .iter()
+            .map(|d| d.provider().info().name.clone())
+            .collect();
+        let served = self
+            .dispatchers
+            .iter()
+            .map(|d| {
+                let info = d.provider().info();
+                (info.name.to_string(), info.checks.clone())
+            })
+            .collect();
+        let problems = route::problems(routes, &served);
+        if !problems.is_empty() {
+            return Err(RouteError::Invalid(problems));
+        }
+        for (key, config) in routes {
+            let Some(check) = route::check_named(key) else {
+                continue;
+            };
+            let table = config.table();
+            let members = table
+                .providers
+                .iter()
+                .filter_map(|name| names.iter().position(|n| **n == **name))
+                .collect();
+            let rules = table
+                .rules
+                .into_iter()
+                .map(|rule| Route::rule(rule, &names))
+                .collect();
+            let route = self.route(check, members, table.policy, rules);
+            self.routes.insert(check, route);
+        }
+        Ok(self)
+    }
+
+    fn route(
+        &self,
+        check: Check,
+        members: Vec<usize>,
+        policy: Policy,
+        rules: Vec<route::Rule>,
+    ) -> Route {
+        let quotas: Vec<f64> = members
+            .iter()
+            .map(|&i| {
+                self.dispatchers[i]
+                    .provider()
+                    .info()
+                    .limits
+                    .quota
+                    .requests_per_second
+            })
+            .collect();
+        Route::new(check, members, policy, rules, &quotas)
+    }
+
+    /// Each check's route, in the order of [`Check::ALL`].
+    pub fn routes(&self) -> Vec<RouteView> {
+        Check::ALL
+            .into_iter()
+            .filter_map(|check| self.routes.get(&check))
+            .map(|route| RouteView {
+                check: route.check,
+                providers: route
+                    .members
+                    .iter()
+                    .map(|&i| self.dispatchers[i].provider().info().name.clone())
+                    .collect(),
+                policy: route.policy,
+                rules: route.rules.iter().map(|r| r.config().clone()).collect(),
+            })
+            .collect()
     }
 
     /// The offline analyser.
@@ -231,61 +339,112 @@ impl Engine {
         started: Instant,
     ) -> CheckOutcome {
         let options = &request.options;
-        let dispatcher = match self.plan(check, info) {
-            Plan::Local(local) => return local.finish(started),
-            Plan::Provider(index) => &self.dispatchers[index],
-        };
-        let provider = dispatcher.provider().info();
         let query = Query {
             number: info.clone(),
             kyc: options.kyc.clone(),
         };
-        let delivery = dispatcher
-            .dispatch(
-                check,
-                query,
-                options.max_cache_age,
-                request.deadline,
-                request.priority,
-                options.include_profile_details,
-            )
-            .await;
-        let (state, billable, cached, fetched_at) = match delivery {
-            Delivery::Cached(hit) => (CheckState::Ok(hit.data), false, true, hit.fetched_at),
-            Delivery::Fresh(fetched) => {
-                let billable = match &fetched.result {
-                    Ok(answer) => answer.billable(),
-                    Err(e) => e.billable(),
-                };
-                (
-                    state_of(fetched.result),
-                    billable,
-                    false,
-                    fetched.fetched_at,
-                )
-            }
-            // Another caller's call: shared, and billed to that caller.
-            Delivery::Joined(fetched) => {
-                (state_of(fetched.result), false, false, fetched.fetched_at)
-            }
+        let order = match self.plan(check, info, &query) {
+            Plan::Local(local) => return local.finish(started),
+            Plan::Providers(order) => order,
         };
-        redact_profiles(
-            CheckOutcome {
-                check,
-                provider: provider.name.clone(),
-                state,
-                billable,
-                cached,
-                latency: started.elapsed(),
-                fetched_at: Some(fetched_at),
-                sandbox: provider.sandbox,
-            },
-            options,
-        )
+        let profiles = options.include_profile_details;
+        // An answer any provider of the route gave is a hit for the route: the first one found,
+        // in the route's order, is served in the name of the provider that gave it.
+        for &index in &order {
+            let dispatcher = &self.dispatchers[index];
+            if let Some(hit) = dispatcher
+                .find_cached(check, &query, options.max_cache_age, profiles)
+                .await
+            {
+                let hit = dispatcher.serve_cached(hit);
+                let provider = dispatcher.provider().info();
+                return redact_profiles(
+                    CheckOutcome {
+                        check,
+                        provider: provider.name.clone(),
+                        state: CheckState::Ok(hit.data),
+                        billable: false,
+                        cached: true,
+                        latency: started.elapsed(),
+                        fetched_at: Some(hit.fetched_at),
+                        sandbox: provider.sandbox,
+                        attempts: Vec::new(),
+                    },
+                    options,
+                );
+            }
+        }
+        let mut attempts = Vec::new();
+        for (n, &index) in order.iter().enumerate() {
+            let dispatcher = &self.dispatchers[index];
+            let tried = Instant::now();
+            let delivery = dispatcher
+                .dispatch(
+                    check,
+                    query.clone(),
+                    options.max_cache_age,
+                    request.deadline,
+                    request.priority,
+                    profiles,
+                )
+                .await;
+            let provider = dispatcher.provider().info();
+            let (state, billable, cached, fetched_at) = match delivery {
+                Delivery::Cached(hit) => (CheckState::Ok(hit.data), false, true, hit.fetched_at),
+                Delivery::Fresh(fetched) => {
+                    let billable = match &fetched.result {
+                        Ok(answer) => answer.billable(),
+                        Err(e) => e.billable(),
+                    };
+                    (
+                        state_of(fetched.result),
+                        billable,
+                        false,
+                        fetched.fetched_at,
+                    )
+                }
+                // Another caller's call: shared, and billed to that caller.
+                Delivery::Joined(fetched) => {
+                    (state_of(fetched.result), false, false, fetched.fetched_at)
+                }
+            };
+            if let CheckState::Failed(error) = &state
+                && let Some(&next) = order.get(n + 1)
+                && route::fails_over(error)
+                && !billable
+                && request
+                    .deadline
+                    .is_none_or(|deadline| tokio::time::Instant::now() < deadline)
+            {
+                let to = self.dispatchers[next].provider().info().name.clone();
+                failed_over(check, &provider.name, &to, error);
+                attempts.push(Attempt {
+                    provider: provider.name.clone(),
+                    error: error.clone(),
+                    latency: tried.elapsed(),
+                });
+                continue;
+            }
+            return redact_profiles(
+                CheckOutcome {
+                    check,
+                    provider: provider.name.clone(),
+                    state,
+                    billable,
+                    cached,
+                    latency: started.elapsed(),
+                    fetched_at: Some(fetched_at),
+                    sandbox: provider.sandbox,
+                    attempts,
+                },
+                options,
+            );
+        }
+        unreachable!("a plan names at least one provider, and the last one always answers")
     }
 
-    /// Picks the provider for a check, or decides locally why none is asked.
-    fn plan(&self, check: Check, info: &NumberInfo) -> Plan {
+    /// The providers to try for a check, in order, or the local decision why none is asked.
+    fn plan(&self, check: Check, info: &NumberInfo, query: &Query) -> Plan {
         if !info.valid {
             // The taxonomy's INVALID is decided here and never sent upstream.
             return Plan::Local(LocalOutcome::local(
@@ -298,28 +457,55 @@ impl Engine {
                 },
             ));
         }
-        let Some(&index) = self.by_check.get(&check) else {
+        let Some(route) = self.routes.get(&check) else {
             return Plan::Local(LocalOutcome::local(
                 check,
                 CheckState::Skipped(SkipReason::NoProvider),
             ));
         };
-        let provider = self.dispatchers[index].provider();
-        if let Err(why) = provider.covers(info) {
+        let order = route.order(
+            info,
+            |i| self.dispatchers[i].provider().covers(info).is_ok(),
+            |i| self.dispatchers[i].in_flight_for(check, query),
+        );
+        if order.is_empty() {
+            // Nobody on the route takes the number: the first provider says why.
+            let provider = self.dispatchers[route.members[0]].provider();
+            let why = provider.covers(info).err().unwrap_or_default();
             return Plan::Local(LocalOutcome {
                 check,
                 provider: provider.info().name.clone(),
                 state: CheckState::Skipped(SkipReason::NotCovered(why)),
             });
         }
-        Plan::Provider(index)
+        Plan::Providers(order)
     }
+}
+
+/// Counts a failover and notes it on the lookup's span.
+fn failed_over(
+    check: Check,
+    from: &Arc<str>,
+    to: &Arc<str>,
+    error: &crate::providers::ProviderError,
+) {
+    let reason = route::failover_reason(error);
+    metrics::counter!(crate::metrics::FAILOVERS, "check" => check.as_str(),
+        "from" => from.to_string(), "to" => to.to_string(), "reason" => reason)
+    .increment(1);
+    tracing::info!(
+        check = check.as_str(),
+        from = %from,
+        to = %to,
+        reason,
+        "failover: {from} failed ({reason}), trying {to}"
+    );
 }
 
 /// Where a check goes.
 enum Plan {
-    /// To the provider at this index.
-    Provider(usize),
+    /// To the providers at these indices, in turn.
+    Providers(Vec<usize>),
     /// Nowhere: decided locally.
     Local(LocalOutcome),
 }
@@ -358,6 +544,7 @@ impl LocalOutcome {
             latency: started.elapsed(),
             fetched_at: None,
             sandbox: false,
+            attempts: Vec::new(),
         }
     }
 }

@@ -51,20 +51,43 @@ pub fn build_with(
     provider: Arc<dyn Provider>,
     shared: Option<crate::shared::SharedQuota>,
 ) -> CallService {
+    build_observed(provider, shared).0
+}
+
+/// A view of a circuit breaker's state, for `ListProviders`.
+#[derive(Debug, Clone)]
+pub struct BreakerView(Arc<Mutex<BreakerState>>);
+
+impl BreakerView {
+    /// Whether the breaker is failing calls fast now (open, or letting its one probe through).
+    pub fn open(&self) -> bool {
+        let s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        s.probing || s.open_until.is_some_and(|until| Instant::now() < until)
+    }
+}
+
+/// Like [`build_with`], with a view of the breaker's state.
+pub fn build_observed(
+    provider: Arc<dyn Provider>,
+    shared: Option<crate::shared::SharedQuota>,
+) -> (CallService, BreakerView) {
     let limits = provider.info().limits;
     let name = provider.info().name.clone();
+    let state = Arc::new(Mutex::new(BreakerState {
+        threshold: limits.breaker_failures.max(1),
+        cooldown: limits.breaker_cooldown,
+        failures: 0,
+        open_until: None,
+        probing: false,
+    }));
     let service = ServiceBuilder::new()
-        .layer(breaker_layer(
-            limits.breaker_failures,
-            limits.breaker_cooldown,
-            name.clone(),
-        ))
+        .layer(breaker_layer(state.clone(), name.clone()))
         .layer(tower::retry::RetryLayer::new(RetryPolicy::new(&limits)))
         .layer(quota_layer(limits.quota, name, shared))
         .concurrency_limit(limits.concurrency.max(1))
         .layer(timeout_layer(limits.timeout))
         .service(ProviderService(provider));
-    BoxCloneSyncService::new(service)
+    (BoxCloneSyncService::new(service), BreakerView(state))
 }
 
 /// The provider as a service. A call whose every number failed the same way is a failed call
@@ -313,21 +336,13 @@ struct BreakerState {
 }
 
 fn breaker_layer<S>(
-    threshold: u32,
-    cooldown: Duration,
+    state: Arc<Mutex<BreakerState>>,
     provider: Arc<str>,
 ) -> Around<impl Fn(S, Call) -> BoxFuture<Result<Results, ProviderError>> + Clone>
 where
     S: Service<Call, Response = Results, Error = ProviderError> + Send + 'static,
     S::Future: Send,
 {
-    let state = Arc::new(Mutex::new(BreakerState {
-        threshold: threshold.max(1),
-        cooldown,
-        failures: 0,
-        open_until: None,
-        probing: false,
-    }));
     let open = metrics::gauge!(crate::metrics::BREAKER_OPEN, "provider" => provider.to_string());
     open.set(0.0);
     Around(move |inner: S, call| -> BoxFuture<_> {
@@ -489,7 +504,14 @@ mod tests {
     const COOLDOWN: Duration = Duration::from_secs(30);
 
     fn breaker(vendor: &Vendor) -> tower::util::BoxCloneService<Call, Results, ProviderError> {
-        let layer = breaker_layer::<Vendor>(2, COOLDOWN, Arc::from("test"));
+        let state = Arc::new(Mutex::new(BreakerState {
+            threshold: 2,
+            cooldown: COOLDOWN,
+            failures: 0,
+            open_until: None,
+            probing: false,
+        }));
+        let layer = breaker_layer::<Vendor>(state, Arc::from("test"));
         tower::util::BoxCloneService::new(layer.layer(vendor.clone()))
     }
 

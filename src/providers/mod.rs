@@ -194,6 +194,16 @@ impl ProviderConfig {
         })
     }
 
+    /// The checks the provider serves (known before it is built, for validating routes).
+    pub fn checks(&self) -> Vec<Check> {
+        vec![match self {
+            ProviderConfig::Thinksms(_) | ProviderConfig::Aliyun(_) => Check::LineStatus,
+            ProviderConfig::Caih(_) => Check::SpamLabels,
+            ProviderConfig::Tongdun(_) => Check::AccountPresence,
+            ProviderConfig::Yidun(_) => Check::RiskProfile,
+        }]
+    }
+
     /// Every problem with this provider's settings, for start-up validation.
     pub fn problems(&self) -> Vec<String> {
         let (mut problems, limits) = match self {

@@ -1,7 +1,7 @@
 //! Faults the simulators inject, set at start: errors, malformed bodies, hangs, connection
 //! resets, latency jitter, and each vendor's own over-limit answer past a quota.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,7 +35,9 @@ pub struct Faults {
     /// Extra latency, uniform between zero and this, on top of the fixed latency.
     #[serde(default, with = "humantime_serde")]
     pub latency_jitter: Duration,
-    /// Calls per second each vendor accepts; past it, the vendor's own over-limit answer.
+    /// Calls per second each vendor account accepts; past it, the vendor's own over-limit answer.
+    /// Thinksms and Aliyun accounts are told apart (`hashcode`, the AccessKey id); the other
+    /// vendors' calls count as one account.
     #[serde(default)]
     pub quota_per_second: Option<u32>,
     /// The seed of the draws (which calls fail, how much jitter): the same seed makes the same
@@ -105,10 +107,44 @@ impl Faults {
     }
 }
 
-/// Recent accepted calls per vendor, for the quota (a sliding one-second window).
+/// Recent accepted calls per vendor account, for the quota (a sliding one-second window).
 #[derive(Debug, Default)]
 pub struct Windows {
-    calls: Mutex<[VecDeque<Instant>; 5]>,
+    calls: Mutex<HashMap<(usize, String), VecDeque<Instant>>>,
+}
+
+/// Largest request body read to find the account (Thinksms sends a few dozen bytes).
+const ACCOUNT_BODY_LIMIT: usize = 64 * 1024;
+
+/// The account a call is made for, as far as the quota is concerned: Thinksms' `hashcode` (in
+/// the JSON body, which is read and put back), Aliyun's AccessKey id (the `Credential` of the
+/// `Authorization` header); empty for the other vendors and for calls that name none.
+async fn account_of(vendor: &str, request: Request) -> (String, Request) {
+    match vendor {
+        "thinksms" => {
+            let (parts, body) = request.into_parts();
+            let bytes = axum::body::to_bytes(body, ACCOUNT_BODY_LIMIT)
+                .await
+                .unwrap_or_default();
+            let account = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("hashcode")?.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            (account, Request::from_parts(parts, Body::from(bytes)))
+        }
+        "aliyun" => {
+            let account = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split("Credential=").nth(1))
+                .and_then(|v| v.split(',').next())
+                .unwrap_or_default()
+                .to_owned();
+            (account, request)
+        }
+        _ => (String::new(), request),
+    }
 }
 
 /// The vendor a path belongs to: index into the windows, and its over-limit answer.
@@ -161,14 +197,17 @@ pub async fn inject(State(state): State<Arc<SimState>>, request: Request, next: 
     state.stats.pass_gate().await;
     let faults = &state.config.faults;
     let counters = state.stats.counters(vendor);
+    let mut request = request;
     if let Some(quota) = faults.quota_per_second {
+        let (account, whole) = account_of(vendor, request).await;
+        request = whole;
         let now = Instant::now();
         let mut windows = state
             .windows
             .calls
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let window = &mut windows[index];
+        let window = windows.entry((index, account)).or_default();
         while window
             .front()
             .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))

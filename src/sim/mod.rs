@@ -58,6 +58,16 @@ pub const SANDBOX_YIDUN_BUSINESS_ID: &str = "sandbox0yidun0business0id0000001";
 /// The Yidun secret key of the sandbox.
 pub const SANDBOX_YIDUN_SECRET_KEY: &str = "sandbox-yidun-secret-key";
 
+/// The providers of the sandbox, by name, in the order the engine is given them (so the default
+/// route of line status is Thinksms, then Aliyun), with the check each serves.
+pub const SANDBOX_PROVIDERS: [(&str, crate::domain::Check); 5] = [
+    ("thinksms", crate::domain::Check::LineStatus),
+    ("aliyun", crate::domain::Check::LineStatus),
+    ("caih", crate::domain::Check::SpamLabels),
+    ("tongdun", crate::domain::Check::AccountPresence),
+    ("yidun", crate::domain::Check::RiskProfile),
+];
+
 /// A Thinksms account the simulator accepts.
 #[derive(Debug, Clone)]
 pub struct ThinksmsAccount {
@@ -114,6 +124,9 @@ pub struct YidunAccount {
 pub struct SimConfig {
     /// The Thinksms account.
     pub thinksms: ThinksmsAccount,
+    /// Further Thinksms accounts the simulator accepts (routes spread over several accounts).
+    /// Each account has its own quota ([`faults::Faults::quota_per_second`]), as at the vendor.
+    pub thinksms_accounts: Vec<ThinksmsAccount>,
     /// The Aliyun account.
     pub aliyun: AliyunAccount,
     /// The caih account.
@@ -139,6 +152,7 @@ impl Default for SimConfig {
                 hashcode: SANDBOX_THINKSMS_HASHCODE.to_owned(),
                 private_key: SANDBOX_THINKSMS_PRIVATE_KEY.to_owned(),
             },
+            thinksms_accounts: Vec::new(),
             aliyun: AliyunAccount {
                 access_key_id: SANDBOX_ALIYUN_ACCESS_KEY_ID.to_owned(),
                 access_key_secret: SANDBOX_ALIYUN_ACCESS_KEY_SECRET.to_owned(),
@@ -316,6 +330,11 @@ impl Stats {
     /// One vendor's counters.
     pub fn vendor(&self, vendor: &str) -> VendorStats {
         self.snapshot().get(vendor).copied().unwrap_or_default()
+    }
+
+    /// Calls received by all vendors together.
+    pub fn total_calls(&self) -> u64 {
+        self.snapshot().values().map(|s| s.calls).sum()
     }
 
     /// Waits until all vendors together have received at least `calls` calls.

@@ -68,10 +68,13 @@ pub async fn handle(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Val
     else {
         return failure(&state, "400", "参数错误: mobile, hashcode, sign 必填");
     };
-    let account = &state.config.thinksms;
-    if hashcode != account.hashcode {
+    let config = &state.config;
+    let Some(account) = std::iter::once(&config.thinksms)
+        .chain(&config.thinksms_accounts)
+        .find(|a| a.hashcode == hashcode)
+    else {
         return failure(&state, "403", "账号不存在");
-    }
+    };
     let date = state.config.clock.now_china().format("%Y%m%d").to_string();
     let expected = thinksms_sign(&hashcode, &mobile, &account.private_key, &date);
     if !signatures_equal(&sign, &expected) {

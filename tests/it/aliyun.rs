@@ -242,7 +242,7 @@ async fn a_reused_nonce_is_refused_and_retryable() {
 }
 
 #[tokio::test]
-async fn the_sandbox_lists_aliyun_and_keeps_thinksms_for_line_status() {
+async fn the_sandbox_lists_aliyun_and_asks_thinksms_first_for_line_status() {
     let server = TestServer::sandbox().await;
     let providers = server
         .client()
@@ -263,7 +263,7 @@ async fn the_sandbox_lists_aliyun_and_keeps_thinksms_for_line_status() {
     let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
     let position = |name| names.iter().position(|n| *n == name).unwrap();
     assert!(position("thinksms") < position("aliyun"), "{names:?}");
-    // The first provider that serves a check serves it: line status stays with Thinksms.
+    // Line status is routed over Thinksms first (then Aliyun): Thinksms answers.
     let r = report(&server, lookup("13800000101", &[pb::Check::LineStatus])).await;
     assert_eq!(outcome(&r, pb::Check::LineStatus).provider, "thinksms");
     let thinksms_state = sim::thinksms::answer_for("13800000101").0.to_string();

@@ -25,6 +25,7 @@ mod otlp;
 mod postgres;
 mod redis;
 mod resilience;
+mod routes;
 mod server;
 mod stream;
 mod tls;
