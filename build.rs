@@ -24,8 +24,15 @@ fn main() -> anyhow::Result<()> {
         out_dir.join("phonecheck_descriptor.bin"),
         fds.encode_to_vec(),
     )?;
+    // `google.type.Money` is generated on its own (tonic-types has no `google.type`), so that the
+    // contract refers to it by a path of our choosing rather than by prost's relative one.
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .compile_fds(protox::compile(["google/type/money.proto"], INCLUDES)?)?;
     tonic_prost_build::configure()
         .extern_path(".google.rpc", "::tonic_types::pb")
+        .extern_path(".google.type", "crate::pb::google_type")
         .compile_fds(fds)?;
     for dir in INCLUDES {
         println!("cargo:rerun-if-changed={dir}");

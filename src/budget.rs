@@ -238,6 +238,8 @@ mod tests {
             provider: "thinksms".into(),
             state: CheckState::Pending,
             billable,
+            cost: crate::domain::Money::ZERO,
+            joined: false,
             cached: !billable,
             latency: Duration::ZERO,
             fetched_at: None,

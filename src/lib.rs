@@ -75,6 +75,11 @@ pub mod pb {
     )]
     tonic::include_proto!("phonecheck.v1");
 
+    /// `google.type` (`Money`), which the contract uses for prices and costs.
+    pub mod google_type {
+        include!(concat!(env!("OUT_DIR"), "/google.r#type.rs"));
+    }
+
     /// The encoded `FileDescriptorSet` of the contract and everything it imports, for reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/phonecheck_descriptor.bin"));

@@ -182,6 +182,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
             config.jobs.quota_share,
             shared.as_ref(),
         )
+        .with_currency(config.billing.currency)
         .with_routes(&config.routes)?,
     );
     let tenants = Tenants::new(&config.tenants, config.server.concurrency_limits());
@@ -211,24 +212,35 @@ fn sandbox_providers(
         move |message| ServeError::Provider { name, message }
     };
     let key = |k: &str| k.to_owned().into();
-    let thinksms = ThinksmsConfig::sandbox(base_url.to_owned(), sim::SANDBOX_THINKSMS_HASHCODE);
-    let aliyun = AliyunConfig::sandbox(
+    let price = |name: &str| {
+        sim::SANDBOX_PRICES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, price)| price.parse().ok())
+    };
+    let mut thinksms = ThinksmsConfig::sandbox(base_url.to_owned(), sim::SANDBOX_THINKSMS_HASHCODE);
+    thinksms.prices.line_status = price("thinksms");
+    let mut aliyun = AliyunConfig::sandbox(
         base_url.to_owned(),
         sim::SANDBOX_ALIYUN_ACCESS_KEY_ID,
         sim::SANDBOX_ALIYUN_AUTH_CODE,
     );
-    let caih = CaihConfig::sandbox(
+    aliyun.prices.line_status = price("aliyun");
+    let mut caih = CaihConfig::sandbox(
         base_url.to_owned(),
         sim::SANDBOX_CAIH_USER_KEY,
         sim::SANDBOX_CAIH_APP_ID,
     );
-    let tongdun = TongdunConfig::sandbox(base_url, sim::SANDBOX_TONGDUN_PARTNER_CODE);
-    let yidun = YidunConfig::sandbox(
+    caih.prices.spam_labels = price("caih");
+    let mut tongdun = TongdunConfig::sandbox(base_url, sim::SANDBOX_TONGDUN_PARTNER_CODE);
+    tongdun.prices.account_presence = price("tongdun");
+    let mut yidun = YidunConfig::sandbox(
         base_url.to_owned(),
         sim::SANDBOX_YIDUN_SECRET_ID,
         sim::SANDBOX_YIDUN_BUSINESS_ID,
         SignatureMethod::Sm3,
     );
+    yidun.prices.risk_profile = price("yidun");
     Ok(vec![
         Arc::new(
             ThinksmsProvider::new(

@@ -11,8 +11,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::{
     AccountPresence, Activity, Carrier, Check, CheckData, CheckOptions, CheckOutcome, CheckState,
-    KycInput, LabelSource, LineStatus, LineStatusResult, Location, NetworkType, NumberInfo,
-    NumberType, Presence, Report, RiskLevel, RiskProfile, SkipReason, SpamLabels,
+    Currency, KycInput, LabelSource, LineStatus, LineStatusResult, Location, Money, NetworkType,
+    NumberInfo, NumberType, Presence, Report, RiskLevel, RiskProfile, SkipReason, SpamLabels,
 };
 use crate::pb;
 use crate::providers::{ErrorReason, ProviderError};
@@ -469,7 +469,7 @@ pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(t)
 }
 
-fn outcome_to_proto(o: &CheckOutcome) -> pb::CheckOutcome {
+fn outcome_to_proto(o: &CheckOutcome, currency: Currency) -> pb::CheckOutcome {
     let (state, error) = match &o.state {
         CheckState::Ok(_) => (pb::CheckState::Ok, None),
         CheckState::Failed(e) => (
@@ -488,6 +488,7 @@ fn outcome_to_proto(o: &CheckOutcome) -> pb::CheckOutcome {
         state: state as i32,
         error,
         billable: o.billable,
+        cost: Some(money_to_proto(o.cost, currency)),
         cached: o.cached,
         latency: prost_types::Duration::try_from(o.latency).ok(),
         fetched_at: o.fetched_at.map(timestamp),
@@ -523,11 +524,42 @@ fn line_status_to_result(r: &LineStatusResult) -> pb::LineStatusResult {
     }
 }
 
-/// The protobuf `NumberReport`.
-pub fn report_to_proto(report: &Report) -> pb::NumberReport {
+/// `google.type.Money` in the billing currency.
+pub fn money_to_proto(amount: Money, currency: Currency) -> pb::google_type::Money {
+    let (units, nanos) = amount.units_and_nanos();
+    pb::google_type::Money {
+        currency_code: currency.code().to_owned(),
+        units,
+        nanos,
+    }
+}
+
+/// An amount a client wrote (`field` names it), which must be in the billing currency (or name
+/// none) and not negative.
+pub fn money_from_proto(
+    field: &str,
+    money: &pb::google_type::Money,
+    currency: Currency,
+) -> Result<Money, FieldError> {
+    if !money.currency_code.is_empty() && money.currency_code != currency.code() {
+        return Err(FieldError::new(
+            format!("{field}.currency_code"),
+            format!("amounts are in {currency}, the billing currency"),
+        ));
+    }
+    Money::from_units_and_nanos(money.units, money.nanos)
+        .map_err(|e| FieldError::new(field.to_owned(), e.to_string()))
+}
+
+/// The protobuf `NumberReport`, costs in `currency`.
+pub fn report_to_proto(report: &Report, currency: Currency) -> pb::NumberReport {
     let mut out = pb::NumberReport {
         info: Some(info_to_proto(&report.info)),
-        outcomes: report.outcomes.iter().map(outcome_to_proto).collect(),
+        outcomes: report
+            .outcomes
+            .iter()
+            .map(|o| outcome_to_proto(o, currency))
+            .collect(),
         sandbox: report.sandbox(),
         ..Default::default()
     };

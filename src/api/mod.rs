@@ -135,7 +135,7 @@ impl PhoneCheckService for PhoneCheckApi {
         )?;
         let report = lookup_for(&self.engine, &tenant, &lookup).await?;
         Ok(Response::new(pb::LookupNumberResponse {
-            report: Some(convert::report_to_proto(&report)),
+            report: Some(convert::report_to_proto(&report, self.engine.currency())),
         }))
     }
 

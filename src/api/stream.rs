@@ -97,7 +97,7 @@ async fn answer(
     let outcome = match to_lookup(item, deadline) {
         Ok(lookup) => super::lookup_for(&engine, tenant, &lookup)
             .await
-            .map(|report| convert::report_to_proto(&report)),
+            .map(|report| convert::report_to_proto(&report, engine.currency())),
         Err(e) => Err(e),
     };
     // An over-long id is answered with its start, so the item's error is not lost.

@@ -85,6 +85,9 @@ pub struct Config {
     /// API clients, by name. Empty: no authentication (loopback only, unless explicitly allowed).
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
+    /// The currency of prices, costs and budgets.
+    #[serde(default)]
+    pub billing: crate::domain::BillingConfig,
 }
 
 /// `[server]`.

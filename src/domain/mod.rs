@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 mod failure;
+mod money;
 
 pub use failure::{CodeClass, ErrorReason, ProviderError};
+pub use money::{BillingConfig, Currency, MAX_AMOUNT_UNITS, Money, MoneyError};
 
 /// A paid check a vendor can answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
@@ -523,6 +525,12 @@ pub struct CheckOutcome {
     pub state: CheckState,
     /// Whether the vendor bills for the call behind this outcome.
     pub billable: bool,
+    /// What the vendor bills for it: the provider's price for the check when `billable`, else
+    /// nothing.
+    pub cost: Money,
+    /// Whether the answer was another caller's vendor call, shared (single-flight): not billed
+    /// to this caller.
+    pub joined: bool,
     /// Whether the answer came from the cache.
     pub cached: bool,
     /// Time spent.

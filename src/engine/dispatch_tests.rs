@@ -59,6 +59,7 @@ fn held(queue: usize) -> (Arc<HeldVendor>, Dispatcher) {
             asynchronous: false,
             limits,
             sandbox: true,
+            prices: Default::default(),
         },
         door: tokio::sync::Semaphore::new(0),
         calls: AtomicUsize::new(0),

@@ -21,8 +21,8 @@ use std::time::Instant;
 use futures::future::join_all;
 
 use crate::domain::{
-    Attempt, Check, CheckData, CheckOptions, CheckOutcome, CheckState, LineStatus,
-    LineStatusResult, NumberInfo, Report, SkipReason,
+    Attempt, Check, CheckData, CheckOptions, CheckOutcome, CheckState, Currency, LineStatus,
+    LineStatusResult, Money, NumberInfo, Report, SkipReason,
 };
 use crate::number::{Analyzer, NumberError};
 use crate::providers::{Answer, Provider, Query};
@@ -93,6 +93,7 @@ pub struct Engine {
     routes: HashMap<Check, Route>,
     answers: Arc<Answers>,
     shared: Option<crate::shared::Shared>,
+    currency: Currency,
 }
 
 /// A check's route as `ListProviders` shows it.
@@ -171,6 +172,7 @@ impl Engine {
             routes: HashMap::new(),
             answers,
             shared: shared.cloned(),
+            currency: Currency::default(),
         };
         for check in Check::ALL {
             let members: Vec<usize> = (0..engine.dispatchers.len())
@@ -222,6 +224,33 @@ impl Engine {
     /// Replaces the default route of each check named in `routes` (`[routes]`). Fails, listing
     /// every problem, when a route names a provider the engine does not have or one that does not
     /// serve the check.
+    /// The engine with prices and costs in `currency` (CNY unless set).
+    pub fn with_currency(mut self, currency: Currency) -> Engine {
+        self.currency = currency;
+        self
+    }
+
+    /// The currency of every price and cost.
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+
+    /// The most one number's `check` can cost: the highest price among the providers of the
+    /// check's route (a failover may land on any of them). What budgets hold and estimates count.
+    pub fn price_ceiling(&self, check: Check) -> Money {
+        self.routes
+            .get(&check)
+            .map(|route| {
+                route
+                    .providers()
+                    .into_iter()
+                    .map(|i| self.dispatchers[i].provider().info().prices.of(check))
+                    .max()
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn with_routes(mut self, routes: &RoutesConfig) -> Result<Engine, RouteError> {
         let names: Vec<Arc<str>> = self
             .dispatchers
@@ -364,6 +393,8 @@ impl Engine {
                         provider: provider.name.clone(),
                         state: CheckState::Ok(hit.data),
                         billable: false,
+                        cost: Money::ZERO,
+                        joined: false,
                         cached: true,
                         latency: started.elapsed(),
                         fetched_at: Some(hit.fetched_at),
@@ -389,6 +420,7 @@ impl Engine {
                 )
                 .await;
             let provider = dispatcher.provider().info();
+            let joined = matches!(delivery, Delivery::Joined(_));
             let (state, billable, cached, fetched_at) = match delivery {
                 Delivery::Cached(hit) => (CheckState::Ok(hit.data), false, true, hit.fetched_at),
                 Delivery::Fresh(fetched) => {
@@ -431,6 +463,12 @@ impl Engine {
                     provider: provider.name.clone(),
                     state,
                     billable,
+                    cost: if billable {
+                        provider.prices.of(check)
+                    } else {
+                        Money::ZERO
+                    },
+                    joined,
                     cached,
                     latency: started.elapsed(),
                     fetched_at: Some(fetched_at),
@@ -540,6 +578,8 @@ impl LocalOutcome {
             provider: self.provider,
             state: self.state,
             billable: false,
+            cost: Money::ZERO,
+            joined: false,
             cached: false,
             latency: started.elapsed(),
             fetched_at: None,

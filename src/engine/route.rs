@@ -301,6 +301,15 @@ impl Route {
         Rule { config, preferred }
     }
 
+    /// Every provider a number of this route may go to: the members and the rules' providers.
+    pub(super) fn providers(&self) -> Vec<usize> {
+        let mut all = self.members.clone();
+        for rule in &self.rules {
+            all.extend(rule.preferred.iter().filter(|p| !self.members.contains(p)));
+        }
+        all
+    }
+
     /// The providers to try for a number, in order, among those that `covers` accepts: the
     /// first matching rule's providers, then the rest of the route. With `spread`, the first is
     /// dealt by quota among the first tier (the rule's providers, or the whole route); `busy`

@@ -494,7 +494,7 @@ async fn check(
                 CheckState::Failed(e) => e.retryable() && next < passes.failure,
                 _ => false,
             });
-            let proto = wire::report_to_proto(&report);
+            let proto = wire::report_to_proto(&report, engine.currency());
             NumberResult {
                 key: todo.key,
                 fate: if again {

@@ -117,6 +117,9 @@ pub struct AliyunConfig {
     /// Timeout, quota, concurrency, retries, circuit breaker.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The price of a billed call.
+    #[serde(default)]
+    pub prices: super::Prices,
 }
 
 fn default_base_url() -> String {
@@ -138,6 +141,7 @@ impl AliyunConfig {
             auth_code: auth_code.to_owned(),
             mask: Mask::Normal,
             limits: LimitsConfig::default(),
+            prices: super::Prices::default(),
         }
     }
 
@@ -348,6 +352,7 @@ impl AliyunProvider {
                 asynchronous: false,
                 limits: config.limits.resolve(DEFAULT_QUOTA, default_timeout()),
                 sandbox: ctx.sandbox,
+                prices: config.prices,
             },
             http: ctx.http.clone(),
             endpoint,

@@ -54,6 +54,9 @@ pub struct CaihConfig {
     /// Timeout, quota, concurrency, retries, circuit breaker.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The price of a billed call.
+    #[serde(default)]
+    pub prices: super::Prices,
 }
 
 fn default_base_url() -> String {
@@ -80,6 +83,7 @@ impl CaihConfig {
             app_id: app_id.to_owned(),
             secret_key: SecretRef::Env(String::new()),
             limits: LimitsConfig::default(),
+            prices: super::Prices::default(),
         }
     }
 
@@ -340,6 +344,7 @@ impl CaihProvider {
                 asynchronous: true,
                 limits: config.limits.resolve(default_quota(), default_timeout()),
                 sandbox: ctx.sandbox,
+                prices: config.prices,
             },
             http: ctx.http.clone(),
             add_url: join(ADD_PATH)?,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::domain::{Check, CheckData, KycInput, NumberInfo};
+use crate::domain::{Check, CheckData, KycInput, Money, NumberInfo};
 pub use crate::domain::{CodeClass, ErrorReason, ProviderError};
 use crate::secret::SecretRef;
 use crate::store::PendingStore;
@@ -109,6 +109,57 @@ pub struct ProviderInfo {
     pub limits: Limits,
     /// Whether it calls a simulator.
     pub sandbox: bool,
+    /// What one billed call costs, per check.
+    pub prices: Prices,
+}
+
+/// `[providers.NAME.prices]`: the price of one billed call per check, in the billing currency,
+/// written as a decimal string (`line_status = "0.03"`). A check without a price costs nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prices {
+    /// Line status.
+    #[serde(default)]
+    pub line_status: Option<Money>,
+    /// Spam labels.
+    #[serde(default)]
+    pub spam_labels: Option<Money>,
+    /// Account presence.
+    #[serde(default)]
+    pub account_presence: Option<Money>,
+    /// Risk profile.
+    #[serde(default)]
+    pub risk_profile: Option<Money>,
+}
+
+impl Prices {
+    /// The price of one billed call for `check` (nothing when none is configured).
+    pub fn of(&self, check: Check) -> Money {
+        self.get(check).unwrap_or_default()
+    }
+
+    fn get(&self, check: Check) -> Option<Money> {
+        match check {
+            Check::LineStatus => self.line_status,
+            Check::SpamLabels => self.spam_labels,
+            Check::AccountPresence => self.account_presence,
+            Check::RiskProfile => self.risk_profile,
+        }
+    }
+
+    /// Prices given for checks the provider does not serve.
+    fn problems(&self, serves: &[Check]) -> Vec<String> {
+        Check::ALL
+            .into_iter()
+            .filter(|check| self.get(*check).is_some() && !serves.contains(check))
+            .map(|check| {
+                format!(
+                    "prices.{}: the provider does not serve {check}",
+                    check.as_str().replace('-', "_")
+                )
+            })
+            .collect()
+    }
 }
 
 /// A vendor. Batch-shaped: one call carries up to `batch_size` numbers and yields one result per
@@ -206,14 +257,15 @@ impl ProviderConfig {
 
     /// Every problem with this provider's settings, for start-up validation.
     pub fn problems(&self) -> Vec<String> {
-        let (mut problems, limits) = match self {
-            ProviderConfig::Thinksms(c) => (c.problems(), &c.limits),
-            ProviderConfig::Aliyun(c) => (c.problems(), &c.limits),
-            ProviderConfig::Caih(c) => (c.problems(), &c.limits),
-            ProviderConfig::Tongdun(c) => (c.problems(), &c.limits),
-            ProviderConfig::Yidun(c) => (c.problems(), &c.limits),
+        let (mut problems, limits, prices) = match self {
+            ProviderConfig::Thinksms(c) => (c.problems(), &c.limits, &c.prices),
+            ProviderConfig::Aliyun(c) => (c.problems(), &c.limits, &c.prices),
+            ProviderConfig::Caih(c) => (c.problems(), &c.limits, &c.prices),
+            ProviderConfig::Tongdun(c) => (c.problems(), &c.limits, &c.prices),
+            ProviderConfig::Yidun(c) => (c.problems(), &c.limits, &c.prices),
         };
         problems.extend(limits.problems());
+        problems.extend(prices.problems(&self.checks()));
         problems
     }
 

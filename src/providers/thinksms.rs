@@ -45,6 +45,9 @@ pub struct ThinksmsConfig {
     /// Timeout, quota, concurrency, retries, circuit breaker.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The price of a billed call.
+    #[serde(default)]
+    pub prices: super::Prices,
 }
 
 fn default_base_url() -> String {
@@ -64,6 +67,7 @@ impl ThinksmsConfig {
             hashcode: hashcode.to_owned(),
             private_key: SecretRef::Env(String::new()),
             limits: LimitsConfig::default(),
+            prices: super::Prices::default(),
         }
     }
 
@@ -200,6 +204,7 @@ impl ThinksmsProvider {
                 asynchronous: false,
                 limits: config.limits.resolve(DEFAULT_QUOTA, default_timeout()),
                 sandbox: ctx.sandbox,
+                prices: config.prices,
             },
             http: ctx.http.clone(),
             endpoint,

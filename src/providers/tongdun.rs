@@ -47,6 +47,9 @@ pub struct TongdunConfig {
     /// Timeout, quota, concurrency, retries, circuit breaker.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The price of a billed call.
+    #[serde(default)]
+    pub prices: super::Prices,
 }
 
 fn default_nodes() -> BTreeMap<String, String> {
@@ -84,6 +87,7 @@ impl TongdunConfig {
                 })
                 .collect(),
             limits: LimitsConfig::default(),
+            prices: super::Prices::default(),
         }
     }
 
@@ -365,6 +369,7 @@ impl TongdunProvider {
                 asynchronous: false,
                 limits: config.limits.resolve(default_quota(), default_timeout()),
                 sandbox: ctx.sandbox,
+                prices: config.prices,
             },
             http: ctx.http.clone(),
             endpoints,

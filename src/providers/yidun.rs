@@ -47,6 +47,9 @@ pub struct YidunConfig {
     /// Timeout, quota, concurrency, retries, circuit breaker.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The price of a billed call.
+    #[serde(default)]
+    pub prices: super::Prices,
 }
 
 fn default_base_url() -> String {
@@ -83,6 +86,7 @@ impl YidunConfig {
             secret_key: SecretRef::Env(String::new()),
             signature_method: method.as_str().to_owned(),
             limits: LimitsConfig::default(),
+            prices: super::Prices::default(),
         }
     }
 
@@ -320,6 +324,7 @@ impl YidunProvider {
                 asynchronous: false,
                 limits: config.limits.resolve(default_quota(), default_timeout()),
                 sandbox: ctx.sandbox,
+                prices: config.prices,
             },
             http: ctx.http.clone(),
             endpoint: base.join(PATH).map_err(|e| format!("base_url: {e}"))?,

@@ -68,6 +68,17 @@ pub const SANDBOX_PROVIDERS: [(&str, crate::domain::Check); 5] = [
     ("yidun", crate::domain::Check::RiskProfile),
 ];
 
+/// What the sandbox's providers charge per billed call, by name, in the billing currency: made-up
+/// prices of the vendors' order of magnitude, so that the sandbox shows costs, estimates and
+/// budgets in money. A real deployment writes its contract's prices in `[providers.NAME.prices]`.
+pub const SANDBOX_PRICES: [(&str, &str); 5] = [
+    ("thinksms", "0.03"),
+    ("aliyun", "0.04"),
+    ("caih", "0.05"),
+    ("tongdun", "0.30"),
+    ("yidun", "0.10"),
+];
+
 /// A Thinksms account the simulator accepts.
 #[derive(Debug, Clone)]
 pub struct ThinksmsAccount {
