@@ -2,8 +2,9 @@
 //! checks it may run. Keys are configured only as SHA-256 hashes.
 //!
 //! Transport-free: [`Tenants::authenticate`] and the [`Tenant`] methods return [`AuthError`],
-//! which the API edge converts to a `tonic::Status` (its interceptor authenticates every call of
-//! the phonecheck services; health and reflection stay open).
+//! which the API edge converts to a `tonic::Status` (its auth layer authenticates every call of
+//! the phonecheck services and counts it against the tenant's rate; health and reflection stay
+//! open).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -12,8 +13,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::budget::{BudgetHold, TenantLimits};
-use crate::domain::{Check, CheckOptions};
+use crate::budget::{BudgetHold, DailyBudget, LimitError, LocalRate, RateBucket, TenantLimits};
+use crate::domain::{Check, CheckOptions, Currency, Money};
+use crate::store::{BudgetLimit, BudgetStore, Spend};
 
 /// `[tenants.NAME]`: one API client.
 #[derive(Debug, Clone, Deserialize)]
@@ -38,6 +40,9 @@ pub struct TenantConfig {
     /// Billable vendor calls the tenant may cause per day (China time, as the vendors bill);
     /// absent: unlimited.
     pub daily_billable_budget: Option<u64>,
+    /// What the tenant's billable calls may cost per day, in the billing currency, as a decimal
+    /// string (`"50.00"`); absent: unlimited. With `daily_billable_budget` too, both hold.
+    pub daily_budget: Option<Money>,
     /// `CheckNumbers` streams the tenant may have open at once; `server.max_streams_per_tenant`
     /// when absent.
     pub max_streams: Option<usize>,
@@ -101,13 +106,26 @@ pub enum AuthError {
         /// When a call would be accepted again.
         retry_after: std::time::Duration,
     },
-    /// The tenant spent today's billable budget.
-    #[error("tenant {tenant} has spent today's billable budget; it renews in {retry_after:?}")]
+    /// The tenant spent today's budget.
+    #[error("tenant {tenant} has spent today's budget of {budget}; it renews in {retry_after:?}")]
     BudgetExhausted {
         /// The tenant.
         tenant: String,
+        /// The budget in words (`50 billable calls`, `12.00 CNY`).
+        budget: String,
+        /// The settings that say so (`daily_billable_budget`, `daily_budget`).
+        settings: &'static str,
         /// Until the budget renews.
         retry_after: std::time::Duration,
+    },
+    /// Where the tenant's budget or rate is kept (Redis, the store) cannot be reached: nothing
+    /// is allowed that could pass them.
+    #[error("tenant {tenant}: {error}")]
+    LimitsUnavailable {
+        /// The tenant.
+        tenant: String,
+        /// What could not be checked, and why (the kind of failure only).
+        error: String,
     },
     /// The tenant has as many calls of a kind open as it may.
     #[error("tenant {tenant} has its maximum of {calls} open ({setting}); wait for one to end")]
@@ -275,22 +293,61 @@ impl Tenant {
         self.items.clone().acquire_owned().await.ok()
     }
 
-    /// Holds room in today's billable budget for the paid checks of one request (one call each
-    /// at most), or refuses them when the budget has not that much left (offline analysis stays
-    /// free).
-    pub fn hold_budget(&self, checks: &[Check]) -> Result<BudgetHold, AuthError> {
-        let calls = checks.iter().collect::<HashSet<_>>().len() as u64;
+    /// Holds room in today's budget for the paid checks of one request (one call each at most,
+    /// at `price(check)`, the highest price of the check's route), or refuses them when the
+    /// budget has not that much left (offline analysis stays free).
+    pub async fn hold_budget(
+        &self,
+        checks: &[Check],
+        price: impl Fn(Check) -> Money,
+    ) -> Result<BudgetHold, AuthError> {
+        let distinct: HashSet<Check> = checks.iter().copied().collect();
+        let want = Spend {
+            calls: distinct.len() as u64,
+            cost: distinct.into_iter().map(price).sum(),
+        };
         self.limits
-            .hold(calls)
-            .map_err(|spent| AuthError::BudgetExhausted {
-                tenant: self.name.clone(),
-                retry_after: spent.retry_after,
-            })
+            .hold(want)
+            .await
+            .map_err(|e| self.limit_error(e))
     }
 
     /// Waits for the tenant's rate to allow one more stream item.
-    pub async fn pace(&self) {
-        self.limits.pace().await;
+    pub async fn pace(&self) -> Result<(), AuthError> {
+        self.limits.pace().await.map_err(|e| self.limit_error(e))
+    }
+
+    /// Counts one call against the tenant's rate, refusing it past the rate.
+    pub async fn count_call(&self) -> Result<(), AuthError> {
+        self.limits
+            .try_request()
+            .await
+            .map_err(|e| self.limit_error(e))
+    }
+
+    /// What the budget or the rate said, as the tenant's error.
+    pub fn limit_error(&self, e: LimitError) -> AuthError {
+        let tenant = self.name.clone();
+        match e {
+            LimitError::Spent(spent) => AuthError::BudgetExhausted {
+                tenant,
+                budget: spent.describe(),
+                settings: match (spent.limit.calls, spent.limit.cost) {
+                    (Some(_), Some(_)) => "daily_billable_budget and daily_budget",
+                    (None, Some(_)) => "daily_budget",
+                    _ => "daily_billable_budget",
+                },
+                retry_after: spent.retry_after,
+            },
+            LimitError::RateLimited(retry_after) => AuthError::RateLimited {
+                tenant,
+                retry_after,
+            },
+            LimitError::Unavailable { .. } => AuthError::LimitsUnavailable {
+                tenant,
+                error: e.to_string(),
+            },
+        }
     }
 
     /// Refuses checks and options the tenant was not granted.
@@ -313,6 +370,45 @@ impl Tenant {
             });
         }
         Ok(())
+    }
+}
+
+/// Where tenants' budgets and rates are kept: the budget store (Redis when replicas share one,
+/// else the store), the billing currency, and, with Redis, rates shared by replicas.
+#[derive(Debug, Clone)]
+pub struct LimitsBacking {
+    /// Where daily budgets are held and settled.
+    pub budgets: Arc<dyn BudgetStore>,
+    /// The currency of `daily_budget`.
+    pub currency: Currency,
+    /// Rates kept by every replica together; `None`: each process keeps its own.
+    pub rates: Option<Arc<dyn crate::budget::RateSource>>,
+}
+
+impl LimitsBacking {
+    /// Budgets and rates in this process only (tests, tools).
+    pub fn local() -> LimitsBacking {
+        LimitsBacking {
+            budgets: Arc::new(crate::store::MemoryBudgets::default()),
+            currency: Currency::default(),
+            rates: None,
+        }
+    }
+
+    /// A tenant's budget and rate.
+    fn limits(&self, name: &str, tenant: &TenantConfig) -> TenantLimits {
+        let limit = BudgetLimit {
+            calls: tenant.daily_billable_budget,
+            cost: tenant.daily_budget,
+        };
+        let rate = tenant.rate_limit.and_then(|quota| match &self.rates {
+            Some(shared) => shared.bucket(name, quota),
+            None => LocalRate::new(quota).map(|r| Arc::new(r) as Arc<dyn RateBucket>),
+        });
+        TenantLimits {
+            budget: DailyBudget::new(name, limit, self.currency, self.budgets.clone()).map(Arc::new),
+            rate,
+        }
     }
 }
 
@@ -342,6 +438,7 @@ impl Tenants {
     pub fn new(
         config: &std::collections::BTreeMap<String, TenantConfig>,
         defaults: ConcurrencyLimits,
+        backing: &LimitsBacking,
     ) -> Tenants {
         let mut by_hash = HashMap::new();
         let mut by_name = HashMap::new();
@@ -353,7 +450,7 @@ impl Tenants {
                     name,
                     tenant.allowed_checks.iter().copied().collect(),
                     tenant.profile_details,
-                    TenantLimits::new(tenant.daily_billable_budget, tenant.rate_limit),
+                    backing.limits(name, tenant),
                     ConcurrencyLimits {
                         streams: tenant.max_streams.unwrap_or(defaults.streams),
                         items: tenant.max_items_in_flight.unwrap_or(defaults.items),
@@ -392,8 +489,9 @@ impl Tenants {
         !self.by_hash.is_empty()
     }
 
-    /// The tenant of a call's `authorization` header value (`Bearer <key>`), counting the call
-    /// against the tenant's rate; without configured keys, the anonymous caller.
+    /// The tenant of a call's `authorization` header value (`Bearer <key>`); without configured
+    /// keys, the anonymous caller. (The caller counts the call against the tenant's rate:
+    /// [`Tenant::count_call`].)
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Arc<Tenant>, AuthError> {
         if !self.enabled() {
             return Ok(self.anonymous.clone());
@@ -411,14 +509,6 @@ impl Tenants {
             .by_hash
             .get(&key_hash(key))
             .ok_or(AuthError::Unauthenticated("the API key is not valid"))?;
-        // Every RPC is one request; stream items and job numbers are paced per item too.
-        tenant
-            .limits
-            .try_request()
-            .map_err(|retry_after| AuthError::RateLimited {
-                tenant: tenant.name.clone(),
-                retry_after,
-            })?;
         Ok(tenant.clone())
     }
 }

@@ -1,169 +1,251 @@
-//! What a tenant may spend and how fast it may ask: the daily billable budget and the request
-//! rate. Both are used on every path a paid check can take (unary calls, stream items and the
-//! numbers of a file job), so that no path spends past the budget or outruns the rate.
+//! What a tenant may spend and how fast it may ask: the daily budget (in billable calls, in money,
+//! or both) and the request rate. Both are used on every path a paid check can take (unary calls,
+//! stream items and the numbers of a file job), so that no path spends past the budget or outruns
+//! the rate.
 //!
-//! A request holds room in the budget for each paid check it asks before it runs, and settles with
-//! what it was billed when it ends, so requests in flight together never take the tenant past its
-//! budget.
+//! A request holds room in the budget for each paid check it asks (one call, at the highest price
+//! of the check's route) before it runs, and settles with what it was billed when it ends, so
+//! requests in flight together never take the tenant past its budget. The budget is kept in a
+//! [`BudgetStore`]: Redis when replicas share one, else the store (SQLite, or PostgreSQL shared by
+//! replicas), so replicas hold it together and a restart does not renew it. The rate is a token
+//! bucket, in this process or, with Redis, in Redis for every replica together ([`RateBucket`]).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use governor::clock::{Clock, DefaultClock};
+use tracing::warn;
 
-use crate::domain::Report;
+use crate::domain::{Currency, Money, Report};
 use crate::providers::{Clock as _, QuotaConfig, SystemClock};
+use crate::store::{BudgetLimit, BudgetStore, Spend, StoreError};
 
 /// A tenant's limits on spending and pace.
 #[derive(Debug, Clone, Default)]
 pub struct TenantLimits {
-    /// Billable vendor calls per day; `None`: unlimited.
+    /// The daily budget; `None`: unlimited.
     pub budget: Option<Arc<DailyBudget>>,
     /// Requests per second; `None`: unlimited.
-    pub rate: Option<Arc<RequestRate>>,
+    pub rate: Option<Arc<dyn RateBucket>>,
+}
+
+/// Why a request may not go on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LimitError {
+    /// The budget has no room for the request's paid checks.
+    #[error(transparent)]
+    Spent(#[from] BudgetSpent),
+    /// Over the rate; a request would be allowed after this long.
+    #[error("over the rate limit; retry in {0:?}")]
+    RateLimited(Duration),
+    /// Where the budget or the rate is kept cannot be reached, so nothing is allowed (a replica
+    /// alone cannot know what the others spend). The kind of failure only.
+    #[error("the tenant's {what} cannot be checked: {why}")]
+    Unavailable {
+        /// `daily budget` or `rate limit`.
+        what: &'static str,
+        /// Why.
+        why: String,
+    },
 }
 
 /// The budget has no room for a request's paid checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the daily budget of {limit} billable calls is spent; it renews in {}s", retry_after.as_secs())]
+#[error("the daily budget of {} is spent; it renews in {}s", describe(*limit, *currency), retry_after.as_secs())]
 pub struct BudgetSpent {
     /// The budget.
-    pub limit: u64,
+    pub limit: BudgetLimit,
+    /// Its currency.
+    pub currency: Currency,
     /// Until it renews (midnight, China time).
     pub retry_after: Duration,
 }
 
+impl BudgetSpent {
+    /// The budget in words: `50 billable calls`, `12.00 CNY`, or both.
+    pub fn describe(&self) -> String {
+        describe(self.limit, self.currency)
+    }
+}
+
+fn describe(limit: BudgetLimit, currency: Currency) -> String {
+    let calls = limit.calls.map(|c| format!("{c} billable calls"));
+    let cost = limit.cost.map(|c| format!("{c} {currency}"));
+    match (calls, cost) {
+        (Some(calls), Some(cost)) => format!("{calls} and {cost}"),
+        (Some(one), None) | (None, Some(one)) => one,
+        (None, None) => "nothing".to_owned(),
+    }
+}
+
 impl TenantLimits {
-    /// Limits from a tenant's configuration.
-    pub fn new(daily_budget: Option<u64>, rate: Option<QuotaConfig>) -> TenantLimits {
-        TenantLimits {
-            budget: daily_budget.map(|limit| Arc::new(DailyBudget::new(limit))),
-            rate: rate.and_then(RequestRate::new).map(Arc::new),
-        }
-    }
-
-    /// Holds room for `calls` paid checks (none: nothing is held), or says when the budget renews.
-    pub fn hold(&self, calls: u64) -> Result<BudgetHold, BudgetSpent> {
-        match &self.budget {
-            Some(budget) if calls > 0 => budget.hold(calls).map(|date| BudgetHold {
-                held: Some((budget.clone(), date, calls)),
-            }),
-            _ => Ok(BudgetHold { held: None }),
-        }
-    }
-
     /// Takes one request from the rate, or says how long until one is allowed (unary calls,
     /// which are refused rather than kept waiting).
-    pub fn try_request(&self) -> Result<(), Duration> {
+    pub async fn try_request(&self) -> Result<(), LimitError> {
         match &self.rate {
-            Some(rate) => rate
-                .0
-                .check()
-                .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
+            Some(rate) => rate.try_take().await,
             None => Ok(()),
         }
     }
 
     /// Waits until one more request is allowed (stream items and job numbers, which are paced:
     /// the wait holds back reading, and flow control pushes back on the client).
-    pub async fn pace(&self) {
-        if let Some(rate) = &self.rate {
-            rate.0.until_ready().await;
+    pub async fn pace(&self) -> Result<(), LimitError> {
+        match &self.rate {
+            Some(rate) => rate.take().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Holds room for `want` (the request's paid checks, at their highest prices; nothing:
+    /// nothing is held), or says when the budget renews.
+    pub async fn hold(&self, want: Spend) -> Result<BudgetHold, LimitError> {
+        match &self.budget {
+            Some(budget) if !want.is_zero() => budget.hold(want).await,
+            _ => Ok(BudgetHold { held: None }),
+        }
+    }
+
+    /// Whether the budget has room for `want` now (a paused job looking whether to go on).
+    pub async fn has_room(&self, want: Spend) -> Result<bool, LimitError> {
+        match &self.budget {
+            Some(budget) => budget.has_room(want).await,
+            None => Ok(true),
         }
     }
 }
 
-/// A tenant's request rate: one token bucket, whichever of its keys, RPCs, streams or jobs
-/// asks.
-#[derive(Debug)]
-pub struct RequestRate(governor::DefaultDirectRateLimiter);
+/// A request rate: one token bucket per tenant, whichever of its keys, RPCs, streams or jobs
+/// asks; in this process ([`LocalRate`]) or shared by replicas.
+#[async_trait]
+pub trait RateBucket: Send + Sync + std::fmt::Debug {
+    /// Takes one request now, or says how long until one is allowed (taking nothing then).
+    async fn try_take(&self) -> Result<(), LimitError>;
 
-impl RequestRate {
+    /// Waits for one request.
+    async fn take(&self) -> Result<(), LimitError>;
+}
+
+/// Makes rate buckets kept outside this process (Redis), one per tenant.
+pub trait RateSource: Send + Sync + std::fmt::Debug {
+    /// `tenant`'s bucket for `quota`; `None` when the quota allows everything.
+    fn bucket(&self, tenant: &str, quota: QuotaConfig) -> Option<Arc<dyn RateBucket>>;
+}
+
+/// A request rate kept in this process.
+#[derive(Debug)]
+pub struct LocalRate(governor::DefaultDirectRateLimiter);
+
+impl LocalRate {
     /// `None` when the quota allows everything.
-    fn new(quota: QuotaConfig) -> Option<RequestRate> {
+    pub fn new(quota: QuotaConfig) -> Option<LocalRate> {
         quota
             .governor()
-            .map(|q| RequestRate(governor::RateLimiter::direct(q)))
+            .map(|q| LocalRate(governor::RateLimiter::direct(q)))
     }
 }
 
-/// A tenant's daily billable budget, counted in China time (the vendors' billing day).
-#[derive(Debug)]
-pub struct DailyBudget {
-    limit: u64,
-    day: Mutex<BudgetDay>,
-}
-
-#[derive(Debug)]
-struct BudgetDay {
-    date: chrono::NaiveDate,
-    /// Billable calls counted today.
-    spent: u64,
-    /// Calls held by requests in flight.
-    held: u64,
-}
-
-impl BudgetDay {
-    fn new(date: chrono::NaiveDate) -> BudgetDay {
-        BudgetDay {
-            date,
-            spent: 0,
-            held: 0,
-        }
-    }
-}
-
-impl DailyBudget {
-    /// A budget of `limit` billable calls per day.
-    pub fn new(limit: u64) -> DailyBudget {
-        DailyBudget {
-            limit,
-            day: Mutex::new(BudgetDay::new(today())),
-        }
-    }
-
-    /// The budget, in billable calls per day.
-    pub fn limit(&self) -> u64 {
-        self.limit
-    }
-
-    /// Calls that could be held now.
-    pub fn room(&self) -> u64 {
-        let day = self.today();
-        self.limit
-            .saturating_sub(day.spent.saturating_add(day.held))
-    }
-
-    /// Today's counts, started afresh when the (China-time) day changed.
-    fn today(&self) -> std::sync::MutexGuard<'_, BudgetDay> {
-        let mut day = self.day.lock().unwrap_or_else(|e| e.into_inner());
-        let date = today();
-        if day.date != date {
-            *day = BudgetDay::new(date);
-        }
-        day
-    }
-
-    /// Holds room for `calls`, or says when the budget renews.
-    fn hold(&self, calls: u64) -> Result<chrono::NaiveDate, BudgetSpent> {
-        let mut day = self.today();
-        if day.spent.saturating_add(day.held).saturating_add(calls) <= self.limit {
-            day.held += calls;
-            return Ok(day.date);
-        }
-        Err(BudgetSpent {
-            limit: self.limit,
-            retry_after: until_midnight(),
+#[async_trait]
+impl RateBucket for LocalRate {
+    async fn try_take(&self) -> Result<(), LimitError> {
+        self.0.check().map_err(|not_until| {
+            LimitError::RateLimited(not_until.wait_time_from(DefaultClock::default().now()))
         })
     }
 
-    /// Ends a hold of `held` calls taken on `date`, counting `billed` of them.
-    fn settle(&self, date: chrono::NaiveDate, held: u64, billed: u64) {
-        let mut day = self.today();
-        if day.date == date {
-            day.held = day.held.saturating_sub(held);
+    async fn take(&self) -> Result<(), LimitError> {
+        self.0.until_ready().await;
+        Ok(())
+    }
+}
+
+/// A tenant's daily budget, counted in China time (the vendors' billing day).
+#[derive(Debug)]
+pub struct DailyBudget {
+    tenant: Arc<str>,
+    limit: BudgetLimit,
+    currency: Currency,
+    store: Arc<dyn BudgetStore>,
+}
+
+impl DailyBudget {
+    /// `tenant`'s budget of `limit` per day, kept in `store`; `None` when it limits nothing.
+    pub fn new(
+        tenant: &str,
+        limit: BudgetLimit,
+        currency: Currency,
+        store: Arc<dyn BudgetStore>,
+    ) -> Option<DailyBudget> {
+        (limit.calls.is_some() || limit.cost.is_some()).then(|| DailyBudget {
+            tenant: tenant.into(),
+            limit,
+            currency,
+            store,
+        })
+    }
+
+    /// The budget.
+    pub fn limit(&self) -> BudgetLimit {
+        self.limit
+    }
+
+    /// What is left today (spent and held taken off), per limit.
+    pub async fn room(&self) -> Result<BudgetLimit, LimitError> {
+        let used = self
+            .store
+            .day_use(&self.tenant, &today())
+            .await
+            .map_err(unavailable)?
+            .used();
+        Ok(BudgetLimit {
+            calls: self.limit.calls.map(|c| c.saturating_sub(used.calls)),
+            cost: self.limit.cost.map(|c| c.saturating_sub(used.cost)),
+        })
+    }
+
+    async fn has_room(&self, want: Spend) -> Result<bool, LimitError> {
+        let day = self
+            .store
+            .day_use(&self.tenant, &today())
+            .await
+            .map_err(unavailable)?;
+        Ok(self.limit.allows(day.used(), want))
+    }
+
+    async fn hold(self: &Arc<Self>, want: Spend) -> Result<BudgetHold, LimitError> {
+        let day = today();
+        let held = self
+            .store
+            .hold(&self.tenant, &day, want, self.limit)
+            .await
+            .map_err(unavailable)?;
+        if held {
+            return Ok(BudgetHold {
+                held: Some((self.clone(), day, want)),
+            });
         }
-        day.spent = day.spent.saturating_add(billed.min(held));
+        Err(BudgetSpent {
+            limit: self.limit,
+            currency: self.currency,
+            retry_after: until_midnight(),
+        }
+        .into())
+    }
+
+    async fn settle(&self, day: &str, held: Spend, billed: Spend) {
+        // A hold the store never hears settled stays counted in full, as spent: the budget errs
+        // on the side of the tenant's money.
+        if let Err(e) = self.store.settle(&self.tenant, day, held, billed).await {
+            warn!(tenant = %self.tenant, error = %e, "budget: a hold could not be settled and stays held");
+        }
+    }
+}
+
+fn unavailable(e: StoreError) -> LimitError {
+    LimitError::Unavailable {
+        what: "daily budget",
+        why: e.to_string(),
     }
 }
 
@@ -173,36 +255,64 @@ impl DailyBudget {
 #[derive(Debug)]
 #[must_use = "settle the hold with the request's report"]
 pub struct BudgetHold {
-    held: Option<(Arc<DailyBudget>, chrono::NaiveDate, u64)>,
+    held: Option<(Arc<DailyBudget>, String, Spend)>,
 }
 
 impl BudgetHold {
-    /// Counts the report's billable vendor calls and frees the rest.
-    pub fn settle(mut self, report: &Report) {
-        if let Some((budget, date, held)) = self.held.take() {
-            let billed = report.outcomes.iter().filter(|o| o.billable).count() as u64;
-            budget.settle(date, held, billed);
+    /// Counts the report's billable vendor calls and their cost, and frees the rest.
+    pub async fn settle(mut self, report: &Report) {
+        if let Some((budget, day, held)) = self.held.take() {
+            budget.settle(&day, held, billed(report)).await;
         }
     }
 
     /// Frees the room: the request ended before any vendor call.
-    pub fn release(mut self) {
-        if let Some((budget, date, held)) = self.held.take() {
-            budget.settle(date, held, 0);
+    pub async fn release(mut self) {
+        if let Some((budget, day, held)) = self.held.take() {
+            budget.settle(&day, held, Spend::default()).await;
         }
     }
 }
 
 impl Drop for BudgetHold {
     fn drop(&mut self) {
-        if let Some((budget, date, held)) = self.held.take() {
-            budget.settle(date, held, held);
+        if let Some((budget, day, held)) = self.held.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move { budget.settle(&day, held, held).await });
         }
     }
 }
 
-fn today() -> chrono::NaiveDate {
-    SystemClock.now_china().date_naive()
+/// What a report was billed: its billable outcomes and their cost.
+pub fn billed(report: &Report) -> Spend {
+    report
+        .outcomes
+        .iter()
+        .filter(|o| o.billable)
+        .fold(Spend::default(), |sum, o| {
+            sum.plus(Spend {
+                calls: 1,
+                cost: o.cost,
+            })
+        })
+}
+
+/// One request's paid checks at their highest prices: what a budget holds for it.
+pub fn want(calls: u64, ceiling: Money) -> Spend {
+    Spend {
+        calls,
+        cost: ceiling,
+    }
+}
+
+/// Today's date in China (`YYYY-MM-DD`), the vendors' billing day.
+pub fn today() -> String {
+    SystemClock
+        .now_china()
+        .date_naive()
+        .format("%Y-%m-%d")
+        .to_string()
 }
 
 /// Time until the next midnight in China, when budgets renew.
@@ -217,68 +327,4 @@ pub fn until_midnight() -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::{Check, CheckOutcome, CheckState};
-
-    #[test]
-    fn requests_in_flight_never_take_a_tenant_past_its_budget() {
-        let limits = TenantLimits::new(Some(3), None);
-        let first = limits.hold(2).unwrap();
-        // 2 held of 3: a second request for two paid checks must wait for the first to settle.
-        assert!(limits.hold(2).is_err());
-        let one = limits.hold(1).unwrap();
-        assert!(limits.hold(1).is_err());
-        // Offline analysis holds nothing.
-        limits.hold(0).unwrap().release();
-
-        // The first was billed once (the other check came from the cache): one call is free again.
-        let outcome = |billable| CheckOutcome {
-            check: Check::LineStatus,
-            provider: "thinksms".into(),
-            state: CheckState::Pending,
-            billable,
-            cost: crate::domain::Money::ZERO,
-            joined: false,
-            cached: !billable,
-            latency: Duration::ZERO,
-            fetched_at: None,
-            sandbox: false,
-            attempts: Vec::new(),
-        };
-        let report = Report {
-            info: crate::number::Analyzer::new(crate::number::LocationData::embedded())
-                .analyze("13800138000", "CN")
-                .unwrap(),
-            outcomes: vec![outcome(true), outcome(false)],
-        };
-        first.settle(&report);
-        one.release();
-        assert_eq!(limits.budget.as_ref().unwrap().room(), 2);
-        let again = limits.hold(2).unwrap();
-        let spent = limits.hold(1).unwrap_err();
-        assert_eq!(spent.limit, 3);
-        assert!(spent.retry_after <= Duration::from_secs(24 * 3600));
-        // Dropped unsettled (the caller went away): counted in full.
-        drop(again);
-        assert!(limits.hold(1).is_err(), "3 spent");
-        assert_eq!(limits.budget.as_ref().unwrap().room(), 0);
-    }
-
-    #[tokio::test]
-    async fn the_rate_refuses_unary_calls_and_paces_the_rest() {
-        let limits = TenantLimits::new(
-            None,
-            Some(QuotaConfig {
-                requests_per_second: 1000.0,
-                burst: 1,
-            }),
-        );
-        assert!(limits.try_request().is_ok());
-        let wait = limits.try_request().unwrap_err();
-        assert!(wait <= Duration::from_millis(1));
-        // Paced: waits for its token instead of failing.
-        limits.pace().await;
-        assert!(TenantLimits::default().try_request().is_ok());
-    }
-}
+mod tests;

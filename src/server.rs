@@ -5,19 +5,19 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tower::Layer as _;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 use tracing::{info, warn};
 
-use tonic::service::interceptor::InterceptedService;
 
-use crate::api::AuthInterceptor;
+use crate::api::AuthLayer;
 use crate::api::PhoneCheckApi;
 use crate::api::admin::AdminApi;
 use crate::api::jobs::BatchJobApi;
-use crate::auth::Tenants;
+use crate::auth::{LimitsBacking, Tenants};
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 use crate::jobs::{JobError, Jobs};
@@ -33,7 +33,9 @@ use crate::providers::tongdun::{TongdunConfig, TongdunProvider};
 use crate::providers::yidun::{YidunConfig, YidunProvider};
 use crate::providers::{BuildContext, Provider, SystemClock};
 use crate::sim::{self, SimConfig, SimServer};
-use crate::store::{JobStore, PendingStore, PostgresStore, SqliteStore, StoreError};
+use crate::store::{
+    BudgetStore, JobStore, PendingStore, PostgresStore, SqliteStore, StoreError,
+};
 
 /// Largest request or response message, in bytes.
 const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
@@ -99,20 +101,22 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         None => LocationData::embedded(),
     };
     let analyzer = Analyzer::new(locations);
-    let (jobs_store, local_pending): (Arc<dyn JobStore>, Arc<dyn PendingStore>) =
-        match &config.storage.database_url {
-            Some(url) => {
-                let url = url.resolve().map_err(StoreError::Config)?;
-                let store = Arc::new(
-                    PostgresStore::connect(&url, config.storage.database_connections).await?,
-                );
-                (store.clone(), store)
-            }
-            None => {
-                let store = Arc::new(SqliteStore::open(&config.storage.data_dir).await?);
-                (store.clone(), store)
-            }
-        };
+    let (jobs_store, local_pending, local_budgets): (
+        Arc<dyn JobStore>,
+        Arc<dyn PendingStore>,
+        Arc<dyn BudgetStore>,
+    ) = match &config.storage.database_url {
+        Some(url) => {
+            let url = url.resolve().map_err(StoreError::Config)?;
+            let store =
+                Arc::new(PostgresStore::connect(&url, config.storage.database_connections).await?);
+            (store.clone(), store.clone(), store)
+        }
+        None => {
+            let store = Arc::new(SqliteStore::open(&config.storage.data_dir).await?);
+            (store.clone(), store.clone(), store)
+        }
+    };
     let shared = match &config.redis {
         Some(redis) => Some(
             crate::shared::Shared::connect(redis)
@@ -185,7 +189,22 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         .with_currency(config.billing.currency)
         .with_routes(&config.routes)?,
     );
-    let tenants = Tenants::new(&config.tenants, config.server.concurrency_limits());
+    // Tenants' budgets are held where replicas meet: Redis, else the store.
+    let limits = LimitsBacking {
+        budgets: match &shared {
+            Some(shared) => Arc::new(shared.budget_store()),
+            None => local_budgets,
+        },
+        currency: config.billing.currency,
+        rates: shared
+            .clone()
+            .map(|s| Arc::new(s) as Arc<dyn crate::budget::RateSource>),
+    };
+    let tenants = Tenants::new(
+        &config.tenants,
+        config.server.concurrency_limits(),
+        &limits,
+    );
     let jobs = Jobs::new(
         jobs_store,
         engine.clone(),
@@ -344,10 +363,10 @@ where
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     // Health and reflection stay open; the phonecheck services need a key when tenants exist.
-    let auth = AuthInterceptor::new(tenants);
-    let api = InterceptedService::new(api, auth.clone());
-    let batch_jobs = InterceptedService::new(batch_jobs, auth.clone());
-    let admin_api = InterceptedService::new(admin_api, auth);
+    let auth = AuthLayer::new(tenants);
+    let api = auth.layer(api);
+    let batch_jobs = auth.layer(batch_jobs);
+    let admin_api = auth.layer(admin_api);
 
     let addr = listener.local_addr()?;
     let stopping = Arc::new(tokio::sync::Notify::new());

@@ -144,15 +144,18 @@ fn auth_status(e: AuthError, message: String) -> Status {
         }
         AuthError::BudgetExhausted {
             tenant,
+            settings,
             retry_after,
+            ..
         } => {
             let mut details = ErrorDetails::with_retry_info(Some(retry_after));
             details.add_quota_failure_violation(
                 format!("tenant:{tenant}"),
-                "billable vendor calls over the tenant's daily_billable_budget",
+                format!("billable vendor calls over the tenant's {settings}"),
             );
             Status::with_error_details(Code::ResourceExhausted, message, details)
         }
+        AuthError::LimitsUnavailable { .. } => Status::unavailable(message),
         AuthError::PermissionDenied { reason, .. } => Status::with_error_details(
             Code::PermissionDenied,
             message,

@@ -1,6 +1,7 @@
 //! The gRPC services: request validation, calls into the engine, and conversion of the answers.
 
 pub mod admin;
+mod auth;
 pub mod convert;
 pub mod error;
 pub mod jobs;
@@ -10,46 +11,15 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::{Tenant, Tenants};
+use crate::auth::Tenant;
 use crate::engine::{Engine, LookupRequest};
 use crate::pb;
 use crate::pb::phone_check_service_server::PhoneCheckService;
 
+pub use auth::{AuthLayer, AuthService};
 pub use error::ApiError;
 
-/// Authenticates every call of a service: puts the caller's [`Tenant`] in the request
-/// extensions, or refuses the call (`UNAUTHENTICATED`, or `RESOURCE_EXHAUSTED` past the tenant's
-/// rate).
-#[derive(Debug, Clone)]
-pub struct AuthInterceptor {
-    tenants: Arc<Tenants>,
-}
-
-impl AuthInterceptor {
-    /// An interceptor over these tenants (none configured: every caller is anonymous).
-    pub fn new(tenants: Tenants) -> AuthInterceptor {
-        AuthInterceptor {
-            tenants: Arc::new(tenants),
-        }
-    }
-}
-
-impl tonic::service::Interceptor for AuthInterceptor {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let authorization = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let tenant = self
-            .tenants
-            .authenticate(authorization)
-            .map_err(ApiError::from)?;
-        request.extensions_mut().insert(tenant);
-        Ok(request)
-    }
-}
-
-/// The caller's tenant, put in the request by the [`AuthInterceptor`].
+/// The caller's tenant, put in the request by the [`AuthLayer`].
 pub(crate) fn tenant_of<T>(request: &Request<T>) -> Arc<Tenant> {
     request
         .extensions()
@@ -104,14 +74,16 @@ pub(crate) async fn lookup_for(
     lookup: &LookupRequest,
 ) -> Result<crate::domain::Report, ApiError> {
     tenant.authorize("checks", &lookup.checks, &lookup.options)?;
-    let hold = tenant.hold_budget(&lookup.checks)?;
+    let hold = tenant
+        .hold_budget(&lookup.checks, |check| engine.price_ceiling(check))
+        .await?;
     match engine.lookup(lookup).await {
         Ok(report) => {
-            hold.settle(&report);
+            hold.settle(&report).await;
             Ok(report)
         }
         Err(e) => {
-            hold.release();
+            hold.release().await;
             Err(e.into())
         }
     }

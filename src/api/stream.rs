@@ -94,11 +94,16 @@ async fn answer(
     deadline: Option<Instant>,
 ) -> pb::CheckNumbersResult {
     let mut request_id = item.request_id.clone();
-    let outcome = match to_lookup(item, deadline) {
-        Ok(lookup) => super::lookup_for(&engine, tenant, &lookup)
-            .await
-            .map(|report| convert::report_to_proto(&report, engine.currency())),
-        Err(e) => Err(e),
+    // Each item is one request of the tenant's rate: paced, not refused (a rate that cannot be
+    // checked fails this item only).
+    let outcome = match tenant.pace().await {
+        Err(e) => Err(e.into()),
+        Ok(()) => match to_lookup(item, deadline) {
+            Ok(lookup) => super::lookup_for(&engine, tenant, &lookup)
+                .await
+                .map(|report| convert::report_to_proto(&report, engine.currency())),
+            Err(e) => Err(e),
+        },
     };
     // An over-long id is answered with its start, so the item's error is not lost.
     if request_id.len() > convert::max_len::REQUEST_ID {
@@ -153,8 +158,6 @@ pub fn check_numbers(
                         counted.lock().unwrap_or_else(|e| e.into_inner()).items += 1;
                         // The tenant's items in flight over all its streams are bounded too.
                         let _room = tenant.item_permit().await;
-                        // Each item is one request of the tenant's rate: paced, not refused.
-                        tenant.pace().await;
                         let _in_flight = InFlight::new();
                         let result = answer(engine, &tenant, item, deadline).await;
                         counted

@@ -21,7 +21,8 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::Jobs;
-use crate::budget::{BudgetHold, BudgetSpent, TenantLimits};
+use crate::budget::{BudgetHold, BudgetSpent, LimitError, TenantLimits};
+use crate::store::Spend;
 use crate::domain::CheckState;
 use crate::engine::{Engine, LookupRequest, Priority};
 use crate::pb;
@@ -259,9 +260,13 @@ async fn run_passes(
         priority: Priority::Bulk,
     });
     let config = jobs.config();
+    let paid: HashSet<_> = template.checks.iter().copied().collect();
     let budget = Budget {
         limits: jobs.limits_of(&job.job.tenant),
-        calls: template.checks.iter().collect::<HashSet<_>>().len() as u64,
+        want: Spend {
+            calls: paid.len() as u64,
+            cost: paid.iter().map(|c| jobs.engine.price_ceiling(*c)).sum(),
+        },
     };
     loop {
         if *stop.borrow() {
@@ -297,8 +302,32 @@ async fn run_passes(
 /// What a job's numbers count against: its tenant's budget and rate.
 struct Budget {
     limits: TenantLimits,
-    /// Paid checks held per number (each check is one billable call at most).
-    calls: u64,
+    /// What a number holds: its paid checks (one billable call each at most), at the highest
+    /// price of each check's route.
+    want: Spend,
+}
+
+/// How long a number waits before asking again when the tenant's budget or rate cannot be
+/// checked (Redis or the store unreachable): the job waits rather than spending blind.
+const LIMITS_RETRY: Duration = Duration::from_secs(1);
+
+/// Paces one number and holds its paid checks, waiting while the limits cannot be checked.
+/// `Err`: the budget has no room.
+async fn admit(limits: &TenantLimits, want: Spend) -> Result<BudgetHold, BudgetSpent> {
+    loop {
+        let admitted = match limits.pace().await {
+            Ok(()) => limits.hold(want).await,
+            Err(e) => Err(e),
+        };
+        match admitted {
+            Ok(hold) => return Ok(hold),
+            Err(LimitError::Spent(spent)) => return Err(spent),
+            Err(e) => {
+                warn!(error = %e, "job: the tenant's limits cannot be checked; the number waits");
+                tokio::time::sleep(LIMITS_RETRY).await;
+            }
+        }
+    }
 }
 
 /// How often a paused job looks whether its tenant's budget has room again (it renews at
@@ -316,9 +345,9 @@ async fn pause(
 ) -> Result<bool, StoreError> {
     let minutes = spent.retry_after.as_secs().div_ceil(60);
     let why = format!(
-        "the tenant's daily budget of {} billable calls is spent; the job goes on when it renews \
-         at midnight China time (in {}h{:02}m) or is raised",
-        spent.limit,
+        "the tenant's daily budget of {} is spent; the job goes on when it renews at midnight \
+         China time (in {}h{:02}m) or is raised",
+        spent.describe(),
         minutes / 60,
         minutes % 60
     );
@@ -329,15 +358,13 @@ async fn pause(
     {
         return Ok(false);
     }
-    info!(job = %id, budget = spent.limit, "job paused: the tenant's daily budget is spent");
-    let has_room = || {
-        budget
-            .limits
-            .budget
-            .as_ref()
-            .is_none_or(|b| b.room() >= budget.calls)
-    };
-    while !has_room() {
+    info!(job = %id, budget = %spent.describe(), "job paused: the tenant's daily budget is spent");
+    while !budget
+        .limits
+        .has_room(budget.want)
+        .await
+        .unwrap_or(false)
+    {
         tokio::select! {
             () = tokio::time::sleep(BUDGET_RECHECK.min(spent.retry_after.max(Duration::from_secs(1)))) => {}
             _ = stop.wait_for(|s| *s) => return Ok(false),
@@ -378,7 +405,7 @@ async fn pass(
     let over = spent.clone();
     let said_no = spent.clone();
     let limits = budget.limits.clone();
-    let calls = budget.calls;
+    let want = budget.want;
     let mut checked = Box::pin(
         tokio_stream::wrappers::ReceiverStream::new(numbers)
             // No number starts once the budget said no; those in flight finish.
@@ -391,8 +418,7 @@ async fn pass(
                 async move {
                     let todo = todo?;
                     // Each number is one request of the tenant's rate, and holds its paid checks.
-                    limits.pace().await;
-                    match limits.hold(calls) {
+                    match admit(&limits, want).await {
                         Ok(hold) => Ok(Some(check(engine, template, todo, passes, hold).await)),
                         Err(no) => {
                             let _ = spent.set(no);
@@ -480,8 +506,8 @@ async fn check(
     };
     let looked_up = engine.lookup(&request).await;
     match &looked_up {
-        Ok(report) => hold.settle(report),
-        Err(_) => hold.release(),
+        Ok(report) => hold.settle(report).await,
+        Err(_) => hold.release().await,
     }
     match looked_up {
         Ok(report) => {

@@ -2,7 +2,8 @@
 //! as one towards the vendors:
 //! - [`SharedQuota`]: each vendor account's rate, kept together;
 //! - [`SharedAnswers`]: the answer cache, and single-flight of vendor calls across replicas;
-//! - [`RedisPendingStore`]: asynchronous submissions (caih), collectable by any replica.
+//! - [`RedisPendingStore`]: asynchronous submissions (caih), collectable by any replica;
+//! - [`RedisBudgets`] and [`SharedRate`]: tenants' daily budgets and request rates.
 //!
 //! Numbers never appear in Redis in clear: every key is a keyed hash (HMAC-SHA256 with
 //! `[redis] hash_key`) of what it stands for.
@@ -12,6 +13,7 @@
 //! re-established by itself.
 
 mod answers;
+mod budget;
 mod pending;
 mod quota;
 
@@ -25,6 +27,7 @@ use serde::Deserialize;
 
 use crate::secret::SecretRef;
 
+pub use budget::{RedisBudgets, SharedRate};
 pub use answers::{AnswerKey, Coordination, RemoteLock, SharedAnswer, SharedAnswers};
 
 /// Each check's time to live, counted from when the vendor answered; given by the layer that owns
@@ -268,6 +271,11 @@ impl Shared {
             .forget_hook
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// Tenants' daily budgets, held by every replica together.
+    pub fn budget_store(&self) -> RedisBudgets {
+        RedisBudgets::new(self.clone())
     }
 
     /// Pending asynchronous submissions, shared by every replica.

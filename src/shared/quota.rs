@@ -55,6 +55,11 @@ impl SharedQuota {
         })
     }
 
+    /// The bucket's key, emission interval and burst tolerance (microseconds).
+    pub(super) fn parts(&self) -> (String, u64, u64) {
+        (self.key.clone(), self.interval, self.tolerance)
+    }
+
     /// Reserves the next slot of the shared bucket and waits for it; fails closed when Redis is
     /// unreachable. (A slot reserved by a caller that then goes away is not used: the bucket errs
     /// on the side of the vendor's limit.)

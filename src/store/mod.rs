@@ -4,11 +4,14 @@
 //!
 //! Kept: the asynchronous vendors' pending submissions (caih adds a number today and labels it
 //! hours later; the submission must survive a restart and must never be made twice), and bulk
-//! jobs with their rows and results ([`JobStore`]). Paid vendor answers have a store of their own,
+//! jobs with their rows and results ([`JobStore`]), and tenants' daily budgets ([`BudgetStore`]:
+//! billed and held, per day, so that replicas hold a budget together and a restart does not
+//! renew it). Paid vendor answers have a store of their own,
 //! always local and always SQLite ([`AnswerStore`], `migrations/answers`): a cache in front of
 //! Redis and PostgreSQL, never shared.
 
 mod answers;
+mod budget;
 mod jobs;
 mod postgres;
 mod sql;
@@ -21,6 +24,7 @@ use async_trait::async_trait;
 pub use answers::{
     ANSWERS_FILE, AnswerRow, AnswerStore, AnswerStoreStats, Opened, StoredAnswer, is_full,
 };
+pub use budget::{BudgetLimit, BudgetStore, DayUse, MemoryBudgets, Spend};
 pub use jobs::*;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

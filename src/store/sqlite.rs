@@ -58,6 +58,7 @@ impl SqliteStore {
 }
 
 crate::store::sql::pending::sql_pending_store!(SqliteStore);
+crate::store::sql::budget::sql_budget_store!(SqliteStore);
 crate::store::sql::jobs::sql_job_store!(
     SqliteStore,
     sqlx::Sqlite,

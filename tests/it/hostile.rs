@@ -167,7 +167,8 @@ async fn a_job_stops_at_its_tenants_daily_budget_and_goes_on_when_it_is_raised()
     let refused = client_lookup(&server, "13900139000").await.unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted);
 
-    // Raised (a new configuration, read at start-up): the job goes on from where it was.
+    // Raised (a new configuration, read at start-up): the job goes on from where it was, and
+    // what the tenant spent today survived the restart (the store keeps it), so 70 more.
     server.stop().await.unwrap();
     let server = TestServer::start_in(
         config(&sim, dir.path(), "daily_billable_budget = 120", ""),
@@ -180,8 +181,8 @@ async fn a_job_stops_at_its_tenants_daily_budget_and_goes_on_when_it_is_raised()
             && j.progress.as_ref().unwrap().numbers_done > 50
     })
     .await;
-    assert_eq!(paused.progress.unwrap().numbers_done, 170);
-    assert_eq!(sim.stats().vendor("thinksms").billable, 170);
+    assert_eq!(paused.progress.unwrap().numbers_done, 120);
+    assert_eq!(sim.stats().vendor("thinksms").billable, 120);
     // A paused job can be cancelled.
     let cancelled = client
         .cancel_batch_job(pb::CancelBatchJobRequest {

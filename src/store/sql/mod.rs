@@ -1,4 +1,5 @@
 //! The SQL both databases share: each macro implements a store trait for a store type.
 
+pub(super) mod budget;
 pub(super) mod jobs;
 pub(super) mod pending;
