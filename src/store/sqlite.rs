@@ -228,4 +228,49 @@ mod tests {
         );
         assert!(store.runnable_jobs(later).await.unwrap().is_empty());
     }
+
+    #[tokio::test]
+    async fn budgets_hold_exactly_and_settle_what_was_billed() {
+        use crate::domain::Money;
+        use crate::store::{BudgetLimit, BudgetStore, Spend};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let limit = BudgetLimit {
+            calls: Some(10),
+            cost: Some("0.25".parse().unwrap()),
+        };
+        let want = Spend {
+            calls: 1,
+            cost: "0.03".parse().unwrap(),
+        };
+        // 40 holds at once over four connections: 8 fit the money (0.24 of 0.25).
+        let holds = (0..40).map(|_| store.hold("acme", "2026-12-01", want, limit));
+        let held = futures::future::join_all(holds).await;
+        assert_eq!(held.iter().filter(|h| *h.as_ref().unwrap()).count(), 8);
+        // Another tenant and another day are other budgets.
+        assert!(store.hold("other", "2026-12-01", want, limit).await.unwrap());
+        assert!(store.hold("acme", "2026-12-02", want, limit).await.unwrap());
+        // Eight settled: five billed at 0.02 (a cheaper provider), three from the cache.
+        let billed = Spend {
+            calls: 1,
+            cost: "0.02".parse().unwrap(),
+        };
+        for i in 0..8 {
+            let billed = if i < 5 { billed } else { Spend::default() };
+            store.settle("acme", "2026-12-01", want, billed).await.unwrap();
+        }
+        let day = store.day_use("acme", "2026-12-01").await.unwrap();
+        assert_eq!(day.held, Spend::default());
+        assert_eq!(
+            day.spent,
+            Spend {
+                calls: 5,
+                cost: Money::from_nanos(100_000_000)
+            }
+        );
+        // Reopened (a restart): the day is remembered.
+        drop(store);
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        assert_eq!(store.day_use("acme", "2026-12-01").await.unwrap(), day);
+    }
 }

@@ -405,3 +405,43 @@ async fn without_redis_replicas_share_caih_submissions_in_postgres() {
         "one submission in all"
     );
 }
+
+#[tokio::test]
+async fn two_replicas_on_one_postgres_hold_a_daily_budget_together() {
+    const KEY: &str = "pck_postgres_budget_tenant_key_for_tests";
+    let pg = Postgres::start();
+    let url = pg.database("budgets").await;
+    let sim = start_sim(SimConfig::default()).await;
+    let replica = |dir: &Path| {
+        let more = format!(
+            "database_url = {{ file = \"{}\" }}\n\
+             [tenants.acme]\nkey_sha256 = [\"{}\"]\ndaily_billable_budget = 25",
+            url_file(dir, &url).display(),
+            phonecheck::auth::key_hash(KEY)
+        );
+        Config::from_toml(&thinksms_toml(&sim, dir, 0, &more)).unwrap()
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = TestServer::start_in(replica(dir_a.path()), dir_a.path()).await;
+    let b = TestServer::start_in(replica(dir_b.path()), dir_b.path()).await;
+    // 60 distinct numbers asked of both replicas at once, 30 each.
+    let ask = |server: &TestServer, from: u32| {
+        let mut client = server.client();
+        async move {
+            let mut answered = 0;
+            for i in from..from + 30 {
+                let request = lookup(&format!("1380013{i:04}"), &[pb::Check::LineStatus]);
+                match client.lookup_number(bearer(request, KEY)).await {
+                    Ok(_) => answered += 1,
+                    Err(status) => {
+                        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                    }
+                }
+            }
+            answered
+        }
+    };
+    let (from_a, from_b) = tokio::join!(ask(&a, 0), ask(&b, 100));
+    assert_eq!(from_a + from_b, 25);
+    assert_eq!(sim.stats().vendor("thinksms").billable, 25, "the budget, no more");
+}

@@ -5,6 +5,10 @@
 
 use std::time::Duration;
 
+/// Tenants' budgets and rates shared through Redis.
+#[path = "redis_limits.rs"]
+mod limits;
+
 use crate::common::*;
 use phonecheck::config::{Config, SecretRef};
 use phonecheck::pb;

@@ -656,3 +656,12 @@ pub fn items(prefix: u32, n: u32) -> Vec<pb::CheckNumbersRequest> {
         })
         .collect()
 }
+
+/// `message` as a request carrying the API key `key`.
+pub fn bearer<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    request
+}
