@@ -406,7 +406,8 @@ impl LimitsBacking {
             None => LocalRate::new(quota).map(|r| Arc::new(r) as Arc<dyn RateBucket>),
         });
         TenantLimits {
-            budget: DailyBudget::new(name, limit, self.currency, self.budgets.clone()).map(Arc::new),
+            budget: DailyBudget::new(name, limit, self.currency, self.budgets.clone())
+                .map(Arc::new),
             rate,
         }
     }

@@ -5,13 +5,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower::Layer as _;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
+use tower::Layer as _;
 use tracing::{info, warn};
-
 
 use crate::api::AuthLayer;
 use crate::api::PhoneCheckApi;
@@ -33,9 +32,7 @@ use crate::providers::tongdun::{TongdunConfig, TongdunProvider};
 use crate::providers::yidun::{YidunConfig, YidunProvider};
 use crate::providers::{BuildContext, Provider, SystemClock};
 use crate::sim::{self, SimConfig, SimServer};
-use crate::store::{
-    BudgetStore, JobStore, PendingStore, PostgresStore, SqliteStore, StoreError,
-};
+use crate::store::{BudgetStore, JobStore, PendingStore, PostgresStore, SqliteStore, StoreError};
 
 /// Largest request or response message, in bytes.
 const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
@@ -200,11 +197,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
             .clone()
             .map(|s| Arc::new(s) as Arc<dyn crate::budget::RateSource>),
     };
-    let tenants = Tenants::new(
-        &config.tenants,
-        config.server.concurrency_limits(),
-        &limits,
-    );
+    let tenants = Tenants::new(&config.tenants, config.server.concurrency_limits(), &limits);
     let jobs = Jobs::new(
         jobs_store,
         engine.clone(),

@@ -84,8 +84,7 @@ async fn a_budget_in_money_holds_the_highest_price_and_counts_what_was_billed() 
     // Two numbers of a route whose dearest provider charges 0.04: 0.08 held.
     let first = limits.hold(want(1, "0.04".parse().unwrap())).await.unwrap();
     let second = limits.hold(want(1, "0.04".parse().unwrap())).await.unwrap();
-    let Err(LimitError::Spent(spent)) = limits.hold(want(1, "0.04".parse().unwrap())).await
-    else {
+    let Err(LimitError::Spent(spent)) = limits.hold(want(1, "0.04".parse().unwrap())).await else {
         panic!("0.12 would pass 0.10");
     };
     assert_eq!(spent.describe(), "0.10 CNY");
@@ -95,7 +94,11 @@ async fn a_budget_in_money_holds_the_highest_price_and_counts_what_was_billed() 
     assert_eq!(room(&limits).await.cost, Some("0.07".parse().unwrap()));
     // Both limits at once: whichever is reached first says no.
     let both = self::limits(Some(1), Some("1.00"));
-    both.hold(want(1, "0.01".parse().unwrap())).await.unwrap().release().await;
+    both.hold(want(1, "0.01".parse().unwrap()))
+        .await
+        .unwrap()
+        .release()
+        .await;
     let held = both.hold(want(1, "0.01".parse().unwrap())).await.unwrap();
     assert!(both.hold(want(1, "0.01".parse().unwrap())).await.is_err());
     held.release().await;

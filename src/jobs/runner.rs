@@ -22,10 +22,10 @@ use tracing::{info, warn};
 
 use super::Jobs;
 use crate::budget::{BudgetHold, BudgetSpent, LimitError, TenantLimits};
-use crate::store::Spend;
 use crate::domain::CheckState;
 use crate::engine::{Engine, LookupRequest, Priority};
 use crate::pb;
+use crate::store::Spend;
 use crate::store::{JobState, JobStore, Lease, NumberFate, NumberResult, StoreError, TodoNumber};
 use crate::wire;
 
@@ -359,12 +359,7 @@ async fn pause(
         return Ok(false);
     }
     info!(job = %id, budget = %spent.describe(), "job paused: the tenant's daily budget is spent");
-    while !budget
-        .limits
-        .has_room(budget.want)
-        .await
-        .unwrap_or(false)
-    {
+    while !budget.limits.has_room(budget.want).await.unwrap_or(false) {
         tokio::select! {
             () = tokio::time::sleep(BUDGET_RECHECK.min(spent.retry_after.max(Duration::from_secs(1)))) => {}
             _ = stop.wait_for(|s| *s) => return Ok(false),

@@ -27,8 +27,8 @@ use serde::Deserialize;
 
 use crate::secret::SecretRef;
 
-pub use budget::{RedisBudgets, SharedRate};
 pub use answers::{AnswerKey, Coordination, RemoteLock, SharedAnswer, SharedAnswers};
+pub use budget::{RedisBudgets, SharedRate};
 
 /// Each check's time to live, counted from when the vendor answered; given by the layer that owns
 /// the cache settings (the engine).

@@ -135,9 +135,7 @@ impl BudgetStore for MemoryBudgets {
         limit: BudgetLimit,
     ) -> Result<bool, StoreError> {
         let mut days = self.days.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = days
-            .entry((tenant.to_owned(), day.to_owned()))
-            .or_default();
+        let entry = days.entry((tenant.to_owned(), day.to_owned())).or_default();
         if !limit.allows(entry.used(), want) {
             return Ok(false);
         }
@@ -153,9 +151,7 @@ impl BudgetStore for MemoryBudgets {
         billed: Spend,
     ) -> Result<(), StoreError> {
         let mut days = self.days.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = days
-            .entry((tenant.to_owned(), day.to_owned()))
-            .or_default();
+        let entry = days.entry((tenant.to_owned(), day.to_owned())).or_default();
         entry.held = entry.held.minus(held);
         entry.spent = entry.spent.plus(billed);
         Ok(())

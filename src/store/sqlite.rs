@@ -248,7 +248,12 @@ mod tests {
         let held = futures::future::join_all(holds).await;
         assert_eq!(held.iter().filter(|h| *h.as_ref().unwrap()).count(), 8);
         // Another tenant and another day are other budgets.
-        assert!(store.hold("other", "2026-12-01", want, limit).await.unwrap());
+        assert!(
+            store
+                .hold("other", "2026-12-01", want, limit)
+                .await
+                .unwrap()
+        );
         assert!(store.hold("acme", "2026-12-02", want, limit).await.unwrap());
         // Eight settled: five billed at 0.02 (a cheaper provider), three from the cache.
         let billed = Spend {
@@ -257,7 +262,10 @@ mod tests {
         };
         for i in 0..8 {
             let billed = if i < 5 { billed } else { Spend::default() };
-            store.settle("acme", "2026-12-01", want, billed).await.unwrap();
+            store
+                .settle("acme", "2026-12-01", want, billed)
+                .await
+                .unwrap();
         }
         let day = store.day_use("acme", "2026-12-01").await.unwrap();
         assert_eq!(day.held, Spend::default());

@@ -443,5 +443,9 @@ async fn two_replicas_on_one_postgres_hold_a_daily_budget_together() {
     };
     let (from_a, from_b) = tokio::join!(ask(&a, 0), ask(&b, 100));
     assert_eq!(from_a + from_b, 25);
-    assert_eq!(sim.stats().vendor("thinksms").billable, 25, "the budget, no more");
+    assert_eq!(
+        sim.stats().vendor("thinksms").billable,
+        25,
+        "the budget, no more"
+    );
 }

@@ -35,7 +35,10 @@ async fn start(sim: &SimServer, port: u16, limits: &str) -> TestServer {
 }
 
 /// Streams `items` to `server` with the tenant's key; the results.
-async fn stream(server: &TestServer, items: Vec<pb::CheckNumbersRequest>) -> Vec<pb::CheckNumbersResult> {
+async fn stream(
+    server: &TestServer,
+    items: Vec<pb::CheckNumbersRequest>,
+) -> Vec<pb::CheckNumbersResult> {
     use pb::check_numbers_response::Response;
     let mut responses = server
         .client()
@@ -70,7 +73,10 @@ async fn two_replicas_on_one_redis_hold_a_daily_budget_in_money_together() {
                 let o = outcome(r, pb::Check::LineStatus);
                 assert!(o.billable, "{o:?}");
                 let cost = o.cost.as_ref().unwrap();
-                assert_eq!((cost.currency_code.as_str(), cost.units, cost.nanos), ("CNY", 0, 30_000_000));
+                assert_eq!(
+                    (cost.currency_code.as_str(), cost.units, cost.nanos),
+                    ("CNY", 0, 30_000_000)
+                );
                 paid.add(cost);
             }
             Outcome::Error(status) => {
@@ -80,7 +86,11 @@ async fn two_replicas_on_one_redis_hold_a_daily_budget_in_money_together() {
             }
         }
     }
-    assert_eq!(sim.stats().vendor("thinksms").billable, 10, "the budget, no more");
+    assert_eq!(
+        sim.stats().vendor("thinksms").billable,
+        10,
+        "the budget, no more"
+    );
     assert_eq!((paid.nanos, refused), (300_000_000, 70));
     // Either replica refuses the next paid call now; offline analysis stays free.
     for server in [&a, &b] {
@@ -115,7 +125,10 @@ async fn replicas_share_a_tenants_request_rate() {
     let redis = Redis::start();
     let sim = start_sim(SimConfig::default()).await;
     let rate = "rate_limit = { requests_per_second = 5, burst = 1 }";
-    let (a, b) = (start(&sim, redis.port, rate).await, start(&sim, redis.port, rate).await);
+    let (a, b) = (
+        start(&sim, redis.port, rate).await,
+        start(&sim, redis.port, rate).await,
+    );
     // Offline lookups as fast as they come back, alternating replicas, for one second.
     let started = Instant::now();
     let (mut accepted, mut refused) = (0u32, 0u32);
@@ -164,6 +177,14 @@ async fn without_redis_a_budgeted_tenants_paid_calls_are_refused_not_spent_blind
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert!(status.message().contains("daily budget"), "{}", status.message());
-    assert_eq!(sim.stats().vendor("thinksms").calls, 1, "no call without the budget");
+    assert!(
+        status.message().contains("daily budget"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(
+        sim.stats().vendor("thinksms").calls,
+        1,
+        "no call without the budget"
+    );
 }
