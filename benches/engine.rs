@@ -615,6 +615,76 @@ async fn replicas_scenario() {
     );
 }
 
+/// What holding a tenant's daily budget costs a stream: the same 100,000 new numbers per run, as
+/// the anonymous caller (no budget), as a tenant whose budget is kept in the store (SQLite), and
+/// as one whose budget is kept in Redis.
+async fn budgets_scenario() {
+    const N: u64 = 100_000;
+    const KEY: &str = "pck_benchmark_tenant_key";
+    let sim = sim(Duration::ZERO, Faults::default()).await;
+    let redis = Redis::start();
+    let hash_key = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(hash_key.path(), "a-benchmark-hash-key-of-length").unwrap();
+    let tenant = format!(
+        "[providers.thinksms.prices]\nline_status = \"0.03\"\n\
+         [tenants.bench]\nkey_sha256 = [\"{}\"]\ndaily_budget = \"1000000\"\n",
+        phonecheck::auth::key_hash(KEY)
+    );
+    let redis_table = format!(
+        "[redis]\nurl = \"redis://127.0.0.1:{}/0\"\nhash_key = {{ file = \"{}\" }}\n",
+        redis.1,
+        hash_key.path().display()
+    );
+    println!(
+        "\n## budgets: CheckNumbers of {N} distinct numbers per run, quota off, simulator latency 0"
+    );
+    println!("| caller | budget kept in | elapsed | numbers/s | billable |");
+    println!("|---|---|---:|---:|---:|");
+    let runs = [
+        ("anonymous", "nowhere (no budget)", String::new(), None),
+        ("tenant with daily_budget", "the store (SQLite)", tenant.clone(), Some(KEY)),
+        (
+            "tenant with daily_budget",
+            "Redis",
+            format!("{tenant}{redis_table}"),
+            Some(KEY),
+        ),
+    ];
+    for (i, (caller, kept, extra, key)) in runs.into_iter().enumerate() {
+        let server = Server::start_with(&sim, 0, 1_000_000, &extra);
+        let mut client = server.client().await;
+        let base = 7_000_000 + i as u64 * N;
+        let items = tokio_stream::iter((0..N).map(move |j| pb::CheckNumbersRequest {
+            request_id: j.to_string(),
+            number: number(base + j),
+            checks: vec![pb::Check::LineStatus as i32],
+            ..Default::default()
+        }));
+        let mut request = tonic::Request::new(items);
+        if let Some(key) = key {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {key}").parse().unwrap());
+        }
+        let started = Instant::now();
+        let mut responses = client.check_numbers(request).await.unwrap().into_inner();
+        let mut summary = None;
+        while let Some(message) = responses.message().await.unwrap() {
+            if let Response::Summary(s) = message.response.unwrap() {
+                summary = Some(s);
+            }
+        }
+        let t = started.elapsed().as_secs_f64();
+        let summary = summary.expect("a summary");
+        println!(
+            "| {caller} | {kept} | {t:.1} s | {:.0} | {} |",
+            N as f64 / t,
+            summary.billable_calls
+        );
+        server.stop();
+    }
+}
+
 fn main() {
     let _ = phonecheck::providers::http_client();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -645,6 +715,9 @@ fn main() {
         }
         if want("replicas") {
             replicas_scenario().await;
+        }
+        if want("budgets") {
+            budgets_scenario().await;
         }
     });
 }
