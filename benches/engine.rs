@@ -642,7 +642,12 @@ async fn budgets_scenario() {
     println!("|---|---|---:|---:|---:|");
     let runs = [
         ("anonymous", "nowhere (no budget)", String::new(), None),
-        ("tenant with daily_budget", "the store (SQLite)", tenant.clone(), Some(KEY)),
+        (
+            "tenant with daily_budget",
+            "the store (SQLite)",
+            tenant.clone(),
+            Some(KEY),
+        ),
         (
             "tenant with daily_budget",
             "Redis",
