@@ -141,27 +141,6 @@ impl BudgetStore for RedisBudgets {
     }
 }
 
-/// GCRA over Redis time, in microseconds, taking a slot only when it is free now. KEYS[1]: the
-/// bucket; ARGV[1]: emission interval; ARGV[2]: burst tolerance. Returns 0 (taken) or the wait
-/// until a slot would be free (nothing taken).
-static TRY_GCRA: LazyLock<Arc<redis::Script>> = LazyLock::new(|| {
-    Arc::new(redis::Script::new(
-        r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local wait = tat - tolerance - now
-if wait > 0 then return math.ceil(wait) end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
-return 0
-",
-    ))
-});
-
 /// A tenant's request rate kept by every replica together.
 #[derive(Debug, Clone)]
 pub struct SharedRate {
@@ -198,10 +177,11 @@ fn rate_unavailable(why: String) -> LimitError {
 #[async_trait]
 impl RateBucket for SharedRate {
     async fn try_take(&self) -> Result<(), LimitError> {
-        let wait: i64 = TRY_GCRA
+        let wait: i64 = super::quota::GCRA
             .key(&self.key)
             .arg(self.interval)
             .arg(self.tolerance)
+            .arg("now")
             .invoke_async(&mut self.shared.connection())
             .await
             .map_err(|e| rate_unavailable(format!("Redis: {}", failed("rate", &e))))?;

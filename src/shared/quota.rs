@@ -10,10 +10,12 @@ use std::time::Duration;
 use super::{Shared, failed};
 use crate::providers::{ProviderError, QuotaConfig};
 
-/// GCRA over Redis time, in microseconds, reserving: each caller takes the next slot and is told
-/// how long to wait for it, so that no slot is lost to callers racing for it. KEYS[1]: the
-/// bucket; ARGV[1]: emission interval; ARGV[2]: burst tolerance. Returns the wait (0: go now).
-static GCRA: LazyLock<Arc<redis::Script>> = LazyLock::new(|| {
+/// GCRA over Redis time, in microseconds. KEYS[1]: the bucket; ARGV[1]: emission interval;
+/// ARGV[2]: burst tolerance; ARGV[3]: `reserve` (each caller takes the next slot and is told how
+/// long to wait for it, so that no slot is lost to callers racing for it) or `now` (a slot is
+/// taken only when it is free now). Returns the wait (0: go now; with `now`, nothing was taken
+/// when above 0).
+pub(super) static GCRA: LazyLock<Arc<redis::Script>> = LazyLock::new(|| {
     Arc::new(redis::Script::new(
         r"
 local t = redis.call('TIME')
@@ -24,6 +26,7 @@ local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
 local wait = tat - tolerance - now
 if wait < 0 then wait = 0 end
+if wait > 0 and ARGV[3] == 'now' then return math.ceil(wait) end
 local new_tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
 return math.ceil(wait)
@@ -69,6 +72,7 @@ impl SharedQuota {
             .key(&self.key)
             .arg(self.interval)
             .arg(self.tolerance)
+            .arg("reserve")
             .invoke_async(&mut connection)
             .await
             .map_err(|e| {
