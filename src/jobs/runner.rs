@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::Jobs;
+use super::cost::{self, CostGuard, CostHold};
 use crate::budget::{BudgetHold, BudgetSpent, TenantLimits};
 use crate::domain::CheckState;
 use crate::engine::{Engine, LookupRequest, Priority};
@@ -172,6 +173,8 @@ async fn schedule(jobs: &Arc<Jobs>) -> Result<(), StoreError> {
 enum Ended {
     Finished,
     Stopped,
+    /// Paused before it would pass its `max_cost`.
+    CostPaused,
     /// The lease could not be renewed: the job is no longer this process's to run.
     LeaseLost,
 }
@@ -196,6 +199,7 @@ async fn run(jobs: Arc<Jobs>, id: String, stop: watch::Receiver<bool>) {
             info!(job = %id, "job finished");
         }
         Ok(Ended::Stopped) => info!(job = %id, "job stopped"),
+        Ok(Ended::CostPaused) => info!(job = %id, "job paused at its max_cost"),
         Ok(Ended::LeaseLost) => info!(
             job = %id,
             "job stopped: it was cancelled or deleted, or another replica took it over"
@@ -259,20 +263,31 @@ async fn run_passes(
         priority: Priority::Bulk,
     });
     let config = jobs.config();
+    let mut checks = template.checks.clone();
+    let mut seen = HashSet::new();
+    checks.retain(|c| seen.insert(*c));
     let budget = Budget {
         limits: jobs.limits_of(&job.job.tenant),
-        calls: template.checks.iter().collect::<HashSet<_>>().len() as u64,
+        calls: checks.len() as u64,
+        cost: job
+            .job
+            .max_cost
+            .map(|max| (CostGuard::new(max, job.spent), Arc::new(checks))),
     };
     loop {
         if *stop.borrow() {
             return Ok(Ended::Stopped);
         }
-        if let Some(spent) = pass(jobs, id, template.clone(), &budget, stop.clone()).await? {
-            // The numbers not checked are still to do: the same pass goes on after the pause.
-            if pause(jobs, id, &budget, spent, stop.clone()).await? {
-                continue;
+        match pass(jobs, id, template.clone(), &budget, stop.clone()).await? {
+            None => {}
+            Some(Halt::Budget(spent)) => {
+                // The numbers not checked are still to do: the same pass goes on after the pause.
+                if pause(jobs, id, &budget, spent, stop.clone()).await? {
+                    continue;
+                }
+                return Ok(Ended::Stopped);
             }
-            return Ok(Ended::Stopped);
+            Some(Halt::MaxCost) => return cost_pause(jobs, id).await,
         }
         if *stop.borrow() {
             return Ok(Ended::Stopped);
@@ -294,11 +309,46 @@ async fn run_passes(
     }
 }
 
-/// What a job's numbers count against: its tenant's budget and rate.
+/// What a job's numbers count against: its tenant's budget and rate, and its own `max_cost`.
 struct Budget {
     limits: TenantLimits,
     /// Paid checks held per number (each check is one billable call at most).
     calls: u64,
+    /// The job's `max_cost`, with the checks (each once) whose price ceilings a number holds.
+    cost: Option<(Arc<CostGuard>, Arc<Vec<crate::domain::Check>>)>,
+}
+
+/// Why a pass stopped before its end.
+#[derive(Debug, Clone, Copy)]
+enum Halt {
+    /// The tenant's daily budget has no room for the next number.
+    Budget(BudgetSpent),
+    /// The next number's paid checks would take the job past its `max_cost`.
+    MaxCost,
+}
+
+/// Pauses the job at its `max_cost` (after the numbers in flight were written): it waits for a
+/// client to raise it.
+async fn cost_pause(jobs: &Jobs, id: &str) -> Result<Ended, StoreError> {
+    let Some(job) = jobs.store.job(id).await? else {
+        return Ok(Ended::Stopped);
+    };
+    let currency = jobs.engine.currency();
+    let max = job.job.max_cost.unwrap_or_default();
+    let why = format!(
+        "max_cost {max} {currency} reached: {} {currency} spent, and the next number's paid checks \
+         could pass it; StartBatchJob with a higher max_cost resumes the job",
+        job.spent
+    );
+    if !jobs
+        .store
+        .transition(id, &[JobState::Running], JobState::CostPaused, &why)
+        .await?
+    {
+        return Ok(Ended::Stopped);
+    }
+    info!(job = %id, max_cost = %max, spent = %job.spent, "job paused: its max_cost is reached");
+    Ok(Ended::CostPaused)
 }
 
 /// How often a paused job looks whether its tenant's budget has room again (it renews at
@@ -361,7 +411,7 @@ async fn pass(
     template: Arc<LookupRequest>,
     budget: &Budget,
     stop: watch::Receiver<bool>,
-) -> Result<Option<BudgetSpent>, StoreError> {
+) -> Result<Option<Halt>, StoreError> {
     let config = jobs.config();
     let (results, received) = mpsc::channel(config.window * 2);
     let writer = tokio::spawn(write_results(jobs.store.clone(), id.to_owned(), received));
@@ -374,11 +424,12 @@ async fn pass(
         failure: config.failure_passes,
     };
     let mut stopped = stop.clone();
-    let spent: Arc<OnceLock<BudgetSpent>> = Arc::default();
+    let spent: Arc<OnceLock<Halt>> = Arc::default();
     let over = spent.clone();
     let said_no = spent.clone();
     let limits = budget.limits.clone();
     let calls = budget.calls;
+    let cost = budget.cost.clone();
     let mut checked = Box::pin(
         tokio_stream::wrappers::ReceiverStream::new(numbers)
             // No number starts once the budget said no; those in flight finish.
@@ -388,14 +439,41 @@ async fn pass(
                 let template = template.clone();
                 let limits = limits.clone();
                 let spent = spent.clone();
+                let cost = cost.clone();
                 async move {
                     let todo = todo?;
+                    // The job's own limit first: a number it stops holds nothing of the tenant's.
+                    let held = match &cost {
+                        None => None,
+                        Some((guard, checks)) => {
+                            let amount = cost::to_hold(
+                                &engine,
+                                &todo.input,
+                                &template.default_region,
+                                checks,
+                                &template.options,
+                            )
+                            .await;
+                            match guard.hold(amount) {
+                                Some(hold) => Some(hold),
+                                None => {
+                                    let _ = spent.set(Halt::MaxCost);
+                                    return Ok(None);
+                                }
+                            }
+                        }
+                    };
                     // Each number is one request of the tenant's rate, and holds its paid checks.
                     limits.pace().await;
                     match limits.hold(calls) {
-                        Ok(hold) => Ok(Some(check(engine, template, todo, passes, hold).await)),
+                        Ok(hold) => Ok(Some(
+                            check(engine, template, todo, passes, hold, held).await,
+                        )),
                         Err(no) => {
-                            let _ = spent.set(no);
+                            if let Some(held) = held {
+                                held.settle(None);
+                            }
+                            let _ = spent.set(Halt::Budget(no));
                             Ok(None)
                         }
                     }
@@ -473,6 +551,7 @@ async fn check(
     todo: TodoNumber,
     passes: Passes,
     hold: BudgetHold,
+    held: Option<CostHold>,
 ) -> NumberResult {
     let request = LookupRequest {
         number: todo.input.clone(),
@@ -482,6 +561,9 @@ async fn check(
     match &looked_up {
         Ok(report) => hold.settle(report),
         Err(_) => hold.release(),
+    }
+    if let Some(held) = held {
+        held.settle(looked_up.as_ref().ok());
     }
     match looked_up {
         Ok(report) => {
@@ -509,6 +591,7 @@ async fn check(
                     .any(|o| matches!(o.state, CheckState::Failed(_))),
                 billable: report.outcomes.iter().filter(|o| o.billable).count() as i64,
                 cache_hits: report.outcomes.iter().filter(|o| o.cached).count() as i64,
+                cost: report.outcomes.iter().map(|o| o.cost).sum(),
                 report: proto.encode_to_vec(),
             }
         }
@@ -530,6 +613,7 @@ async fn check(
                 .encode_to_vec(),
                 billable: 0,
                 cache_hits: 0,
+                cost: crate::domain::Money::ZERO,
             }
         }
     }
