@@ -384,7 +384,7 @@ impl JobStore for $store {
             update.push(", rate = 0");
         }
         // The error says why a job failed, or why and until when it is paused; going on clears it.
-        if to.is_final() || matches!(to, JobState::Paused | JobState::Running) {
+        if to.is_final() || matches!(to, JobState::Paused | JobState::CostPaused | JobState::Running) {
             update.push(", error = ");
             update.push_bind(error);
         }
