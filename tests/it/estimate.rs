@@ -349,3 +349,55 @@ async fn finished_or_paused(jobs: &mut Jobs, id: &str) -> pb::BatchJob {
         .await
         .expect("within 60 s")
 }
+
+#[tokio::test]
+async fn with_a_dearer_provider_on_the_route_the_bill_stays_under_the_estimate() {
+    // The sandbox routes line status over Thinksms (0.03), then Aliyun (0.04): the estimate
+    // counts every paid number at 0.04, in case it fails over.
+    let server = TestServer::sandbox().await;
+    let mut jobs = jobs_client(&server);
+    let file: String = (0..30).map(|i| format!("1370000{:04}\n", 3000 + i)).collect();
+    let job = create_job(&mut jobs, line_status_spec(true, None), file.as_bytes(), 256)
+        .await
+        .unwrap();
+    let estimate = job.estimate.clone().unwrap();
+    assert_eq!(estimate.checks[0].paid, 30);
+    assert_eq!(nanos(&estimate.checks[0].price_ceiling), 40_000_000);
+    assert_eq!(nanos(&estimate.cost), 30 * 40_000_000);
+    start(&mut jobs, &job.id, None).await.unwrap();
+    let done = finished_job(&mut jobs, &job.id).await;
+    assert_eq!(done.state, pb::BatchJobState::Succeeded as i32);
+    assert_eq!(done.progress.unwrap().billable_calls, 30);
+    assert_eq!(nanos(&done.spent), 30 * 30_000_000, "Thinksms answered every number");
+    assert!(nanos(&done.spent) <= nanos(&estimate.cost));
+}
+
+#[tokio::test]
+async fn answers_that_expire_before_the_run_reaches_them_are_not_counted_free() {
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Line-status answers live 10 minutes: less than the margin an estimate keeps.
+    let more = "[providers.thinksms.prices]\nline_status = \"0.03\"\n[cache]\nline_status = \"10m\"";
+    let config = Config::from_toml(&thinksms_toml(&sim, dir.path(), 0, more)).unwrap();
+    let server = TestServer::start_in(config, dir.path()).await;
+    for i in 0..5 {
+        report(
+            &server,
+            lookup(&format!("1350000{:04}", 4000 + i), &[pb::Check::LineStatus]),
+        )
+        .await;
+    }
+    let mut jobs = jobs_client(&server);
+    let file: String = (0..10).map(|i| format!("1350000{:04}\n", 4000 + i)).collect();
+    let job = create_job(&mut jobs, line_status_spec(true, None), file.as_bytes(), 256)
+        .await
+        .unwrap();
+    let line = &job.estimate.as_ref().unwrap().checks[0];
+    assert_eq!((line.answered, line.paid), (0, 10), "{line:?}");
+    assert!(job.estimate.as_ref().unwrap().valid_until.is_none());
+    start(&mut jobs, &job.id, None).await.unwrap();
+    let done = finished_job(&mut jobs, &job.id).await;
+    // Run at once, the five answers were still there: the bill is under the estimate.
+    assert_eq!(sim.stats().vendor("thinksms").billable, 5 + 5);
+    assert_eq!(nanos(&done.spent), 5 * 30_000_000);
+}
