@@ -107,3 +107,44 @@ pub(super) async fn to_hold(
     }
     amount
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cny(text: &str) -> Money {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn spent_and_held_never_pass_the_limit() {
+        let guard = CostGuard::new(cny("0.10"), cny("0.01"));
+        let a = guard.hold(cny("0.04")).expect("0.05 of 0.10");
+        let b = guard.hold(cny("0.04")).expect("0.09 of 0.10");
+        assert!(guard.hold(cny("0.04")).is_none(), "0.13 would pass 0.10");
+        assert!(guard.hold(cny("0.01")).is_some_and(|h| {
+            h.settle(None);
+            true
+        }));
+        // Billed less than held: the rest is free again.
+        a.settle(None);
+        assert!(guard.hold(cny("0.04")).is_some_and(|h| {
+            h.settle(None);
+            true
+        }));
+        // Dropped unsettled, a hold counts whole: 0.01 + 0.04 spent, 0.05 left.
+        drop(b);
+        assert!(guard.hold(cny("0.06")).is_none());
+        let c = guard.hold(cny("0.05")).expect("exactly the limit");
+        c.settle(None);
+        assert_eq!(guard.state.lock().unwrap().spent, cny("0.05"));
+        assert_eq!(guard.state.lock().unwrap().held, Money::ZERO);
+    }
+
+    #[test]
+    fn nothing_to_hold_always_fits() {
+        let guard = CostGuard::new(Money::ZERO, Money::ZERO);
+        guard.hold(Money::ZERO).expect("free numbers go on").settle(None);
+        assert!(guard.hold(cny("0.01")).is_none());
+    }
+}

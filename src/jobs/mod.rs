@@ -14,6 +14,7 @@ pub mod estimate;
 pub mod export;
 pub mod import;
 mod report;
+mod results;
 mod runner;
 
 use std::collections::HashMap;
@@ -235,7 +236,15 @@ impl Jobs {
                 .unwrap_or(SystemTime::UNIX_EPOCH);
             self.drop_unfinished_uploads(orphans).await?;
         }
-        let expired = self.store.finished_before(before).await?;
+        let mut expired = self.store.finished_before(before).await?;
+        // An estimate never started holds the list as long as a finished job does.
+        for id in self.store.jobs_in_state(JobState::Estimated).await? {
+            if let Some(job) = self.store.job(&id).await?
+                && job.job.created_at < before
+            {
+                expired.push(id);
+            }
+        }
         for id in &expired {
             self.store.delete_job(id).await?;
             tracing::info!(job = %id, "deleted a job past its retention");
@@ -453,9 +462,13 @@ impl Jobs {
         Ok(())
     }
 
-    /// When a finished job's data will be deleted.
+    /// When a finished job's data will be deleted (an estimated one's: the retention after it
+    /// was created, unless it is started).
     pub fn expires_at(&self, job: &JobRecord) -> Option<SystemTime> {
-        job.finished_at.map(|t| t + self.config.retention)
+        match job.state {
+            JobState::Estimated => Some(job.job.created_at + self.config.retention),
+            _ => job.finished_at.map(|t| t + self.config.retention),
+        }
     }
 
     /// The store (exports read from it).

@@ -8,7 +8,7 @@
 //! takes the job over once the lease has lapsed. A failed renewal means the job is not this
 //! process's any more (cancelled on another replica, deleted, or taken over): it stops.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -17,22 +17,18 @@ use futures::StreamExt;
 use prost::Message;
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::Jobs;
 use super::cost::{self, CostGuard, CostHold};
+use super::results::{self, read_todo, write_results};
 use crate::budget::{BudgetHold, BudgetSpent, TenantLimits};
 use crate::domain::CheckState;
 use crate::engine::{Engine, LookupRequest, Priority};
 use crate::pb;
-use crate::store::{JobState, JobStore, Lease, NumberFate, NumberResult, StoreError, TodoNumber};
+use crate::store::{JobState, Lease, NumberFate, NumberResult, StoreError, TodoNumber};
 use crate::wire;
 
-/// Numbers fetched from the store at once.
-const PAGE: u32 = 1_000;
-/// Most results in one write.
-const MAX_WRITE: usize = 1_000;
 /// How often the retention sweeper runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// How often a running job's lease is renewed.
@@ -416,7 +412,7 @@ async fn pass(
     let (results, received) = mpsc::channel(config.window * 2);
     let writer = tokio::spawn(write_results(jobs.store.clone(), id.to_owned(), received));
     // Numbers are read a page at a time, ahead of the checks by at most one page.
-    let (todo, numbers) = mpsc::channel(PAGE as usize);
+    let (todo, numbers) = mpsc::channel(results::PAGE as usize);
     tokio::spawn(read_todo(jobs.store.clone(), id.to_owned(), todo));
     let engine = jobs.engine.clone();
     let passes = Passes {
@@ -509,32 +505,6 @@ async fn pass(
     failure.map_or(Ok(said_no.get().copied()), Err)
 }
 
-/// Sends the numbers still to check, in file order, until there are none or nobody listens.
-async fn read_todo(
-    store: Arc<dyn JobStore>,
-    id: String,
-    todo: mpsc::Sender<Result<TodoNumber, StoreError>>,
-) {
-    let mut after = -1;
-    loop {
-        match store.todo(&id, after, PAGE).await {
-            Ok(page) => {
-                let Some(last) = page.last() else { return };
-                after = last.seq;
-                for number in page {
-                    if todo.send(Ok(number)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            Err(e) => {
-                let _ = todo.send(Err(e)).await;
-                return;
-            }
-        }
-    }
-}
-
 /// How many passes a number may get.
 #[derive(Debug, Clone, Copy)]
 struct Passes {
@@ -619,60 +589,3 @@ async fn check(
     }
 }
 
-/// Writes results as they come: each write takes everything that arrived during the previous one.
-async fn write_results(
-    store: Arc<dyn JobStore>,
-    id: String,
-    mut received: mpsc::Receiver<NumberResult>,
-) -> Result<(), StoreError> {
-    let mut rate = Rate::default();
-    let mut batch = Vec::with_capacity(MAX_WRITE);
-    while let Some(first) = received.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_WRITE {
-            match received.try_recv() {
-                Ok(result) => batch.push(result),
-                Err(_) => break,
-            }
-        }
-        rate.add(batch.len());
-        store.record(&id, &batch, rate.per_second()).await?;
-        let again = batch.iter().filter(|r| r.fate == NumberFate::Again).count() as u64;
-        metrics::counter!(crate::metrics::JOB_NUMBERS, "fate" => "again").increment(again);
-        metrics::counter!(crate::metrics::JOB_NUMBERS, "fate" => "done")
-            .increment(batch.len() as u64 - again);
-        batch.clear();
-    }
-    Ok(())
-}
-
-/// Numbers per second over the last ten seconds.
-#[derive(Default)]
-struct Rate {
-    samples: VecDeque<(Instant, usize)>,
-}
-
-impl Rate {
-    const WINDOW: Duration = Duration::from_secs(10);
-
-    fn add(&mut self, n: usize) {
-        let now = Instant::now();
-        self.samples.push_back((now, n));
-        while self
-            .samples
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > Self::WINDOW)
-        {
-            self.samples.pop_front();
-        }
-    }
-
-    fn per_second(&self) -> f64 {
-        let (Some(first), Some(last)) = (self.samples.front(), self.samples.back()) else {
-            return 0.0;
-        };
-        let span = last.0.duration_since(first.0).as_secs_f64();
-        let count: usize = self.samples.iter().skip(1).map(|(_, n)| n).sum();
-        if span > 0.0 { count as f64 / span } else { 0.0 }
-    }
-}
