@@ -500,7 +500,13 @@ async fn follow(client: &mut Client, id: &str) -> Result<pb::BatchJob, CliError>
             "{:.0}/s{eta}, {} billable, {} pending{paused}",
             p.numbers_per_second, p.billable_calls, p.numbers_pending
         ));
+        // A job paused at its max_cost waits for `job start --max-cost`, not for time.
+        let waits_for_a_client = job.state == pb::BatchJobState::Estimated as i32
+            || (job.state == pb::BatchJobState::Paused as i32 && job.error.starts_with("max_cost"));
         last = job;
+        if waits_for_a_client {
+            break;
+        }
     }
     bar.finish_and_clear();
     Ok(last)

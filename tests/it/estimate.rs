@@ -401,3 +401,56 @@ async fn answers_that_expire_before_the_run_reaches_them_are_not_counted_free() 
     assert_eq!(sim.stats().vendor("thinksms").billable, 5 + 5);
     assert_eq!(nanos(&done.spent), 5 * 30_000_000);
 }
+
+#[tokio::test]
+async fn the_cli_prints_the_estimate_and_starts_the_job() {
+    use std::process::{Command, Stdio};
+    let server = TestServer::sandbox().await;
+    let url = format!("http://{}", server.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("list.txt");
+    let numbers: String = (0..30).map(|i| format!("1370000{:04}\n", 5000 + i)).collect();
+    std::fs::write(&file, format!("{numbers}13700005000\nhello\n")).unwrap();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_phonecheck"))
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let created = run(args(&[
+        "job",
+        "create",
+        file.to_str().unwrap(),
+        "--check",
+        "line-status",
+        "--dry-run",
+        "--server",
+        &url,
+    ]))
+    .await
+    .unwrap();
+    let text = String::from_utf8(created.stdout).unwrap();
+    assert!(created.status.success(), "{text}");
+    assert!(text.contains("estimate  1.20 CNY"), "{text}");
+    assert!(text.contains("30 paid × 0.04 CNY = 1.20 CNY"), "{text}");
+    assert!(text.contains("1 without a number, 1 duplicates"), "{text}");
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("run it with: phonecheck job start "))
+        .expect("the start command")
+        .to_owned();
+
+    let started = run(args(&["job", "start", &id, "--max-cost", "10", "--server", &url]))
+        .await
+        .unwrap();
+    let text = String::from_utf8(started.stdout).unwrap();
+    assert!(started.status.success(), "{text}");
+    assert!(text.contains("state     succeeded"), "{text}");
+    assert!(text.contains("spent     0.90 CNY"), "{text}");
+    assert!(text.contains("max_cost  10.00 CNY"), "{text}");
+}
