@@ -20,7 +20,9 @@ pub fn parse_max_cost(text: &str) -> Result<pb::google_type::Money, String> {
 pub fn money(m: Option<&pb::google_type::Money>) -> String {
     let m = m.cloned().unwrap_or_default();
     let amount = Money::from_units_and_nanos(m.units, m.nanos).unwrap_or_default();
-    format!("{amount} {}", m.currency_code).trim_end().to_owned()
+    format!("{amount} {}", m.currency_code)
+        .trim_end()
+        .to_owned()
 }
 
 fn duration(d: Option<prost_types::Duration>) -> String {

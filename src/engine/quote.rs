@@ -69,9 +69,9 @@ impl Engine {
                 )
                 .await
             {
-                let until =
-                    self.answers
-                        .usable_until(check, hit.fetched_at, options.max_cache_age);
+                let until = self
+                    .answers
+                    .usable_until(check, hit.fetched_at, options.max_cache_age);
                 answered = Some(answered.map_or(until, |a| a.max(until)));
             }
         }

@@ -51,7 +51,12 @@ impl CostGuard {
     /// Holds `amount`, or `None` when spent plus held plus it would pass the limit.
     pub(super) fn hold(self: &Arc<Self>, amount: Money) -> Option<CostHold> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.spent.saturating_add(state.held).saturating_add(amount) > self.max {
+        if state
+            .spent
+            .saturating_add(state.held)
+            .saturating_add(amount)
+            > self.max
+        {
             return None;
         }
         state.held += amount;
@@ -144,7 +149,10 @@ mod tests {
     #[test]
     fn nothing_to_hold_always_fits() {
         let guard = CostGuard::new(Money::ZERO, Money::ZERO);
-        guard.hold(Money::ZERO).expect("free numbers go on").settle(None);
+        guard
+            .hold(Money::ZERO)
+            .expect("free numbers go on")
+            .settle(None);
         assert!(guard.hold(cny("0.01")).is_none());
     }
 }

@@ -84,7 +84,8 @@ impl Jobs {
                         Quote::Answered(until) => {
                             t.answered += 1;
                             let latest_start = until.checked_sub(reach).unwrap_or(now);
-                            valid_until = Some(valid_until.map_or(latest_start, |v| v.min(latest_start)));
+                            valid_until =
+                                Some(valid_until.map_or(latest_start, |v| v.min(latest_start)));
                         }
                         Quote::Paid => t.paid += 1,
                     }

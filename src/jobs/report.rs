@@ -208,7 +208,10 @@ pub async fn render(jobs: &Jobs, job: &JobRecord) -> Result<String, JobError> {
         let paid: i64 = estimate.checks.iter().map(|c| c.paid).sum();
         cost.push((
             "estimated before the run (dry run, an upper bound)",
-            format!("{} {currency} for {paid} paid checks", amount(&estimate.cost)),
+            format!(
+                "{} {currency} for {paid} paid checks",
+                amount(&estimate.cost)
+            ),
         ));
     }
     if let Some(max) = job.job.max_cost {

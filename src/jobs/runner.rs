@@ -588,4 +588,3 @@ async fn check(
         }
     }
 }
-

@@ -152,13 +152,20 @@ async fn a_dry_runs_estimate_is_what_the_run_then_bills() {
     let done = finished_job(&mut jobs, &job.id).await;
     assert_eq!(done.state, pb::BatchJobState::Succeeded as i32, "{done:?}");
     let billed = sim.stats().vendor("thinksms").billable - 20;
-    assert_eq!(billed as i64, line.paid, "the vendor billed what was estimated");
+    assert_eq!(
+        billed as i64, line.paid,
+        "the vendor billed what was estimated"
+    );
     let progress = done.progress.clone().unwrap();
     assert_eq!(progress.billable_calls, 80);
     assert_eq!(progress.rows_done, 116);
     // One provider on the route: the bill is the estimate, to the nano.
     assert_eq!(nanos(&done.spent), nanos(&estimate.cost));
-    assert_eq!(done.estimate.as_ref(), Some(&estimate), "kept after the run");
+    assert_eq!(
+        done.estimate.as_ref(),
+        Some(&estimate),
+        "kept after the run"
+    );
 
     // The report shows both.
     let html = export_job(
@@ -169,7 +176,10 @@ async fn a_dry_runs_estimate_is_what_the_run_then_bills() {
     )
     .await;
     let html = String::from_utf8(html).unwrap();
-    assert!(html.contains("2.40 CNY for 80 paid checks"), "estimate in the report");
+    assert!(
+        html.contains("2.40 CNY for 80 paid checks"),
+        "estimate in the report"
+    );
     assert!(html.contains("billed (spent)"), "billed in the report");
 }
 
@@ -179,9 +189,14 @@ async fn start_is_refused_for_a_job_that_is_not_waiting_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_in(config(&sim, dir.path(), 0), dir.path()).await;
     let mut jobs = jobs_client(&server);
-    let job = create_job(&mut jobs, line_status_spec(false, None), b"13800001000\n", 64)
-        .await
-        .unwrap();
+    let job = create_job(
+        &mut jobs,
+        line_status_spec(false, None),
+        b"13800001000\n",
+        64,
+    )
+    .await
+    .unwrap();
     let done = finished_job(&mut jobs, &job.id).await;
     assert_eq!(done.state, pb::BatchJobState::Succeeded as i32);
     let refused = start(&mut jobs, &job.id, None).await.unwrap_err();
@@ -201,9 +216,14 @@ async fn start_is_refused_for_a_job_that_is_not_waiting_to_start() {
     );
 
     // Started once, an estimated job is not started again.
-    let estimated = create_job(&mut jobs, line_status_spec(true, None), b"13800001001\n", 64)
-        .await
-        .unwrap();
+    let estimated = create_job(
+        &mut jobs,
+        line_status_spec(true, None),
+        b"13800001001\n",
+        64,
+    )
+    .await
+    .unwrap();
     start(&mut jobs, &estimated.id, None).await.unwrap();
     let again = start(&mut jobs, &estimated.id, None).await.unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition);
@@ -237,9 +257,14 @@ async fn a_bad_max_cost_is_refused_by_field() {
         units: 5,
         nanos: 0,
     };
-    let foreign = create_job(&mut jobs, line_status_spec(false, Some(dollars.clone())), file, 64)
-        .await
-        .unwrap_err();
+    let foreign = create_job(
+        &mut jobs,
+        line_status_spec(false, Some(dollars.clone())),
+        file,
+        64,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(bad_field(&foreign), "spec.max_cost.currency_code");
     assert!(foreign.message().contains("CNY"), "{}", foreign.message());
     let estimated = create_job(&mut jobs, line_status_spec(true, None), file, 64)
@@ -267,7 +292,9 @@ async fn max_cost_pauses_a_job_and_raising_it_resumes_the_job_across_a_restart()
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_in(config(&sim, dir.path(), 0), dir.path()).await;
     let mut jobs = jobs_client(&server);
-    let file: String = (0..50).map(|i| format!("1390000{:04}\n", 2000 + i)).collect();
+    let file: String = (0..50)
+        .map(|i| format!("1390000{:04}\n", 2000 + i))
+        .collect();
     // 0.30 CNY at 0.03 a number: ten numbers.
     let job = create_job(
         &mut jobs,
@@ -306,7 +333,11 @@ async fn max_cost_pauses_a_job_and_raising_it_resumes_the_job_across_a_restart()
         .await
         .unwrap_err();
     assert_eq!(bad_field(&refused), "max_cost");
-    assert!(refused.message().contains("0.30 CNY"), "{}", refused.message());
+    assert!(
+        refused.message().contains("0.30 CNY"),
+        "{}",
+        refused.message()
+    );
 
     // Raised by three numbers: it pauses again at the new limit.
     start(&mut jobs, &job.id, Some(cny(0, 390_000_000)))
@@ -356,10 +387,17 @@ async fn with_a_dearer_provider_on_the_route_the_bill_stays_under_the_estimate()
     // counts every paid number at 0.04, in case it fails over.
     let server = TestServer::sandbox().await;
     let mut jobs = jobs_client(&server);
-    let file: String = (0..30).map(|i| format!("1370000{:04}\n", 3000 + i)).collect();
-    let job = create_job(&mut jobs, line_status_spec(true, None), file.as_bytes(), 256)
-        .await
-        .unwrap();
+    let file: String = (0..30)
+        .map(|i| format!("1370000{:04}\n", 3000 + i))
+        .collect();
+    let job = create_job(
+        &mut jobs,
+        line_status_spec(true, None),
+        file.as_bytes(),
+        256,
+    )
+    .await
+    .unwrap();
     let estimate = job.estimate.clone().unwrap();
     assert_eq!(estimate.checks[0].paid, 30);
     assert_eq!(nanos(&estimate.checks[0].price_ceiling), 40_000_000);
@@ -368,7 +406,11 @@ async fn with_a_dearer_provider_on_the_route_the_bill_stays_under_the_estimate()
     let done = finished_job(&mut jobs, &job.id).await;
     assert_eq!(done.state, pb::BatchJobState::Succeeded as i32);
     assert_eq!(done.progress.unwrap().billable_calls, 30);
-    assert_eq!(nanos(&done.spent), 30 * 30_000_000, "Thinksms answered every number");
+    assert_eq!(
+        nanos(&done.spent),
+        30 * 30_000_000,
+        "Thinksms answered every number"
+    );
     assert!(nanos(&done.spent) <= nanos(&estimate.cost));
 }
 
@@ -377,7 +419,8 @@ async fn answers_that_expire_before_the_run_reaches_them_are_not_counted_free() 
     let sim = start_sim(SimConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     // Line-status answers live 10 minutes: less than the margin an estimate keeps.
-    let more = "[providers.thinksms.prices]\nline_status = \"0.03\"\n[cache]\nline_status = \"10m\"";
+    let more =
+        "[providers.thinksms.prices]\nline_status = \"0.03\"\n[cache]\nline_status = \"10m\"";
     let config = Config::from_toml(&thinksms_toml(&sim, dir.path(), 0, more)).unwrap();
     let server = TestServer::start_in(config, dir.path()).await;
     for i in 0..5 {
@@ -388,10 +431,17 @@ async fn answers_that_expire_before_the_run_reaches_them_are_not_counted_free() 
         .await;
     }
     let mut jobs = jobs_client(&server);
-    let file: String = (0..10).map(|i| format!("1350000{:04}\n", 4000 + i)).collect();
-    let job = create_job(&mut jobs, line_status_spec(true, None), file.as_bytes(), 256)
-        .await
-        .unwrap();
+    let file: String = (0..10)
+        .map(|i| format!("1350000{:04}\n", 4000 + i))
+        .collect();
+    let job = create_job(
+        &mut jobs,
+        line_status_spec(true, None),
+        file.as_bytes(),
+        256,
+    )
+    .await
+    .unwrap();
     let line = &job.estimate.as_ref().unwrap().checks[0];
     assert_eq!((line.answered, line.paid), (0, 10), "{line:?}");
     assert!(job.estimate.as_ref().unwrap().valid_until.is_none());
@@ -409,7 +459,9 @@ async fn the_cli_prints_the_estimate_and_starts_the_job() {
     let url = format!("http://{}", server.addr);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("list.txt");
-    let numbers: String = (0..30).map(|i| format!("1370000{:04}\n", 5000 + i)).collect();
+    let numbers: String = (0..30)
+        .map(|i| format!("1370000{:04}\n", 5000 + i))
+        .collect();
     std::fs::write(&file, format!("{numbers}13700005000\nhello\n")).unwrap();
     let run = |args: Vec<String>| {
         tokio::task::spawn_blocking(move || {
@@ -445,9 +497,17 @@ async fn the_cli_prints_the_estimate_and_starts_the_job() {
         .expect("the start command")
         .to_owned();
 
-    let started = run(args(&["job", "start", &id, "--max-cost", "10", "--server", &url]))
-        .await
-        .unwrap();
+    let started = run(args(&[
+        "job",
+        "start",
+        &id,
+        "--max-cost",
+        "10",
+        "--server",
+        &url,
+    ]))
+    .await
+    .unwrap();
     let text = String::from_utf8(started.stdout).unwrap();
     assert!(started.status.success(), "{text}");
     assert!(text.contains("state     succeeded"), "{text}");
