@@ -26,6 +26,16 @@ pub enum ApiError {
     /// A part of phonecheck itself failed; the details are in the server's log only.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// The resource is not in a state that allows the operation.
+    #[error("{message}")]
+    FailedPrecondition {
+        /// The kind of precondition, for `google.rpc.PreconditionFailure` (`STATE`).
+        kind: &'static str,
+        /// What it is about (`phonecheck.v1.BatchJob/job_...`).
+        subject: String,
+        /// What the caller can do about it.
+        message: String,
+    },
     /// A request field is not acceptable.
     #[error("{field}: {message}")]
     InvalidArgument {
@@ -105,6 +115,15 @@ impl From<ApiError> for Status {
                 ),
             ),
             ApiError::Unavailable(_) => Status::unavailable(message),
+            ApiError::FailedPrecondition {
+                kind,
+                subject,
+                message: why,
+            } => Status::with_error_details(
+                Code::FailedPrecondition,
+                message,
+                ErrorDetails::with_precondition_failure_violation(kind, subject, why),
+            ),
         }
     }
 }

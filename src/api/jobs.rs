@@ -30,6 +30,15 @@ impl From<JobError> for ApiError {
                 let text = e.to_string();
                 ApiError::invalid("chunk", text.trim_start_matches("chunk: "))
             }
+            JobError::NotStartable { id, state } => ApiError::FailedPrecondition {
+                kind: "STATE",
+                subject: format!("phonecheck.v1.BatchJob/{id}"),
+                message: JobError::NotStartable {
+                    id: id.clone(),
+                    state,
+                }
+                .to_string(),
+            },
             JobError::NotFound(id) => ApiError::NotFound {
                 kind: "phonecheck.v1.BatchJob",
                 name: id,
@@ -71,7 +80,12 @@ impl BatchJobApi {
         } else {
             Vec::new()
         };
-        Ok(job_to_proto(job, bad_rows, self.jobs.expires_at(job)))
+        Ok(job_to_proto(
+            job,
+            bad_rows,
+            self.jobs.expires_at(job),
+            self.jobs.currency(),
+        ))
     }
 }
 
@@ -84,6 +98,7 @@ fn job_to_proto(
     job: &JobRecord,
     bad_rows: Vec<crate::store::BadRowRecord>,
     expires: Option<SystemTime>,
+    currency: crate::domain::Currency,
 ) -> pb::BatchJob {
     let c = &job.counts;
     let remaining = (c.numbers_total - c.numbers_done).max(0);
@@ -96,7 +111,7 @@ fn job_to_proto(
         format: job.job.format,
         encoding: job.job.encoding.clone(),
         number_column: job.job.number_column.clone(),
-        state: job.state as i32,
+        state: job.state.to_proto(),
         progress: Some(pb::BatchJobProgress {
             rows_total: c.rows_total,
             rows_done: c.rows_done,
@@ -128,6 +143,15 @@ fn job_to_proto(
         end_time: job.finished_at.map(timestamp),
         error: job.error.clone(),
         expire_time: expires.map(timestamp),
+        estimate: job
+            .estimate
+            .as_deref()
+            .and_then(|e| pb::BatchJobEstimate::decode(e).ok()),
+        max_cost: job
+            .job
+            .max_cost
+            .map(|m| crate::wire::money_to_proto(m, currency)),
+        spent: Some(crate::wire::money_to_proto(job.spent, currency)),
     }
 }
 
@@ -199,6 +223,9 @@ impl BatchJobService for BatchJobApi {
         tenant.authorize("spec.checks", &checks, &options)?;
         if let Err(e) = crate::number::parse_region(&spec.default_region) {
             return Err(ApiError::invalid("spec.default_region", e.to_string()).into());
+        }
+        if let Some(max_cost) = &spec.max_cost {
+            crate::wire::money_from_proto("spec.max_cost", max_cost, self.jobs.currency())?;
         }
         if !(0..=4).contains(&spec.format) {
             return Err(ApiError::invalid("spec.format", "not a FileFormat value").into());
@@ -312,6 +339,27 @@ impl BatchJobService for BatchJobApi {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::DeleteBatchJobResponse {}))
+    }
+
+    async fn start_batch_job(
+        &self,
+        request: Request<pb::StartBatchJobRequest>,
+    ) -> Result<Response<pb::StartBatchJobResponse>, Status> {
+        let tenant = tenant_of(&request);
+        let request = request.into_inner();
+        let max_cost = request
+            .max_cost
+            .as_ref()
+            .map(|m| crate::wire::money_from_proto("max_cost", m, self.jobs.currency()))
+            .transpose()?;
+        let job = self
+            .jobs
+            .start_job(&tenant.name, job_id(&request.job_id)?, max_cost)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::StartBatchJobResponse {
+            job: Some(self.to_proto(&job, true).await?),
+        }))
     }
 
     type WatchBatchJobStream = ByteStream<pb::WatchBatchJobResponse>;

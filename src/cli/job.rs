@@ -36,7 +36,9 @@ pub struct ServerArgs {
 /// `phonecheck job ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum JobCommand {
-    /// Upload a file (TXT, CSV, XLSX, XLS) as a new job, then follow its progress.
+    /// Upload a file (TXT, CSV, XLSX, XLS) as a new job, then follow its progress (with
+    /// `--dry-run`: print what it would cost, and run it later with `job start`).
+    #[command(alias = "create")]
     Submit {
         /// The file.
         file: PathBuf,
@@ -56,6 +58,27 @@ pub enum JobCommand {
         #[arg(long)]
         label: Option<String>,
         /// Return once the job is created instead of following it.
+        #[arg(long)]
+        no_follow: bool,
+        /// Only import the file and estimate the cost; `job start` runs it.
+        #[arg(long)]
+        dry_run: bool,
+        /// The most the job may spend, in the server's billing currency (`12.50`).
+        #[arg(long, value_parser = super::estimate::parse_max_cost)]
+        max_cost: Option<pb::google_type::Money>,
+        /// The server.
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Run an estimated job (from its stored rows), or resume one paused at its max_cost with a
+    /// higher `--max-cost`; then follow its progress.
+    Start {
+        /// The job's id.
+        id: String,
+        /// A new limit, in the server's billing currency (`12.50`).
+        #[arg(long, value_parser = super::estimate::parse_max_cost)]
+        max_cost: Option<pb::google_type::Money>,
+        /// Return once the job is started instead of following it.
         #[arg(long)]
         no_follow: bool,
         /// The server.
@@ -181,6 +204,8 @@ pub(super) async fn run(command: JobCommand) -> Result<(), CliError> {
             sheet,
             label,
             no_follow,
+            dry_run,
+            max_cost,
             server,
         } => {
             let mut client = connect(&server).await?;
@@ -197,6 +222,8 @@ pub(super) async fn run(command: JobCommand) -> Result<(), CliError> {
                     .map(|c| crate::wire::check_to_proto(c) as i32)
                     .collect(),
                 label: label.unwrap_or_default(),
+                dry_run,
+                max_cost,
                 ..Default::default()
             };
             let job = submit(&mut client, &file, spec).await?;
@@ -207,7 +234,37 @@ pub(super) async fn run(command: JobCommand) -> Result<(), CliError> {
                 progress(&job).numbers_total,
                 progress(&job).bad_rows
             );
+            if dry_run {
+                super::estimate::print_money(&job);
+                println!("run it with: phonecheck job start {}", job.id);
+                return Ok(());
+            }
             if no_follow {
+                return Ok(());
+            }
+            let job = follow(&mut client, &job.id).await?;
+            print_job(&job);
+            Ok(())
+        }
+        JobCommand::Start {
+            id,
+            max_cost,
+            no_follow,
+            server,
+        } => {
+            let mut client = connect(&server).await?;
+            let job = client
+                .start_batch_job(pb::StartBatchJobRequest {
+                    job_id: id,
+                    max_cost,
+                })
+                .await?
+                .into_inner()
+                .job
+                .unwrap_or_default();
+            println!("job {} started", job.id);
+            if no_follow {
+                print_job(&job);
                 return Ok(());
             }
             let job = follow(&mut client, &job.id).await?;
@@ -443,7 +500,13 @@ async fn follow(client: &mut Client, id: &str) -> Result<pb::BatchJob, CliError>
             "{:.0}/s{eta}, {} billable, {} pending{paused}",
             p.numbers_per_second, p.billable_calls, p.numbers_pending
         ));
+        // A job paused at its max_cost waits for `job start --max-cost`, not for time.
+        let waits_for_a_client = job.state == pb::BatchJobState::Estimated as i32
+            || (job.state == pb::BatchJobState::Paused as i32 && job.error.starts_with("max_cost"));
         last = job;
+        if waits_for_a_client {
+            break;
+        }
     }
     bar.finish_and_clear();
     Ok(last)
@@ -516,6 +579,7 @@ fn print_job(job: &pb::BatchJob) {
         };
         println!("  bad row {sheet}{}: {}", bad.row, bad.reason);
     }
+    super::estimate::print_money(job);
     if p.bad_rows > 10 {
         println!("  ... {} more bad rows (see the export)", p.bad_rows - 10);
     }

@@ -2,6 +2,7 @@
 
 mod analyze;
 mod check;
+mod estimate;
 mod job;
 mod lookup;
 mod serve;

@@ -295,6 +295,18 @@ impl Answers {
         })
     }
 
+    /// Until when an answer fetched at `fetched_at` may serve `check` to a caller whose
+    /// `max_cache_age` is `max_age` (the check's TTL and that age, whichever ends first).
+    pub fn usable_until(
+        &self,
+        check: Check,
+        fetched_at: SystemTime,
+        max_age: Option<Duration>,
+    ) -> SystemTime {
+        let age = max_age.map_or(self.ttl(check), |m| m.min(self.ttl(check)));
+        fetched_at + age
+    }
+
     /// The answer in the hot tier, if usable; not counted as a lookup.
     pub fn peek(
         &self,

@@ -11,6 +11,7 @@ mod dispatch;
 mod health;
 mod hot;
 mod presence;
+mod quote;
 pub mod route;
 pub mod stack;
 
@@ -32,6 +33,7 @@ pub use cache::{CacheConfig, parse_bytes};
 pub use dispatch::{Cached, Delivery, Dispatcher, Fetched};
 pub use health::Health;
 pub use hot::{AnswerId, ENTRY_BYTES, HotStats};
+pub use quote::Quote;
 use route::Route;
 pub use route::{Policy, RouteConfig, RouteError, RoutesConfig, RuleConfig};
 
@@ -94,6 +96,8 @@ pub struct Engine {
     answers: Arc<Answers>,
     shared: Option<crate::shared::Shared>,
     currency: Currency,
+    /// The share of each vendor's quota bulk jobs may use.
+    bulk_share: f64,
 }
 
 /// A check's route as `ListProviders` shows it.
@@ -173,6 +177,7 @@ impl Engine {
             answers,
             shared: shared.cloned(),
             currency: Currency::default(),
+            bulk_share,
         };
         for check in Check::ALL {
             let members: Vec<usize> = (0..engine.dispatchers.len())

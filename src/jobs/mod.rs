@@ -2,14 +2,19 @@
 //! number once), checked by a runner through the engine in the background, resumed after a
 //! restart, and exported as CSV, XLSX or an HTML report.
 //!
-//! A job's life: importing (invisible) → queued → running → succeeded | cancelled | failed.
+//! A job's life: importing (invisible) → queued → running → succeeded | cancelled | failed; a dry
+//! run stops after the import, estimated, until a client starts it; a job with a `max_cost` is
+//! paused before it would pass it, until a client raises it (see [`estimate`] and `cost`).
 //! Results are committed as they arrive, a few hundred at a time in one transaction with the
 //! job's counters, so a process killed mid-job loses at most the answers in transit.
 
 mod config;
+mod cost;
+pub mod estimate;
 pub mod export;
 pub mod import;
 mod report;
+mod results;
 mod runner;
 
 use std::collections::HashMap;
@@ -69,6 +74,35 @@ pub enum JobError {
     /// The job's answers could not be forgotten (the job is kept, so the delete can be retried).
     #[error("forgetting the job's answers: {0}")]
     Forget(String),
+    /// The job is not waiting for a client to start it (estimated, or paused at its `max_cost`).
+    #[error("batch job {id:?} is {}: only an estimated job, or one paused at its max_cost, can be started", state_name(*.state))]
+    NotStartable {
+        /// The job.
+        id: String,
+        /// Its state.
+        state: JobState,
+    },
+}
+
+impl From<crate::wire::FieldError> for JobError {
+    fn from(e: crate::wire::FieldError) -> JobError {
+        JobError::Invalid {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+/// A state as `phonecheck.v1.BatchJobState` names it (`BATCH_JOB_STATE_RUNNING`); the store's
+/// own pause at `max_cost` is named `BATCH_JOB_STATE_PAUSED` with its reason.
+pub fn state_name(state: JobState) -> String {
+    let name = pb::BatchJobState::try_from(state.to_proto())
+        .map_or("BATCH_JOB_STATE_UNSPECIFIED", |s| s.as_str_name());
+    match state {
+        JobState::CostPaused => format!("{name} (at its max_cost)"),
+        JobState::Paused => format!("{name} (the tenant's daily budget is spent)"),
+        _ => name.to_owned(),
+    }
 }
 
 impl JobError {
@@ -202,7 +236,15 @@ impl Jobs {
                 .unwrap_or(SystemTime::UNIX_EPOCH);
             self.drop_unfinished_uploads(orphans).await?;
         }
-        let expired = self.store.finished_before(before).await?;
+        let mut expired = self.store.finished_before(before).await?;
+        // An estimate never started holds the list as long as a finished job does.
+        for id in self.store.jobs_in_state(JobState::Estimated).await? {
+            if let Some(job) = self.store.job(&id).await?
+                && job.job.created_at < before
+            {
+                expired.push(id);
+            }
+        }
         for id in &expired {
             self.store.delete_job(id).await?;
             tracing::info!(job = %id, "deleted a job past its retention");
@@ -244,6 +286,12 @@ impl Jobs {
         }
         upload.file.flush().await?;
         let id = format!("job_{}", uuid::Uuid::now_v7().simple());
+        let max_cost = spec
+            .max_cost
+            .as_ref()
+            .map(|m| crate::wire::money_from_proto("spec.max_cost", m, self.engine.currency()))
+            .transpose()?;
+        let dry_run = spec.dry_run;
         let read = import::ReadSpec {
             file_name: spec.file_name.clone(),
             format: pb::FileFormat::try_from(spec.format).unwrap_or_default(),
@@ -263,21 +311,35 @@ impl Jobs {
             columns: Vec::new(),
             sheets: 0,
             created_at: SystemTime::now(),
+            max_cost,
         };
         self.store.create_job(&job).await?;
-        match self.import(&id, &read, &upload.path).await {
-            Ok(layout) => {
-                job.format = layout.format as i32;
-                job.encoding = layout.encoding;
-                job.number_column = layout.number_column;
-                job.columns = layout.columns;
-                job.sheets = layout.sheets;
-                self.store.finish_import(&job).await?;
+        let imported = async {
+            let layout = self.import(&id, &read, &upload.path).await?;
+            job.format = layout.format as i32;
+            job.encoding = layout.encoding;
+            job.number_column = layout.number_column;
+            job.columns = layout.columns;
+            job.sheets = layout.sheets;
+            if !dry_run {
+                self.store.finish_import(&job, JobState::Queued).await?;
+                return Ok(());
             }
-            Err(e) => {
-                self.store.delete_job(&id).await?;
-                return Err(e);
-            }
+            // Still invisible while its numbers are quoted.
+            let counts = self.store.finish_import(&job, JobState::Importing).await?;
+            let estimate = self.estimate(&id, &spec, &counts).await?;
+            self.store
+                .set_estimate(&id, &estimate.encode_to_vec())
+                .await?;
+            self.store
+                .transition(&id, &[JobState::Importing], JobState::Estimated, "")
+                .await?;
+            Ok::<(), JobError>(())
+        }
+        .await;
+        if let Err(e) = imported {
+            self.store.delete_job(&id).await?;
+            return Err(e);
         }
         drop(upload);
         self.runner.wake();
@@ -364,7 +426,13 @@ impl Jobs {
         self.store
             .transition(
                 id,
-                &[JobState::Queued, JobState::Running, JobState::Paused],
+                &[
+                    JobState::Queued,
+                    JobState::Running,
+                    JobState::Paused,
+                    JobState::Estimated,
+                    JobState::CostPaused,
+                ],
                 JobState::Cancelled,
                 "",
             )
@@ -394,9 +462,13 @@ impl Jobs {
         Ok(())
     }
 
-    /// When a finished job's data will be deleted.
+    /// When a finished job's data will be deleted (an estimated one's: the retention after it
+    /// was created, unless it is started).
     pub fn expires_at(&self, job: &JobRecord) -> Option<SystemTime> {
-        job.finished_at.map(|t| t + self.config.retention)
+        match job.state {
+            JobState::Estimated => Some(job.job.created_at + self.config.retention),
+            _ => job.finished_at.map(|t| t + self.config.retention),
+        }
     }
 
     /// The store (exports read from it).
@@ -413,6 +485,11 @@ impl Jobs {
     /// but jobs it started before run to their end).
     fn limits_of(&self, tenant: &str) -> TenantLimits {
         self.limits.get(tenant).cloned().unwrap_or_default()
+    }
+
+    /// The currency of every price, cost and `max_cost`.
+    pub fn currency(&self) -> crate::domain::Currency {
+        self.engine.currency()
     }
 
     /// The configuration.

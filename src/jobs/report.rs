@@ -193,6 +193,31 @@ pub async fn render(jobs: &Jobs, job: &JobRecord) -> Result<String, JobError> {
         ));
     }
 
+    // What the vendors billed, next to the dry run's estimate (an upper bound) and the limit.
+    let currency = jobs.currency();
+    cost.push(("billed (spent)", format!("{} {currency}", job.spent)));
+    if let Some(estimate) = job
+        .estimate
+        .as_deref()
+        .and_then(|e| <pb::BatchJobEstimate as prost::Message>::decode(e).ok())
+    {
+        let amount = |m: &Option<crate::pb::google_type::Money>| {
+            let m = m.clone().unwrap_or_default();
+            crate::domain::Money::from_units_and_nanos(m.units, m.nanos).unwrap_or_default()
+        };
+        let paid: i64 = estimate.checks.iter().map(|c| c.paid).sum();
+        cost.push((
+            "estimated before the run (dry run, an upper bound)",
+            format!(
+                "{} {currency} for {paid} paid checks",
+                amount(&estimate.cost)
+            ),
+        ));
+    }
+    if let Some(max) = job.job.max_cost {
+        cost.push(("max_cost", format!("{max} {currency}")));
+    }
+
     let by_name = |items: &[(String, i64)]| {
         let items: Vec<(String, i64, &'static str)> = items
             .iter()
@@ -223,7 +248,7 @@ pub async fn render(jobs: &Jobs, job: &JobRecord) -> Result<String, JobError> {
         } else {
             checks.join(", ")
         },
-        state: short!(pb::BatchJobState, job.state as i32, "BATCH_JOB_STATE_"),
+        state: short!(pb::BatchJobState, job.state.to_proto(), "BATCH_JOB_STATE_"),
         tiles: vec![
             ("rows", c.rows_total),
             ("distinct numbers", c.numbers_total),

@@ -8,7 +8,7 @@
 //! takes the job over once the lease has lapsed. A failed renewal means the job is not this
 //! process's any more (cancelled on another replica, deleted, or taken over): it stops.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -17,22 +17,18 @@ use futures::StreamExt;
 use prost::Message;
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::Jobs;
+use super::cost::{self, CostGuard, CostHold};
+use super::results::{self, read_todo, write_results};
 use crate::budget::{BudgetHold, BudgetSpent, LimitError, TenantLimits};
 use crate::domain::CheckState;
 use crate::engine::{Engine, LookupRequest, Priority};
 use crate::pb;
-use crate::store::Spend;
-use crate::store::{JobState, JobStore, Lease, NumberFate, NumberResult, StoreError, TodoNumber};
+use crate::store::{JobState, Lease, Spend, NumberFate, NumberResult, StoreError, TodoNumber};
 use crate::wire;
 
-/// Numbers fetched from the store at once.
-const PAGE: u32 = 1_000;
-/// Most results in one write.
-const MAX_WRITE: usize = 1_000;
 /// How often the retention sweeper runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// How often a running job's lease is renewed.
@@ -173,6 +169,8 @@ async fn schedule(jobs: &Arc<Jobs>) -> Result<(), StoreError> {
 enum Ended {
     Finished,
     Stopped,
+    /// Paused before it would pass its `max_cost`.
+    CostPaused,
     /// The lease could not be renewed: the job is no longer this process's to run.
     LeaseLost,
 }
@@ -197,6 +195,7 @@ async fn run(jobs: Arc<Jobs>, id: String, stop: watch::Receiver<bool>) {
             info!(job = %id, "job finished");
         }
         Ok(Ended::Stopped) => info!(job = %id, "job stopped"),
+        Ok(Ended::CostPaused) => info!(job = %id, "job paused at its max_cost"),
         Ok(Ended::LeaseLost) => info!(
             job = %id,
             "job stopped: it was cancelled or deleted, or another replica took it over"
@@ -260,24 +259,34 @@ async fn run_passes(
         priority: Priority::Bulk,
     });
     let config = jobs.config();
-    let paid: HashSet<_> = template.checks.iter().copied().collect();
+    let mut checks = template.checks.clone();
+    let mut seen = HashSet::new();
+    checks.retain(|c| seen.insert(*c));
     let budget = Budget {
         limits: jobs.limits_of(&job.job.tenant),
         want: Spend {
-            calls: paid.len() as u64,
-            cost: paid.iter().map(|c| jobs.engine.price_ceiling(*c)).sum(),
+            calls: checks.len() as u64,
+            cost: checks.iter().map(|c| jobs.engine.price_ceiling(*c)).sum(),
         },
+        cost: job
+            .job
+            .max_cost
+            .map(|max| (CostGuard::new(max, job.spent), Arc::new(checks))),
     };
     loop {
         if *stop.borrow() {
             return Ok(Ended::Stopped);
         }
-        if let Some(spent) = pass(jobs, id, template.clone(), &budget, stop.clone()).await? {
-            // The numbers not checked are still to do: the same pass goes on after the pause.
-            if pause(jobs, id, &budget, spent, stop.clone()).await? {
-                continue;
+        match pass(jobs, id, template.clone(), &budget, stop.clone()).await? {
+            None => {}
+            Some(Halt::Budget(spent)) => {
+                // The numbers not checked are still to do: the same pass goes on after the pause.
+                if pause(jobs, id, &budget, spent, stop.clone()).await? {
+                    continue;
+                }
+                return Ok(Ended::Stopped);
             }
-            return Ok(Ended::Stopped);
+            Some(Halt::MaxCost) => return cost_pause(jobs, id).await,
         }
         if *stop.borrow() {
             return Ok(Ended::Stopped);
@@ -299,12 +308,14 @@ async fn run_passes(
     }
 }
 
-/// What a job's numbers count against: its tenant's budget and rate.
+/// What a job's numbers count against: its tenant's budget and rate, and its own `max_cost`.
 struct Budget {
     limits: TenantLimits,
-    /// What a number holds: its paid checks (one billable call each at most), at the highest
-    /// price of each check's route.
+    /// What a number holds of the tenant's budget: its paid checks (one billable call each at
+    /// most), at the highest price of each check's route.
     want: Spend,
+    /// The job's `max_cost`, with the checks (each once) whose price ceilings a number holds.
+    cost: Option<(Arc<CostGuard>, Arc<Vec<crate::domain::Check>>)>,
 }
 
 /// How long a number waits before asking again when the tenant's budget or rate cannot be
@@ -328,6 +339,39 @@ async fn admit(limits: &TenantLimits, want: Spend) -> Result<BudgetHold, BudgetS
             }
         }
     }
+}
+
+/// Why a pass stopped before its end.
+#[derive(Debug, Clone, Copy)]
+enum Halt {
+    /// The tenant's daily budget has no room for the next number.
+    Budget(BudgetSpent),
+    /// The next number's paid checks would take the job past its `max_cost`.
+    MaxCost,
+}
+
+/// Pauses the job at its `max_cost` (after the numbers in flight were written): it waits for a
+/// client to raise it.
+async fn cost_pause(jobs: &Jobs, id: &str) -> Result<Ended, StoreError> {
+    let Some(job) = jobs.store.job(id).await? else {
+        return Ok(Ended::Stopped);
+    };
+    let currency = jobs.engine.currency();
+    let max = job.job.max_cost.unwrap_or_default();
+    let why = format!(
+        "max_cost {max} {currency} reached: {} {currency} spent, and the next number's paid checks \
+         could pass it; StartBatchJob with a higher max_cost resumes the job",
+        job.spent
+    );
+    if !jobs
+        .store
+        .transition(id, &[JobState::Running], JobState::CostPaused, &why)
+        .await?
+    {
+        return Ok(Ended::Stopped);
+    }
+    info!(job = %id, max_cost = %max, spent = %job.spent, "job paused: its max_cost is reached");
+    Ok(Ended::CostPaused)
 }
 
 /// How often a paused job looks whether its tenant's budget has room again (it renews at
@@ -383,12 +427,12 @@ async fn pass(
     template: Arc<LookupRequest>,
     budget: &Budget,
     stop: watch::Receiver<bool>,
-) -> Result<Option<BudgetSpent>, StoreError> {
+) -> Result<Option<Halt>, StoreError> {
     let config = jobs.config();
     let (results, received) = mpsc::channel(config.window * 2);
     let writer = tokio::spawn(write_results(jobs.store.clone(), id.to_owned(), received));
     // Numbers are read a page at a time, ahead of the checks by at most one page.
-    let (todo, numbers) = mpsc::channel(PAGE as usize);
+    let (todo, numbers) = mpsc::channel(results::PAGE as usize);
     tokio::spawn(read_todo(jobs.store.clone(), id.to_owned(), todo));
     let engine = jobs.engine.clone();
     let passes = Passes {
@@ -396,11 +440,12 @@ async fn pass(
         failure: config.failure_passes,
     };
     let mut stopped = stop.clone();
-    let spent: Arc<OnceLock<BudgetSpent>> = Arc::default();
+    let spent: Arc<OnceLock<Halt>> = Arc::default();
     let over = spent.clone();
     let said_no = spent.clone();
     let limits = budget.limits.clone();
     let want = budget.want;
+    let cost = budget.cost.clone();
     let mut checked = Box::pin(
         tokio_stream::wrappers::ReceiverStream::new(numbers)
             // No number starts once the budget said no; those in flight finish.
@@ -410,13 +455,40 @@ async fn pass(
                 let template = template.clone();
                 let limits = limits.clone();
                 let spent = spent.clone();
+                let cost = cost.clone();
                 async move {
                     let todo = todo?;
+                    // The job's own limit first: a number it stops holds nothing of the tenant's.
+                    let held = match &cost {
+                        None => None,
+                        Some((guard, checks)) => {
+                            let amount = cost::to_hold(
+                                &engine,
+                                &todo.input,
+                                &template.default_region,
+                                checks,
+                                &template.options,
+                            )
+                            .await;
+                            match guard.hold(amount) {
+                                Some(hold) => Some(hold),
+                                None => {
+                                    let _ = spent.set(Halt::MaxCost);
+                                    return Ok(None);
+                                }
+                            }
+                        }
+                    };
                     // Each number is one request of the tenant's rate, and holds its paid checks.
                     match admit(&limits, want).await {
-                        Ok(hold) => Ok(Some(check(engine, template, todo, passes, hold).await)),
+                        Ok(hold) => Ok(Some(
+                            check(engine, template, todo, passes, hold, held).await,
+                        )),
                         Err(no) => {
-                            let _ = spent.set(no);
+                            if let Some(held) = held {
+                                held.settle(None);
+                            }
+                            let _ = spent.set(Halt::Budget(no));
                             Ok(None)
                         }
                     }
@@ -452,32 +524,6 @@ async fn pass(
     failure.map_or(Ok(said_no.get().copied()), Err)
 }
 
-/// Sends the numbers still to check, in file order, until there are none or nobody listens.
-async fn read_todo(
-    store: Arc<dyn JobStore>,
-    id: String,
-    todo: mpsc::Sender<Result<TodoNumber, StoreError>>,
-) {
-    let mut after = -1;
-    loop {
-        match store.todo(&id, after, PAGE).await {
-            Ok(page) => {
-                let Some(last) = page.last() else { return };
-                after = last.seq;
-                for number in page {
-                    if todo.send(Ok(number)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            Err(e) => {
-                let _ = todo.send(Err(e)).await;
-                return;
-            }
-        }
-    }
-}
-
 /// How many passes a number may get.
 #[derive(Debug, Clone, Copy)]
 struct Passes {
@@ -494,6 +540,7 @@ async fn check(
     todo: TodoNumber,
     passes: Passes,
     hold: BudgetHold,
+    held: Option<CostHold>,
 ) -> NumberResult {
     let request = LookupRequest {
         number: todo.input.clone(),
@@ -503,6 +550,9 @@ async fn check(
     match &looked_up {
         Ok(report) => hold.settle(report).await,
         Err(_) => hold.release().await,
+    }
+    if let Some(held) = held {
+        held.settle(looked_up.as_ref().ok());
     }
     match looked_up {
         Ok(report) => {
@@ -530,6 +580,7 @@ async fn check(
                     .any(|o| matches!(o.state, CheckState::Failed(_))),
                 billable: report.outcomes.iter().filter(|o| o.billable).count() as i64,
                 cache_hits: report.outcomes.iter().filter(|o| o.cached).count() as i64,
+                cost: report.outcomes.iter().map(|o| o.cost).sum(),
                 report: proto.encode_to_vec(),
             }
         }
@@ -551,65 +602,8 @@ async fn check(
                 .encode_to_vec(),
                 billable: 0,
                 cache_hits: 0,
+                cost: crate::domain::Money::ZERO,
             }
         }
-    }
-}
-
-/// Writes results as they come: each write takes everything that arrived during the previous one.
-async fn write_results(
-    store: Arc<dyn JobStore>,
-    id: String,
-    mut received: mpsc::Receiver<NumberResult>,
-) -> Result<(), StoreError> {
-    let mut rate = Rate::default();
-    let mut batch = Vec::with_capacity(MAX_WRITE);
-    while let Some(first) = received.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_WRITE {
-            match received.try_recv() {
-                Ok(result) => batch.push(result),
-                Err(_) => break,
-            }
-        }
-        rate.add(batch.len());
-        store.record(&id, &batch, rate.per_second()).await?;
-        let again = batch.iter().filter(|r| r.fate == NumberFate::Again).count() as u64;
-        metrics::counter!(crate::metrics::JOB_NUMBERS, "fate" => "again").increment(again);
-        metrics::counter!(crate::metrics::JOB_NUMBERS, "fate" => "done")
-            .increment(batch.len() as u64 - again);
-        batch.clear();
-    }
-    Ok(())
-}
-
-/// Numbers per second over the last ten seconds.
-#[derive(Default)]
-struct Rate {
-    samples: VecDeque<(Instant, usize)>,
-}
-
-impl Rate {
-    const WINDOW: Duration = Duration::from_secs(10);
-
-    fn add(&mut self, n: usize) {
-        let now = Instant::now();
-        self.samples.push_back((now, n));
-        while self
-            .samples
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > Self::WINDOW)
-        {
-            self.samples.pop_front();
-        }
-    }
-
-    fn per_second(&self) -> f64 {
-        let (Some(first), Some(last)) = (self.samples.front(), self.samples.back()) else {
-            return 0.0;
-        };
-        let span = last.0.duration_since(first.0).as_secs_f64();
-        let count: usize = self.samples.iter().skip(1).map(|(_, n)| n).sum();
-        if span > 0.0 { count as f64 / span } else { 0.0 }
     }
 }

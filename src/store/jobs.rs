@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use super::StoreError;
+use crate::domain::Money;
 
 /// The life of a job. The values after `Importing` are `phonecheck.v1.BatchJobState`'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,6 +26,11 @@ pub enum JobState {
     /// Held by its runner until a limit allows it to go on (the tenant's daily budget is spent);
     /// the job's `error` says why and until when.
     Paused = 6,
+    /// Imported and estimated (a dry run): waits for a client to start it, never by itself.
+    Estimated = 7,
+    /// Stopped before it would pass its `max_cost`: waits for a client to raise it, never by
+    /// itself. Shown as `Paused` (the error says why); a value of the store's own.
+    CostPaused = 16,
 }
 
 impl JobState {
@@ -37,7 +43,17 @@ impl JobState {
             4 => JobState::Cancelled,
             5 => JobState::Failed,
             6 => JobState::Paused,
+            7 => JobState::Estimated,
+            16 => JobState::CostPaused,
             _ => JobState::Importing,
+        }
+    }
+
+    /// The `phonecheck.v1.BatchJobState` value clients see.
+    pub fn to_proto(self) -> i32 {
+        match self {
+            JobState::CostPaused => JobState::Paused as i32,
+            state => state as i32,
         }
     }
 
@@ -71,6 +87,8 @@ pub struct NewJob {
     pub sheets: u32,
     /// When it was created.
     pub created_at: SystemTime,
+    /// The most it may spend (`spec.max_cost`, later raised by a client); none: no limit.
+    pub max_cost: Option<Money>,
 }
 
 /// A job's counters.
@@ -117,6 +135,10 @@ pub struct JobRecord {
     pub passes: u32,
     /// Counters.
     pub counts: JobCounts,
+    /// `phonecheck.v1.BatchJobEstimate`, encoded, for a job imported as a dry run.
+    pub estimate: Option<Vec<u8>>,
+    /// What its billable answers cost so far.
+    pub spent: Money,
 }
 
 /// The number found in a row.
@@ -186,6 +208,8 @@ pub struct NumberResult {
     pub billable: i64,
     /// Answers from the cache.
     pub cache_hits: i64,
+    /// What its billable answers cost.
+    pub cost: Money,
 }
 
 /// One row of an export, with its number's report.
@@ -260,8 +284,13 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
         rows: &[ImportRow],
     ) -> Result<(), StoreError>;
     /// Records what the import found out about the file (format, encoding, columns), counts the
-    /// imported rows and queues the job.
-    async fn finish_import(&self, job: &NewJob) -> Result<(), StoreError>;
+    /// imported rows, and moves the job to `to` (`Queued`; or, for a dry run, still `Importing`
+    /// until its estimate is made). Returns the counts.
+    async fn finish_import(&self, job: &NewJob, to: JobState) -> Result<JobCounts, StoreError>;
+    /// Keeps a job's estimate (`phonecheck.v1.BatchJobEstimate`, encoded).
+    async fn set_estimate(&self, job_id: &str, estimate: &[u8]) -> Result<(), StoreError>;
+    /// Sets a job's `max_cost` (none: no limit).
+    async fn set_max_cost(&self, job_id: &str, max_cost: Option<Money>) -> Result<(), StoreError>;
     /// Removes the jobs created before `created_before` whose import never finished (their
     /// process died during the upload).
     async fn drop_unfinished_imports(&self, created_before: SystemTime) -> Result<u64, StoreError>;

@@ -166,9 +166,10 @@ mod tests {
             columns: Vec::new(),
             sheets: 0,
             created_at: SystemTime::now(),
+            max_cost: None,
         };
         store.create_job(&job).await.unwrap();
-        store.finish_import(&job).await.unwrap();
+        store.finish_import(&job, JobState::Queued).await.unwrap();
         let t0 = SystemTime::now();
         let lease = |owner: &str, from: SystemTime| Lease {
             owner: owner.into(),

@@ -14,6 +14,7 @@ mod batching;
 mod caih;
 mod cli;
 mod engine;
+mod estimate;
 mod fuzz;
 mod grpc_web;
 mod hostile;

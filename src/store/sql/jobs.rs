@@ -12,7 +12,7 @@ pub(in crate::store) const RESULTS_PER_STATEMENT: usize = 500;
 pub(in crate::store) const JOB_COLUMNS: &str = "id, tenant, state, spec, format, encoding, \
     number_column, columns, sheets, created_at, started_at, finished_at, error, rows_total, \
     rows_done, numbers_total, numbers_done, numbers_pending, numbers_failed, bad_rows, billable, \
-    cache_hits, passes, rate";
+    cache_hits, passes, rate, estimate, max_cost, spent";
 
 /// Implements [`JobStore`](crate::store::JobStore) for `$store` (with a `pool` of `$db`, whose
 /// rows are `$row`), and tells whether other processes share it.
@@ -27,6 +27,7 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Row};
 
 use crate::store::jobs::*;
 use crate::store::sql::jobs::{JOB_COLUMNS, RESULTS_PER_STATEMENT, ROWS_PER_STATEMENT};
+use crate::domain::Money;
 use crate::store::{StoreError, from_millis, millis};
 
 fn job_from_row(row: &$row) -> Result<JobRecord, StoreError> {
@@ -42,6 +43,7 @@ fn job_from_row(row: &$row) -> Result<JobRecord, StoreError> {
             columns: serde_json::from_str(&columns).unwrap_or_default(),
             sheets: row.get::<i64, _>("sheets").try_into().unwrap_or(0),
             created_at: from_millis(row.get("created_at")),
+            max_cost: row.get::<Option<i64>, _>("max_cost").map(Money::from_nanos),
         },
         state: JobState::from_i64(row.get("state")),
         started_at: row.get::<Option<i64>, _>("started_at").map(from_millis),
@@ -61,6 +63,8 @@ fn job_from_row(row: &$row) -> Result<JobRecord, StoreError> {
             rate: row.get("rate"),
             line_status_rows: Vec::new(),
         },
+        estimate: row.get("estimate"),
+        spent: Money::from_nanos(row.get("spent")),
     })
 }
 
@@ -85,8 +89,8 @@ impl JobStore for $store {
     async fn create_job(&self, job: &NewJob) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO batch_jobs (id, tenant, state, spec, format, encoding, number_column,
-                 columns, sheets, created_at)
-             VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9)",
+                 columns, sheets, created_at, max_cost)
+             VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&job.id)
         .bind(&job.tenant)
@@ -97,8 +101,27 @@ impl JobStore for $store {
         .bind(serde_json::to_string(&job.columns).unwrap_or_else(|_| "[]".into()))
         .bind(i64::from(job.sheets))
         .bind(millis(job.created_at))
+        .bind(job.max_cost.map(Money::nanos))
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    async fn set_estimate(&self, job_id: &str, estimate: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("UPDATE batch_jobs SET estimate = $2 WHERE id = $1")
+            .bind(job_id)
+            .bind(estimate)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_max_cost(&self, job_id: &str, max_cost: Option<Money>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE batch_jobs SET max_cost = $2 WHERE id = $1")
+            .bind(job_id)
+            .bind(max_cost.map(Money::nanos))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -163,7 +186,7 @@ impl JobStore for $store {
         Ok(())
     }
 
-    async fn finish_import(&self, job: &NewJob) -> Result<(), StoreError> {
+    async fn finish_import(&self, job: &NewJob, to: JobState) -> Result<JobCounts, StoreError> {
         let job_id = job.id.as_str();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -177,7 +200,7 @@ impl JobStore for $store {
              WHERE id = $1",
         )
         .bind(job_id)
-        .bind(JobState::Queued as i64)
+        .bind(to as i64)
         .bind(job.format)
         .bind(&job.encoding)
         .bind(&job.number_column)
@@ -190,8 +213,20 @@ impl JobStore for $store {
             .bind(job_id)
             .execute(&mut *tx)
             .await?;
+        let row = sqlx::query(
+            "SELECT rows_total, bad_rows, numbers_total FROM batch_jobs WHERE id = $1",
+        )
+        .bind(job_id)
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(JobCounts {
+            rows_total: row.get(0),
+            rows_done: row.get(1),
+            bad_rows: row.get(1),
+            numbers_total: row.get(2),
+            ..JobCounts::default()
+        })
     }
 
     async fn drop_unfinished_imports(
@@ -349,7 +384,7 @@ impl JobStore for $store {
             update.push(", rate = 0");
         }
         // The error says why a job failed, or why and until when it is paused; going on clears it.
-        if to.is_final() || matches!(to, JobState::Paused | JobState::Running) {
+        if to.is_final() || matches!(to, JobState::Paused | JobState::CostPaused | JobState::Running) {
             update.push(", error = ");
             update.push_bind(error);
         }
@@ -398,7 +433,7 @@ impl JobStore for $store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let (mut numbers_done, mut rows_done, mut failed, mut pending_delta) = (0i64, 0i64, 0, 0);
-        let (mut billable, mut cache_hits) = (0i64, 0i64);
+        let (mut billable, mut cache_hits, mut cost) = (0i64, 0i64, Money::ZERO);
         let mut by_status: HashMap<i32, i64> = HashMap::new();
         let by_key: HashMap<&str, &NumberResult> =
             results.iter().map(|r| (r.key.as_str(), r)).collect();
@@ -435,6 +470,7 @@ impl JobStore for $store {
                 let passes: i64 = row.get(2);
                 billable += result.billable;
                 cache_hits += result.cache_hits;
+                cost += result.cost;
                 // A number coming back from an earlier pass is no longer pending.
                 if passes > 1 {
                     pending_delta -= 1;
@@ -453,7 +489,8 @@ impl JobStore for $store {
         sqlx::query(
             "UPDATE batch_jobs SET numbers_done = numbers_done + $2, rows_done = rows_done + $3,
                  numbers_failed = numbers_failed + $4, numbers_pending = numbers_pending + $5,
-                 billable = billable + $6, cache_hits = cache_hits + $7, rate = $8
+                 billable = billable + $6, cache_hits = cache_hits + $7, rate = $8,
+                 spent = spent + $9
              WHERE id = $1",
         )
         .bind(job_id)
@@ -464,6 +501,7 @@ impl JobStore for $store {
         .bind(billable)
         .bind(cache_hits)
         .bind(rate)
+        .bind(cost.nanos())
         .execute(&mut *tx)
         .await?;
         for (status, rows) in by_status {
