@@ -26,7 +26,7 @@ use crate::budget::{BudgetHold, BudgetSpent, LimitError, TenantLimits};
 use crate::domain::CheckState;
 use crate::engine::{Engine, LookupRequest, Priority};
 use crate::pb;
-use crate::store::{JobState, Lease, Spend, NumberFate, NumberResult, StoreError, TodoNumber};
+use crate::store::{JobState, Lease, NumberFate, NumberResult, Spend, StoreError, TodoNumber};
 use crate::wire;
 
 /// How often the retention sweeper runs.
