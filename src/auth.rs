@@ -17,6 +17,10 @@ use crate::budget::{BudgetHold, DailyBudget, LimitError, LocalRate, RateBucket, 
 use crate::domain::{Check, CheckOptions, Currency, Money};
 use crate::store::{BudgetLimit, BudgetStore, Spend};
 
+/// The largest `daily_budget`, in units of the currency: Redis's Lua scripts count in doubles,
+/// exact to 2^53 nanos (about 9,007,199 units).
+pub const MAX_DAILY_BUDGET_UNITS: i64 = 9_000_000;
+
 /// `[tenants.NAME]`: one API client.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +72,14 @@ impl TenantConfig {
         {
             problems.push(format!(
                 "tenants.{name}.rate_limit: requests_per_second must be above zero and burst at least 1"
+            ));
+        }
+        if let Some(budget) = tenant.daily_budget
+            && budget > Money::from_units(MAX_DAILY_BUDGET_UNITS)
+        {
+            problems.push(format!(
+                "tenants.{name}.daily_budget: at most {MAX_DAILY_BUDGET_UNITS} a day (Redis keeps \
+                 budgets exact to the nano up to there)"
             ));
         }
         if tenant.key_sha256.is_empty() {

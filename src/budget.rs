@@ -235,17 +235,38 @@ impl DailyBudget {
 
     async fn settle(&self, day: &str, held: Spend, billed: Spend) {
         // A hold the store never hears settled stays counted in full, as spent: the budget errs
-        // on the side of the tenant's money.
-        if let Err(e) = self.store.settle(&self.tenant, day, held, billed).await {
+        // on the side of the tenant's money. The vendors bill on the day they answer: a request
+        // held before midnight (China time) and answered after it is billed to the new day.
+        let today = today();
+        let settled = if today == day {
+            self.store.settle(&self.tenant, day, held, billed).await
+        } else {
+            match self
+                .store
+                .settle(&self.tenant, day, held, Spend::default())
+                .await
+            {
+                Ok(()) => {
+                    self.store
+                        .settle(&self.tenant, &today, Spend::default(), billed)
+                        .await
+                }
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = settled {
             warn!(tenant = %self.tenant, error = %e, "budget: a hold could not be settled and stays held");
         }
     }
 }
 
+/// The store's error stays in the server's log (it may name hosts or SQL); the caller is told
+/// what could not be checked.
 fn unavailable(e: StoreError) -> LimitError {
+    warn!(error = %e, "budget: the daily budget cannot be checked; refusing what would spend");
     LimitError::Unavailable {
         what: "daily budget",
-        why: e.to_string(),
+        why: "the budget store (Redis or the database) cannot be reached".to_owned(),
     }
 }
 

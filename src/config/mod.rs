@@ -473,6 +473,25 @@ impl Config {
         for (name, tenant) in &self.tenants {
             problems.extend(tenant.problems(name));
         }
+        // A budget in money binds only if every paid answer has a price: a provider without one
+        // would be held and billed at nothing.
+        if let Some(tenant) = self
+            .tenants
+            .keys()
+            .find(|t| self.tenants[*t].daily_budget.is_some())
+        {
+            for (name, provider) in &self.providers {
+                for check in provider.checks() {
+                    if provider.prices().get(check).is_none() {
+                        problems.push(format!(
+                            "providers.{name}.prices.{}: required, as tenants.{tenant}.daily_budget \
+                             is in money",
+                            check.as_str().replace('-', "_")
+                        ));
+                    }
+                }
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {

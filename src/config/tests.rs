@@ -180,3 +180,52 @@ fn a_secret_given_the_wrong_way_is_refused_without_being_printed() {
     assert!(message.contains("server.shutdown_grace"), "{message}");
     assert!(!message.contains("forever-s3cret"), "{message}");
 }
+
+#[test]
+fn money_settings_are_checked() {
+    let hash = "0".repeat(64);
+    let err = Config::from_toml(&format!(
+        r#"
+        [billing]
+        currency = "XYZ"
+        "#
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("ISO 4217"), "{err}");
+    let err = Config::from_toml(&format!(
+        r#"
+        [providers.ts]
+        type = "thinksms"
+        hashcode = "h"
+        private_key = {{ env = "PATH" }}
+        prices = {{ line_status = "0.03", risk_profile = "0.10" }}
+        [providers.yd]
+        type = "yidun"
+        secret_id = "i"
+        business_id = "b"
+        secret_key = {{ env = "PATH" }}
+        [tenants.acme]
+        key_sha256 = ["{hash}"]
+        daily_budget = "9000000.01"
+        "#
+    ))
+    .unwrap_err();
+    let ConfigError::Invalid(problems) = err else {
+        panic!("{err}")
+    };
+    let text = problems.join("\n");
+    for needle in [
+        "providers.ts: prices.risk_profile: the provider does not serve risk-profile",
+        "tenants.acme.daily_budget: at most 9000000",
+        "providers.yd.prices.risk_profile: required, as tenants.acme.daily_budget is in money",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    // A price is a decimal string, never a float (which would have lost the exact amount).
+    let err = Config::from_toml("[providers.ts]\ntype = \"thinksms\"\nhashcode = \"h\"\nprivate_key = { env = \"PATH\" }\nprices = { line_status = 0.03 }").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("providers.ts: expected a string, found a number"),
+        "{err}"
+    );
+}

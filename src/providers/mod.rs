@@ -138,7 +138,8 @@ impl Prices {
         self.get(check).unwrap_or_default()
     }
 
-    fn get(&self, check: Check) -> Option<Money> {
+    /// The configured price of `check`, if any.
+    pub fn get(&self, check: Check) -> Option<Money> {
         match check {
             Check::LineStatus => self.line_status,
             Check::SpamLabels => self.spam_labels,
@@ -267,6 +268,17 @@ impl ProviderConfig {
         problems.extend(limits.problems());
         problems.extend(prices.problems(&self.checks()));
         problems
+    }
+
+    /// The prices configured for this provider.
+    pub fn prices(&self) -> &Prices {
+        match self {
+            ProviderConfig::Thinksms(c) => &c.prices,
+            ProviderConfig::Aliyun(c) => &c.prices,
+            ProviderConfig::Caih(c) => &c.prices,
+            ProviderConfig::Tongdun(c) => &c.prices,
+            ProviderConfig::Yidun(c) => &c.prices,
+        }
     }
 
     /// The secrets this provider reads.

@@ -19,7 +19,8 @@ const DAY_TTL_SECONDS: u64 = 3 * 24 * 3600;
 
 /// KEYS[1]: the day's hash; ARGV: calls, nanos wanted; call and nanos limits (-1: none); TTL.
 /// Holds and returns 1, or returns 0 when spent + held + wanted would pass a limit. (Lua numbers
-/// are doubles: exact to 2^53 nanos, nine million units a day, far above any daily budget.)
+/// are doubles: exact to 2^53 nanos, nine million units a day; `daily_budget` is bounded below
+/// that, and `HINCRBY` is given the caller's integers as written.)
 static HOLD: LazyLock<Arc<redis::Script>> = LazyLock::new(|| {
     Arc::new(redis::Script::new(
         r"
@@ -38,16 +39,20 @@ return 1
     ))
 });
 
-/// KEYS[1]: the day's hash; ARGV: calls, nanos held; calls, nanos billed.
+/// KEYS[1]: the day's hash; ARGV: calls, nanos held; calls, nanos billed. What is billed is
+/// added first, and only amounts above zero are sent to `HINCRBY` as integers written out in
+/// full (Redis 7.0 refuses a Lua `-0`, and Lua would write large numbers with an exponent).
 static SETTLE: LazyLock<Arc<redis::Script>> = LazyLock::new(|| {
     Arc::new(redis::Script::new(
         r"
-local v = redis.call('HMGET', KEYS[1], 'hc', 'hn')
-local hc, hn = tonumber(v[1]) or 0, tonumber(v[2]) or 0
-redis.call('HINCRBY', KEYS[1], 'hc', -math.min(hc, tonumber(ARGV[1])))
-redis.call('HINCRBY', KEYS[1], 'hn', -math.min(hn, tonumber(ARGV[2])))
 redis.call('HINCRBY', KEYS[1], 'sc', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'sn', ARGV[4])
+local v = redis.call('HMGET', KEYS[1], 'hc', 'hn')
+local hc = math.min(tonumber(v[1]) or 0, tonumber(ARGV[1]))
+local hn = math.min(tonumber(v[2]) or 0, tonumber(ARGV[2]))
+if hc > 0 then redis.call('HINCRBY', KEYS[1], 'hc', string.format('-%.0f', hc)) end
+if hn > 0 then redis.call('HINCRBY', KEYS[1], 'hn', string.format('-%.0f', hn)) end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 ",
     ))
@@ -114,6 +119,7 @@ impl BudgetStore for RedisBudgets {
             .arg(held.cost.nanos())
             .arg(billed.calls_i64())
             .arg(billed.cost.nanos())
+            .arg(DAY_TTL_SECONDS)
             .invoke_async(&mut self.shared.connection())
             .await
             .map_err(|e| unreachable(&e))?;
@@ -184,7 +190,9 @@ impl RateBucket for SharedRate {
             .arg("now")
             .invoke_async(&mut self.shared.connection())
             .await
-            .map_err(|e| rate_unavailable(format!("Redis: {}", failed("rate", &e))))?;
+            .map_err(|e| {
+                rate_unavailable(format!("Redis cannot be reached ({})", failed("rate", &e)))
+            })?;
         if wait > 0 {
             return Err(LimitError::RateLimited(Duration::from_micros(wait as u64)));
         }

@@ -14,14 +14,24 @@ use tonic::Code;
 
 const KEY: &str = "pck_shared_limits_tenant_key_for_tests";
 
-/// A replica: Thinksms at 0.03 a billed call, sharing state through the Redis on `port`, and the
-/// tenant `acme` with `limits` in its table.
-fn replica(sim: &SimServer, dir: &std::path::Path, port: u16, limits: &str) -> Config {
+/// A replica: Thinksms at 0.03 a billed call (`priced`), sharing state through the Redis on
+/// `port`, and the tenant `acme` with `limits` in its table.
+fn replica(
+    sim: &SimServer,
+    dir: &std::path::Path,
+    port: u16,
+    limits: &str,
+    priced: bool,
+) -> Config {
+    let prices = if priced {
+        "[providers.thinksms.prices]\nline_status = \"0.03\"\n"
+    } else {
+        ""
+    };
     let toml = replica_toml(sim, dir, port, 0).replace(
         "[storage]",
         &format!(
-            "[providers.thinksms.prices]\nline_status = \"0.03\"\n\
-             [tenants.acme]\nkey_sha256 = [\"{}\"]\n{limits}\n[storage]",
+            "{prices}[tenants.acme]\nkey_sha256 = [\"{}\"]\n{limits}\n[storage]",
             key_hash(KEY)
         ),
     );
@@ -29,8 +39,12 @@ fn replica(sim: &SimServer, dir: &std::path::Path, port: u16, limits: &str) -> C
 }
 
 async fn start(sim: &SimServer, port: u16, limits: &str) -> TestServer {
+    start_priced(sim, port, limits, true).await
+}
+
+async fn start_priced(sim: &SimServer, port: u16, limits: &str, priced: bool) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
-    let config = replica(sim, dir.path(), port, limits);
+    let config = replica(sim, dir.path(), port, limits, priced);
     TestServer::start_in(config, dir.path()).await.keep_dir(dir)
 }
 
@@ -186,5 +200,27 @@ async fn without_redis_a_budgeted_tenants_paid_calls_are_refused_not_spent_blind
         sim.stats().vendor("thinksms").calls,
         1,
         "no call without the budget"
+    );
+}
+
+#[tokio::test]
+async fn a_budget_in_calls_holds_in_redis_when_answers_cost_nothing() {
+    // Holds of zero money (no prices configured) settle like any other: the call budget binds.
+    let redis = Redis::start();
+    let sim = start_sim(SimConfig::default()).await;
+    let a = start_priced(&sim, redis.port, "daily_billable_budget = 6", false).await;
+    let b = start_priced(&sim, redis.port, "daily_billable_budget = 6", false).await;
+    let (from_a, from_b) = tokio::join!(stream(&a, items(8, 10)), stream(&b, items(9, 10)));
+    use pb::check_numbers_result::Outcome;
+    let answered = from_a
+        .iter()
+        .chain(&from_b)
+        .filter(|r| matches!(r.outcome, Some(Outcome::Report(_))))
+        .count();
+    assert_eq!(answered, 6);
+    assert_eq!(
+        sim.stats().vendor("thinksms").billable,
+        6,
+        "the budget, no more"
     );
 }

@@ -57,6 +57,15 @@ macro_rules! sql_budget_store {
                     held: Spend,
                     billed: Spend,
                 ) -> Result<(), StoreError> {
+                    // The day may have no row yet (billed on the day after the hold was taken).
+                    sqlx::query(
+                        "INSERT INTO tenant_budget_days (tenant, day) VALUES ($1, $2)
+                         ON CONFLICT (tenant, day) DO NOTHING",
+                    )
+                    .bind(tenant)
+                    .bind(day)
+                    .execute(&self.pool)
+                    .await?;
                     sqlx::query(
                         "UPDATE tenant_budget_days
              SET held_calls = CASE WHEN held_calls > $3 THEN held_calls - $3 ELSE 0 END,
