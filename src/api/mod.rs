@@ -76,9 +76,10 @@ impl PhoneCheckApi {
     }
 }
 
-/// A live lookup from a request's fields (a `LookupNumber` call or one stream item), each field
-/// bounded before it is read.
+/// A live lookup for `tenant` from a request's fields (a `LookupNumber` call or one stream item),
+/// each field bounded before it is read.
 pub(crate) fn lookup_request(
+    tenant: &Tenant,
     number: String,
     default_region: String,
     checks: &[i32],
@@ -93,6 +94,7 @@ pub(crate) fn lookup_request(
         default_region,
         deadline,
         priority: crate::engine::Priority::Live,
+        tenant: tenant.name.as_str().into(),
     })
 }
 
@@ -127,6 +129,7 @@ impl PhoneCheckService for PhoneCheckApi {
         let tenant = tenant_of(&request);
         let request = request.into_inner();
         let lookup = lookup_request(
+            &tenant,
             request.number,
             request.default_region,
             &request.checks,

@@ -94,7 +94,7 @@ async fn answer(
     deadline: Option<Instant>,
 ) -> pb::CheckNumbersResult {
     let mut request_id = item.request_id.clone();
-    let outcome = match to_lookup(item, deadline) {
+    let outcome = match to_lookup(tenant, item, deadline) {
         Ok(lookup) => super::lookup_for(&engine, tenant, &lookup)
             .await
             .map(|report| convert::report_to_proto(&report, engine.currency())),
@@ -118,11 +118,13 @@ async fn answer(
 }
 
 fn to_lookup(
+    tenant: &Tenant,
     item: pb::CheckNumbersRequest,
     deadline: Option<Instant>,
 ) -> Result<LookupRequest, ApiError> {
     convert::bounded("request_id", &item.request_id, convert::max_len::REQUEST_ID)?;
     super::lookup_request(
+        tenant,
         item.number,
         item.default_region,
         &item.checks,

@@ -28,6 +28,7 @@ use tracing::Instrument;
 use super::answers::{Answers, Hit};
 use super::health::Health;
 use super::hot::AnswerId;
+use super::usage::{Usage, UsageEvent};
 use crate::domain::{Check, CheckData};
 use crate::providers::{Answer, Provider, ProviderError, Query};
 use crate::shared::{AnswerKey, Coordination, RemoteLock, SharedAnswer, SharedAnswers, TtlFn};
@@ -70,6 +71,19 @@ impl Fetched {
     }
 }
 
+/// Who asks for an answer, and how.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The tenant the vendor call is counted to in the usage ledger.
+    pub tenant: Arc<str>,
+    /// When the caller stops waiting; retries do not start after it.
+    pub deadline: Option<Instant>,
+    /// Live or bulk.
+    pub priority: super::Priority,
+    /// The caller was granted platform profiles: they may be kept with the answer.
+    pub profiles: bool,
+}
+
 /// How an answer was obtained.
 #[derive(Debug, Clone)]
 pub enum Delivery {
@@ -96,6 +110,8 @@ struct Job {
     /// The caller was granted platform profiles: they may be kept with the answer.
     profiles: bool,
     deadline: Option<Instant>,
+    /// Whose usage the call is.
+    tenant: Arc<str>,
     reply: oneshot::Sender<Fetched>,
     /// This replica's hold on the call among replicas, when they share answers.
     lock: Option<RemoteLock>,
@@ -118,6 +134,8 @@ struct Shared {
     remote: Option<SharedAnswers>,
     inflight: Mutex<HashMap<Key, Vec<oneshot::Sender<Fetched>>>>,
     health: Mutex<Health>,
+    /// The usage ledger's increments.
+    usage: Arc<Usage>,
 }
 
 /// A provider behind its cache, single-flight and batcher.
@@ -137,15 +155,17 @@ impl std::fmt::Debug for Dispatcher {
 
 impl Dispatcher {
     /// Starts the batcher of `provider`, whose answers are kept in `answers` (and in Redis, for
-    /// `ttl`, with `shared`). Must be called within a Tokio runtime.
+    /// `ttl`, with `shared`), and whose vendor calls are counted in `usage`. Must be called within
+    /// a Tokio runtime.
     pub fn new(
         provider: Arc<dyn Provider>,
         answers: Arc<Answers>,
         ttl: TtlFn,
         bulk_share: f64,
         shared: Option<&crate::shared::Shared>,
+        usage: Arc<Usage>,
     ) -> Dispatcher {
-        Self::with_queue(provider, answers, ttl, bulk_share, shared, QUEUE)
+        Self::with_queue(provider, answers, ttl, bulk_share, shared, usage, QUEUE)
     }
 
     fn with_queue(
@@ -154,6 +174,7 @@ impl Dispatcher {
         ttl: TtlFn,
         bulk_share: f64,
         shared: Option<&crate::shared::Shared>,
+        usage: Arc<Usage>,
         queue: usize,
     ) -> Dispatcher {
         let info = provider.info();
@@ -179,6 +200,7 @@ impl Dispatcher {
             provider,
             inflight: Mutex::new(HashMap::new()),
             health: Mutex::new(Health::default()),
+            usage,
         });
         let (queue, jobs) = mpsc::channel(queue);
         tokio::spawn(batcher(shared.clone(), jobs, linger));
@@ -248,8 +270,8 @@ impl Dispatcher {
     }
 
     /// Answers `check` for `query`: from the cache if an answer younger than `max_age` is there
-    /// (with platform profiles, when `profiles`: the caller is granted them), else from the
-    /// vendor call in flight for the same key, else from a new one.
+    /// (with platform profiles, when the caller is granted them), else from the vendor call in
+    /// flight for the same key, else from a new one, counted to the caller's tenant.
     #[tracing::instrument(
         name = "dispatch",
         skip_all,
@@ -260,10 +282,9 @@ impl Dispatcher {
         check: Check,
         query: Query,
         max_age: Option<Duration>,
-        deadline: Option<Instant>,
-        priority: super::Priority,
-        profiles: bool,
+        caller: &Caller,
     ) -> Delivery {
+        let profiles = caller.profiles;
         let key = self.key(check, &query);
         if let Some(hit) = self
             .shared
@@ -278,7 +299,7 @@ impl Dispatcher {
             .remote
             .as_ref()
             .map(|remote| remote.key(check, &query.number.e164, query.kyc.as_ref()));
-        if priority == super::Priority::Bulk
+        if caller.priority == super::Priority::Bulk
             && let Some(pacer) = &self.shared.bulk_pacer
             && !self.in_flight(&key)
         {
@@ -325,10 +346,11 @@ impl Dispatcher {
         // no answer: the call goes on, and every waiter gets its result.
         let (reply, answer) = oneshot::channel();
         let leader = self.clone();
+        let caller = caller.clone();
         tokio::spawn(
             async move {
                 let delivery = match leader
-                    .lead(key, remote_key, query, max_age, deadline, profiles)
+                    .lead(key, remote_key, query, max_age, &caller)
                     .await
                 {
                     Ok(delivery) => delivery,
@@ -360,9 +382,9 @@ impl Dispatcher {
         remote_key: Option<AnswerKey>,
         query: Query,
         max_age: Option<Duration>,
-        deadline: Option<Instant>,
-        profiles: bool,
+        caller: &Caller,
     ) -> Result<Delivery, oneshot::Receiver<Fetched>> {
+        let profiles = caller.profiles;
         // An answer may have landed between the cache check and the reservation.
         if let Some(hit) = self.fresh(&key, max_age, profiles) {
             self.shared.deliver(&key, hit.ready(), None);
@@ -388,7 +410,8 @@ impl Dispatcher {
             key,
             query,
             profiles,
-            deadline,
+            deadline: caller.deadline,
+            tenant: caller.tenant.clone(),
             reply,
             lock,
             span: tracing::Span::current(),
@@ -576,7 +599,27 @@ impl Shared {
         let mut shared_answers = Vec::new();
         let mut deliveries = Vec::with_capacity(jobs.len());
         let mut rows = Vec::new();
+        let price = info.prices.of(check);
         for (job, result) in jobs.into_iter().zip(results) {
+            // Counted here, where the call completed, whether or not its caller still waits.
+            let billable = match &result {
+                Ok(answer) => answer.billable(),
+                Err(error) => error.billable(),
+            };
+            if billable {
+                crate::metrics::count_vendor_cost(&info.name, check.as_str(), price.nanos());
+            }
+            self.usage.record(
+                &job.tenant,
+                &info.name,
+                check,
+                UsageEvent {
+                    billable,
+                    cost: price,
+                    failed: result.is_err(),
+                    ..UsageEvent::default()
+                },
+            );
             // Answers are kept, negative ones too; failures and pending answers are not.
             let kept = match &result {
                 Ok(Answer::Ready { data, .. }) => Some(keepable(data.clone(), job.profiles)),

@@ -257,6 +257,7 @@ async fn run_passes(
         options: wire::options_from_proto("options", spec.options).unwrap_or_default(),
         deadline: None,
         priority: Priority::Bulk,
+        tenant: job.job.tenant.as_str().into(),
     });
     let config = jobs.config();
     let budget = Budget {
@@ -508,6 +509,7 @@ async fn check(
                     .iter()
                     .any(|o| matches!(o.state, CheckState::Failed(_))),
                 billable: report.outcomes.iter().filter(|o| o.billable).count() as i64,
+                cost: report.outcomes.iter().map(|o| o.cost).sum(),
                 cache_hits: report.outcomes.iter().filter(|o| o.cached).count() as i64,
                 report: proto.encode_to_vec(),
             }
@@ -529,6 +531,7 @@ async fn check(
                 }
                 .encode_to_vec(),
                 billable: 0,
+                cost: crate::domain::Money::ZERO,
                 cache_hits: 0,
             }
         }

@@ -92,6 +92,8 @@ pub struct JobCounts {
     pub bad_rows: i64,
     /// Billable vendor calls.
     pub billable: i64,
+    /// What the billable calls cost, in the billing currency.
+    pub cost: crate::domain::Money,
     /// Answers from the cache.
     pub cache_hits: i64,
     /// Numbers per second, recently.
@@ -184,6 +186,8 @@ pub struct NumberResult {
     pub report: Vec<u8>,
     /// Billable vendor calls it cost.
     pub billable: i64,
+    /// What they cost, in the billing currency.
+    pub cost: crate::domain::Money,
     /// Answers from the cache.
     pub cache_hits: i64,
 }

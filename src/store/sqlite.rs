@@ -58,6 +58,7 @@ impl SqliteStore {
 }
 
 crate::store::sql::pending::sql_pending_store!(SqliteStore);
+crate::store::sql::usage::sql_usage_store!(SqliteStore, sqlx::Sqlite);
 crate::store::sql::jobs::sql_job_store!(
     SqliteStore,
     sqlx::Sqlite,

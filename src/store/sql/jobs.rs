@@ -12,7 +12,7 @@ pub(in crate::store) const RESULTS_PER_STATEMENT: usize = 500;
 pub(in crate::store) const JOB_COLUMNS: &str = "id, tenant, state, spec, format, encoding, \
     number_column, columns, sheets, created_at, started_at, finished_at, error, rows_total, \
     rows_done, numbers_total, numbers_done, numbers_pending, numbers_failed, bad_rows, billable, \
-    cache_hits, passes, rate";
+    cost_nanos, cache_hits, passes, rate";
 
 /// Implements [`JobStore`](crate::store::JobStore) for `$store` (with a `pool` of `$db`, whose
 /// rows are `$row`), and tells whether other processes share it.
@@ -57,6 +57,7 @@ fn job_from_row(row: &$row) -> Result<JobRecord, StoreError> {
             numbers_failed: row.get("numbers_failed"),
             bad_rows: row.get("bad_rows"),
             billable: row.get("billable"),
+            cost: crate::domain::Money::from_nanos(row.get("cost_nanos")),
             cache_hits: row.get("cache_hits"),
             rate: row.get("rate"),
             line_status_rows: Vec::new(),
@@ -399,6 +400,7 @@ impl JobStore for $store {
         let mut tx = self.pool.begin().await?;
         let (mut numbers_done, mut rows_done, mut failed, mut pending_delta) = (0i64, 0i64, 0, 0);
         let (mut billable, mut cache_hits) = (0i64, 0i64);
+        let mut cost = crate::domain::Money::ZERO;
         let mut by_status: HashMap<i32, i64> = HashMap::new();
         let by_key: HashMap<&str, &NumberResult> =
             results.iter().map(|r| (r.key.as_str(), r)).collect();
@@ -434,6 +436,7 @@ impl JobStore for $store {
                 let rows: i64 = row.get(1);
                 let passes: i64 = row.get(2);
                 billable += result.billable;
+                cost += result.cost;
                 cache_hits += result.cache_hits;
                 // A number coming back from an earlier pass is no longer pending.
                 if passes > 1 {
@@ -453,7 +456,8 @@ impl JobStore for $store {
         sqlx::query(
             "UPDATE batch_jobs SET numbers_done = numbers_done + $2, rows_done = rows_done + $3,
                  numbers_failed = numbers_failed + $4, numbers_pending = numbers_pending + $5,
-                 billable = billable + $6, cache_hits = cache_hits + $7, rate = $8
+                 billable = billable + $6, cache_hits = cache_hits + $7, rate = $8,
+                 cost_nanos = cost_nanos + $9
              WHERE id = $1",
         )
         .bind(job_id)
@@ -464,6 +468,7 @@ impl JobStore for $store {
         .bind(billable)
         .bind(cache_hits)
         .bind(rate)
+        .bind(cost.nanos())
         .execute(&mut *tx)
         .await?;
         for (status, rows) in by_status {

@@ -2,3 +2,4 @@
 
 pub(super) mod jobs;
 pub(super) mod pending;
+pub(super) mod usage;
