@@ -176,6 +176,7 @@ fn method_label(path: &str) -> &'static str {
         "/phonecheck.v1.BatchJobService/DeleteBatchJob",
         "/phonecheck.v1.BatchJobService/WatchBatchJob",
         "/phonecheck.v1.BatchJobService/ExportBatchJobResults",
+        "/phonecheck.v1.UsageService/GetUsage",
         "/grpc.health.v1.Health/Check",
         "/grpc.health.v1.Health/Watch",
         "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",

@@ -17,6 +17,7 @@ use crate::api::AuthInterceptor;
 use crate::api::PhoneCheckApi;
 use crate::api::admin::AdminApi;
 use crate::api::jobs::BatchJobApi;
+use crate::api::usage::UsageApi;
 use crate::auth::Tenants;
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
@@ -25,6 +26,7 @@ use crate::number::{Analyzer, LocationData, LocationDataError};
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::batch_job_service_server::BatchJobServiceServer;
 use crate::pb::phone_check_service_server::PhoneCheckServiceServer;
+use crate::pb::usage_service_server::UsageServiceServer;
 use crate::providers::aliyun::{AliyunConfig, AliyunProvider};
 use crate::providers::caih::{CaihConfig, CaihProvider};
 use crate::providers::signing::SignatureMethod;
@@ -33,7 +35,7 @@ use crate::providers::tongdun::{TongdunConfig, TongdunProvider};
 use crate::providers::yidun::{YidunConfig, YidunProvider};
 use crate::providers::{BuildContext, Provider, SystemClock};
 use crate::sim::{self, SimConfig, SimServer};
-use crate::store::{JobStore, PendingStore, PostgresStore, SqliteStore, StoreError};
+use crate::store::{JobStore, PendingStore, PostgresStore, SqliteStore, StoreError, UsageStore};
 
 /// Largest request or response message, in bytes.
 const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
@@ -99,20 +101,24 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         None => LocationData::embedded(),
     };
     let analyzer = Analyzer::new(locations);
-    let (jobs_store, local_pending): (Arc<dyn JobStore>, Arc<dyn PendingStore>) =
-        match &config.storage.database_url {
-            Some(url) => {
-                let url = url.resolve().map_err(StoreError::Config)?;
-                let store = Arc::new(
-                    PostgresStore::connect(&url, config.storage.database_connections).await?,
-                );
-                (store.clone(), store)
-            }
-            None => {
-                let store = Arc::new(SqliteStore::open(&config.storage.data_dir).await?);
-                (store.clone(), store)
-            }
-        };
+    // Jobs, pending submissions and the usage ledger share one database.
+    type Stores = (
+        Arc<dyn JobStore>,
+        Arc<dyn PendingStore>,
+        Arc<dyn UsageStore>,
+    );
+    let (jobs_store, local_pending, usage_store): Stores = match &config.storage.database_url {
+        Some(url) => {
+            let url = url.resolve().map_err(StoreError::Config)?;
+            let store =
+                Arc::new(PostgresStore::connect(&url, config.storage.database_connections).await?);
+            (store.clone(), store.clone(), store)
+        }
+        None => {
+            let store = Arc::new(SqliteStore::open(&config.storage.data_dir).await?);
+            (store.clone(), store.clone(), store)
+        }
+    };
     let shared = match &config.redis {
         Some(redis) => Some(
             crate::shared::Shared::connect(redis)
@@ -183,6 +189,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
             shared.as_ref(),
         )
         .with_currency(config.billing.currency)
+        .with_usage(usage_store)
         .with_routes(&config.routes)?,
     );
     let tenants = Tenants::new(&config.tenants, config.server.concurrency_limits());
@@ -321,6 +328,7 @@ where
         .set_serving::<BatchJobServiceServer<BatchJobApi>>()
         .await;
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    health.set_serving::<UsageServiceServer<UsageApi>>().await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -330,6 +338,9 @@ where
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    let usage_api = UsageServiceServer::new(UsageApi::new(engine.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let admin_api = AdminServiceServer::new(AdminApi::new(engine.clone()))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
@@ -347,6 +358,7 @@ where
     let auth = AuthInterceptor::new(tenants);
     let api = InterceptedService::new(api, auth.clone());
     let batch_jobs = InterceptedService::new(batch_jobs, auth.clone());
+    let usage_api = InterceptedService::new(usage_api, auth.clone());
     let admin_api = InterceptedService::new(admin_api, auth);
 
     let addr = listener.local_addr()?;
@@ -365,6 +377,9 @@ where
                 .await;
             health
                 .set_not_serving::<AdminServiceServer<AdminApi>>()
+                .await;
+            health
+                .set_not_serving::<UsageServiceServer<UsageApi>>()
                 .await;
             health
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
@@ -411,6 +426,7 @@ where
         .add_service(api)
         .add_service(batch_jobs)
         .add_service(admin_api)
+        .add_service(usage_api)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     let grace = config.server.shutdown_grace;
     let result = tokio::select! {
@@ -422,8 +438,12 @@ where
     };
     // Running jobs stop where they are and resume at the next start.
     jobs.shutdown().await;
-    // Every answer paid so far is in the store before the process goes.
+    // Every answer paid so far is in the store before the process goes, and every call counted
+    // is in the usage ledger.
     answers.flush_answers().await;
+    if let Err(e) = answers.flush_usage().await {
+        warn!(error = %e, "usage ledger: the last counts could not be written");
+    }
     let _ = admin_stop.send(());
     if let Some(sim) = sandbox {
         sim.shutdown().await?;

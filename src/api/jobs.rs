@@ -71,7 +71,12 @@ impl BatchJobApi {
         } else {
             Vec::new()
         };
-        Ok(job_to_proto(job, bad_rows, self.jobs.expires_at(job)))
+        Ok(job_to_proto(
+            job,
+            bad_rows,
+            self.jobs.expires_at(job),
+            self.jobs.engine().currency(),
+        ))
     }
 }
 
@@ -84,6 +89,7 @@ fn job_to_proto(
     job: &JobRecord,
     bad_rows: Vec<crate::store::BadRowRecord>,
     expires: Option<SystemTime>,
+    currency: crate::domain::Currency,
 ) -> pb::BatchJob {
     let c = &job.counts;
     let remaining = (c.numbers_total - c.numbers_done).max(0);
@@ -114,6 +120,7 @@ fn job_to_proto(
             numbers_failed: c.numbers_failed,
             billable_calls: c.billable,
             cache_hits: c.cache_hits,
+            cost: Some(crate::wire::money_to_proto(c.cost, currency)),
         }),
         bad_rows: bad_rows
             .into_iter()

@@ -1,10 +1,13 @@
-//! The gRPC services: request validation, calls into the engine, and conversion of the answers.
+//! The gRPC services: request validation, calls into the engine, and conversion of the answers:
+//! checks ([`PhoneCheckApi`]), file jobs ([`jobs`]), the usage ledger ([`usage`]) and
+//! administration ([`admin`]).
 
 pub mod admin;
 pub mod convert;
 pub mod error;
 pub mod jobs;
 pub mod stream;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -169,7 +172,9 @@ impl PhoneCheckService for PhoneCheckApi {
             .engine
             .providers()
             .iter()
-            .map(|(provider, health)| convert::provider_to_proto(provider.as_ref(), health))
+            .map(|(provider, health)| {
+                convert::provider_to_proto(provider.as_ref(), health, self.engine.currency())
+            })
             .collect();
         let answer_cache = Some(convert::answer_stats_to_proto(
             &self.engine.answer_stats().await,
@@ -184,6 +189,7 @@ impl PhoneCheckService for PhoneCheckApi {
             providers,
             answer_cache,
             routes,
+            currency_code: self.engine.currency().code().to_owned(),
         }))
     }
 }

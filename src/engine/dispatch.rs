@@ -349,10 +349,7 @@ impl Dispatcher {
         let caller = caller.clone();
         tokio::spawn(
             async move {
-                let delivery = match leader
-                    .lead(key, remote_key, query, max_age, &caller)
-                    .await
-                {
+                let delivery = match leader.lead(key, remote_key, query, max_age, &caller).await {
                     Ok(delivery) => delivery,
                     Err(answer) => {
                         leader.shared.count("miss");

@@ -103,12 +103,8 @@ async fn a_dropped_leader_never_wedges_its_number() {
     let caller = live();
     for polls in 0..6 {
         let number = format!("1380013800{polls}");
-        let mut leader = Box::pin(dispatcher.dispatch(
-            Check::LineStatus,
-            query(&number),
-            None,
-            &caller,
-        ));
+        let mut leader =
+            Box::pin(dispatcher.dispatch(Check::LineStatus, query(&number), None, &caller));
         for _ in 0..=polls {
             assert!(futures::poll!(&mut leader).is_pending());
             tokio::task::yield_now().await;

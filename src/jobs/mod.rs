@@ -415,6 +415,11 @@ impl Jobs {
         self.limits.get(tenant).cloned().unwrap_or_default()
     }
 
+    /// The engine the jobs run on.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     /// The configuration.
     pub fn config(&self) -> &JobsConfig {
         &self.config
