@@ -25,7 +25,7 @@ use crate::engine::Engine;
 use crate::pb;
 use crate::store::{JobRecord, JobState, JobStore, NewJob, StoreError};
 
-pub use config::{JobsConfig, PricesConfig};
+pub use config::JobsConfig;
 pub use runner::Runner;
 
 /// On a shared store, an upload still unfinished after this is a dead replica's.
