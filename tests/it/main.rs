@@ -29,5 +29,6 @@ mod routes;
 mod server;
 mod stream;
 mod tls;
+mod usage;
 mod vendors;
 mod yidun;
