@@ -346,4 +346,30 @@ mod tests {
         );
         assert_eq!(code_label(None), "UNKNOWN");
     }
+
+    #[test]
+    fn vendor_cost_is_an_exact_decimal_counter() {
+        // Process-wide: a provider name no other test uses.
+        for _ in 0..3 {
+            count_vendor_cost("metrics-test", "line-status", 30_000_000);
+        }
+        count_vendor_cost("metrics-test", "risk-profile", 1_500_000_000);
+        let text = render_vendor_cost();
+        assert!(
+            text.contains(&format!("# TYPE {VENDOR_COST} counter\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{VENDOR_COST}{{provider=\"metrics-test\",check=\"line-status\"}} 0.090000000\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{VENDOR_COST}{{provider=\"metrics-test\",check=\"risk-profile\"}} 1.500000000\n"
+            )),
+            "{text}"
+        );
+    }
 }
