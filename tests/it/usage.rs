@@ -281,8 +281,14 @@ fn numbers(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i:04}")).collect()
 }
 
+/// Everything since three days ago (China time) to today: a test that runs across midnight in
+/// China, or across a month's end, still reads all it did.
 fn all() -> pb::GetUsageRequest {
-    pb::GetUsageRequest::default()
+    let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
+    pb::GetUsageRequest {
+        from_day: (today - chrono::Duration::days(3)).to_string(),
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
@@ -512,9 +518,12 @@ async fn the_ledger_reconciles_with_what_the_simulators_billed() {
         stats["caih"].billable as i64,
         "only beta asked for spam labels"
     );
-    assert!(
-        beta.clone()
-            .any(|r| r.provider == "thinksms" && r.billable_calls == p.billable_calls)
+    assert_eq!(
+        beta.filter(|r| r.provider == "thinksms")
+            .map(|r| r.billable_calls)
+            .sum::<i64>(),
+        p.billable_calls,
+        "beta paid Thinksms for its job's numbers only"
     );
 }
 
@@ -573,9 +582,11 @@ async fn a_tenant_reads_its_own_usage_unless_granted_all() {
     )
     .await
     .unwrap();
-    assert_eq!(acme_only.rows.len(), 1);
-    assert_eq!(acme_only.rows[0].tenant, "acme");
-    assert_eq!(acme_only.rows[0].check, pb::Check::LineStatus as i32);
+    assert!(!acme_only.rows.is_empty());
+    assert!(acme_only.rows.iter().all(|r| r.tenant == "acme"
+        && r.provider == "thinksms"
+        && r.check == pb::Check::LineStatus as i32));
+    assert_eq!(acme_only.totals.unwrap().billable_calls, 1);
     let other_check = get_usage(
         &server,
         Some(AUDITOR),
@@ -603,29 +614,36 @@ async fn months_group_days_and_bad_ranges_are_refused_by_field() {
     lookup_as(&server, None, "13612340001", &[pb::Check::LineStatus]).await;
 
     let days = get_usage(&server, None, all()).await.unwrap();
-    let today = days.to_day.clone();
-    assert_eq!(days.rows.len(), 2, "{days:?}");
+    // Two provider-checks, on one day (two if the test ran across midnight in China).
+    assert!((2..=4).contains(&days.rows.len()), "{days:?}");
     assert!(
         days.rows
             .iter()
-            .all(|r| r.period == today && r.tenant == "anonymous")
+            .all(|r| r.period.len() == 10 && r.tenant == "anonymous")
     );
     let months = get_usage(
         &server,
         None,
         pb::GetUsageRequest {
-            from_day: format!("{}-01", &today[..7]),
-            to_day: today.clone(),
             group_by: pb::UsageGrouping::Month as i32,
             ..all()
         },
     )
     .await
     .unwrap();
-    assert!(
-        months.rows.iter().all(|r| r.period == today[..7]),
-        "{months:?}"
-    );
+    assert!(months.rows.len() <= days.rows.len(), "{months:?}");
+    for month in &months.rows {
+        let of_month = days.rows.iter().filter(|d| {
+            d.period.starts_with(&month.period)
+                && (&d.provider, d.check) == (&month.provider, month.check)
+        });
+        assert_eq!(
+            of_month.map(|d| d.billable_calls).sum::<i64>(),
+            month.billable_calls,
+            "{month:?}"
+        );
+        assert_eq!(month.period.len(), 7, "YYYY-MM");
+    }
     assert_eq!(months.totals, days.totals);
     let t = months.totals.unwrap();
     assert_eq!((t.billable_calls, t.cache_hits), (2, 1));
