@@ -121,13 +121,16 @@ async fn check_streams_a_file_and_writes_csv() {
 
     // The usage ledger says the same, as CSV and as a table.
     let url = format!("http://{}", server.addr);
+    // From three days back (China time): all of it, even across a month's end.
+    let from = ((chrono::Utc::now() + chrono::Duration::hours(8)).date_naive()
+        - chrono::Duration::days(3))
+    .to_string();
     let usage = |format: &'static str| {
-        let url = url.clone();
+        let (url, from) = (url.clone(), from.clone());
         tokio::task::spawn_blocking(move || {
             phonecheck()
-                .args([
-                    "usage", "--by", "month", "--format", format, "--server", &url,
-                ])
+                .args(["usage", "--by", "month", "--from", &from])
+                .args(["--format", format, "--server", &url])
                 .output()
                 .unwrap()
         })
