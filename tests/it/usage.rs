@@ -693,3 +693,68 @@ async fn the_ledger_survives_a_restart() {
     );
     assert_eq!(nanos(&t.cost), 2 * price("thinksms"));
 }
+
+#[tokio::test]
+async fn past_ten_thousand_rows_a_selection_is_refused() {
+    use phonecheck::store::{SqliteStore, UsageCounts, UsageKey, UsageStore};
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(config(&sim, dir.path(), false), dir.path()).await;
+    // Once the server has its database (an empty ledger), 10,001 rows are written beside it, as
+    // another replica would: 1,001 tenants × 10 days.
+    assert!(
+        get_usage(&server, None, all())
+            .await
+            .unwrap()
+            .rows
+            .is_empty()
+    );
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
+    let mut increments: Vec<(UsageKey, UsageCounts)> = Vec::new();
+    for tenant in 0..1_001 {
+        for day in 0..10 {
+            increments.push((
+                UsageKey {
+                    tenant: format!("t{tenant:04}"),
+                    provider: "thinksms".into(),
+                    check: "line-status".into(),
+                    day: today - chrono::Duration::days(day),
+                },
+                UsageCounts {
+                    billable_calls: 1,
+                    ..UsageCounts::default()
+                },
+            ));
+        }
+    }
+    store.add_usage(&increments[..10_000]).await.unwrap();
+    let ten_days = pb::GetUsageRequest {
+        from_day: (today - chrono::Duration::days(9)).to_string(),
+        ..all()
+    };
+    let exactly = get_usage(&server, None, ten_days.clone()).await.unwrap();
+    assert_eq!(exactly.rows.len(), 10_000, "the bound itself is served");
+    assert_eq!(exactly.totals.unwrap().billable_calls, 10_000);
+
+    store.add_usage(&increments[10_000..]).await.unwrap();
+    let status = get_usage(&server, None, ten_days.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let bad = status.get_details_bad_request().expect("a BadRequest");
+    assert_eq!(bad.field_violations[0].field, "from_day");
+    assert!(status.message().contains("10000"), "{status:?}");
+    // Narrowed, or by month: served.
+    let by_month = get_usage(
+        &server,
+        None,
+        pb::GetUsageRequest {
+            group_by: pb::UsageGrouping::Month as i32,
+            ..ten_days
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(by_month.totals.unwrap().billable_calls, 10_010);
+}
