@@ -39,6 +39,9 @@ pub struct TenantConfig {
     /// about a number).
     #[serde(default)]
     pub admin: bool,
+    /// Whether the tenant may read every tenant's usage (`GetUsage`); otherwise it sees its own.
+    #[serde(default)]
+    pub usage_all: bool,
     /// Calls per second the tenant may make (a token bucket); absent: unlimited.
     pub rate_limit: Option<crate::providers::QuotaConfig>,
     /// Billable vendor calls the tenant may cause per day (China time, as the vendors bill);
@@ -162,6 +165,8 @@ pub struct Tenant {
     pub profile_details: bool,
     /// Whether it may use the admin service (forget a number).
     pub admin: bool,
+    /// Whether it may read every tenant's usage.
+    pub usage_all: bool,
     /// Its daily billable budget and request rate, on every path (calls, stream items, jobs).
     pub limits: TenantLimits,
     /// Its `CheckNumbers` streams open at once; past it a new one is refused.
@@ -238,6 +243,7 @@ impl Tenant {
     pub fn anonymous_with(limits: ConcurrencyLimits) -> Tenant {
         Tenant {
             admin: true,
+            usage_all: true,
             ..Self::with_limits(
                 ANONYMOUS,
                 Check::ALL.into_iter().collect(),
@@ -261,6 +267,7 @@ impl Tenant {
             allowed_checks,
             profile_details,
             admin: false,
+            usage_all: false,
             limits,
             streams: places(concurrency.streams),
             items: places(concurrency.items),
@@ -279,6 +286,25 @@ impl Tenant {
             reason: "ADMIN_NOT_ALLOWED",
             message: format!("tenant {} may not use the admin service", self.name),
         })
+    }
+
+    /// Whose usage the tenant may read when it asks for `asked` (empty: its own, or everyone's
+    /// when granted `usage_all`): one tenant's name, or `None` for every tenant. Refuses another
+    /// tenant's usage to a tenant not granted `usage_all`.
+    pub fn usage_of(&self, asked: &str) -> Result<Option<String>, AuthError> {
+        match (self.usage_all, asked) {
+            (true, "") => Ok(None),
+            (true, asked) => Ok(Some(asked.to_owned())),
+            (false, "") => Ok(Some(self.name.clone())),
+            (false, asked) if asked == self.name => Ok(Some(self.name.clone())),
+            (false, _) => Err(AuthError::PermissionDenied {
+                reason: "USAGE_NOT_ALLOWED",
+                message: format!(
+                    "tenant: tenant {} may read only its own usage (usage_all is not granted)",
+                    self.name
+                ),
+            }),
+        }
     }
 
     /// Takes a place for a long-lived call, or refuses it when the tenant has its maximum open.
@@ -459,6 +485,7 @@ impl Tenants {
             // One budget and one bucket per tenant, whichever of its keys is used.
             let resolved = Arc::new(Tenant {
                 admin: tenant.admin,
+                usage_all: tenant.usage_all,
                 ..Tenant::with_limits(
                     name,
                     tenant.allowed_checks.iter().copied().collect(),

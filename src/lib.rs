@@ -9,7 +9,8 @@
 //! The modules in layers, top first. A module names only modules of lower layers, never one of
 //! its own layer or above (`tools/check_layers.py` fails CI on an upward import):
 //!
-//! 1. [`cli`]: the subcommands (`serve`, `sim`, `lookup`, `check`, `analyze`, `job ...`, `keys`).
+//! 1. [`cli`]: the subcommands (`serve`, `sim`, `lookup`, `check`, `analyze`, `job ...`, `usage`,
+//!    `keys`).
 //! 2. [`server`]: assembles the tonic server: health, reflection, compression, layers, graceful
 //!    shutdown.
 //! 3. [`config`]: reads TOML plus `PHONECHECK__` environment overrides into the components' own
@@ -23,7 +24,8 @@
 //! 7. [`engine`]: runs the checks a request asks for: offline analysis first, then per check a
 //!    provider through its dispatcher (answer cache: a compact hot tier in memory over the answer
 //!    store; single-flight, batcher, the tower stack of breaker, retry, quota, concurrency and
-//!    timeout). It owns `[cache]` ([`engine::CacheConfig`]).
+//!    timeout). It owns `[cache]` ([`engine::CacheConfig`]), and counts each tenant's usage for
+//!    the ledger where it happens ([`engine::Usage`]).
 //! 8. [`shared`]: state shared by replicas through Redis: vendor quotas, the answer cache with
 //!    single-flight across replicas, asynchronous submissions, tenants' budgets and rates.
 //! 9. [`sim`]: wire-faithful simulators of the vendors over HTTP (the sandbox and the tests),
@@ -33,7 +35,7 @@
 //! 10. [`providers`]: one module per vendor behind the [`providers::Provider`] trait, registered in
 //!     the closed [`providers::ProviderConfig`] enum, and the signing helpers they share.
 //! 11. [`store`]: what must survive a restart (pending asynchronous submissions, jobs with their
-//!     rows and results, leases), behind traits; SQLite by default, PostgreSQL for replicas, one
+//!     rows and results, leases, the usage ledger), behind traits; SQLite by default, PostgreSQL for replicas, one
 //!     SQL text for both in `store/sql/`; and the answer store (paid vendor answers, always a local
 //!     SQLite file, `answers.db`).
 //! 12. [`number`]: offline analysis: normalisation to E.164, number type (with China's special

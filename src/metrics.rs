@@ -50,6 +50,50 @@ pub const ANSWER_STORE_WRITES: &str = "phonecheck_answer_store_writes_total";
 pub const ANSWER_CACHE_HITS: &str = "phonecheck_answer_cache_hits_total";
 /// Answers held in the in-memory hot tier.
 pub const ANSWER_HOT_ENTRIES: &str = "phonecheck_answer_hot_entries";
+/// What billed vendor calls cost, by provider and check, in the billing currency (a counter with
+/// a decimal value; see [`count_vendor_cost`]).
+pub const VENDOR_COST: &str = "phonecheck_vendor_cost_total";
+
+/// The cost of billed vendor calls so far, in nanos of the billing currency, by (provider,
+/// check). Kept here rather than in the `metrics` recorder, whose counters are whole numbers:
+/// counting nanos there would export nanos, and a float gauge would say `gauge` and drift as it
+/// adds up prices in binary floating point. The exact sum is rendered after the recorder's
+/// metrics as a Prometheus counter with a decimal value, which the text format allows.
+static VENDOR_COSTS: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), i64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Adds `nanos` (10⁻⁹ of the billing currency's unit) to [`VENDOR_COST`] for `provider` and
+/// `check`.
+pub fn count_vendor_cost(provider: &str, check: &'static str, nanos: i64) {
+    let mut costs = VENDOR_COSTS.lock().unwrap_or_else(|e| e.into_inner());
+    let total = costs.entry((provider.to_owned(), check)).or_default();
+    *total = total.saturating_add(nanos);
+}
+
+/// [`VENDOR_COST`] in the Prometheus text format (nothing before the first billed call).
+pub fn render_vendor_cost() -> String {
+    let costs = VENDOR_COSTS.lock().unwrap_or_else(|e| e.into_inner());
+    if costs.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "# HELP {VENDOR_COST} Cost of billed vendor calls, in the billing currency ([billing] currency).\n\
+         # TYPE {VENDOR_COST} counter\n"
+    );
+    for ((provider, check), nanos) in costs.iter() {
+        // Provider names are configuration keys; escaped as the format asks all the same.
+        let provider = provider
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        out.push_str(&format!(
+            "{VENDOR_COST}{{provider=\"{provider}\",check=\"{check}\"}} {}.{:09}\n",
+            nanos / 1_000_000_000,
+            nanos % 1_000_000_000
+        ));
+    }
+    out
+}
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -110,7 +154,7 @@ pub fn admin_router(handle: PrometheusHandle) -> axum::Router {
                     handle.run_upkeep();
                     (
                         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                        handle.render(),
+                        handle.render() + &render_vendor_cost(),
                     )
                 }
             }),
@@ -133,6 +177,7 @@ fn method_label(path: &str) -> &'static str {
         "/phonecheck.v1.BatchJobService/WatchBatchJob",
         "/phonecheck.v1.BatchJobService/ExportBatchJobResults",
         "/phonecheck.v1.BatchJobService/StartBatchJob",
+        "/phonecheck.v1.UsageService/GetUsage",
         "/grpc.health.v1.Health/Check",
         "/grpc.health.v1.Health/Watch",
         "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
@@ -301,5 +346,31 @@ mod tests {
             "NOT_FOUND"
         );
         assert_eq!(code_label(None), "UNKNOWN");
+    }
+
+    #[test]
+    fn vendor_cost_is_an_exact_decimal_counter() {
+        // Process-wide: a provider name no other test uses.
+        for _ in 0..3 {
+            count_vendor_cost("metrics-test", "line-status", 30_000_000);
+        }
+        count_vendor_cost("metrics-test", "risk-profile", 1_500_000_000);
+        let text = render_vendor_cost();
+        assert!(
+            text.contains(&format!("# TYPE {VENDOR_COST} counter\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{VENDOR_COST}{{provider=\"metrics-test\",check=\"line-status\"}} 0.090000000\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{VENDOR_COST}{{provider=\"metrics-test\",check=\"risk-profile\"}} 1.500000000\n"
+            )),
+            "{text}"
+        );
     }
 }

@@ -16,6 +16,7 @@ use crate::api::AuthLayer;
 use crate::api::PhoneCheckApi;
 use crate::api::admin::AdminApi;
 use crate::api::jobs::BatchJobApi;
+use crate::api::usage::UsageApi;
 use crate::auth::{LimitsBacking, Tenants};
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
@@ -24,6 +25,7 @@ use crate::number::{Analyzer, LocationData, LocationDataError};
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::batch_job_service_server::BatchJobServiceServer;
 use crate::pb::phone_check_service_server::PhoneCheckServiceServer;
+use crate::pb::usage_service_server::UsageServiceServer;
 use crate::providers::aliyun::{AliyunConfig, AliyunProvider};
 use crate::providers::caih::{CaihConfig, CaihProvider};
 use crate::providers::signing::SignatureMethod;
@@ -32,7 +34,9 @@ use crate::providers::tongdun::{TongdunConfig, TongdunProvider};
 use crate::providers::yidun::{YidunConfig, YidunProvider};
 use crate::providers::{BuildContext, Provider, SystemClock};
 use crate::sim::{self, SimConfig, SimServer};
-use crate::store::{BudgetStore, JobStore, PendingStore, PostgresStore, SqliteStore, StoreError};
+use crate::store::{
+    BudgetStore, JobStore, PendingStore, PostgresStore, SqliteStore, StoreError, UsageStore,
+};
 
 /// Largest request or response message, in bytes.
 const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
@@ -98,22 +102,27 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         None => LocationData::embedded(),
     };
     let analyzer = Analyzer::new(locations);
-    let (jobs_store, local_pending, local_budgets): (
+    // Jobs, pending submissions, tenants' budgets and the usage ledger share one database.
+    type Stores = (
         Arc<dyn JobStore>,
         Arc<dyn PendingStore>,
         Arc<dyn BudgetStore>,
-    ) = match &config.storage.database_url {
-        Some(url) => {
-            let url = url.resolve().map_err(StoreError::Config)?;
-            let store =
-                Arc::new(PostgresStore::connect(&url, config.storage.database_connections).await?);
-            (store.clone(), store.clone(), store)
-        }
-        None => {
-            let store = Arc::new(SqliteStore::open(&config.storage.data_dir).await?);
-            (store.clone(), store.clone(), store)
-        }
-    };
+        Arc<dyn UsageStore>,
+    );
+    let (jobs_store, local_pending, local_budgets, usage_store): Stores =
+        match &config.storage.database_url {
+            Some(url) => {
+                let url = url.resolve().map_err(StoreError::Config)?;
+                let store = Arc::new(
+                    PostgresStore::connect(&url, config.storage.database_connections).await?,
+                );
+                (store.clone(), store.clone(), store.clone(), store)
+            }
+            None => {
+                let store = Arc::new(SqliteStore::open(&config.storage.data_dir).await?);
+                (store.clone(), store.clone(), store.clone(), store)
+            }
+        };
     let shared = match &config.redis {
         Some(redis) => Some(
             crate::shared::Shared::connect(redis)
@@ -184,6 +193,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
             shared.as_ref(),
         )
         .with_currency(config.billing.currency)
+        .with_usage(usage_store)
         .with_routes(&config.routes)?,
     );
     // Tenants' budgets are held where replicas meet: Redis, else the store.
@@ -333,6 +343,7 @@ where
         .set_serving::<BatchJobServiceServer<BatchJobApi>>()
         .await;
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    health.set_serving::<UsageServiceServer<UsageApi>>().await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -342,6 +353,9 @@ where
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    let usage_api = UsageServiceServer::new(UsageApi::new(engine.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let admin_api = AdminServiceServer::new(AdminApi::new(engine.clone()))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
@@ -359,6 +373,7 @@ where
     let auth = AuthLayer::new(tenants);
     let api = auth.layer(api);
     let batch_jobs = auth.layer(batch_jobs);
+    let usage_api = auth.layer(usage_api);
     let admin_api = auth.layer(admin_api);
 
     let addr = listener.local_addr()?;
@@ -377,6 +392,9 @@ where
                 .await;
             health
                 .set_not_serving::<AdminServiceServer<AdminApi>>()
+                .await;
+            health
+                .set_not_serving::<UsageServiceServer<UsageApi>>()
                 .await;
             health
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
@@ -423,6 +441,7 @@ where
         .add_service(api)
         .add_service(batch_jobs)
         .add_service(admin_api)
+        .add_service(usage_api)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     let grace = config.server.shutdown_grace;
     let result = tokio::select! {
@@ -434,8 +453,12 @@ where
     };
     // Running jobs stop where they are and resume at the next start.
     jobs.shutdown().await;
-    // Every answer paid so far is in the store before the process goes.
+    // Every answer paid so far is in the store before the process goes, and every call counted
+    // is in the usage ledger.
     answers.flush_answers().await;
+    if let Err(e) = answers.flush_usage().await {
+        warn!(error = %e, "usage ledger: the last counts could not be written");
+    }
     let _ = admin_stop.send(());
     if let Some(sim) = sandbox {
         sim.shutdown().await?;

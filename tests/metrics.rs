@@ -173,6 +173,25 @@ async fn metrics_are_served_and_move() {
         "{text}"
     );
     assert!(total(&m, "phonecheck_quota_wait_seconds_count", &["thinksms"]) >= 22.0);
+    // The sandbox's Thinksms price, 0.03 CNY per billed call: an exact decimal counter.
+    assert!(
+        text.contains("# TYPE phonecheck_vendor_cost_total counter"),
+        "{text}"
+    );
+    let cost = total(
+        &m,
+        "phonecheck_vendor_cost_total",
+        &["provider=\"thinksms\"", "check=\"line-status\""],
+    );
+    let billed = total(
+        &m,
+        "phonecheck_vendor_numbers_total",
+        &["provider=\"thinksms\"", "billable=\"true\""],
+    );
+    assert!(
+        billed >= 22.0 && (cost - billed * 0.03).abs() < 1e-6,
+        "{cost} for {billed} calls"
+    );
     assert!(text.contains("phonecheck_breaker_open{provider=\"thinksms\"} 0"));
     assert!(
         text.contains("phonecheck_stream_items_in_flight 0"),

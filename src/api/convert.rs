@@ -6,7 +6,6 @@ use crate::pb;
 use crate::providers::Provider;
 pub use crate::wire::*;
 
-/// The protobuf `ProviderInfo`.
 /// The answer cache's figures, for `ListProviders`.
 pub fn answer_stats_to_proto(stats: &crate::engine::AnswerStats) -> pb::AnswerCacheInfo {
     let store = stats.store.unwrap_or_default();
@@ -30,7 +29,12 @@ pub fn answer_stats_to_proto(stats: &crate::engine::AnswerStats) -> pb::AnswerCa
     }
 }
 
-pub fn provider_to_proto(provider: &dyn Provider, health: &Health) -> pb::ProviderInfo {
+/// The protobuf `ProviderInfo`, prices in `currency`.
+pub fn provider_to_proto(
+    provider: &dyn Provider,
+    health: &Health,
+    currency: crate::domain::Currency,
+) -> pb::ProviderInfo {
     let info = provider.info();
     pb::ProviderInfo {
         name: info.name.to_string(),
@@ -58,6 +62,14 @@ pub fn provider_to_proto(provider: &dyn Provider, health: &Health) -> pb::Provid
             .filter(|_| health.failing())
             .map(|e| provider_error_to_status(&info.name, e)),
         circuit_open: health.circuit_open,
+        prices: info
+            .checks
+            .iter()
+            .map(|&check| pb::CheckPrice {
+                check: check_to_proto(check) as i32,
+                price: Some(money_to_proto(info.prices.of(check), currency)),
+            })
+            .collect(),
     }
 }
 

@@ -129,6 +129,7 @@ fn job_to_proto(
             numbers_failed: c.numbers_failed,
             billable_calls: c.billable,
             cache_hits: c.cache_hits,
+            cost: Some(crate::wire::money_to_proto(c.cost, currency)),
         }),
         bad_rows: bad_rows
             .into_iter()
@@ -151,7 +152,6 @@ fn job_to_proto(
             .job
             .max_cost
             .map(|m| crate::wire::money_to_proto(m, currency)),
-        spent: Some(crate::wire::money_to_proto(job.spent, currency)),
     }
 }
 

@@ -1,4 +1,6 @@
-//! The gRPC services: request validation, calls into the engine, and conversion of the answers.
+//! The gRPC services: request validation, calls into the engine, and conversion of the answers:
+//! checks ([`PhoneCheckApi`]), file jobs ([`jobs`]), the usage ledger ([`usage`]) and
+//! administration ([`admin`]).
 
 pub mod admin;
 mod auth;
@@ -6,6 +8,7 @@ pub mod convert;
 pub mod error;
 pub mod jobs;
 pub mod stream;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -46,9 +49,10 @@ impl PhoneCheckApi {
     }
 }
 
-/// A live lookup from a request's fields (a `LookupNumber` call or one stream item), each field
-/// bounded before it is read.
+/// A live lookup for `tenant` from a request's fields (a `LookupNumber` call or one stream item),
+/// each field bounded before it is read.
 pub(crate) fn lookup_request(
+    tenant: &Tenant,
     number: String,
     default_region: String,
     checks: &[i32],
@@ -63,6 +67,7 @@ pub(crate) fn lookup_request(
         default_region,
         deadline,
         priority: crate::engine::Priority::Live,
+        tenant: tenant.name.as_str().into(),
     })
 }
 
@@ -99,6 +104,7 @@ impl PhoneCheckService for PhoneCheckApi {
         let tenant = tenant_of(&request);
         let request = request.into_inner();
         let lookup = lookup_request(
+            &tenant,
             request.number,
             request.default_region,
             &request.checks,
@@ -138,7 +144,9 @@ impl PhoneCheckService for PhoneCheckApi {
             .engine
             .providers()
             .iter()
-            .map(|(provider, health)| convert::provider_to_proto(provider.as_ref(), health))
+            .map(|(provider, health)| {
+                convert::provider_to_proto(provider.as_ref(), health, self.engine.currency())
+            })
             .collect();
         let answer_cache = Some(convert::answer_stats_to_proto(
             &self.engine.answer_stats().await,
@@ -153,6 +161,7 @@ impl PhoneCheckService for PhoneCheckApi {
             providers,
             answer_cache,
             routes,
+            currency_code: self.engine.currency().code().to_owned(),
         }))
     }
 }

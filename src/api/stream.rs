@@ -32,6 +32,7 @@ struct Totals {
     statuses: HashMap<i32, i64>,
     billable: i64,
     cache_hits: i64,
+    cost: crate::domain::Money,
 }
 
 impl Totals {
@@ -45,13 +46,18 @@ impl Totals {
                 for o in &report.outcomes {
                     self.billable += i64::from(o.billable);
                     self.cache_hits += i64::from(o.cached);
+                    if let Some(cost) = &o.cost {
+                        self.cost +=
+                            crate::domain::Money::from_units_and_nanos(cost.units, cost.nanos)
+                                .unwrap_or_default();
+                    }
                 }
             }
             Some(pb::check_numbers_result::Outcome::Error(_)) | None => self.errors += 1,
         }
     }
 
-    fn summary(&self) -> pb::CheckNumbersSummary {
+    fn summary(&self, currency: crate::domain::Currency) -> pb::CheckNumbersSummary {
         let mut counts: Vec<pb::LineStatusCount> = self
             .statuses
             .iter()
@@ -65,6 +71,7 @@ impl Totals {
             line_status_counts: counts,
             billable_calls: self.billable,
             cache_hits: self.cache_hits,
+            cost: Some(convert::money_to_proto(self.cost, currency)),
         }
     }
 }
@@ -98,7 +105,7 @@ async fn answer(
     // checked fails this item only).
     let outcome = match tenant.pace().await {
         Err(e) => Err(e.into()),
-        Ok(()) => match to_lookup(item, deadline) {
+        Ok(()) => match to_lookup(tenant, item, deadline) {
             Ok(lookup) => super::lookup_for(&engine, tenant, &lookup)
                 .await
                 .map(|report| convert::report_to_proto(&report, engine.currency())),
@@ -123,11 +130,13 @@ async fn answer(
 }
 
 fn to_lookup(
+    tenant: &Tenant,
     item: pb::CheckNumbersRequest,
     deadline: Option<Instant>,
 ) -> Result<LookupRequest, ApiError> {
     convert::bounded("request_id", &item.request_id, convert::max_len::REQUEST_ID)?;
     super::lookup_request(
+        tenant,
         item.number,
         item.default_region,
         &item.checks,
@@ -147,6 +156,7 @@ pub fn check_numbers(
 ) -> CheckNumbersStream {
     let totals = Arc::new(Mutex::new(Totals::default()));
     let counted = totals.clone();
+    let currency = engine.currency();
     let results = inbound
         .map(move |item| {
             let engine = engine.clone();
@@ -177,7 +187,10 @@ pub fn check_numbers(
     let summary = stream::once(async move {
         // The stream counts against the tenant's open streams until its summary is sent.
         drop(permit);
-        let summary = totals.lock().unwrap_or_else(|e| e.into_inner()).summary();
+        let summary = totals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .summary(currency);
         Ok(pb::CheckNumbersResponse {
             response: Some(pb::check_numbers_response::Response::Summary(summary)),
         })

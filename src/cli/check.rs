@@ -255,12 +255,13 @@ pub(super) async fn run(args: CheckArgs) -> Result<(), CliError> {
             .collect();
         eprintln!(
             "{} rows: {} reports, {} errors ({} without a readable number); {} billable vendor \
-             calls, {} cache hits{}{}",
+             calls costing {}, {} cache hits{}{}",
             s.items_received + refused,
             s.reports,
             s.errors + refused,
             refused,
             s.billable_calls,
+            super::money_text(s.cost.as_ref()),
             s.cache_hits,
             if statuses.is_empty() { "" } else { "; " },
             statuses.join(", ")

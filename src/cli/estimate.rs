@@ -79,7 +79,7 @@ pub fn print_money(job: &pb::BatchJob) {
     if job.max_cost.is_some() {
         println!("max_cost  {}", money(job.max_cost.as_ref()));
     }
-    if job.spent.is_some() {
-        println!("spent     {}", money(job.spent.as_ref()));
+    if let Some(cost) = job.progress.as_ref().and_then(|p| p.cost.as_ref()) {
+        println!("spent     {}", money(Some(cost)));
     }
 }

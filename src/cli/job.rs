@@ -174,6 +174,12 @@ impl Interceptor for ApiKey {
 type Client = BatchJobServiceClient<InterceptedService<Channel, ApiKey>>;
 
 async fn connect(args: &ServerArgs) -> Result<Client, CliError> {
+    let (channel, key) = channel(args).await?;
+    Ok(BatchJobServiceClient::with_interceptor(channel, key).max_decoding_message_size(16 << 20))
+}
+
+/// A connection to the server and the API key to send on it.
+pub(super) async fn channel(args: &ServerArgs) -> Result<(Channel, ApiKey), CliError> {
     let key = match &args.api_key {
         Some(key) => Some(format!("Bearer {key}").parse().map_err(|_| {
             CliError::Usage("the API key has characters a header cannot carry".into())
@@ -188,10 +194,7 @@ async fn connect(args: &ServerArgs) -> Result<Client, CliError> {
             server: args.server.clone(),
             source,
         })?;
-    Ok(
-        BatchJobServiceClient::with_interceptor(channel, ApiKey(key))
-            .max_decoding_message_size(16 << 20),
-    )
+    Ok((channel, ApiKey(key)))
 }
 
 pub(super) async fn run(command: JobCommand) -> Result<(), CliError> {
@@ -497,8 +500,11 @@ async fn follow(client: &mut Client, id: &str) -> Result<pb::BatchJob, CliError>
             String::new()
         };
         bar.set_message(format!(
-            "{:.0}/s{eta}, {} billable, {} pending{paused}",
-            p.numbers_per_second, p.billable_calls, p.numbers_pending
+            "{:.0}/s{eta}, {} billable ({}), {} pending{paused}",
+            p.numbers_per_second,
+            p.billable_calls,
+            super::money_text(p.cost.as_ref()),
+            p.numbers_pending
         ));
         // A job paused at its max_cost waits for `job start --max-cost`, not for time.
         let waits_for_a_client = job.state == pb::BatchJobState::Estimated as i32
@@ -550,8 +556,10 @@ fn print_job(job: &pb::BatchJob) {
         p.numbers_total, p.numbers_done, p.numbers_pending, p.numbers_failed
     );
     println!(
-        "billable  {} vendor calls, {} answers from the cache",
-        p.billable_calls, p.cache_hits
+        "billable  {} vendor calls costing {}, {} answers from the cache",
+        p.billable_calls,
+        super::money_text(p.cost.as_ref()),
+        p.cache_hits
     );
     for c in &p.line_status_counts {
         let name = pb::LineStatus::try_from(c.status)

@@ -207,7 +207,7 @@ pub(super) fn render(report: &pb::NumberReport) -> String {
             short!(pb::CheckState, o.state, "CHECK_STATE_")
         );
         if o.billable {
-            line.push_str(", billable");
+            let _ = write!(line, ", billable {}", super::money_text(o.cost.as_ref()));
         }
         if o.cached {
             line.push_str(", cached");

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `sim`, `lookup`, `analyze`, `check`, `job ...`, `keys new`.
+//! The command line: `serve`, `sim`, `lookup`, `analyze`, `check`, `job ...`, `usage`, `keys new`.
 
 mod analyze;
 mod check;
@@ -7,6 +7,7 @@ mod job;
 mod lookup;
 mod serve;
 mod sim;
+mod usage;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -73,6 +74,9 @@ pub enum Command {
     /// Bulk file jobs on a running server: submit, follow, export.
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// The usage ledger of a running server: billable calls, cost, cache hits, shared calls and
+    /// failures per tenant, provider, check and day or month (China time).
+    Usage(usage::UsageCommand),
     /// Check one number against a running server and print the report.
     Lookup {
         /// The number, in any common written form.
@@ -254,6 +258,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             .await
         }
         Command::Job(command) => job::run(command).await,
+        Command::Usage(command) => usage::run(command).await,
         Command::Lookup {
             number,
             checks,
@@ -262,6 +267,18 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             json,
         } => lookup::run(number, checks, region, server, json).await,
         Command::Analyze { input, region } => analyze::run(&input, &region),
+    }
+}
+
+/// An amount as people read it: `0.09 CNY` (`0.00` when the server sent none).
+fn money_text(money: Option<&crate::pb::google_type::Money>) -> String {
+    let money = money.cloned().unwrap_or_default();
+    let amount =
+        crate::domain::Money::from_units_and_nanos(money.units, money.nanos).unwrap_or_default();
+    if money.currency_code.is_empty() {
+        amount.to_string()
+    } else {
+        format!("{amount} {}", money.currency_code)
     }
 }
 

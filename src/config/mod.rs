@@ -32,7 +32,7 @@ use crate::providers::ProviderConfig;
 
 pub use crate::engine::CacheConfig;
 pub use crate::engine::{Policy, RouteConfig, RoutesConfig, RuleConfig};
-pub use crate::jobs::{JobsConfig, PricesConfig};
+pub use crate::jobs::JobsConfig;
 
 /// The environment prefix for overrides: `PHONECHECK__SERVER__LISTEN=0.0.0.0:50051`.
 pub const ENV_PREFIX: &str = "PHONECHECK__";

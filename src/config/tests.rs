@@ -41,6 +41,20 @@ fn every_problem_is_reported_at_once() {
 }
 
 #[test]
+fn retired_job_prices_name_their_replacement() {
+    let err = Config::from_toml(
+        "[jobs]\nprices = { currency = \"CNY\", line_status = 0.03 }\n\
+         [tenants.a]\nkey_sha256 = [\"x\"]\nusage_all = true",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("jobs.prices is retired"), "{err}");
+    assert!(err.contains("[providers.NAME.prices]"), "{err}");
+    // Every problem at once: the tenant's bad key too.
+    assert!(err.contains("tenants.a.key_sha256[0]"), "{err}");
+}
+
+#[test]
 fn unknown_fields_and_vendors_are_refused() {
     assert!(Config::from_toml("[server]\nlisten_on = \"x\"").is_err());
     assert!(Config::from_toml("[providers.x]\ntype = \"acme\"").is_err());
@@ -184,13 +198,7 @@ fn a_secret_given_the_wrong_way_is_refused_without_being_printed() {
 #[test]
 fn money_settings_are_checked() {
     let hash = "0".repeat(64);
-    let err = Config::from_toml(&format!(
-        r#"
-        [billing]
-        currency = "XYZ"
-        "#
-    ))
-    .unwrap_err();
+    let err = Config::from_toml("[billing]\ncurrency = \"XYZ\"").unwrap_err();
     assert!(err.to_string().contains("ISO 4217"), "{err}");
     let err = Config::from_toml(&format!(
         r#"

@@ -19,15 +19,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use futures::future::join_all;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tower::ServiceExt;
 use tracing::Instrument;
 
 use super::answers::{Answers, Hit};
 use super::health::Health;
 use super::hot::AnswerId;
+use super::usage::Usage;
 use crate::domain::{Check, CheckData};
 use crate::providers::{Answer, Provider, ProviderError, Query};
 use crate::shared::{AnswerKey, Coordination, RemoteLock, SharedAnswer, SharedAnswers, TtlFn};
@@ -70,6 +69,19 @@ impl Fetched {
     }
 }
 
+/// Who asks for an answer, and how.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The tenant the vendor call is counted to in the usage ledger.
+    pub tenant: Arc<str>,
+    /// When the caller stops waiting; retries do not start after it.
+    pub deadline: Option<Instant>,
+    /// Live or bulk.
+    pub priority: super::Priority,
+    /// The caller was granted platform profiles: they may be kept with the answer.
+    pub profiles: bool,
+}
+
 /// How an answer was obtained.
 #[derive(Debug, Clone)]
 pub enum Delivery {
@@ -96,6 +108,8 @@ struct Job {
     /// The caller was granted platform profiles: they may be kept with the answer.
     profiles: bool,
     deadline: Option<Instant>,
+    /// Whose usage the call is.
+    tenant: Arc<str>,
     reply: oneshot::Sender<Fetched>,
     /// This replica's hold on the call among replicas, when they share answers.
     lock: Option<RemoteLock>,
@@ -118,6 +132,8 @@ struct Shared {
     remote: Option<SharedAnswers>,
     inflight: Mutex<HashMap<Key, Vec<oneshot::Sender<Fetched>>>>,
     health: Mutex<Health>,
+    /// The usage ledger's increments.
+    usage: Arc<Usage>,
 }
 
 /// A provider behind its cache, single-flight and batcher.
@@ -137,15 +153,17 @@ impl std::fmt::Debug for Dispatcher {
 
 impl Dispatcher {
     /// Starts the batcher of `provider`, whose answers are kept in `answers` (and in Redis, for
-    /// `ttl`, with `shared`). Must be called within a Tokio runtime.
+    /// `ttl`, with `shared`), and whose vendor calls are counted in `usage`. Must be called within
+    /// a Tokio runtime.
     pub fn new(
         provider: Arc<dyn Provider>,
         answers: Arc<Answers>,
         ttl: TtlFn,
         bulk_share: f64,
         shared: Option<&crate::shared::Shared>,
+        usage: Arc<Usage>,
     ) -> Dispatcher {
-        Self::with_queue(provider, answers, ttl, bulk_share, shared, QUEUE)
+        Self::with_queue(provider, answers, ttl, bulk_share, shared, usage, QUEUE)
     }
 
     fn with_queue(
@@ -154,6 +172,7 @@ impl Dispatcher {
         ttl: TtlFn,
         bulk_share: f64,
         shared: Option<&crate::shared::Shared>,
+        usage: Arc<Usage>,
         queue: usize,
     ) -> Dispatcher {
         let info = provider.info();
@@ -179,9 +198,10 @@ impl Dispatcher {
             provider,
             inflight: Mutex::new(HashMap::new()),
             health: Mutex::new(Health::default()),
+            usage,
         });
         let (queue, jobs) = mpsc::channel(queue);
-        tokio::spawn(batcher(shared.clone(), jobs, linger));
+        tokio::spawn(call::batcher(shared.clone(), jobs, linger));
         Dispatcher { shared, queue }
     }
 
@@ -248,8 +268,8 @@ impl Dispatcher {
     }
 
     /// Answers `check` for `query`: from the cache if an answer younger than `max_age` is there
-    /// (with platform profiles, when `profiles`: the caller is granted them), else from the
-    /// vendor call in flight for the same key, else from a new one.
+    /// (with platform profiles, when the caller is granted them), else from the vendor call in
+    /// flight for the same key, else from a new one, counted to the caller's tenant.
     #[tracing::instrument(
         name = "dispatch",
         skip_all,
@@ -260,10 +280,9 @@ impl Dispatcher {
         check: Check,
         query: Query,
         max_age: Option<Duration>,
-        deadline: Option<Instant>,
-        priority: super::Priority,
-        profiles: bool,
+        caller: &Caller,
     ) -> Delivery {
+        let profiles = caller.profiles;
         let key = self.key(check, &query);
         if let Some(hit) = self
             .shared
@@ -278,7 +297,7 @@ impl Dispatcher {
             .remote
             .as_ref()
             .map(|remote| remote.key(check, &query.number.e164, query.kyc.as_ref()));
-        if priority == super::Priority::Bulk
+        if caller.priority == super::Priority::Bulk
             && let Some(pacer) = &self.shared.bulk_pacer
             && !self.in_flight(&key)
         {
@@ -325,12 +344,10 @@ impl Dispatcher {
         // no answer: the call goes on, and every waiter gets its result.
         let (reply, answer) = oneshot::channel();
         let leader = self.clone();
+        let caller = caller.clone();
         tokio::spawn(
             async move {
-                let delivery = match leader
-                    .lead(key, remote_key, query, max_age, deadline, profiles)
-                    .await
-                {
+                let delivery = match leader.lead(key, remote_key, query, max_age, &caller).await {
                     Ok(delivery) => delivery,
                     Err(answer) => {
                         leader.shared.count("miss");
@@ -360,9 +377,9 @@ impl Dispatcher {
         remote_key: Option<AnswerKey>,
         query: Query,
         max_age: Option<Duration>,
-        deadline: Option<Instant>,
-        profiles: bool,
+        caller: &Caller,
     ) -> Result<Delivery, oneshot::Receiver<Fetched>> {
+        let profiles = caller.profiles;
         // An answer may have landed between the cache check and the reservation.
         if let Some(hit) = self.fresh(&key, max_age, profiles) {
             self.shared.deliver(&key, hit.ready(), None);
@@ -388,7 +405,8 @@ impl Dispatcher {
             key,
             query,
             profiles,
-            deadline,
+            deadline: caller.deadline,
+            tenant: caller.tenant.clone(),
             reply,
             lock,
             span: tracing::Span::current(),
@@ -509,151 +527,10 @@ impl Shared {
             let _ = reply.send(fetched);
         }
     }
-
-    /// Calls the provider for a batch, then caches and delivers each answer.
-    async fn execute(&self, check: Check, jobs: Vec<Job>) {
-        let queries: Arc<[Query]> = jobs.iter().map(|j| j.query.clone()).collect();
-        // Retries stop at the latest deadline among the callers; any caller without one lifts it.
-        let deadline = jobs
-            .iter()
-            .map(|j| j.deadline)
-            .reduce(|a, b| a.zip(b).map(|(a, b)| a.max(b)))
-            .flatten();
-        let call = super::stack::Call {
-            check,
-            queries,
-            deadline,
-            attempt: 0,
-        };
-        let info = self.provider.info();
-        let span = tracing::info_span!(
-            parent: &jobs[0].span,
-            "vendor.call",
-            provider = %info.name,
-            vendor = info.vendor,
-            check = check.as_str(),
-            batch_size = jobs.len() as i64,
-            outcome = tracing::field::Empty,
-        );
-        let mut results = match self
-            .stack
-            .clone()
-            .oneshot(call)
-            .instrument(span.clone())
-            .await
-        {
-            Ok(results) => {
-                span.record("outcome", "answered");
-                results
-            }
-            Err(error) => {
-                // A breaker that is open fails the call here, without a vendor.http span.
-                span.record("outcome", error.reason().label());
-                vec![Err(error); jobs.len()]
-            }
-        };
-        if results.len() != jobs.len() {
-            let error = ProviderError::BadResponse(format!(
-                "the provider returned {} results for {} numbers",
-                results.len(),
-                jobs.len()
-            ));
-            results = vec![Err(error); jobs.len()];
-        }
-        self.record(&results);
-        // Milliseconds, as the answer store keeps it: a fresh answer and its stored copy say the
-        // same time.
-        let fetched_at = SystemTime::UNIX_EPOCH
-            + Duration::from_millis(
-                u64::try_from(
-                    SystemTime::now()
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .as_millis(),
-                )
-                .unwrap_or(u64::MAX),
-            );
-        let mut shared_answers = Vec::new();
-        let mut deliveries = Vec::with_capacity(jobs.len());
-        let mut rows = Vec::new();
-        for (job, result) in jobs.into_iter().zip(results) {
-            // Answers are kept, negative ones too; failures and pending answers are not.
-            let kept = match &result {
-                Ok(Answer::Ready { data, .. }) => Some(keepable(data.clone(), job.profiles)),
-                _ => None,
-            };
-            if let Some((data, withheld)) = &kept {
-                rows.push(self.answers.hold(
-                    job.key.id,
-                    job.key.check,
-                    data,
-                    fetched_at,
-                    *withheld,
-                ));
-            }
-            if let (Some(remote), Some(lock)) = (&self.remote, job.lock) {
-                shared_answers.push(async move {
-                    let withheld = kept.as_ref().is_some_and(|(_, w)| *w);
-                    remote
-                        .finish(lock, kept.as_ref().map(|(d, _)| (d, fetched_at)), withheld)
-                        .await;
-                });
-            }
-            deliveries.push((job.key, Fetched { result, fetched_at }, job.reply));
-        }
-        // Other replicas can see an answer by the time this replica's callers have it.
-        join_all(shared_answers).await;
-        // Queued for the store (no disk wait) before any caller has it, so that a flush at
-        // shutdown covers every answer a caller was given.
-        self.answers.persist(rows).await;
-        for (key, fetched, reply) in deliveries {
-            self.deliver(&key, fetched, Some(reply));
-        }
-    }
-
-    /// Any success resets the failure count; a call whose results all failed for the vendor's
-    /// sake (not a refused number) counts as one failure.
-    fn record(&self, results: &[Result<Answer, ProviderError>]) {
-        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        if results.iter().any(Result::is_ok) {
-            *health = Health::default();
-            return;
-        }
-        let failure = results
-            .iter()
-            .filter_map(|r| r.as_ref().err())
-            .find(|e| e.counts_against_vendor());
-        if let Some(error) = failure {
-            health.consecutive_failures = health.consecutive_failures.saturating_add(1);
-            health.last_error = Some(error.clone());
-        }
-    }
 }
 
-/// Gathers jobs into batches of the provider's size, waiting at most `linger` for one to fill.
-async fn batcher(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, linger: Duration) {
-    let size = shared.provider.info().batch_size.max(1);
-    while let Some(first) = jobs.recv().await {
-        let mut batch = vec![first];
-        let until = Instant::now() + linger;
-        while batch.len() < size {
-            match tokio::time::timeout_at(until, jobs.recv()).await {
-                Ok(Some(job)) => batch.push(job),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let mut by_check: HashMap<Check, Vec<Job>> = HashMap::new();
-            for job in batch {
-                by_check.entry(job.key.check).or_default().push(job);
-            }
-            for (check, jobs) in by_check {
-                shared.execute(check, jobs).await;
-            }
-        });
-    }
-}
+#[path = "dispatch_call.rs"]
+mod call;
 
 #[cfg(test)]
 #[path = "dispatch_tests.rs"]

@@ -71,9 +71,18 @@ fn held(queue: usize) -> (Arc<HeldVendor>, Dispatcher) {
         cache.ttl_fn(),
         1.0,
         None,
+        Arc::new(crate::engine::Usage::default()),
         queue,
     );
     (vendor, dispatcher)
+}
+
+fn live() -> Caller {
+    Caller {
+        tenant: "acme".into(),
+        priority: Priority::Live,
+        ..Caller::default()
+    }
 }
 
 fn query(number: &str) -> Query {
@@ -91,16 +100,11 @@ fn query(number: &str) -> Query {
 #[tokio::test]
 async fn a_dropped_leader_never_wedges_its_number() {
     let (vendor, dispatcher) = held(QUEUE);
+    let caller = live();
     for polls in 0..6 {
         let number = format!("1380013800{polls}");
-        let mut leader = Box::pin(dispatcher.dispatch(
-            Check::LineStatus,
-            query(&number),
-            None,
-            None,
-            Priority::Live,
-            false,
-        ));
+        let mut leader =
+            Box::pin(dispatcher.dispatch(Check::LineStatus, query(&number), None, &caller));
         for _ in 0..=polls {
             assert!(futures::poll!(&mut leader).is_pending());
             tokio::task::yield_now().await;
@@ -111,7 +115,7 @@ async fn a_dropped_leader_never_wedges_its_number() {
             let query = query(&number);
             async move {
                 dispatcher
-                    .dispatch(Check::LineStatus, query, None, None, Priority::Live, false)
+                    .dispatch(Check::LineStatus, query, None, &live())
                     .await
             }
         });
@@ -140,7 +144,7 @@ async fn a_leader_dropped_at_a_full_queue_never_wedges_its_number() {
         let query = query(number);
         async move {
             dispatcher
-                .dispatch(Check::LineStatus, query, None, None, Priority::Live, false)
+                .dispatch(Check::LineStatus, query, None, &live())
                 .await
         }
     };

@@ -14,6 +14,7 @@ mod presence;
 mod quote;
 pub mod route;
 pub mod stack;
+mod usage;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -30,12 +31,13 @@ use crate::providers::{Answer, Provider, Query};
 
 pub use answers::{AnswerStats, Answers, Hit, KEY_FILE, Tier};
 pub use cache::{CacheConfig, parse_bytes};
-pub use dispatch::{Cached, Delivery, Dispatcher, Fetched};
+pub use dispatch::{Cached, Caller, Delivery, Dispatcher, Fetched};
 pub use health::Health;
 pub use hot::{AnswerId, ENTRY_BYTES, HotStats};
 pub use quote::Quote;
 use route::Route;
 pub use route::{Policy, RouteConfig, RouteError, RoutesConfig, RuleConfig};
+pub use usage::{FLUSH_EVERY, Usage, UsageEvent};
 
 /// The provider name reported for answers phonecheck decides itself.
 pub const LOCAL: &str = "local";
@@ -55,6 +57,9 @@ pub struct LookupRequest {
     pub deadline: Option<tokio::time::Instant>,
     /// Live callers go first; bulk jobs use a share of each vendor's quota.
     pub priority: Priority,
+    /// The tenant asking: its vendor calls, cache hits and shared calls are counted to it in the
+    /// usage ledger.
+    pub tenant: Arc<str>,
 }
 
 /// Who is waiting for an answer.
@@ -98,6 +103,7 @@ pub struct Engine {
     currency: Currency,
     /// The share of each vendor's quota bulk jobs may use.
     bulk_share: f64,
+    usage: Arc<Usage>,
 }
 
 /// A check's route as `ListProviders` shows it.
@@ -167,17 +173,22 @@ impl Engine {
                 });
             }));
         }
+        let usage = Arc::new(Usage::default());
         let mut engine = Engine {
             analyzer,
             dispatchers: providers
                 .into_iter()
-                .map(|p| Dispatcher::new(p, answers.clone(), cache.ttl_fn(), bulk_share, shared))
+                .map(|p| {
+                    let ttl = cache.ttl_fn();
+                    Dispatcher::new(p, answers.clone(), ttl, bulk_share, shared, usage.clone())
+                })
                 .collect(),
             routes: HashMap::new(),
             answers,
             shared: shared.cloned(),
             currency: Currency::default(),
             bulk_share,
+            usage,
         };
         for check in Check::ALL {
             let members: Vec<usize> = (0..engine.dispatchers.len())
@@ -226,9 +237,6 @@ impl Engine {
         Ok(forgotten)
     }
 
-    /// Replaces the default route of each check named in `routes` (`[routes]`). Fails, listing
-    /// every problem, when a route names a provider the engine does not have or one that does not
-    /// serve the check.
     /// The engine with prices and costs in `currency` (CNY unless set).
     pub fn with_currency(mut self, currency: Currency) -> Engine {
         self.currency = currency;
@@ -256,6 +264,9 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// Replaces the default route of each check named in `routes` (`[routes]`). Fails, listing
+    /// every problem, when a route names a provider the engine does not have or one that does not
+    /// serve the check.
     pub fn with_routes(mut self, routes: &RoutesConfig) -> Result<Engine, RouteError> {
         let names: Vec<Arc<str>> = self
             .dispatchers
@@ -382,6 +393,12 @@ impl Engine {
             Plan::Providers(order) => order,
         };
         let profiles = options.include_profile_details;
+        let caller = Caller {
+            tenant: request.tenant.clone(),
+            deadline: request.deadline,
+            priority: request.priority,
+            profiles,
+        };
         // An answer any provider of the route gave is a hit for the route: the first one found,
         // in the route's order, is served in the name of the provider that gave it.
         for &index in &order {
@@ -392,6 +409,7 @@ impl Engine {
             {
                 let hit = dispatcher.serve_cached(hit);
                 let provider = dispatcher.provider().info();
+                self.count_usage(&request.tenant, &provider.name, check, true, false);
                 return redact_profiles(
                     CheckOutcome {
                         check,
@@ -415,14 +433,7 @@ impl Engine {
             let dispatcher = &self.dispatchers[index];
             let tried = Instant::now();
             let delivery = dispatcher
-                .dispatch(
-                    check,
-                    query.clone(),
-                    options.max_cache_age,
-                    request.deadline,
-                    request.priority,
-                    profiles,
-                )
+                .dispatch(check, query.clone(), options.max_cache_age, &caller)
                 .await;
             let provider = dispatcher.provider().info();
             let joined = matches!(delivery, Delivery::Joined(_));
@@ -454,7 +465,7 @@ impl Engine {
                     .is_none_or(|deadline| tokio::time::Instant::now() < deadline)
             {
                 let to = self.dispatchers[next].provider().info().name.clone();
-                failed_over(check, &provider.name, &to, error);
+                route::failed_over(check, &provider.name, &to, error);
                 attempts.push(Attempt {
                     provider: provider.name.clone(),
                     error: error.clone(),
@@ -462,6 +473,7 @@ impl Engine {
                 });
                 continue;
             }
+            self.count_usage(&request.tenant, &provider.name, check, cached, joined);
             return redact_profiles(
                 CheckOutcome {
                     check,
@@ -523,26 +535,6 @@ impl Engine {
         }
         Plan::Providers(order)
     }
-}
-
-/// Counts a failover and notes it on the lookup's span.
-fn failed_over(
-    check: Check,
-    from: &Arc<str>,
-    to: &Arc<str>,
-    error: &crate::providers::ProviderError,
-) {
-    let reason = route::failover_reason(error);
-    metrics::counter!(crate::metrics::FAILOVERS, "check" => check.as_str(),
-        "from" => from.to_string(), "to" => to.to_string(), "reason" => reason)
-    .increment(1);
-    tracing::info!(
-        check = check.as_str(),
-        from = %from,
-        to = %to,
-        reason,
-        "failover: {from} failed ({reason}), trying {to}"
-    );
 }
 
 /// Where a check goes.

@@ -106,6 +106,7 @@ impl Engine {
     /// quota limits the check.
     pub fn bulk_duration(&self, check: Check, numbers: u64) -> Option<Duration> {
         let rate = self.bulk_rate(check)?;
-        Some(Duration::from_secs_f64(numbers as f64 / rate))
+        // An absurdly low quota would not fit a Duration: say nothing rather than panic.
+        Duration::try_from_secs_f64(numbers as f64 / rate).ok()
     }
 }

@@ -372,6 +372,26 @@ impl Route {
     }
 }
 
+/// Counts a failover and notes it on the lookup's span.
+pub(super) fn failed_over(
+    check: Check,
+    from: &Arc<str>,
+    to: &Arc<str>,
+    error: &crate::providers::ProviderError,
+) {
+    let reason = failover_reason(error);
+    metrics::counter!(crate::metrics::FAILOVERS, "check" => check.as_str(),
+        "from" => from.to_string(), "to" => to.to_string(), "reason" => reason)
+    .increment(1);
+    tracing::info!(
+        check = check.as_str(),
+        from = %from,
+        to = %to,
+        reason,
+        "failover: {from} failed ({reason}), trying {to}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

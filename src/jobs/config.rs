@@ -1,4 +1,4 @@
-//! `[jobs]`: limits and pacing of bulk file jobs, retention, and prices for the report.
+//! `[jobs]`: limits and pacing of bulk file jobs, and retention.
 
 use std::time::Duration;
 
@@ -49,55 +49,18 @@ pub struct JobsConfig {
     /// upload place and a spool file.
     #[serde(default = "default_upload_idle_timeout", with = "humantime_serde")]
     pub upload_idle_timeout: Duration,
-    /// The price of one billable vendor call per check, for the report's cost figures; absent:
-    /// the report shows calls, not money.
+    /// Retired: `[jobs.prices]` gave the report estimated prices. Prices are now each provider's
+    /// (`[providers.NAME.prices]`, in `[billing] currency`) and the report shows what a job
+    /// cost; still read only so that start-up says what replaced it.
     #[serde(default)]
-    pub prices: Option<PricesConfig>,
+    pub prices: Option<serde::de::IgnoredAny>,
     /// `[jobs.import]`: the bounds an uploaded file is read within.
     #[serde(default)]
     pub import: crate::jobs::import::ImportLimits,
 }
 
-/// `[jobs.prices]`: what one billable call costs.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PricesConfig {
-    /// The currency's name as shown (`CNY`).
-    #[serde(default = "default_currency")]
-    pub currency: String,
-    /// Per line-status call.
-    #[serde(default)]
-    pub line_status: f64,
-    /// Per spam-labels submission.
-    #[serde(default)]
-    pub spam_labels: f64,
-    /// Per account-presence call.
-    #[serde(default)]
-    pub account_presence: f64,
-    /// Per risk-profile number.
-    #[serde(default)]
-    pub risk_profile: f64,
-}
-
-impl PricesConfig {
-    /// The price of one billable call of `check`.
-    pub fn of(&self, check: crate::domain::Check) -> f64 {
-        use crate::domain::Check;
-        match check {
-            Check::LineStatus => self.line_status,
-            Check::SpamLabels => self.spam_labels,
-            Check::AccountPresence => self.account_presence,
-            Check::RiskProfile => self.risk_profile,
-        }
-    }
-}
-
 fn default_upload_idle_timeout() -> Duration {
     Duration::from_secs(30)
-}
-
-fn default_currency() -> String {
-    "CNY".to_owned()
 }
 
 impl JobsConfig {
@@ -125,16 +88,12 @@ impl JobsConfig {
             problems.push("jobs.max_passes and jobs.failure_passes must be at least 1".to_owned());
         }
         problems.extend(self.import.problems());
-        if let Some(prices) = &self.prices {
-            let all = [
-                prices.line_status,
-                prices.spam_labels,
-                prices.account_presence,
-                prices.risk_profile,
-            ];
-            if all.iter().any(|p| !(p.is_finite() && *p >= 0.0)) {
-                problems.push("jobs.prices must be finite and not negative".to_owned());
-            }
+        if self.prices.is_some() {
+            problems.push(
+                "jobs.prices is retired: write each provider's prices in [providers.NAME.prices] \
+                 (line_status = \"0.03\") and the currency in [billing] currency"
+                    .to_owned(),
+            );
         }
         problems
     }

@@ -1,18 +1,14 @@
 //! A job's `max_cost`: before a number's paid checks run, the runner holds the highest price of
-//! each check's route ([`Engine::price_ceiling`]) for every check that would be paid, and never
+//! each check's route ([`Engine::price_ceiling`]) for every check a vendor may be asked, and never
 //! lets what the job spent plus what is held pass the limit. A number settles with what it was
 //! really billed. When a hold would pass the limit no further number starts: the numbers in flight
 //! finish and the job is paused until a client raises the limit.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::domain::{Check, CheckOptions, Money, Report};
-use crate::engine::Engine;
-
-/// How long an answer in the cache must stay usable for a check to be held as free: the number
-/// runs at once, this is slack for a slow vendor queue.
-const FREE_FOR: Duration = Duration::from_secs(60);
+use crate::engine::{Engine, Quote};
 
 /// The spent and held amounts of one job against its `max_cost`.
 #[derive(Debug)]
@@ -49,6 +45,16 @@ impl CostGuard {
     }
 
     /// Holds `amount`, or `None` when spent plus held plus it would pass the limit.
+    /// Whether `amount` more could be held now.
+    pub(super) fn fits(&self, amount: Money) -> bool {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .spent
+            .saturating_add(state.held)
+            .saturating_add(amount)
+            <= self.max
+    }
+
     pub(super) fn hold(self: &Arc<Self>, amount: Money) -> Option<CostHold> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state
@@ -91,8 +97,10 @@ impl Drop for CostHold {
     }
 }
 
-/// What to hold for one number: the price ceiling of each of `checks` that would be paid now
-/// (none for an invalid number, one no provider covers, or an answer the cache has).
+/// What to hold for one number: the price ceiling of each of `checks` a vendor may be asked for
+/// (none for an invalid number, or one no provider covers). An answer in the cache holds too: it
+/// may expire, be evicted or be forgotten before the number runs (its rate and budget waits come
+/// first), and a hold that is not used is given back when the number settles.
 pub(super) async fn to_hold(
     engine: &Engine,
     input: &str,
@@ -103,11 +111,12 @@ pub(super) async fn to_hold(
     let Ok(info) = engine.analyzer().analyze(input, default_region) else {
         return Money::ZERO;
     };
-    let at = SystemTime::now() + FREE_FOR;
+    let now = SystemTime::now();
     let mut amount = Money::ZERO;
     for &check in checks {
-        if engine.quote(check, &info, options, at).await.paid() {
-            amount += engine.price_ceiling(check);
+        match engine.quote(check, &info, options, now).await {
+            Quote::Invalid | Quote::NotCovered => {}
+            Quote::Answered(_) | Quote::Paid => amount += engine.price_ceiling(check),
         }
     }
     amount

@@ -142,9 +142,6 @@ impl Jobs {
         let currency = self.engine.currency();
         match job.state {
             JobState::Estimated => {
-                if let Some(max_cost) = max_cost {
-                    self.store.set_max_cost(id, Some(max_cost)).await?;
-                }
                 if stale(&job, SystemTime::now()) {
                     let spec = spec_of(&job);
                     let estimate = self.estimate(id, &spec, &job.counts).await?;
@@ -153,29 +150,29 @@ impl Jobs {
                         .await?;
                     tracing::info!(job = %id, "the estimate went stale: estimated again before the run");
                 }
-                self.queue(id, JobState::Estimated).await?;
+                self.queue(id, JobState::Estimated, max_cost, false).await?;
             }
             JobState::CostPaused => {
+                let spent = job.counts.cost;
+                let limit = job.job.max_cost.unwrap_or_default().max(spent);
                 let Some(max_cost) = max_cost else {
                     return Err(JobError::invalid(
                         "max_cost",
                         format!(
-                            "the job is paused at its max_cost; give a higher one than the {} {currency} it has spent",
-                            job.spent
+                            "the job is paused at its max_cost of {limit} {currency}; give a higher one"
                         ),
                     ));
                 };
-                if max_cost <= job.spent {
+                if max_cost <= limit {
                     return Err(JobError::invalid(
                         "max_cost",
                         format!(
-                            "{max_cost} {currency} is not higher than the {} {currency} the job has spent",
-                            job.spent
+                            "{max_cost} {currency} does not raise the job's max_cost of {limit} {currency} ({spent} {currency} spent)"
                         ),
                     ));
                 }
-                self.store.set_max_cost(id, Some(max_cost)).await?;
-                self.queue(id, JobState::CostPaused).await?;
+                self.queue(id, JobState::CostPaused, Some(max_cost), true)
+                    .await?;
             }
             state => {
                 return Err(JobError::NotStartable {
@@ -188,13 +185,17 @@ impl Jobs {
         self.get(tenant, id).await
     }
 
-    /// Queues a job waiting in `from`; refused if it moved meanwhile (cancelled, started twice).
-    async fn queue(&self, id: &str, from: JobState) -> Result<(), JobError> {
-        if !self
-            .store
-            .transition(id, &[from], JobState::Queued, "")
-            .await?
-        {
+    /// Queues a job waiting in `from` with its new `max_cost` (which, with `raise`, must still
+    /// raise it); refused if it moved meanwhile (cancelled, started twice, raised by another
+    /// call), leaving nothing changed.
+    async fn queue(
+        &self,
+        id: &str,
+        from: JobState,
+        max_cost: Option<Money>,
+        raise: bool,
+    ) -> Result<(), JobError> {
+        if !self.store.start(id, from, max_cost, raise).await? {
             let state = self
                 .store
                 .job(id)

@@ -30,7 +30,7 @@ use crate::engine::Engine;
 use crate::pb;
 use crate::store::{JobRecord, JobState, JobStore, NewJob, StoreError};
 
-pub use config::{JobsConfig, PricesConfig};
+pub use config::JobsConfig;
 pub use runner::Runner;
 
 /// On a shared store, an upload still unfinished after this is a dead replica's.
@@ -490,6 +490,11 @@ impl Jobs {
     /// The currency of every price, cost and `max_cost`.
     pub fn currency(&self) -> crate::domain::Currency {
         self.engine.currency()
+    }
+
+    /// The engine the jobs run on.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
     }
 
     /// The configuration.

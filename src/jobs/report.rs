@@ -157,8 +157,10 @@ pub async fn render(jobs: &Jobs, job: &JobRecord) -> Result<String, JobError> {
             }
         });
 
+    let currency = jobs.engine().currency();
     let mut cost = vec![
         ("billable vendor calls", c.billable.to_string()),
+        ("cost of billable calls", format!("{} {currency}", c.cost)),
         (
             "calls saved: duplicate rows × paid checks",
             (duplicates * paid_checks).to_string(),
@@ -168,34 +170,28 @@ pub async fn render(jobs: &Jobs, job: &JobRecord) -> Result<String, JobError> {
             c.cache_hits.to_string(),
         ),
     ];
-    if let Some(prices) = &jobs.config().prices
-        && paid_checks > 0
-    {
-        let per_number: f64 = spec
-            .checks
-            .iter()
-            .filter_map(|&ch| crate::wire::checks_from_proto("checks", &[ch]).ok())
-            .flatten()
-            .map(|ch| prices.of(ch))
-            .sum();
-        let average = per_number / paid_checks as f64;
+    // What a duplicate or a cache hit would have cost is not known exactly (a route may answer
+    // from any of its providers): estimated at the routes' highest prices, an upper bound.
+    let per_number: crate::domain::Money = spec
+        .checks
+        .iter()
+        .filter_map(|&ch| crate::wire::checks_from_proto("checks", &[ch]).ok())
+        .flatten()
+        .map(|ch| jobs.engine().price_ceiling(ch))
+        .sum();
+    if paid_checks > 0 && !per_number.is_zero() {
+        let average = crate::domain::Money::from_nanos(per_number.nanos() / paid_checks);
+        let saved = per_number.times(u64::try_from(duplicates).unwrap_or(0))
+            + average.times(u64::try_from(c.cache_hits).unwrap_or(0));
         cost.push((
-            "cost of billable calls (estimated)",
-            format!("{:.2} {}", c.billable as f64 * average, prices.currency),
-        ));
-        cost.push((
-            "cost saved by de-duplication and the cache (estimated)",
-            format!(
-                "{:.2} {}",
-                duplicates as f64 * per_number + c.cache_hits as f64 * average,
-                prices.currency
-            ),
+            "cost saved by de-duplication and the cache (at most, at the routes' highest prices)",
+            format!("{saved} {currency}"),
         ));
     }
 
     // What the vendors billed, next to the dry run's estimate (an upper bound) and the limit.
     let currency = jobs.currency();
-    cost.push(("billed (spent)", format!("{} {currency}", job.spent)));
+    cost.push(("billed (spent)", format!("{} {currency}", job.counts.cost)));
     if let Some(estimate) = job
         .estimate
         .as_deref()

@@ -257,6 +257,7 @@ async fn run_passes(
         options: wire::options_from_proto("options", spec.options).unwrap_or_default(),
         deadline: None,
         priority: Priority::Bulk,
+        tenant: job.job.tenant.as_str().into(),
     });
     let config = jobs.config();
     let mut checks = template.checks.clone();
@@ -271,7 +272,7 @@ async fn run_passes(
         cost: job
             .job
             .max_cost
-            .map(|max| (CostGuard::new(max, job.spent), Arc::new(checks))),
+            .map(|max| (CostGuard::new(max, job.counts.cost), Arc::new(checks))),
     };
     loop {
         if *stop.borrow() {
@@ -286,7 +287,18 @@ async fn run_passes(
                 }
                 return Ok(Ended::Stopped);
             }
-            Some(Halt::MaxCost) => return cost_pause(jobs, id).await,
+            Some(Halt::MaxCost) => {
+                // Numbers in flight held their ceilings, cached ones too: settled, they may have
+                // left room for a whole number again, and then the job goes on.
+                if budget
+                    .cost
+                    .as_ref()
+                    .is_some_and(|(guard, _)| guard.fits(budget.want.cost))
+                {
+                    continue;
+                }
+                return cost_pause(jobs, id).await;
+            }
         }
         if *stop.borrow() {
             return Ok(Ended::Stopped);
@@ -361,7 +373,7 @@ async fn cost_pause(jobs: &Jobs, id: &str) -> Result<Ended, StoreError> {
     let why = format!(
         "max_cost {max} {currency} reached: {} {currency} spent, and the next number's paid checks \
          could pass it; StartBatchJob with a higher max_cost resumes the job",
-        job.spent
+        job.counts.cost
     );
     if !jobs
         .store
@@ -370,7 +382,7 @@ async fn cost_pause(jobs: &Jobs, id: &str) -> Result<Ended, StoreError> {
     {
         return Ok(Ended::Stopped);
     }
-    info!(job = %id, max_cost = %max, spent = %job.spent, "job paused: its max_cost is reached");
+    info!(job = %id, max_cost = %max, spent = %job.counts.cost, "job paused: its max_cost is reached");
     Ok(Ended::CostPaused)
 }
 
@@ -579,8 +591,8 @@ async fn check(
                     .iter()
                     .any(|o| matches!(o.state, CheckState::Failed(_))),
                 billable: report.outcomes.iter().filter(|o| o.billable).count() as i64,
-                cache_hits: report.outcomes.iter().filter(|o| o.cached).count() as i64,
                 cost: report.outcomes.iter().map(|o| o.cost).sum(),
+                cache_hits: report.outcomes.iter().filter(|o| o.cached).count() as i64,
                 report: proto.encode_to_vec(),
             }
         }
@@ -601,8 +613,8 @@ async fn check(
                 }
                 .encode_to_vec(),
                 billable: 0,
-                cache_hits: 0,
                 cost: crate::domain::Money::ZERO,
+                cache_hits: 0,
             }
         }
     }

@@ -275,6 +275,10 @@ pub fn decode(
         .iter()
         .filter_map(|d| Some((d.key()?, d)))
         .collect();
+    // Yidun bills the call (code 200), not each number in it: the charge is carried once, by the
+    // first number answered, as caih's submissions carry theirs, so that the billable answers of
+    // a batch add up to what the vendor bills (and the usage ledger to the invoice).
+    let mut charge = true;
     Ok(phones
         .iter()
         .map(|phone| {
@@ -282,7 +286,7 @@ pub fn decode(
                 .get(phone)
                 .map(|d| Answer::Ready {
                     data: CheckData::RiskProfile(d.profile()),
-                    billable: true,
+                    billable: std::mem::take(&mut charge),
                 })
                 .ok_or_else(|| {
                     ProviderError::BadResponse("no risk detail for this number".to_owned())
@@ -412,7 +416,7 @@ mod tests {
         match answer {
             Ok(Answer::Ready {
                 data: CheckData::RiskProfile(p),
-                billable: true,
+                ..
             }) => p.clone(),
             other => panic!("{other:?}"),
         }
@@ -439,6 +443,12 @@ mod tests {
         let second = profile(&results[1]);
         assert_eq!(second.risks.len(), 1);
         assert!(second.under18.is_none());
+        // One call, one charge: carried by the first number.
+        let billed: Vec<bool> = results
+            .iter()
+            .map(|r| r.as_ref().is_ok_and(Answer::billable))
+            .collect();
+        assert_eq!(billed, [true, false]);
     }
 
     #[test]

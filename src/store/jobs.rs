@@ -110,6 +110,8 @@ pub struct JobCounts {
     pub bad_rows: i64,
     /// Billable vendor calls.
     pub billable: i64,
+    /// What the billable calls cost, in the billing currency.
+    pub cost: crate::domain::Money,
     /// Answers from the cache.
     pub cache_hits: i64,
     /// Numbers per second, recently.
@@ -137,8 +139,6 @@ pub struct JobRecord {
     pub counts: JobCounts,
     /// `phonecheck.v1.BatchJobEstimate`, encoded, for a job imported as a dry run.
     pub estimate: Option<Vec<u8>>,
-    /// What its billable answers cost so far.
-    pub spent: Money,
 }
 
 /// The number found in a row.
@@ -206,10 +206,10 @@ pub struct NumberResult {
     pub report: Vec<u8>,
     /// Billable vendor calls it cost.
     pub billable: i64,
+    /// What they cost, in the billing currency.
+    pub cost: crate::domain::Money,
     /// Answers from the cache.
     pub cache_hits: i64,
-    /// What its billable answers cost.
-    pub cost: Money,
 }
 
 /// One row of an export, with its number's report.
@@ -289,8 +289,17 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     async fn finish_import(&self, job: &NewJob, to: JobState) -> Result<JobCounts, StoreError>;
     /// Keeps a job's estimate (`phonecheck.v1.BatchJobEstimate`, encoded).
     async fn set_estimate(&self, job_id: &str, estimate: &[u8]) -> Result<(), StoreError>;
-    /// Sets a job's `max_cost` (none: no limit).
-    async fn set_max_cost(&self, job_id: &str, max_cost: Option<Money>) -> Result<(), StoreError>;
+    /// Queues a job waiting in `from` for a client (estimated, or paused at its `max_cost`), in
+    /// one step with setting its `max_cost` when given: only if it is still in `from` and, with
+    /// `raise`, the new limit is above both what the job spent and its limit now, so that of two
+    /// racing calls the one refused leaves nothing behind. False: nothing changed.
+    async fn start(
+        &self,
+        job_id: &str,
+        from: JobState,
+        max_cost: Option<Money>,
+        raise: bool,
+    ) -> Result<bool, StoreError>;
     /// Removes the jobs created before `created_before` whose import never finished (their
     /// process died during the upload).
     async fn drop_unfinished_imports(&self, created_before: SystemTime) -> Result<u64, StoreError>;

@@ -3,10 +3,10 @@
 //! same SQL (`sql/`); each has its own migrations (`migrations/sqlite`, `migrations/postgres`).
 //!
 //! Kept: the asynchronous vendors' pending submissions (caih adds a number today and labels it
-//! hours later; the submission must survive a restart and must never be made twice), and bulk
-//! jobs with their rows and results ([`JobStore`]), and tenants' daily budgets ([`BudgetStore`]:
-//! billed and held, per day, so that replicas hold a budget together and a restart does not
-//! renew it). Paid vendor answers have a store of their own,
+//! hours later; the submission must survive a restart and must never be made twice), bulk jobs
+//! with their rows and results ([`JobStore`]), tenants' daily budgets ([`BudgetStore`]: billed
+//! and held, per day, so that replicas hold a budget together and a restart does not renew it),
+//! and the usage ledger ([`UsageStore`]). Paid vendor answers have a store of their own,
 //! always local and always SQLite ([`AnswerStore`], `migrations/answers`): a cache in front of
 //! Redis and PostgreSQL, never shared.
 
@@ -16,6 +16,7 @@ mod jobs;
 mod postgres;
 mod sql;
 mod sqlite;
+mod usage;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +29,7 @@ pub use budget::{BudgetLimit, BudgetStore, DayUse, MemoryBudgets, Spend};
 pub use jobs::*;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use usage::{UsageCounts, UsageKey, UsagePeriod, UsageQuery, UsageRow, UsageStore};
 
 /// Unix milliseconds, as stored.
 pub fn millis(t: SystemTime) -> i64 {

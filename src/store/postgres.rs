@@ -34,6 +34,7 @@ impl PostgresStore {
 
 crate::store::sql::pending::sql_pending_store!(PostgresStore);
 crate::store::sql::budget::sql_budget_store!(PostgresStore);
+crate::store::sql::usage::sql_usage_store!(PostgresStore, sqlx::Postgres);
 crate::store::sql::jobs::sql_job_store!(
     PostgresStore,
     sqlx::Postgres,

@@ -59,6 +59,7 @@ impl SqliteStore {
 
 crate::store::sql::pending::sql_pending_store!(SqliteStore);
 crate::store::sql::budget::sql_budget_store!(SqliteStore);
+crate::store::sql::usage::sql_usage_store!(SqliteStore, sqlx::Sqlite);
 crate::store::sql::jobs::sql_job_store!(
     SqliteStore,
     sqlx::Sqlite,
@@ -281,5 +282,83 @@ mod tests {
         drop(store);
         let store = SqliteStore::open(dir.path()).await.unwrap();
         assert_eq!(store.day_use("acme", "2026-12-01").await.unwrap(), day);
+    }
+
+    #[tokio::test]
+    async fn starting_a_waiting_job_sets_its_limit_in_the_same_step() {
+        use crate::domain::Money;
+        let store = SqliteStore::in_memory().await.unwrap();
+        let cny = |s: &str| -> Money { s.parse().unwrap() };
+        let job = NewJob {
+            id: "job_1".into(),
+            tenant: String::new(),
+            spec: Vec::new(),
+            format: 1,
+            encoding: "utf-8".into(),
+            number_column: "column 1".into(),
+            columns: Vec::new(),
+            sheets: 0,
+            created_at: SystemTime::now(),
+            max_cost: Some(cny("0.30")),
+        };
+        store.create_job(&job).await.unwrap();
+        store
+            .finish_import(&job, JobState::Estimated)
+            .await
+            .unwrap();
+        // Two StartBatchJob calls race: the first queues the job with its limit, the second
+        // finds it no longer estimated and changes nothing.
+        assert!(
+            store
+                .start("job_1", JobState::Estimated, Some(cny("5")), false)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .start("job_1", JobState::Estimated, Some(cny("1")), false)
+                .await
+                .unwrap()
+        );
+        let queued = store.job("job_1").await.unwrap().unwrap();
+        assert_eq!(
+            (queued.state, queued.job.max_cost),
+            (JobState::Queued, Some(cny("5")))
+        );
+        // Paused at its limit, a "raise" must be above the limit (and what was spent).
+        assert!(
+            store
+                .transition(
+                    "job_1",
+                    &[JobState::Queued],
+                    JobState::CostPaused,
+                    "max_cost"
+                )
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .start("job_1", JobState::CostPaused, Some(cny("4")), true)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .start("job_1", JobState::CostPaused, Some(cny("5")), true)
+                .await
+                .unwrap()
+        );
+        let paused = store.job("job_1").await.unwrap().unwrap();
+        assert_eq!(
+            (paused.state, paused.job.max_cost),
+            (JobState::CostPaused, Some(cny("5")))
+        );
+        assert!(
+            store
+                .start("job_1", JobState::CostPaused, Some(cny("6")), true)
+                .await
+                .unwrap()
+        );
     }
 }

@@ -1,5 +1,5 @@
-//! The command-line clients against a live server: `lookup`, `check`, and a `check` killed
-//! mid-stream (a client that goes away takes its outstanding work with it).
+//! The command-line clients against a live server: `lookup`, `check` (and `usage` after it), and
+//! a `check` killed mid-stream (a client that goes away takes its outstanding work with it).
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -115,9 +115,54 @@ async fn check_streams_a_file_and_writes_csv() {
         "{summary}"
     );
     assert!(
-        summary.contains("41 billable vendor calls"),
-        "duplicates are paid once: {summary}"
+        summary.contains("41 billable vendor calls costing 1.23 CNY"),
+        "duplicates are paid once, at the sandbox's Thinksms price: {summary}"
     );
+
+    // The usage ledger says the same, as CSV and as a table.
+    let url = format!("http://{}", server.addr);
+    // From three days back (China time): all of it, even across a month's end.
+    let from = ((chrono::Utc::now() + chrono::Duration::hours(8)).date_naive()
+        - chrono::Duration::days(3))
+    .to_string();
+    let usage = |format: &'static str| {
+        let (url, from) = (url.clone(), from.clone());
+        tokio::task::spawn_blocking(move || {
+            phonecheck()
+                .args(["usage", "--by", "month", "--from", &from])
+                .args(["--format", format, "--server", &url])
+                .output()
+                .unwrap()
+        })
+    };
+    let csv = usage("csv").await.unwrap();
+    assert!(
+        csv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&csv.stderr)
+    );
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "period,tenant,provider,check,billable_calls,cost,currency,cache_hits,joined_calls,failures"
+        )
+    );
+    let row: Vec<&str> = lines.next().expect("one row").split(',').collect();
+    assert_eq!(
+        row[1..7],
+        ["anonymous", "thinksms", "line-status", "41", "1.23", "CNY"],
+        "{csv}"
+    );
+    // The duplicate shared the first one's call, or (arriving after it) its cached answer.
+    let free: u32 = row[7].parse::<u32>().unwrap() + row[8].parse::<u32>().unwrap();
+    assert_eq!((free, row[9]), (1, "0"), "{csv}");
+    let table = usage("table").await.unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.contains("cost (CNY)"), "{table}");
+    let total: Vec<&str> = table.lines().last().unwrap().split_whitespace().collect();
+    assert_eq!(total[..3], ["total", "41", "1.23"], "{table}");
 
     // The result columns are a job export's, under the same names.
     let mut expected = vec!["row", "input"];

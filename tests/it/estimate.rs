@@ -160,7 +160,10 @@ async fn a_dry_runs_estimate_is_what_the_run_then_bills() {
     assert_eq!(progress.billable_calls, 80);
     assert_eq!(progress.rows_done, 116);
     // One provider on the route: the bill is the estimate, to the nano.
-    assert_eq!(nanos(&done.spent), nanos(&estimate.cost));
+    assert_eq!(
+        nanos(&done.progress.as_ref().unwrap().cost),
+        nanos(&estimate.cost)
+    );
     assert_eq!(
         done.estimate.as_ref(),
         Some(&estimate),
@@ -313,7 +316,7 @@ async fn max_cost_pauses_a_job_and_raising_it_resumes_the_job_across_a_restart()
         paused.error
     );
     assert_eq!(sim.stats().vendor("thinksms").billable, 10, "0.30 / 0.03");
-    assert_eq!(nanos(&paused.spent), 300_000_000);
+    assert_eq!(nanos(&paused.progress.as_ref().unwrap().cost), 300_000_000);
     assert_eq!(paused.progress.as_ref().unwrap().numbers_done, 10);
 
     // A restart keeps the limit and what was spent, and does not resume the job by itself.
@@ -323,7 +326,7 @@ async fn max_cost_pauses_a_job_and_raising_it_resumes_the_job_across_a_restart()
     let kept = get_job(&mut jobs, &job.id).await;
     assert_eq!(kept.state, pb::BatchJobState::Paused as i32);
     assert_eq!(kept.error, paused.error);
-    assert_eq!(nanos(&kept.spent), 300_000_000);
+    assert_eq!(nanos(&kept.progress.as_ref().unwrap().cost), 300_000_000);
     assert_eq!(nanos(&kept.max_cost), 300_000_000);
 
     // Resuming needs a higher max_cost.
@@ -346,14 +349,17 @@ async fn max_cost_pauses_a_job_and_raising_it_resumes_the_job_across_a_restart()
     let paused = finished_or_paused(&mut jobs, &job.id).await;
     assert_eq!(paused.state, pb::BatchJobState::Paused as i32, "{paused:?}");
     assert_eq!(sim.stats().vendor("thinksms").billable, 13);
-    assert_eq!(nanos(&paused.spent), 390_000_000);
+    assert_eq!(nanos(&paused.progress.as_ref().unwrap().cost), 390_000_000);
 
     // Raised enough: it runs to the end, and every number was paid once.
     start(&mut jobs, &job.id, Some(cny(10, 0))).await.unwrap();
     let done = finished_or_paused(&mut jobs, &job.id).await;
     assert_eq!(done.state, pb::BatchJobState::Succeeded as i32, "{done:?}");
     assert_eq!(sim.stats().vendor("thinksms").billable, 50);
-    assert_eq!(nanos(&done.spent), 50 * 30_000_000);
+    assert_eq!(
+        nanos(&done.progress.as_ref().unwrap().cost),
+        50 * 30_000_000
+    );
     assert_eq!(done.progress.unwrap().numbers_done, 50);
 }
 
@@ -405,13 +411,13 @@ async fn with_a_dearer_provider_on_the_route_the_bill_stays_under_the_estimate()
     start(&mut jobs, &job.id, None).await.unwrap();
     let done = finished_job(&mut jobs, &job.id).await;
     assert_eq!(done.state, pb::BatchJobState::Succeeded as i32);
-    assert_eq!(done.progress.unwrap().billable_calls, 30);
+    assert_eq!(done.progress.as_ref().unwrap().billable_calls, 30);
     assert_eq!(
-        nanos(&done.spent),
+        nanos(&done.progress.as_ref().unwrap().cost),
         30 * 30_000_000,
         "Thinksms answered every number"
     );
-    assert!(nanos(&done.spent) <= nanos(&estimate.cost));
+    assert!(nanos(&done.progress.as_ref().unwrap().cost) <= nanos(&estimate.cost));
 }
 
 #[tokio::test]
@@ -449,7 +455,7 @@ async fn answers_that_expire_before_the_run_reaches_them_are_not_counted_free() 
     let done = finished_job(&mut jobs, &job.id).await;
     // Run at once, the five answers were still there: the bill is under the estimate.
     assert_eq!(sim.stats().vendor("thinksms").billable, 5 + 5);
-    assert_eq!(nanos(&done.spent), 5 * 30_000_000);
+    assert_eq!(nanos(&done.progress.as_ref().unwrap().cost), 5 * 30_000_000);
 }
 
 #[tokio::test]

@@ -30,5 +30,6 @@ mod routes;
 mod server;
 mod stream;
 mod tls;
+mod usage;
 mod vendors;
 mod yidun;

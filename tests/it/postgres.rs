@@ -1,7 +1,8 @@
 //! Jobs in a PostgreSQL database shared by replicas (a real PostgreSQL started by the test, on a
 //! free loopback port): the job store's SQL on PostgreSQL, any replica answers for a job, and a job
 //! survives the death of the replica running it — taken over once its lease lapses, with no number
-//! lost and none paid twice. Without Redis, caih's pending submissions are shared there too.
+//! lost and none paid twice. Without Redis, caih's pending submissions are shared there too. The
+//! usage ledger of two replicas adds up in one table, and they hold a tenant's budget together.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -447,5 +448,76 @@ async fn two_replicas_on_one_postgres_hold_a_daily_budget_together() {
         sim.stats().vendor("thinksms").billable,
         25,
         "the budget, no more"
+    );
+}
+
+#[tokio::test]
+async fn replicas_add_up_one_usage_ledger_in_postgres() {
+    let pg = Postgres::start();
+    let url = pg.database("usage").await;
+    let sim = start_sim(SimConfig::default()).await;
+    let replica = |dir: &Path| {
+        let key = dir.join("thinksms.key");
+        std::fs::write(&key, sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
+        let mut config = thinksms_config(&sim.base_url(), sim::SANDBOX_THINKSMS_HASHCODE, &key);
+        if let Some(phonecheck::providers::ProviderConfig::Thinksms(c)) =
+            config.providers.get_mut("thinksms")
+        {
+            c.prices.line_status = Some("0.03".parse().unwrap());
+        }
+        config.storage.database_url = Some(SecretRef::File(url_file(dir, &url)));
+        config
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = TestServer::start_in(replica(dir_a.path()), dir_a.path()).await;
+    let b = TestServer::start_in(replica(dir_b.path()), dir_b.path()).await;
+    for i in 0..5 {
+        report(
+            &a,
+            lookup(&format!("1391111{i:04}"), &[pb::Check::LineStatus]),
+        )
+        .await;
+    }
+    // B pays for its own numbers and answers A's from its own (empty) cache by paying again.
+    for i in 3..8 {
+        report(
+            &b,
+            lookup(&format!("1391111{i:04}"), &[pb::Check::LineStatus]),
+        )
+        .await;
+    }
+    report(&b, lookup("13911110007", &[pb::Check::LineStatus])).await;
+    // B writes what it counted at shutdown; A writes its own before it reads.
+    b.stop().await.unwrap();
+    let usage = pb::usage_service_client::UsageServiceClient::new(a.channel())
+        .get_usage(pb::GetUsageRequest {
+            // From three days ago: across a midnight or a month's end in China all the same.
+            from_day: ((chrono::Utc::now() + chrono::Duration::hours(8)).date_naive()
+                - chrono::Duration::days(3))
+            .to_string(),
+            group_by: pb::UsageGrouping::Month as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        usage
+            .rows
+            .iter()
+            .all(|r| (r.tenant.as_str(), r.provider.as_str()) == ("anonymous", "thinksms")),
+        "{usage:?}"
+    );
+    let row = usage.totals.clone().unwrap();
+    assert_eq!(row.billable_calls, 10);
+    assert_eq!(
+        row.billable_calls,
+        sim.stats().vendor("thinksms").billable as i64
+    );
+    assert_eq!(row.cache_hits, 1);
+    let cost = row.cost.clone().unwrap();
+    assert_eq!(
+        (cost.units, cost.nanos, cost.currency_code.as_str()),
+        (0, 300_000_000, "CNY")
     );
 }

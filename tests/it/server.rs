@@ -17,7 +17,7 @@ const SERVICE: &str = "phonecheck.v1.PhoneCheckService";
 async fn health_is_served_per_service() {
     let server = TestServer::sandbox().await;
     let mut health = HealthClient::new(server.channel());
-    for service in ["", SERVICE] {
+    for service in ["", SERVICE, "phonecheck.v1.UsageService"] {
         let status = health
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -67,6 +67,7 @@ macro_rules! reflection_checks {
             let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
             assert!(names.contains(&SERVICE), "{names:?}");
             assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+            assert!(names.contains(&"phonecheck.v1.UsageService"), "{names:?}");
 
             // Error details decode: google.rpc types are known to reflection.
             for symbol in ["google.rpc.BadRequest", "google.rpc.ErrorInfo", "phonecheck.v1.NumberReport"] {

@@ -59,12 +59,12 @@ fn job_from_row(row: &$row) -> Result<JobRecord, StoreError> {
             numbers_failed: row.get("numbers_failed"),
             bad_rows: row.get("bad_rows"),
             billable: row.get("billable"),
+            cost: Money::from_nanos(row.get("spent")),
             cache_hits: row.get("cache_hits"),
             rate: row.get("rate"),
             line_status_rows: Vec::new(),
         },
         estimate: row.get("estimate"),
-        spent: Money::from_nanos(row.get("spent")),
     })
 }
 
@@ -116,13 +116,27 @@ impl JobStore for $store {
         Ok(())
     }
 
-    async fn set_max_cost(&self, job_id: &str, max_cost: Option<Money>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE batch_jobs SET max_cost = $2 WHERE id = $1")
-            .bind(job_id)
-            .bind(max_cost.map(Money::nanos))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    async fn start(
+        &self,
+        job_id: &str,
+        from: JobState,
+        max_cost: Option<Money>,
+        raise: bool,
+    ) -> Result<bool, StoreError> {
+        let started = sqlx::query(
+            "UPDATE batch_jobs SET state = $3, error = '', max_cost = COALESCE($4, max_cost)
+             WHERE id = $1 AND state = $2
+               AND ($5 = 0 OR ($4 > spent AND $4 > COALESCE(max_cost, -1)))",
+        )
+        .bind(job_id)
+        .bind(from as i64)
+        .bind(JobState::Queued as i64)
+        .bind(max_cost.map(Money::nanos))
+        .bind(i64::from(raise))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(started == 1)
     }
 
     async fn add_rows(

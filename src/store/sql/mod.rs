@@ -3,3 +3,4 @@
 pub(super) mod budget;
 pub(super) mod jobs;
 pub(super) mod pending;
+pub(super) mod usage;
