@@ -20,15 +20,18 @@ PROTOS = [
     "phonecheck/v1/phone_check_service.proto",
     "google/rpc/status.proto",
     "google/rpc/error_details.proto",
+    "google/type/money.proto",
 ]
 
 
 def generate_stubs():
-    """Generates the Python stubs once, from the contract itself."""
+    """Generates the Python stubs from the contract itself, again whenever it changed."""
     from grpc_tools import protoc
 
-    if (GEN / "phonecheck" / "v1" / "phone_check_service_pb2_grpc.py").exists():
-        return
+    marker = GEN / "phonecheck" / "v1" / "phone_check_service_pb2_grpc.py"
+    sources = [ROOT / "proto" / p for p in PROTOS if p.startswith("phonecheck/")]
+    if marker.exists() and all(s.stat().st_mtime <= marker.stat().st_mtime for s in sources):
+        return  # generated from the contract as it is now
     GEN.mkdir(exist_ok=True)
     well_known = str(importlib.resources.files("grpc_tools") / "_proto")
     code = protoc.main([

@@ -21,6 +21,7 @@ PROTOS = [
     "phonecheck/v1/phone_check_service.proto",
     "google/rpc/status.proto",
     "google/rpc/error_details.proto",
+    "google/type/money.proto",
 ]
 
 
@@ -48,13 +49,16 @@ def stubs():
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     binary = os.environ.get("PHONECHECK_BIN", str(ROOT / "target" / "debug" / "phonecheck"))
+    # Its own data directory: answers paid by an earlier run must not turn into cache hits here.
+    env = dict(os.environ, PHONECHECK__STORAGE__DATA_DIR=str(tmp_path_factory.mktemp("data")))
     proc = subprocess.Popen(
         [binary, "serve", "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        env=env,
     )
     # The server binds, then prints its address, then serves: no waiting needed.
     line = proc.stdout.readline()
