@@ -510,18 +510,17 @@ impl Tenants {
         }
     }
 
-    /// Each tenant's budget and rate by name (the anonymous caller's too), for the job runner,
-    /// whose jobs keep only their tenant's name.
+    /// Each tenant's budget and rate by name, for the job runner, whose jobs keep only their
+    /// tenant's name: the configured tenants, or, when none is, the anonymous caller (so that a
+    /// job of a tenant no longer configured, or of the anonymous caller once keys are, has none).
     pub fn limits_by_name(&self) -> HashMap<String, TenantLimits> {
-        let mut limits: HashMap<String, TenantLimits> = self
-            .by_name
+        if !self.enabled() {
+            return HashMap::from([(ANONYMOUS.to_owned(), self.anonymous.limits.clone())]);
+        }
+        self.by_name
             .iter()
             .map(|(name, tenant)| (name.clone(), tenant.limits.clone()))
-            .collect();
-        limits
-            .entry(ANONYMOUS.to_owned())
-            .or_insert_with(|| self.anonymous.limits.clone());
-        limits
+            .collect()
     }
 
     /// Whether any key is configured.

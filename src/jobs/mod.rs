@@ -481,10 +481,10 @@ impl Jobs {
         &self.spool
     }
 
-    /// The budget and rate of `tenant`: none for a tenant no longer configured (its key is gone,
-    /// but jobs it started before run to their end).
-    fn limits_of(&self, tenant: &str) -> TenantLimits {
-        self.limits.get(tenant).cloned().unwrap_or_default()
+    /// The budget and rate of `tenant`; `None` for a tenant no longer configured, whose jobs do
+    /// not run (they would run without its limits).
+    fn limits_of(&self, tenant: &str) -> Option<TenantLimits> {
+        self.limits.get(tenant).cloned()
     }
 
     /// The currency of every price, cost and `max_cost`.

@@ -173,6 +173,8 @@ enum Ended {
     CostPaused,
     /// The lease could not be renewed: the job is no longer this process's to run.
     LeaseLost,
+    /// It may not run, for this reason (it fails).
+    Refused(String),
 }
 
 async fn run(jobs: Arc<Jobs>, id: String, stop: watch::Receiver<bool>) {
@@ -193,6 +195,16 @@ async fn run(jobs: Arc<Jobs>, id: String, stop: watch::Receiver<bool>) {
                 warn!(job = %id, error = %e, "cannot mark the job finished");
             }
             info!(job = %id, "job finished");
+        }
+        Ok(Ended::Refused(why)) => {
+            warn!(job = %id, reason = %why, "job refused");
+            if let Err(e) = jobs
+                .store
+                .transition(&id, &[JobState::Running], JobState::Failed, &why)
+                .await
+            {
+                warn!(job = %id, error = %e, "cannot mark the job failed");
+            }
         }
         Ok(Ended::Stopped) => info!(job = %id, "job stopped"),
         Ok(Ended::CostPaused) => info!(job = %id, "job paused at its max_cost"),
@@ -260,11 +272,17 @@ async fn run_passes(
         tenant: job.job.tenant.as_str().into(),
     });
     let config = jobs.config();
+    let Some(limits) = jobs.limits_of(&job.job.tenant) else {
+        return Ok(Ended::Refused(format!(
+            "tenant {} is no longer configured: its jobs do not run without its limits",
+            job.job.tenant
+        )));
+    };
     let mut checks = template.checks.clone();
     let mut seen = HashSet::new();
     checks.retain(|c| seen.insert(*c));
     let budget = Budget {
-        limits: jobs.limits_of(&job.job.tenant),
+        limits,
         want: Spend {
             calls: checks.len() as u64,
             cost: checks.iter().map(|c| jobs.engine.price_ceiling(*c)).sum(),

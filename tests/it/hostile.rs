@@ -597,3 +597,60 @@ async fn csv_exports_neutralise_formulas() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_job_of_a_tenant_no_longer_configured_fails_instead_of_running_unbounded() {
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(
+        config(&sim, dir.path(), "daily_billable_budget = 10", ""),
+        dir.path(),
+    )
+    .await;
+    let mut client = jobs(&server);
+    let job = create(&mut client, line_status_spec(), &numbers("138002", 50))
+        .await
+        .unwrap();
+    watch_until(&mut client, &job.id, |j| {
+        j.state == pb::BatchJobState::Paused as i32
+    })
+    .await;
+    server.stop().await.unwrap();
+
+    // The tenant's key is revoked: its paused job is taken up at start-up, and fails rather than
+    // run without the tenant's budget.
+    let toml = thinksms_toml(&sim, dir.path(), 0, "");
+    let server = TestServer::start_in(Config::from_toml(&toml).unwrap(), dir.path()).await;
+    let url = format!("sqlite://{}", dir.path().join("phonecheck.db").display());
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let mut ended = None;
+    for _ in 0..200 {
+        let (state, error): (i64, String) =
+            sqlx::query_as("SELECT state, error FROM batch_jobs WHERE id = $1")
+                .bind(&job.id)
+                .fetch_one(&mut db)
+                .await
+                .unwrap();
+        use phonecheck::store::JobState;
+        let waiting = [JobState::Paused, JobState::Queued, JobState::Running];
+        if !waiting.iter().any(|w| *w as i64 == state) {
+            ended = Some((state, error));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (state, error) = ended.expect("the job was taken up within 10 s");
+    assert_eq!(state, phonecheck::store::JobState::Failed as i64, "{error}");
+    assert!(
+        error.contains("tenant acme is no longer configured"),
+        "{error}"
+    );
+    assert_eq!(
+        sim.stats().vendor("thinksms").billable,
+        10,
+        "nothing more was paid"
+    );
+    server.stop().await.unwrap();
+}
