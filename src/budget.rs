@@ -125,6 +125,9 @@ pub trait RateBucket: Send + Sync + std::fmt::Debug {
 
     /// Waits for one request.
     async fn take(&self) -> Result<(), LimitError>;
+
+    /// Requests per second the bucket allows over time (estimates of how long a job takes).
+    fn per_second(&self) -> f64;
 }
 
 /// Makes rate buckets kept outside this process (Redis), one per tenant.
@@ -135,14 +138,14 @@ pub trait RateSource: Send + Sync + std::fmt::Debug {
 
 /// A request rate kept in this process.
 #[derive(Debug)]
-pub struct LocalRate(governor::DefaultDirectRateLimiter);
+pub struct LocalRate(governor::DefaultDirectRateLimiter, f64);
 
 impl LocalRate {
     /// `None` when the quota allows everything.
     pub fn new(quota: QuotaConfig) -> Option<LocalRate> {
         quota
             .governor()
-            .map(|q| LocalRate(governor::RateLimiter::direct(q)))
+            .map(|q| LocalRate(governor::RateLimiter::direct(q), quota.requests_per_second))
     }
 }
 
@@ -157,6 +160,10 @@ impl RateBucket for LocalRate {
     async fn take(&self) -> Result<(), LimitError> {
         self.0.until_ready().await;
         Ok(())
+    }
+
+    fn per_second(&self) -> f64 {
+        self.1
     }
 }
 

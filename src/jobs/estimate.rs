@@ -6,7 +6,8 @@
 //! The estimate is an upper bound of what the run bills: a paid number is counted at the highest
 //! price of its check's route, and an answer already in the answer cache is counted free only if
 //! it is still usable when the run will reach its number (the paid numbers before it, at the bulk
-//! share of the vendors' quotas, plus [`MARGIN`]).
+//! share of the vendors' quotas, and every number before it at the tenant's rate, plus
+//! [`MARGIN`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -39,10 +40,17 @@ impl Jobs {
     pub(super) async fn estimate(
         &self,
         id: &str,
+        tenant: &str,
         spec: &pb::BatchJobSpec,
         counts: &JobCounts,
     ) -> Result<pb::BatchJobEstimate, JobError> {
         let engine = &self.engine;
+        // Every number of the run, free or paid, waits for the tenant's rate.
+        let tenant_rate = self
+            .limits_of(tenant)
+            .and_then(|l| l.rate)
+            .map(|r| r.per_second())
+            .filter(|r| *r > 0.0);
         let checks = unique(wire::checks_from_proto("spec.checks", &spec.checks)?);
         let options = wire::options_from_proto("spec.options", spec.options.clone())?;
         let now = SystemTime::now();
@@ -65,9 +73,14 @@ impl Jobs {
                         continue;
                     }
                 };
-                valid += 1;
                 // When the run reaches this number: after the paid numbers before it, at the
-                // slowest check's pace.
+                // slowest check's pace, and after every number before it at the tenant's rate.
+                let paced = tenant_rate
+                    .and_then(|rate| {
+                        Duration::try_from_secs_f64((valid + invalid) as f64 / rate).ok()
+                    })
+                    .unwrap_or_default();
+                valid += 1;
                 let reach = checks
                     .iter()
                     .filter_map(|&c| {
@@ -76,6 +89,7 @@ impl Jobs {
                     })
                     .max()
                     .unwrap_or_default()
+                    .max(paced)
                     + MARGIN;
                 for &check in &checks {
                     let t = tally.entry(check).or_default();
@@ -115,6 +129,12 @@ impl Jobs {
                 }
             })
             .collect();
+        // And no faster than the tenant's rate lets its numbers through.
+        if let Some(paced) = tenant_rate
+            .and_then(|rate| Duration::try_from_secs_f64((valid + invalid) as f64 / rate).ok())
+        {
+            duration = duration.max(paced);
+        }
         Ok(pb::BatchJobEstimate {
             rows: counts.rows_total,
             bad_rows: counts.bad_rows,
@@ -144,7 +164,7 @@ impl Jobs {
             JobState::Estimated => {
                 if stale(&job, SystemTime::now()) {
                     let spec = spec_of(&job);
-                    let estimate = self.estimate(id, &spec, &job.counts).await?;
+                    let estimate = self.estimate(id, tenant, &spec, &job.counts).await?;
                     self.store
                         .set_estimate(id, &prost::Message::encode_to_vec(&estimate))
                         .await?;
@@ -207,6 +227,25 @@ impl Jobs {
             });
         }
         self.runner.wake();
+        Ok(())
+    }
+}
+
+impl Jobs {
+    /// Estimates a job again when the runner takes it up before any number ran but after its
+    /// estimate went stale (it waited in the queue, or behind other jobs): the stored estimate
+    /// stays an upper bound of what the run bills.
+    pub(super) async fn refresh_stale_estimate(&self, job: &JobRecord) -> Result<(), JobError> {
+        if job.estimate.is_none() || job.counts.numbers_done > 0 || !stale(job, SystemTime::now()) {
+            return Ok(());
+        }
+        let estimate = self
+            .estimate(&job.job.id, &job.job.tenant, &spec_of(job), &job.counts)
+            .await?;
+        self.store
+            .set_estimate(&job.job.id, &prost::Message::encode_to_vec(&estimate))
+            .await?;
+        tracing::info!(job = %job.job.id, "the estimate went stale in the queue: estimated again");
         Ok(())
     }
 }

@@ -327,7 +327,7 @@ impl Jobs {
             }
             // Still invisible while its numbers are quoted.
             let counts = self.store.finish_import(&job, JobState::Importing).await?;
-            let estimate = self.estimate(&id, &spec, &counts).await?;
+            let estimate = self.estimate(&id, tenant, &spec, &counts).await?;
             self.store
                 .set_estimate(&id, &estimate.encode_to_vec())
                 .await?;

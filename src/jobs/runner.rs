@@ -272,6 +272,9 @@ async fn run_passes(
         tenant: job.job.tenant.as_str().into(),
     });
     let config = jobs.config();
+    if let Err(e) = jobs.refresh_stale_estimate(&job).await {
+        warn!(job = %id, error = %e, "the stale estimate could not be made again");
+    }
     let Some(limits) = jobs.limits_of(&job.job.tenant) else {
         return Ok(Ended::Refused(format!(
             "tenant {} is no longer configured: its jobs do not run without its limits",

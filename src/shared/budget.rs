@@ -199,6 +199,10 @@ impl RateBucket for SharedRate {
         Ok(())
     }
 
+    fn per_second(&self) -> f64 {
+        1_000_000.0 / self.interval.max(1) as f64
+    }
+
     async fn take(&self) -> Result<(), LimitError> {
         self.quota
             .until_ready()

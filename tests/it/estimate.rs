@@ -520,3 +520,33 @@ async fn the_cli_prints_the_estimate_and_starts_the_job() {
     assert!(text.contains("spent     0.90 CNY"), "{text}");
     assert!(text.contains("max_cost  10.00 CNY"), "{text}");
 }
+
+#[tokio::test]
+async fn the_tenants_rate_bounds_how_fast_the_run_goes() {
+    const KEY: &str = "pck_estimate_rate_tenant_key_for_tests";
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let more = format!(
+        "[providers.thinksms.prices]\nline_status = \"0.03\"\n[tenants.acme]\n\
+         key_sha256 = [\"{}\"]\nrate_limit = {{ requests_per_second = 10, burst = 1 }}",
+        phonecheck::auth::key_hash(KEY)
+    );
+    let config = Config::from_toml(&thinksms_toml(&sim, dir.path(), 0, &more)).unwrap();
+    let server = TestServer::start_in(config, dir.path()).await;
+    let keyed = tonic::service::interceptor::InterceptedService::new(
+        server.channel(),
+        |mut request: tonic::Request<()>| {
+            let key = format!("Bearer {KEY}").parse().unwrap();
+            request.metadata_mut().insert("authorization", key);
+            Ok(request)
+        },
+    );
+    let mut jobs = BatchJobServiceClient::new(keyed);
+    let job = create_job(&mut jobs, line_status_spec(true, None), &list(), 256)
+        .await
+        .unwrap();
+    // No vendor quota, but the tenant's 10 numbers a second: 103 numbers take over 10 s.
+    let estimate = job.estimate.expect("an estimate");
+    let took = estimate.duration.expect("a duration");
+    assert!(took.seconds >= 10, "{took:?}");
+}
