@@ -35,9 +35,9 @@
 //! 10. [`providers`]: one module per vendor behind the [`providers::Provider`] trait, registered in
 //!     the closed [`providers::ProviderConfig`] enum, and the signing helpers they share.
 //! 11. [`store`]: what must survive a restart (pending asynchronous submissions, jobs with their
-//!     rows and results, leases, the usage ledger), behind traits; SQLite by default, PostgreSQL for replicas, one
-//!     SQL text for both in `store/sql/`; and the answer store (paid vendor answers, always a local
-//!     SQLite file, `answers.db`).
+//!     rows and results, leases, tenants' daily budgets, the usage ledger), behind traits; SQLite
+//!     by default, PostgreSQL for replicas, one SQL text for both in `store/sql/`; and the answer
+//!     store (paid vendor answers, always a local SQLite file, `answers.db`).
 //! 12. [`number`]: offline analysis: normalisation to E.164, number type (with China's special
 //!     numbers and each area code's local-number rules), carrier by segment (by prefix in ID, SG
 //!     and PK), home province and city; libphonenumber's metadata compiled into automata.
