@@ -7,7 +7,8 @@
 //! of the check's route) before it runs, and settles with what it was billed when it ends, so
 //! requests in flight together never take the tenant past its budget. The budget is kept in a
 //! [`BudgetStore`]: Redis when replicas share one, else the store (SQLite, or PostgreSQL shared by
-//! replicas), so replicas hold it together and a restart does not renew it. The rate is a token
+//! replicas), so replicas hold it together and a restart does not renew it; each process takes
+//! room from it in blocks ([`Reserving`]), so that a request costs no round trip. The rate is a token
 //! bucket, in this process or, with Redis, in Redis for every replica together ([`RateBucket`]).
 
 use std::sync::Arc;
@@ -16,6 +17,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use governor::clock::{Clock, DefaultClock};
 use tracing::warn;
+
+mod reserve;
+
+pub use reserve::{FLUSH_EVERY, Reserving};
 
 use crate::domain::{Currency, Money, Report};
 use crate::providers::{Clock as _, QuotaConfig, SystemClock};

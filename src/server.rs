@@ -92,6 +92,8 @@ struct Assembly {
     engine: Arc<Engine>,
     jobs: Arc<Jobs>,
     tenants: Tenants,
+    /// Tenants' budgets, taken from the budget store in blocks (written back at shutdown).
+    budgets: Arc<crate::budget::Reserving>,
     sandbox: Option<SimServer>,
 }
 
@@ -197,11 +199,12 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         .with_routes(&config.routes)?,
     );
     // Tenants' budgets are held where replicas meet: Redis, else the store.
+    let budgets = crate::budget::Reserving::new(match &shared {
+        Some(shared) => Arc::new(shared.budget_store()),
+        None => local_budgets,
+    });
     let limits = LimitsBacking {
-        budgets: match &shared {
-            Some(shared) => Arc::new(shared.budget_store()),
-            None => local_budgets,
-        },
+        budgets: budgets.clone(),
         currency: config.billing.currency,
         rates: shared
             .clone()
@@ -219,6 +222,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         engine,
         jobs,
         tenants,
+        budgets,
         sandbox,
     })
 }
@@ -331,6 +335,7 @@ where
         engine,
         jobs,
         tenants,
+        budgets,
         sandbox,
     } = assemble(&config).await?;
     let answers = engine.clone();
@@ -459,6 +464,8 @@ where
     if let Err(e) = answers.flush_usage().await {
         warn!(error = %e, "usage ledger: the last counts could not be written");
     }
+    // What tenants were billed is written, and the room this process took is given back.
+    budgets.flush().await;
     let _ = admin_stop.send(());
     if let Some(sim) = sandbox {
         sim.shutdown().await?;
