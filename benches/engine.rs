@@ -615,9 +615,10 @@ async fn replicas_scenario() {
     );
 }
 
-/// What holding a tenant's daily budget costs a stream: the same 100,000 new numbers per run, as
-/// the anonymous caller (no budget), as a tenant whose budget is kept in the store (SQLite), and
-/// as one whose budget is kept in Redis.
+/// What holding a tenant's daily budget costs a stream: 100,000 new numbers per run, as the
+/// anonymous caller (no budget) and as a tenant whose budget is kept in the store (SQLite); then
+/// the same two on a replica sharing state through Redis (answers and single-flight in Redis too),
+/// the budget kept in Redis.
 async fn budgets_scenario() {
     const N: u64 = 100_000;
     const KEY: &str = "pck_benchmark_tenant_key";
@@ -649,7 +650,13 @@ async fn budgets_scenario() {
             Some(KEY),
         ),
         (
-            "tenant with daily_budget",
+            "anonymous, replica on Redis",
+            "nowhere (no budget)",
+            redis_table.clone(),
+            None,
+        ),
+        (
+            "tenant with daily_budget, replica on Redis",
             "Redis",
             format!("{tenant}{redis_table}"),
             Some(KEY),
