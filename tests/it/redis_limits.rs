@@ -228,23 +228,32 @@ async fn a_budget_in_calls_holds_in_redis_when_answers_cost_nothing() {
 #[tokio::test]
 async fn a_large_budget_taken_in_blocks_by_two_replicas_still_holds_exactly() {
     // 3,200 calls a day: each replica takes room in blocks of 50 (a 64th), and together they
-    // stop at the budget.
+    // never pass the budget.
     let redis = Redis::start();
     let sim = start_sim(SimConfig::default()).await;
     let a = start_priced(&sim, redis.port, "daily_billable_budget = 3200", false).await;
     let b = start_priced(&sim, redis.port, "daily_billable_budget = 3200", false).await;
-    let (from_a, from_b) = tokio::join!(stream(&a, items(8, 1_700)), stream(&b, items(9, 1_700)));
-    use pb::check_numbers_result::Outcome;
-    let answered = from_a
-        .iter()
-        .chain(&from_b)
-        .filter(|r| matches!(r.outcome, Some(Outcome::Report(_))))
-        .count();
-    // Some of the simulator's magic numbers answer without billing: they hold nothing in the end.
-    assert!(answered >= 3_200, "{answered}");
-    assert_eq!(
-        sim.stats().vendor("thinksms").billable,
-        3_200,
-        "the budget, no more"
-    );
+    let billed = || sim.stats().vendor("thinksms").billable;
+    tokio::join!(stream(&a, items(8, 1_700)), stream(&b, items(9, 1_700)));
+    // A replica may have been refused while the other still kept room in a block; at most a
+    // block each was left unused.
+    let first = billed();
+    assert!((3_100..=3_200).contains(&first), "{first}");
+    // Room a replica does not use goes back within a second: asked again, the other reaches
+    // the budget exactly, and no further.
+    for round in 0..50u32 {
+        if billed() == 3_200 {
+            break;
+        }
+        let more = (0..20)
+            .map(|i| pb::CheckNumbersRequest {
+                number: format!("1370{round:02}{i:05}"),
+                checks: vec![pb::Check::LineStatus as i32],
+                ..Default::default()
+            })
+            .collect();
+        stream(&b, more).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(billed(), 3_200, "the budget, no more");
 }
