@@ -141,7 +141,10 @@ fn job_to_proto(
             .collect(),
         create_time: Some(timestamp(job.job.created_at)),
         start_time: job.started_at.map(timestamp),
-        end_time: job.finished_at.map(timestamp),
+        end_time: job
+            .finished_at
+            .filter(|_| job.state.is_final())
+            .map(timestamp),
         error: job.error.clone(),
         expire_time: expires.map(timestamp),
         estimate: job

@@ -225,7 +225,7 @@ impl Jobs {
         Ok(())
     }
 
-    /// Deletes jobs that finished longer than the retention ago.
+    /// Deletes jobs that finished (or paused at their max_cost) longer than the retention ago.
     pub async fn sweep(&self) -> Result<u64, JobError> {
         let before = SystemTime::now()
             .checked_sub(self.config.retention)
@@ -463,7 +463,8 @@ impl Jobs {
     }
 
     /// When a finished job's data will be deleted (an estimated one's: the retention after it
-    /// was created, unless it is started).
+    /// was created, unless it is started; one paused at its max_cost: after it paused, unless
+    /// it is raised).
     pub fn expires_at(&self, job: &JobRecord) -> Option<SystemTime> {
         match job.state {
             JobState::Estimated => Some(job.job.created_at + self.config.retention),

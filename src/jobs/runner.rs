@@ -237,17 +237,26 @@ async fn run(jobs: Arc<Jobs>, id: String, stop: watch::Receiver<bool>) {
     jobs.runner.wake();
 }
 
-/// Renews the job's lease every [`RENEW_EVERY`] until it cannot be renewed.
+/// Renews the job's lease every [`RENEW_EVERY`] until it cannot be renewed, or until the lease
+/// has lapsed without a renewal getting through (the store unreachable from here: another replica
+/// may take the job up, and two runners would each spend up to the job's `max_cost`).
 async fn keep_lease(jobs: &Jobs, id: &str) {
     let mut every = tokio::time::interval(RENEW_EVERY);
     every.tick().await;
+    // The job was just taken with a fresh lease.
+    let mut held_until = tokio::time::Instant::now() + jobs.runner.lease;
     loop {
         every.tick().await;
         let lease = jobs.runner.lease(SystemTime::now());
+        let asked = tokio::time::Instant::now();
         match jobs.store.renew_lease(id, &lease).await {
-            Ok(true) => {}
+            Ok(true) => held_until = asked + jobs.runner.lease,
             Ok(false) => return,
-            // Tried again next tick; if the lease lapses meanwhile, the next renewal says so.
+            Err(e) if asked >= held_until => {
+                warn!(job = %id, error = %e, "the job's lease lapsed without a renewal: the job stops here");
+                return;
+            }
+            // Tried again next tick, while the lease still holds.
             Err(e) => warn!(job = %id, error = %e, "cannot renew the job's lease"),
         }
     }

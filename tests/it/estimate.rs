@@ -328,6 +328,10 @@ async fn max_cost_pauses_a_job_and_raising_it_resumes_the_job_across_a_restart()
     assert_eq!(kept.error, paused.error);
     assert_eq!(nanos(&kept.progress.as_ref().unwrap().cost), 300_000_000);
     assert_eq!(nanos(&kept.max_cost), 300_000_000);
+    // Waiting for a client that may never come, it is kept for the retention from its pause (it
+    // has not ended).
+    assert!(kept.end_time.is_none());
+    assert!(kept.expire_time.is_some(), "{kept:?}");
 
     // Resuming needs a higher max_cost.
     let refused = start(&mut jobs, &job.id, None).await.unwrap_err();
@@ -355,6 +359,7 @@ async fn max_cost_pauses_a_job_and_raising_it_resumes_the_job_across_a_restart()
     start(&mut jobs, &job.id, Some(cny(10, 0))).await.unwrap();
     let done = finished_or_paused(&mut jobs, &job.id).await;
     assert_eq!(done.state, pb::BatchJobState::Succeeded as i32, "{done:?}");
+    assert!(done.end_time.is_some());
     assert_eq!(sim.stats().vendor("thinksms").billable, 50);
     assert_eq!(
         nanos(&done.progress.as_ref().unwrap().cost),

@@ -124,7 +124,8 @@ impl JobStore for $store {
         raise: bool,
     ) -> Result<bool, StoreError> {
         let started = sqlx::query(
-            "UPDATE batch_jobs SET state = $3, error = '', max_cost = COALESCE($4, max_cost)
+            "UPDATE batch_jobs SET state = $3, error = '', max_cost = COALESCE($4, max_cost),
+                 finished_at = NULL
              WHERE id = $1 AND state = $2
                AND ($5 = 0 OR ($4 > spent AND $4 > COALESCE(max_cost, -1)))",
         )
@@ -392,7 +393,9 @@ impl JobStore for $store {
             update.push_bind(now);
             update.push(")");
         }
-        if to.is_final() {
+        // A job paused at its max_cost waits for a client that may never come: retention counts
+        // from the pause, as from a job's end (a start clears it).
+        if to.is_final() || to == JobState::CostPaused {
             update.push(", finished_at = ");
             update.push_bind(now);
             update.push(", rate = 0");
