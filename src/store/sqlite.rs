@@ -154,10 +154,9 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_job_runs_under_one_lease_at_a_time() {
-        let store = SqliteStore::in_memory().await.unwrap();
-        let job = NewJob {
+    /// A job `job_1` of a text file, with `max_cost`.
+    fn new_job(max_cost: Option<crate::domain::Money>) -> NewJob {
+        NewJob {
             id: "job_1".into(),
             tenant: String::new(),
             spec: Vec::new(),
@@ -167,8 +166,14 @@ mod tests {
             columns: Vec::new(),
             sheets: 0,
             created_at: SystemTime::now(),
-            max_cost: None,
-        };
+            max_cost,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_runs_under_one_lease_at_a_time() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let job = new_job(None);
         store.create_job(&job).await.unwrap();
         store.finish_import(&job, JobState::Queued).await.unwrap();
         let t0 = SystemTime::now();
@@ -289,18 +294,7 @@ mod tests {
         use crate::domain::Money;
         let store = SqliteStore::in_memory().await.unwrap();
         let cny = |s: &str| -> Money { s.parse().unwrap() };
-        let job = NewJob {
-            id: "job_1".into(),
-            tenant: String::new(),
-            spec: Vec::new(),
-            format: 1,
-            encoding: "utf-8".into(),
-            number_column: "column 1".into(),
-            columns: Vec::new(),
-            sheets: 0,
-            created_at: SystemTime::now(),
-            max_cost: Some(cny("0.30")),
-        };
+        let job = new_job(Some(cny("0.30")));
         store.create_job(&job).await.unwrap();
         store
             .finish_import(&job, JobState::Estimated)

@@ -257,3 +257,57 @@ async fn a_large_budget_taken_in_blocks_by_two_replicas_still_holds_exactly() {
     }
     assert_eq!(billed(), 3_200, "the budget, no more");
 }
+
+#[tokio::test]
+async fn replicas_pace_a_tenants_stream_items_together() {
+    use tokio_stream::wrappers::ReceiverStream;
+    let redis = Redis::start();
+    let sim = start_sim(SimConfig::default()).await;
+    let rate = "rate_limit = { requests_per_second = 20, burst = 2 }";
+    let (a, b) = (
+        start(&sim, redis.port, rate).await,
+        start(&sim, redis.port, rate).await,
+    );
+    // Both streams are opened first (a request each), then 20 offline items go to each at once:
+    // 40 requests of one 20-a-second bucket take about two seconds (a bucket per replica would
+    // let them through in one).
+    let mut opened = Vec::new();
+    let mut senders = Vec::new();
+    for server in [&a, &b] {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let responses = server
+            .client()
+            .check_numbers(bearer(ReceiverStream::new(rx), KEY))
+            .await
+            .expect("the stream is admitted")
+            .into_inner();
+        opened.push(responses);
+        senders.push(tx);
+    }
+    let started = Instant::now();
+    for (n, tx) in senders.into_iter().enumerate() {
+        for mut item in items(8 + n as u32, 20) {
+            item.checks.clear();
+            tx.send(item).await.unwrap();
+        }
+    }
+    let drain = |mut responses: tonic::Streaming<pb::CheckNumbersResponse>| async move {
+        let mut results = 0;
+        while let Some(message) = responses.message().await.unwrap() {
+            if let Some(pb::check_numbers_response::Response::Result(_)) = message.response {
+                results += 1;
+            }
+        }
+        results
+    };
+    let mut opened = opened.into_iter();
+    let (first, second) = (opened.next().unwrap(), opened.next().unwrap());
+    let (from_a, from_b) = tokio::join!(drain(first), drain(second));
+    let elapsed = started.elapsed();
+    assert_eq!(
+        from_a + from_b,
+        40,
+        "every item answered: paced, not refused"
+    );
+    assert!(elapsed >= Duration::from_millis(1_800), "{elapsed:?}");
+}
