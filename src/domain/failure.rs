@@ -87,6 +87,10 @@ pub enum ProviderError {
     /// written.
     #[error("phonecheck could not read or write its state: {0}")]
     State(String),
+    /// The vendor took the request, and bills it, but phonecheck could not record it (an
+    /// asynchronous vendor's submission not written to the pending store): a failure that costs.
+    #[error("the vendor took (and bills) the request, but phonecheck could not record it: {0}")]
+    Unrecorded(String),
     /// The vendor answered with one of its own error codes.
     #[error("the vendor answered code {code}: {message}")]
     Vendor {
@@ -117,6 +121,10 @@ impl ProviderError {
             ProviderError::Http(_) => class(ErrorReason::Rejected, false),
             ProviderError::BadResponse(_) => class(ErrorReason::BadResponse, false),
             ProviderError::State(_) => class(ErrorReason::StateUnavailable, true),
+            ProviderError::Unrecorded(_) => CodeClass {
+                billable: true,
+                ..class(ErrorReason::StateUnavailable, true)
+            },
             ProviderError::Vendor { class, .. } => *class,
         }
     }

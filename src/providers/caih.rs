@@ -509,6 +509,9 @@ impl Provider for CaihProvider {
                         let billable = charge && n == 0;
                         results[i] = Some(match &recorded {
                             Ok(()) => Ok(Answer::Pending { billable }),
+                            // The vendor has it and bills it: the charge is not lost from the
+                            // ledger and budgets, though phonecheck will submit it again.
+                            Err(e) if billable => Err(ProviderError::Unrecorded(e.to_string())),
                             Err(e) => Err(ProviderError::State(e.to_string())),
                         });
                     }

@@ -355,6 +355,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_request_the_vendor_took_but_phonecheck_lost_is_billed() {
+        // A caih submission the vendor charged whose record could not be written: the charge
+        // counts (ledger, budgets), and it is not retried at once (that would pay again).
+        let e = ProviderError::Unrecorded("store full".into());
+        assert!(e.billable() && e.retryable());
+        assert_eq!(e.reason(), ErrorReason::StateUnavailable);
+        let free = ProviderError::State("store full".into());
+        assert!(!free.billable());
+    }
+
+    #[test]
     fn transport_failures_are_retryable_and_free() {
         let e = ProviderError::Transport("connection refused".into());
         assert_eq!(
