@@ -194,6 +194,16 @@ impl Jobs {
             self.drop_unfinished_uploads(SystemTime::now()).await?;
             for state in [JobState::Running, JobState::Paused] {
                 for id in self.store.jobs_in_state(state).await? {
+                    // A job of a tenant no longer configured fails here, before the server
+                    // answers anyone (the runner refuses it too, for jobs on a shared store).
+                    let tenant = self.store.job(&id).await?.map(|job| job.job.tenant);
+                    if let Some(why) = tenant.as_deref().and_then(|t| self.refusal(t)) {
+                        self.store
+                            .transition(&id, &[state], JobState::Failed, &why)
+                            .await?;
+                        tracing::warn!(job = %id, reason = %why, "job refused at start-up");
+                        continue;
+                    }
                     self.store
                         .transition(&id, &[state], JobState::Queued, "")
                         .await?;
@@ -486,6 +496,15 @@ impl Jobs {
     /// not run (they would run without its limits).
     fn limits_of(&self, tenant: &str) -> Option<TenantLimits> {
         self.limits.get(tenant).cloned()
+    }
+
+    /// Why a job of `tenant` may not run: its tenant is no longer configured.
+    fn refusal(&self, tenant: &str) -> Option<String> {
+        (!self.limits.contains_key(tenant)).then(|| {
+            format!(
+                "tenant {tenant} is no longer configured: its jobs do not run without its limits"
+            )
+        })
     }
 
     /// The currency of every price, cost and `max_cost`.

@@ -285,10 +285,9 @@ async fn run_passes(
         warn!(job = %id, error = %e, "the stale estimate could not be made again");
     }
     let Some(limits) = jobs.limits_of(&job.job.tenant) else {
-        return Ok(Ended::Refused(format!(
-            "tenant {} is no longer configured: its jobs do not run without its limits",
-            job.job.tenant
-        )));
+        return Ok(Ended::Refused(
+            jobs.refusal(&job.job.tenant).unwrap_or_default(),
+        ));
     };
     let mut checks = template.checks.clone();
     let mut seen = HashSet::new();
