@@ -84,7 +84,7 @@ impl BatchJobApi {
             job,
             bad_rows,
             self.jobs.expires_at(job),
-            self.jobs.currency(),
+            self.jobs.engine().currency(),
         ))
     }
 }
@@ -228,7 +228,11 @@ impl BatchJobService for BatchJobApi {
             return Err(ApiError::invalid("spec.default_region", e.to_string()).into());
         }
         if let Some(max_cost) = &spec.max_cost {
-            crate::wire::money_from_proto("spec.max_cost", max_cost, self.jobs.currency())?;
+            crate::wire::money_from_proto(
+                "spec.max_cost",
+                max_cost,
+                self.jobs.engine().currency(),
+            )?;
         }
         if !(0..=4).contains(&spec.format) {
             return Err(ApiError::invalid("spec.format", "not a FileFormat value").into());
@@ -353,7 +357,7 @@ impl BatchJobService for BatchJobApi {
         let max_cost = request
             .max_cost
             .as_ref()
-            .map(|m| crate::wire::money_from_proto("max_cost", m, self.jobs.currency()))
+            .map(|m| crate::wire::money_from_proto("max_cost", m, self.jobs.engine().currency()))
             .transpose()?;
         let job = self
             .jobs

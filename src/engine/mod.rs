@@ -400,8 +400,9 @@ impl Engine {
             profiles,
         };
         // An answer any provider of the route gave is a hit for the route: the first one found,
-        // in the route's order, is served in the name of the provider that gave it.
-        for &index in &order {
+        // in the route's order, is served in the name of the provider that gave it. (A route of
+        // one is left to its dispatcher, which looks in its cache first anyway.)
+        for &index in order.iter().filter(|_| order.len() > 1) {
             let dispatcher = &self.dispatchers[index];
             if let Some(hit) = dispatcher
                 .find_cached(check, &query, options.max_cache_age, profiles)

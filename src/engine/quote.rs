@@ -45,21 +45,15 @@ impl Engine {
         if !info.valid {
             return Quote::Invalid;
         }
-        let Some(route) = self.routes.get(&check) else {
+        if !self.reaches(check, info) {
             return Quote::NotCovered;
-        };
+        }
         let query = Query {
             number: info.clone(),
             kyc: options.kyc.clone(),
         };
-        let mut covered = false;
         let mut answered: Option<SystemTime> = None;
-        for &index in &route.members {
-            let dispatcher = &self.dispatchers[index];
-            if dispatcher.provider().covers(info).is_err() {
-                continue;
-            }
-            covered = true;
+        for dispatcher in self.covering(check, info) {
             if let Some(hit) = dispatcher
                 .find_cached(
                     check,
@@ -76,10 +70,30 @@ impl Engine {
             }
         }
         match answered {
-            _ if !covered => Quote::NotCovered,
             Some(until) if until > at => Quote::Answered(until),
             _ => Quote::Paid,
         }
+    }
+
+    /// Whether a vendor may be asked `check` for this number: it is valid and a provider of the
+    /// check's route covers it (no answer store is looked at).
+    pub fn reaches(&self, check: Check, info: &NumberInfo) -> bool {
+        info.valid && self.covering(check, info).next().is_some()
+    }
+
+    /// The dispatchers of `check`'s route that cover the number, in the route's order.
+    fn covering<'a>(
+        &'a self,
+        check: Check,
+        info: &'a NumberInfo,
+    ) -> impl Iterator<Item = &'a super::Dispatcher> + 'a {
+        self.routes
+            .get(&check)
+            .map(|route| route.members.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|&index| &self.dispatchers[index])
+            .filter(|dispatcher| dispatcher.provider().covers(info).is_ok())
     }
 
     /// How many numbers per second a bulk job's `check` may go at: the bulk share of the

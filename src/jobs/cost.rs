@@ -4,11 +4,9 @@
 //! really billed. When a hold would pass the limit no further number starts: the numbers in flight
 //! finish and the job is paused until a client raises the limit.
 
+use crate::domain::{Check, Money, Report};
+use crate::engine::Engine;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
-
-use crate::domain::{Check, CheckOptions, Money, Report};
-use crate::engine::{Engine, Quote};
 
 /// The spent and held amounts of one job against its `max_cost`.
 #[derive(Debug)]
@@ -101,25 +99,20 @@ impl Drop for CostHold {
 /// (none for an invalid number, or one no provider covers). An answer in the cache holds too: it
 /// may expire, be evicted or be forgotten before the number runs (its rate and budget waits come
 /// first), and a hold that is not used is given back when the number settles.
-pub(super) async fn to_hold(
+pub(super) fn to_hold(
     engine: &Engine,
     input: &str,
     default_region: &str,
     checks: &[Check],
-    options: &CheckOptions,
 ) -> Money {
     let Ok(info) = engine.analyzer().analyze(input, default_region) else {
         return Money::ZERO;
     };
-    let now = SystemTime::now();
-    let mut amount = Money::ZERO;
-    for &check in checks {
-        match engine.quote(check, &info, options, now).await {
-            Quote::Invalid | Quote::NotCovered => {}
-            Quote::Answered(_) | Quote::Paid => amount += engine.price_ceiling(check),
-        }
-    }
-    amount
+    checks
+        .iter()
+        .filter(|&&check| engine.reaches(check, &info))
+        .map(|&check| engine.price_ceiling(check))
+        .sum()
 }
 
 #[cfg(test)]

@@ -507,11 +507,6 @@ impl Jobs {
         })
     }
 
-    /// The currency of every price, cost and `max_cost`.
-    pub fn currency(&self) -> crate::domain::Currency {
-        self.engine.currency()
-    }
-
     /// The engine the jobs run on.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine

@@ -190,7 +190,7 @@ pub async fn render(jobs: &Jobs, job: &JobRecord) -> Result<String, JobError> {
     }
 
     // What the vendors billed, next to the dry run's estimate (an upper bound) and the limit.
-    let currency = jobs.currency();
+    let currency = jobs.engine().currency();
     cost.push(("billed (spent)", format!("{} {currency}", job.counts.cost)));
     if let Some(estimate) = job
         .estimate

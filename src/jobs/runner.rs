@@ -508,9 +508,7 @@ async fn pass(
                                 &todo.input,
                                 &template.default_region,
                                 checks,
-                                &template.options,
-                            )
-                            .await;
+                            );
                             match guard.hold(amount) {
                                 Some(hold) => Some(hold),
                                 None => {
