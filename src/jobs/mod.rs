@@ -13,6 +13,7 @@ mod cost;
 pub mod estimate;
 pub mod export;
 pub mod import;
+mod limits;
 mod report;
 mod results;
 mod runner;
