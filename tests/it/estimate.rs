@@ -148,7 +148,16 @@ async fn a_dry_runs_estimate_is_what_the_run_then_bills() {
     assert_eq!(sim.stats().vendor("thinksms").billable, 20);
 
     let started = start(&mut jobs, &job.id, None).await.unwrap();
-    assert_eq!(started.state, pb::BatchJobState::Queued as i32);
+    // Queued, or already taken up by the runner it woke.
+    let taken = [
+        pb::BatchJobState::Queued,
+        pb::BatchJobState::Running,
+        pb::BatchJobState::Succeeded,
+    ];
+    assert!(
+        taken.iter().any(|s| *s as i32 == started.state),
+        "{started:?}"
+    );
     let done = finished_job(&mut jobs, &job.id).await;
     assert_eq!(done.state, pb::BatchJobState::Succeeded as i32, "{done:?}");
     let billed = sim.stats().vendor("thinksms").billable - 20;
