@@ -22,7 +22,7 @@ mod reserve;
 
 pub use reserve::{FLUSH_EVERY, Reserving};
 
-use crate::domain::{Currency, Money, Report};
+use crate::domain::{Currency, Report};
 use crate::providers::{Clock as _, QuotaConfig, SystemClock};
 use crate::store::{BudgetLimit, BudgetStore, Spend, StoreError};
 
@@ -329,14 +329,6 @@ pub fn billed(report: &Report) -> Spend {
                 cost: o.cost,
             })
         })
-}
-
-/// One request's paid checks at their highest prices: what a budget holds for it.
-pub fn want(calls: u64, ceiling: Money) -> Spend {
-    Spend {
-        calls,
-        cost: ceiling,
-    }
 }
 
 /// Today's date in China (`YYYY-MM-DD`), the vendors' billing day.

@@ -1,6 +1,14 @@
 use super::*;
-use crate::domain::{Check, CheckOutcome, CheckState};
+use crate::domain::{Check, CheckOutcome, CheckState, Money};
 use crate::store::MemoryBudgets;
+
+/// One request's paid checks at their highest prices.
+fn want(calls: u64, ceiling: Money) -> Spend {
+    Spend {
+        calls,
+        cost: ceiling,
+    }
+}
 
 fn limits(calls: Option<u64>, cost: Option<&str>) -> TenantLimits {
     let limit = BudgetLimit {

@@ -81,7 +81,7 @@ impl CostHold {
     /// Counts what the number was billed and frees the rest of the hold.
     pub(super) fn settle(mut self, report: Option<&Report>) {
         if let Some(guard) = self.guard.take() {
-            let billed = report.map_or(Money::ZERO, |r| r.outcomes.iter().map(|o| o.cost).sum());
+            let billed = report.map_or(Money::ZERO, |r| crate::budget::billed(r).cost);
             guard.settle(self.amount, billed);
         }
     }
