@@ -16,15 +16,6 @@ pub fn parse_max_cost(text: &str) -> Result<pb::google_type::Money, String> {
     })
 }
 
-/// An amount as `12.50 CNY`.
-pub fn money(m: Option<&pb::google_type::Money>) -> String {
-    let m = m.cloned().unwrap_or_default();
-    let amount = Money::from_units_and_nanos(m.units, m.nanos).unwrap_or_default();
-    format!("{amount} {}", m.currency_code)
-        .trim_end()
-        .to_owned()
-}
-
 fn duration(d: Option<prost_types::Duration>) -> String {
     match d.and_then(|d| Duration::try_from(d).ok()) {
         Some(d) => humantime::format_duration(Duration::from_secs(d.as_secs())).to_string(),
@@ -48,7 +39,7 @@ pub fn print_money(job: &pb::BatchJob) {
     if let Some(e) = &job.estimate {
         println!(
             "estimate  {} (an upper bound), about {} at the vendors' bulk quotas",
-            money(e.cost.as_ref()),
+            super::money_text(e.cost.as_ref()),
             duration(e.duration)
         );
         println!(
@@ -60,8 +51,8 @@ pub fn print_money(job: &pb::BatchJob) {
                 "  {:<17} {} paid × {} = {}; free: {} answered already, {} not covered",
                 check_name(c.check),
                 c.paid,
-                money(c.price_ceiling.as_ref()),
-                money(c.cost.as_ref()),
+                super::money_text(c.price_ceiling.as_ref()),
+                super::money_text(c.cost.as_ref()),
                 c.answered,
                 c.not_covered
             );
@@ -77,9 +68,9 @@ pub fn print_money(job: &pb::BatchJob) {
         }
     }
     if job.max_cost.is_some() {
-        println!("max_cost  {}", money(job.max_cost.as_ref()));
+        println!("max_cost  {}", super::money_text(job.max_cost.as_ref()));
     }
     if let Some(cost) = job.progress.as_ref().and_then(|p| p.cost.as_ref()) {
-        println!("spent     {}", money(Some(cost)));
+        println!("spent     {}", super::money_text(Some(cost)));
     }
 }

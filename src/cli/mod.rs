@@ -271,7 +271,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 /// An amount as people read it: `0.09 CNY` (`0.00` when the server sent none).
-fn money_text(money: Option<&crate::pb::google_type::Money>) -> String {
+pub(crate) fn money_text(money: Option<&crate::pb::google_type::Money>) -> String {
     let money = money.cloned().unwrap_or_default();
     let amount =
         crate::domain::Money::from_units_and_nanos(money.units, money.nanos).unwrap_or_default();
