@@ -34,111 +34,8 @@ use phonecheck::sim::{self, SimConfig, SimServer};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
-struct Server {
-    child: Child,
-    addr: String,
-    _dir: Arc<tempfile::TempDir>,
-}
-
-impl Server {
-    /// Starts `phonecheck serve` against `sim`, Thinksms limited to `quota` calls/s (0: off).
-    fn start(sim: &SimServer, quota: u32, cache_entries: u64) -> Server {
-        Self::start_with(sim, quota, cache_entries, "")
-    }
-
-    /// Like `start`, with more configuration (TOML tables) after the rest.
-    fn start_with(sim: &SimServer, quota: u32, cache_entries: u64, extra: &str) -> Server {
-        let cache = format!("max_entries = {cache_entries}");
-        Self::start_in(
-            Arc::new(tempfile::tempdir().unwrap()),
-            sim,
-            quota,
-            &cache,
-            extra,
-        )
-    }
-
-    /// Starts a server with its state in `dir` (a second start finds the first one's answers),
-    /// `cache` the `[cache]` table's lines (empty: the defaults).
-    fn start_in(
-        dir: Arc<tempfile::TempDir>,
-        sim: &SimServer,
-        quota: u32,
-        cache: &str,
-        extra: &str,
-    ) -> Server {
-        let key = dir.path().join("thinksms.key");
-        std::fs::write(&key, sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
-        let config = dir.path().join("phonecheck.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-                [storage]
-                data_dir = "{data}"
-                [cache]
-                {cache}
-                [providers.thinksms]
-                type = "thinksms"
-                base_url = "{base}"
-                hashcode = "{hashcode}"
-                private_key = {{ file = "{key}" }}
-                limits = {{ quota = {{ requests_per_second = {quota}, burst = 1 }}, concurrency = 256 }}
-                {extra}
-                "#,
-                data = dir.path().join("data").display(),
-                base = sim.base_url(),
-                hashcode = sim::SANDBOX_THINKSMS_HASHCODE,
-                key = key.display(),
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_phonecheck"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
-        Server {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    /// Stops the server as a deployment does (SIGTERM, then waits for it to exit).
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-
-    async fn client(&self) -> PhoneCheckServiceClient<Channel> {
-        PhoneCheckServiceClient::connect(format!("http://{}", self.addr))
-            .await
-            .unwrap()
-    }
-
-    /// (current RSS, peak RSS) in MiB.
-    fn rss(&self) -> (f64, f64) {
-        rss_of(self.child.id())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod support;
+use support::{Server, rss_of};
 
 async fn sim(latency: Duration, faults: Faults) -> SimServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -365,18 +262,6 @@ async fn stream_scenario() {
 }
 
 /// (current RSS, peak RSS) in MiB of a process.
-fn rss_of(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            .map_or(f64::NAN, |kib| kib / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 async fn answer_cache(server: &Server) -> pb::AnswerCacheInfo {
     server
         .client()

@@ -41,6 +41,9 @@
 //! 12. [`number`]: offline analysis: normalisation to E.164, number type (with China's special
 //!     numbers and each area code's local-number rules), carrier by segment (by prefix in ID, SG
 //!     and PK), home province and city; libphonenumber's metadata compiled into automata.
+//!     [`transport`]: the edge below gRPC: accepting connections (`TCP_NODELAY`, the connection
+//!     cap, back-off when descriptors run out, idle connections closed) and the bytes of request
+//!     messages still in transit (per-connection and process caps, a time limit per message).
 //! 13. Leaves: [`domain`] (the vocabulary: checks, statuses, reports, failures), [`secret`]
 //!     (where secrets come from), [`telemetry`] (logging, masking numbers), [`metrics`]
 //!     (Prometheus names, the admin endpoint), and [`pb`] (the generated contract,
@@ -65,6 +68,7 @@ pub mod shared;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+pub mod transport;
 pub mod wire;
 
 pub use server::{ServeError, serve, serve_with_admin};

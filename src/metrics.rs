@@ -50,6 +50,18 @@ pub const ANSWER_STORE_WRITES: &str = "phonecheck_answer_store_writes_total";
 pub const ANSWER_CACHE_HITS: &str = "phonecheck_answer_cache_hits_total";
 /// Answers held in the in-memory hot tier.
 pub const ANSWER_HOT_ENTRIES: &str = "phonecheck_answer_hot_entries";
+/// Connections open on the gRPC listener.
+pub const CONNECTIONS_OPEN: &str = "phonecheck_connections_open";
+/// Connections closed as soon as they were accepted, by reason (`max_connections`), and accepts
+/// that failed for want of descriptors or memory (`accept_failed`).
+pub const CONNECTIONS_REFUSED: &str = "phonecheck_connections_refused_total";
+/// Connections the server closed for doing nothing, by reason (`idle`, `no_request`).
+pub const CONNECTIONS_CLOSED: &str = "phonecheck_connections_closed_total";
+/// Bytes of request messages begun but not yet complete, in the whole process.
+pub const REQUEST_BYTES_PENDING: &str = "phonecheck_request_bytes_pending";
+/// Requests refused while their messages arrived, by reason (`connection` or `process`: a cap
+/// of unfinished bytes; `message_timeout`).
+pub const REQUESTS_REFUSED_IN_TRANSIT: &str = "phonecheck_requests_refused_in_transit_total";
 /// What billed vendor calls cost, by provider and check, in the billing currency (a counter with
 /// a decimal value; see [`count_vendor_cost`]).
 pub const VENDOR_COST: &str = "phonecheck_vendor_cost_total";

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 use tower::Layer as _;
@@ -37,9 +36,14 @@ use crate::sim::{self, SimConfig, SimServer};
 use crate::store::{
     BudgetStore, JobStore, PendingStore, PostgresStore, SqliteStore, StoreError, UsageStore,
 };
+use crate::transport::{Incoming, PendingBytes, RequestBoundsLayer};
 
 /// Largest request or response message, in bytes.
 const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+/// The largest request to the health service (a service name), open without a key.
+const HEALTH_MAX_MESSAGE: usize = 1024;
+/// The largest request to server reflection (a symbol or file name), open without a key.
+const REFLECTION_MAX_MESSAGE: usize = 16 * 1024;
 /// HTTP/2 flow-control windows: what one connection, and one stream, may have unread.
 const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 const STREAM_WINDOW: u32 = 64 * 1024;
@@ -341,6 +345,8 @@ where
     let answers = engine.clone();
     jobs.start().await?;
     let (health, health_service) = tonic_health::server::health_reporter();
+    // Open to anyone: the smallest messages that do their work.
+    let health_service = health_service.max_decoding_message_size(HEALTH_MAX_MESSAGE);
     health
         .set_serving::<PhoneCheckServiceServer<PhoneCheckApi>>()
         .await;
@@ -355,8 +361,12 @@ where
             .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection_v1 = reflection()
+        .build_v1()?
+        .max_decoding_message_size(REFLECTION_MAX_MESSAGE);
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()?
+        .max_decoding_message_size(REFLECTION_MAX_MESSAGE);
 
     let usage_api = UsageServiceServer::new(UsageApi::new(engine.clone()))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
@@ -423,6 +433,7 @@ where
     }
     info!(%addr, "phonecheck serving");
     // HTTP/1.1 as well as HTTP/2, and gRPC-Web translated to gRPC, so browsers can call too.
+    let connections = &config.server.connections;
     let mut builder = Server::builder();
     if let Some(tls) = &config.server.tls {
         builder = builder.tls_config(tls_config(tls)?)?;
@@ -436,10 +447,14 @@ where
         .initial_connection_window_size(CONNECTION_WINDOW)
         .initial_stream_window_size(STREAM_WINDOW)
         .max_concurrent_streams(config.server.max_concurrent_streams_per_connection)
+        .http2_max_header_list_size(connections.max_header_list_size)
+        .http2_keepalive_interval(Some(connections.keepalive_interval))
+        .http2_keepalive_timeout(Some(connections.keepalive_timeout))
         .accept_http1(true)
         .layer(crate::telemetry::RpcTraceLayer)
         .layer(crate::metrics::RpcMetricsLayer)
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(RequestBoundsLayer::new(PendingBytes::new(connections)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -447,7 +462,7 @@ where
         .add_service(batch_jobs)
         .add_service(admin_api)
         .add_service(usage_api)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(Incoming::new(listener, connections), signal);
     let grace = config.server.shutdown_grace;
     let result = tokio::select! {
         result = server => result.map_err(ServeError::from),

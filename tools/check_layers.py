@@ -14,7 +14,7 @@ import sys
 # Leaves first. A module may import only modules of lower layers (and the same-layer pairs below).
 LAYERS = [
     ["secret", "domain", "telemetry", "metrics", "pb"],
-    ["number"],
+    ["number", "transport"],
     ["store"],
     ["providers"],
     ["sim", "budget"],

@@ -131,6 +131,9 @@ pub struct ServerConfig {
     /// `WatchBatchJob` streams one tenant may have open.
     #[serde(default = "default_max_watches")]
     pub max_watches_per_tenant: usize,
+    /// `[server.connections]`: connections and requests in transit.
+    #[serde(default)]
+    pub connections: crate::transport::ConnectionsConfig,
 }
 
 fn default_max_streams() -> usize {
@@ -197,6 +200,7 @@ impl Default for ServerConfig {
             max_uploads_per_tenant: default_max_uploads(),
             max_exports_per_tenant: default_max_exports(),
             max_watches_per_tenant: default_max_watches(),
+            connections: crate::transport::ConnectionsConfig::default(),
         }
     }
 }
@@ -418,6 +422,7 @@ impl Config {
         if !(1..=100_000).contains(&self.server.stream_window) {
             problems.push("server.stream_window must be between 1 and 100000".to_owned());
         }
+        problems.extend(self.server.connections.problems());
         if let Some(path) = &self.analysis.location_data
             && let Err(e) = crate::number::LocationData::from_path(path)
         {

@@ -489,13 +489,29 @@ pub fn spawn_server(config: &Path) -> (std::process::Child, String) {
 
 /// Like `spawn_server`, with more environment variables.
 pub fn spawn_server_with(config: &Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_phonecheck"));
+    command.args(["serve", "--listen", "127.0.0.1:0", "--config"]);
+    spawned(command.arg(config).envs(env.iter().copied()))
+}
+
+/// Like `spawn_server`, with at most `nofile` open descriptors (`ulimit -n`).
+pub fn spawn_server_with_nofile(config: &Path, nofile: u32) -> (std::process::Child, String) {
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_phonecheck"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"]);
+    spawned(command.arg(config))
+}
+
+fn spawned(command: &mut std::process::Command) -> (std::process::Child, String) {
     use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phonecheck"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .envs(env.iter().copied())
+    use std::process::Stdio;
+    if !command.get_envs().any(|(k, _)| k == "RUST_LOG") {
+        command.env("RUST_LOG", "warn");
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -1,0 +1,418 @@
+//! The bytes of request messages in transit: how many a connection and the process may hold
+//! before a message is complete, and how long one message may take to arrive.
+//!
+//! A gRPC message is a 5-byte prefix (a flag and a big-endian length) and its body. tonic buffers
+//! a message until it is whole, up to the service's `max_decoding_message_size`; a client that
+//! declares large messages on many streams and never finishes them would otherwise hold that
+//! much memory per stream for as long as it likes. The layer reads the framing as the bytes pass
+//! (it copies nothing) and counts the bytes of each unfinished message against the caps.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::Sleep;
+use tonic::Status;
+
+use super::ConnectionsConfig;
+use super::incoming::{ConnectionInfo, RequestInFlight};
+use crate::metrics::{REQUEST_BYTES_PENDING, REQUESTS_REFUSED_IN_TRANSIT};
+
+/// The process-wide count of bytes of unfinished request messages, with both caps.
+#[derive(Debug, Clone)]
+pub struct PendingBytes {
+    total: Arc<AtomicUsize>,
+    max_per_connection: usize,
+    max: usize,
+    message_timeout: Duration,
+}
+
+impl PendingBytes {
+    /// Empty, with `config`'s caps.
+    pub fn new(config: &ConnectionsConfig) -> PendingBytes {
+        PendingBytes {
+            total: Arc::new(AtomicUsize::new(0)),
+            max_per_connection: config.max_pending_bytes_per_connection,
+            max: config.max_pending_bytes,
+            message_timeout: config.message_timeout,
+        }
+    }
+
+    /// Bytes of unfinished messages held now, in the whole process.
+    pub fn held(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Takes `n` more bytes for a connection holding `connection`, or says which cap refused.
+    fn take(&self, connection: &AtomicUsize, n: usize) -> Result<(), &'static str> {
+        if !reserve(connection, n, self.max_per_connection) {
+            return Err("connection");
+        }
+        if !reserve(&self.total, n, self.max) {
+            connection.fetch_sub(n, Ordering::AcqRel);
+            return Err("process");
+        }
+        metrics::gauge!(REQUEST_BYTES_PENDING).increment(n as f64);
+        Ok(())
+    }
+
+    fn give_back(&self, connection: &AtomicUsize, n: usize) {
+        if n > 0 {
+            connection.fetch_sub(n, Ordering::AcqRel);
+            self.total.fetch_sub(n, Ordering::AcqRel);
+            metrics::gauge!(REQUEST_BYTES_PENDING).decrement(n as f64);
+        }
+    }
+}
+
+/// Adds `n` to `counter` unless that would pass `cap`.
+fn reserve(counter: &AtomicUsize, n: usize, cap: usize) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            held.checked_add(n).filter(|&after| after <= cap)
+        })
+        .is_ok()
+}
+
+/// Marks each request in flight on its connection (for the idle timeout) and bounds its
+/// unfinished messages (see the module docs).
+#[derive(Debug, Clone)]
+pub struct RequestBoundsLayer {
+    pending: PendingBytes,
+}
+
+impl RequestBoundsLayer {
+    /// Counting against `pending`.
+    pub fn new(pending: PendingBytes) -> RequestBoundsLayer {
+        RequestBoundsLayer { pending }
+    }
+}
+
+impl<S> tower::Layer<S> for RequestBoundsLayer {
+    type Service = RequestBounds<S>;
+
+    fn layer(&self, inner: S) -> RequestBounds<S> {
+        RequestBounds {
+            inner,
+            pending: self.pending.clone(),
+        }
+    }
+}
+
+/// The service of [`RequestBoundsLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestBounds<S> {
+    inner: S,
+    pending: PendingBytes,
+}
+
+impl<S, ResBody> tower::Service<http::Request<tonic::body::Body>> for RequestBounds<S>
+where
+    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Body + Send + Unpin + 'static,
+{
+    type Response = http::Response<InFlightBody<ResBody>>;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let connection = request
+            .extensions()
+            .get::<ConnectionInfo>()
+            .or_else(|| {
+                request
+                    .extensions()
+                    .get::<tonic::transport::server::TlsConnectInfo<ConnectionInfo>>()
+                    .map(|tls| tls.get_ref())
+            })
+            .cloned();
+        let (in_flight, request) = match connection {
+            Some(connection) => {
+                let in_flight = Arc::new(connection.activity.begin());
+                let pending = self.pending.clone();
+                let held_by_body = in_flight.clone();
+                let request = request.map(|inner| {
+                    tonic::body::Body::new(BoundedBody {
+                        inner: Box::pin(inner),
+                        framing: Framing::default(),
+                        held: 0,
+                        connection: connection.pending,
+                        pending,
+                        timer: None,
+                        _in_flight: held_by_body,
+                    })
+                });
+                (Some(in_flight), request)
+            }
+            // Served over a listener of someone else's (tests of the services alone).
+            None => (None, request),
+        };
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await?;
+            Ok(response.map(|inner| InFlightBody {
+                inner,
+                _in_flight: in_flight,
+            }))
+        })
+    }
+}
+
+/// Where the gRPC framing of a request body stands.
+#[derive(Debug, Default)]
+struct Framing {
+    /// Bytes of the current message's 5-byte prefix seen so far.
+    prefix: [u8; 5],
+    prefix_len: usize,
+    /// Body bytes of the current message still to come (after a whole prefix).
+    remaining: u64,
+    /// Bytes of the current, unfinished message seen so far, prefix included.
+    unfinished: usize,
+    /// Whether the last message was completed by the data just read and another has begun.
+    restarted: bool,
+}
+
+impl Framing {
+    /// Reads `data`; afterwards `unfinished` counts the bytes of the message still incomplete.
+    fn read(&mut self, mut data: &[u8]) {
+        self.restarted = false;
+        while !data.is_empty() {
+            if self.prefix_len < 5 {
+                if self.prefix_len == 0 && self.unfinished == 0 && self.remaining == 0 {
+                    self.restarted = true;
+                }
+                let n = (5 - self.prefix_len).min(data.len());
+                self.prefix[self.prefix_len..self.prefix_len + n].copy_from_slice(&data[..n]);
+                self.prefix_len += n;
+                self.unfinished += n;
+                data = &data[n..];
+                if self.prefix_len == 5 {
+                    let mut len = &self.prefix[1..5];
+                    self.remaining = u64::from(len.get_u32());
+                    if self.remaining == 0 {
+                        self.finish();
+                    }
+                }
+                continue;
+            }
+            let n = usize::try_from(self.remaining)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            self.remaining -= n as u64;
+            self.unfinished += n;
+            data = &data[n..];
+            if self.remaining == 0 {
+                self.finish();
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        self.prefix_len = 0;
+        self.remaining = 0;
+        self.unfinished = 0;
+    }
+
+    fn in_message(&self) -> bool {
+        self.unfinished > 0
+    }
+}
+
+/// A request body whose unfinished message is counted and timed.
+struct BoundedBody {
+    inner: Pin<Box<tonic::body::Body>>,
+    framing: Framing,
+    /// Bytes this body holds against the caps now.
+    held: usize,
+    connection: Arc<AtomicUsize>,
+    pending: PendingBytes,
+    timer: Option<Pin<Box<Sleep>>>,
+    _in_flight: Arc<RequestInFlight>,
+}
+
+impl BoundedBody {
+    /// Brings the caps in line with the framing after a frame; an error when a cap refuses.
+    fn account(&mut self) -> Result<(), Status> {
+        let now = self.framing.unfinished;
+        if now > self.held {
+            if let Err(which) = self.pending.take(&self.connection, now - self.held) {
+                metrics::counter!(REQUESTS_REFUSED_IN_TRANSIT, "reason" => which).increment(1);
+                return Err(Status::resource_exhausted(format!(
+                    "request refused: the {which}'s bytes of unfinished request messages are at their cap \
+                     (server.connections.max_pending_bytes{})",
+                    if which == "connection" {
+                        "_per_connection"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        } else {
+            self.pending.give_back(&self.connection, self.held - now);
+        }
+        self.held = now;
+        if !self.framing.in_message() {
+            self.timer = None;
+        } else if self.timer.is_none() || self.framing.restarted {
+            self.timer = Some(Box::pin(tokio::time::sleep(self.pending.message_timeout)));
+        }
+        Ok(())
+    }
+}
+
+impl BoundedBody {
+    fn too_slow(&self) -> Status {
+        metrics::counter!(REQUESTS_REFUSED_IN_TRANSIT, "reason" => "message_timeout").increment(1);
+        Status::deadline_exceeded(format!(
+            "a request message did not arrive whole within {} (server.connections.message_timeout)",
+            humantime::format_duration(self.pending.message_timeout)
+        ))
+    }
+}
+
+impl Drop for BoundedBody {
+    fn drop(&mut self) {
+        self.pending.give_back(&self.connection, self.held);
+    }
+}
+
+impl Body for BoundedBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        match self.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let this = &mut *self;
+                    this.framing.read(data);
+                    if let Err(status) = this.account() {
+                        return Poll::Ready(Some(Err(status)));
+                    }
+                    // A message trickled in a byte at a time never leaves the body pending.
+                    if this
+                        .timer
+                        .as_ref()
+                        .is_some_and(|t| t.deadline() <= tokio::time::Instant::now())
+                    {
+                        return Poll::Ready(Some(Err(this.too_slow())));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => {
+                if let Some(timer) = &mut self.timer
+                    && timer.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Some(Err(self.too_slow())));
+                }
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that keeps its request in flight until the response is done.
+pub struct InFlightBody<B> {
+    inner: B,
+    _in_flight: Option<Arc<RequestInFlight>>,
+}
+
+impl<B: Body + Unpin> Body for InFlightBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(len: u32) -> Vec<u8> {
+        let mut m = vec![0u8];
+        m.extend_from_slice(&len.to_be_bytes());
+        m.extend(std::iter::repeat_n(7u8, len as usize));
+        m
+    }
+
+    #[test]
+    fn framing_counts_only_the_unfinished_message() {
+        let mut framing = Framing::default();
+        let mut bytes = message(10);
+        bytes.extend(message(0));
+        bytes.extend(&message(100)[..30]);
+        framing.read(&bytes[..3]);
+        assert_eq!(framing.unfinished, 3, "a prefix begun");
+        framing.read(&bytes[3..15]);
+        assert_eq!(framing.unfinished, 0, "the first message whole");
+        framing.read(&bytes[15..]);
+        assert_eq!(
+            framing.unfinished, 30,
+            "the empty message passes, the third is 30 bytes in"
+        );
+        assert!(framing.restarted);
+        framing.read(&message(100)[30..]);
+        assert_eq!(framing.unfinished, 0);
+    }
+
+    #[test]
+    fn a_declared_length_takes_nothing_before_its_bytes_arrive() {
+        let mut framing = Framing::default();
+        framing.read(&[0, 0xff, 0xff, 0xff, 0xff, 1, 2]);
+        assert_eq!(framing.unfinished, 7);
+        assert_eq!(framing.remaining, u64::from(u32::MAX) - 2);
+    }
+
+    #[test]
+    fn caps_refuse_and_give_back() {
+        let pending = PendingBytes::new(&ConnectionsConfig {
+            max_pending_bytes_per_connection: 10,
+            max_pending_bytes: 15,
+            ..ConnectionsConfig::default()
+        });
+        let (a, b) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        assert_eq!(pending.take(&a, 11), Err("connection"));
+        pending.take(&a, 10).unwrap();
+        assert_eq!(pending.take(&b, 6), Err("process"));
+        assert_eq!(b.load(Ordering::Relaxed), 0, "nothing kept of a refusal");
+        pending.give_back(&a, 4);
+        pending.take(&b, 6).unwrap();
+        assert_eq!(pending.held(), 12);
+    }
+}
