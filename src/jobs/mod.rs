@@ -72,9 +72,6 @@ pub enum JobError {
     /// A spool file failed.
     #[error("job file: {0}")]
     Io(#[from] std::io::Error),
-    /// The job's answers could not be forgotten (the job is kept, so the delete can be retried).
-    #[error("forgetting the job's answers: {0}")]
-    Forget(String),
     /// The job is not waiting for a client to start it (estimated, or paused at its `max_cost`).
     #[error("batch job {id:?} is {}: only an estimated job, or one paused at its max_cost, can be started", state_name(*.state))]
     NotStartable {
@@ -452,23 +449,12 @@ impl Jobs {
         self.get(tenant, id).await
     }
 
-    /// Deletes a job with its rows and results, and forgets the vendors' answers about its
-    /// numbers (memory, answer store, Redis): deleting a list is erasing what phonecheck learnt
-    /// about it. Those numbers are paid again if anyone asks about them later.
+    /// Deletes a job with its rows and results: the job's own data only. The vendors' answers
+    /// about its numbers stay in the answer cache, shared with the tenant's other calls (and,
+    /// with `cache.share = "all"`, with every tenant's): another tenant may have paid for them,
+    /// and forgetting a number for everyone is an administrator's act (`ForgetNumber`).
     pub async fn delete(&self, tenant: &str, id: &str) -> Result<(), JobError> {
         self.cancel(tenant, id).await?;
-        let mut after = String::new();
-        loop {
-            let numbers = self.store.numbers(id, &after, 1_000).await?;
-            let Some(last) = numbers.last() else {
-                break;
-            };
-            after = last.clone();
-            self.engine
-                .forget(&numbers)
-                .await
-                .map_err(|e| JobError::Forget(e.to_string()))?;
-        }
         self.store.delete_job(id).await?;
         Ok(())
     }
