@@ -96,7 +96,13 @@ async fn forgetting_a_number_forgets_every_answer_about_it() {
 #[tokio::test]
 async fn an_answer_stored_without_profiles_is_not_served_to_a_caller_granted_them() {
     let answers = Answers::memory(&CacheConfig::default());
-    let id = answers.id("tongdun", Check::AccountPresence, "+6281234567890", None, None);
+    let id = answers.id(
+        "tongdun",
+        Check::AccountPresence,
+        "+6281234567890",
+        None,
+        None,
+    );
     let data = CheckData::SpamLabels(Default::default());
     answers.hold(id, Check::AccountPresence, &data, SystemTime::now(), true);
     assert!(

@@ -295,18 +295,14 @@ impl Dispatcher {
         {
             return self.shared.cached(hit.into());
         }
-        let remote_key = self
-            .shared
-            .remote
-            .as_ref()
-            .map(|remote| {
-                remote.key(
-                    check,
-                    &query.number.e164,
-                    query.kyc.as_ref(),
-                    self.shared.answers.scope(&caller.tenant),
-                )
-            });
+        let remote_key = self.shared.remote.as_ref().map(|remote| {
+            remote.key(
+                check,
+                &query.number.e164,
+                query.kyc.as_ref(),
+                self.shared.answers.scope(&caller.tenant),
+            )
+        });
         if caller.priority == super::Priority::Bulk
             && let Some(pacer) = &self.shared.bulk_pacer
             && !self.in_flight(&key)

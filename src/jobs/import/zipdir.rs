@@ -149,10 +149,16 @@ impl ZipDir {
             }
             reader.read_exact(&mut header)?;
             if !header.starts_with(b"PK\x01\x02") {
-                return Err(malformed(format!("zip directory entry {} is broken", n + 1)));
+                return Err(malformed(format!(
+                    "zip directory entry {} is broken",
+                    n + 1
+                )));
             }
-            let (name_len, extra_len, comment_len) =
-                (u16_at(&header, 28), u16_at(&header, 30), u16_at(&header, 32));
+            let (name_len, extra_len, comment_len) = (
+                u16_at(&header, 28),
+                u16_at(&header, 30),
+                u16_at(&header, 32),
+            );
             variable += name_len + extra_len + comment_len;
             if variable > allowed {
                 return Err(over(
@@ -236,7 +242,10 @@ impl ZipDir {
         let mut local = [0u8; LOCAL_HEADER as usize];
         self.file.seek(SeekFrom::Start(entry.header))?;
         if self.file.read_exact(&mut local).is_err() || !local.starts_with(b"PK\x03\x04") {
-            return Err(malformed(format!("zip entry {} has no local header", entry.name)));
+            return Err(malformed(format!(
+                "zip entry {} has no local header",
+                entry.name
+            )));
         }
         let data = entry.header + LOCAL_HEADER + u16_at(&local, 26) + u16_at(&local, 28);
         if data.saturating_add(entry.compressed) > entry.end {
@@ -409,19 +418,21 @@ mod tests {
         // A record claiming no entries, as the comment of the real one.
         let fake = b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
         let e = open(&zip(&five, fake), &limits).unwrap_err().to_string();
-        assert!(e.contains("a zip of 5 entries passes jobs.import.max_zip_entries (4)"), "{e}");
+        assert!(
+            e.contains("a zip of 5 entries passes jobs.import.max_zip_entries (4)"),
+            "{e}"
+        );
     }
 
     #[test]
     fn overlapping_entries_are_refused_before_inflating() {
         let mut bytes = zip(&[("a", b"0123456789"), ("b", b"0123456789")], b"");
         // Point the second entry's directory header at the first one's local header.
-        let second = bytes
-            .windows(4)
-            .rposition(|w| w == b"PK\x01\x02")
-            .unwrap();
+        let second = bytes.windows(4).rposition(|w| w == b"PK\x01\x02").unwrap();
         bytes[second + 42..second + 46].copy_from_slice(&0u32.to_le_bytes());
-        let e = open(&bytes, &ImportLimits::default()).unwrap_err().to_string();
+        let e = open(&bytes, &ImportLimits::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("overlapping or out of order"), "{e}");
     }
 
