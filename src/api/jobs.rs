@@ -47,13 +47,6 @@ impl From<JobError> for ApiError {
                 tracing::error!(error = %e, "job store failure");
                 ApiError::Unavailable("the job store is unavailable; try again")
             }
-            e @ JobError::Forget(_) => {
-                tracing::error!(error = %e, "job delete: forgetting its answers failed");
-                ApiError::Unavailable(
-                    "the job's answers could not be forgotten (answer store or Redis); the job is \
-                     kept, try again",
-                )
-            }
         }
     }
 }

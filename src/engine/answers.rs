@@ -88,6 +88,8 @@ pub struct Answers {
     interner: Interner,
     key: Vec<u8>,
     ttl: [Duration; 4],
+    /// Whether a tenant's answers are its own (`cache.share`).
+    share: super::cache::Share,
     store: Option<AnswerStore>,
     /// Which answers the store may hold (no disk read for the others).
     presence: Presence,
@@ -118,6 +120,7 @@ impl Answers {
             interner: Interner::default(),
             key,
             ttl: Check::ALL.map(|c| cache.ttl(c)),
+            share: cache.share,
             presence: if store.is_some() {
                 Presence::default()
             } else {
@@ -256,20 +259,40 @@ impl Answers {
         self.mac(&[b"number", e164.as_bytes()])
     }
 
-    /// The identity of the answer of `provider` to `check` for `e164` with these KYC inputs.
-    pub fn id(&self, provider: &str, check: Check, e164: &str, kyc: Option<&KycInput>) -> AnswerId {
+    /// Whose answers `tenant` is served: `Some(tenant)` when each tenant's answers are its own
+    /// (`cache.share = "tenant"`), `None` when every tenant's are shared.
+    pub fn scope<'a>(&self, tenant: &'a str) -> Option<&'a str> {
+        (self.share == super::cache::Share::Tenant).then_some(tenant)
+    }
+
+    /// The identity of the answer of `provider` to `check` for `e164` with these KYC inputs,
+    /// within `scope` (the tenant that paid for it, or `None` for an answer every tenant
+    /// shares). The number's own hash is the same in every scope, so that forgetting a number
+    /// reaches every tenant's answers about it.
+    pub fn id(
+        &self,
+        provider: &str,
+        check: Check,
+        e164: &str,
+        kyc: Option<&KycInput>,
+        scope: Option<&str>,
+    ) -> AnswerId {
         let kyc = kyc
             .and_then(|k| serde_json::to_vec(k).ok())
             .unwrap_or_default();
+        let mut parts: Vec<&[u8]> = vec![
+            b"answer",
+            provider.as_bytes(),
+            check.as_str().as_bytes(),
+            e164.as_bytes(),
+            &kyc,
+        ];
+        if let Some(tenant) = scope {
+            parts.extend([b"tenant".as_slice(), tenant.as_bytes()]);
+        }
         AnswerId {
             number: self.number_hash(e164),
-            variant: self.mac(&[
-                b"answer",
-                provider.as_bytes(),
-                check.as_str().as_bytes(),
-                e164.as_bytes(),
-                &kyc,
-            ]),
+            variant: self.mac(&parts),
         }
     }
 

@@ -12,7 +12,7 @@ async fn answers_survive_reopening_and_expire_by_the_configured_ttl() {
     let dir = tempfile::tempdir().unwrap();
     let cache = CacheConfig::default();
     let answers = Answers::open(&cache, dir.path(), None).await;
-    let id = answers.id("thinksms", Check::LineStatus, "+8613800138000", None);
+    let id = answers.id("thinksms", Check::LineStatus, "+8613800138000", None, None);
     let fetched_at = SystemTime::now() - Duration::from_secs(60);
     let row = answers.hold(id, Check::LineStatus, &line(), fetched_at, false);
     answers.persist(vec![row]).await;
@@ -21,7 +21,7 @@ async fn answers_survive_reopening_and_expire_by_the_configured_ttl() {
 
     let again = Answers::open(&cache, dir.path(), None).await;
     assert_eq!(
-        again.id("thinksms", Check::LineStatus, "+8613800138000", None),
+        again.id("thinksms", Check::LineStatus, "+8613800138000", None, None),
         id,
         "the same key"
     );
@@ -67,10 +67,10 @@ async fn forgetting_a_number_forgets_every_answer_about_it() {
         ..KycInput::default()
     };
     let ids = [
-        answers.id("a", Check::LineStatus, number, None),
-        answers.id("b", Check::LineStatus, number, Some(&kyc)),
+        answers.id("a", Check::LineStatus, number, None, None),
+        answers.id("b", Check::LineStatus, number, Some(&kyc), None),
     ];
-    let other = answers.id("a", Check::LineStatus, "+8613800138001", None);
+    let other = answers.id("a", Check::LineStatus, "+8613800138001", None, None);
     let rows = [ids[0], ids[1], other]
         .map(|id| answers.hold(id, Check::LineStatus, &line(), SystemTime::now(), false));
     answers.persist(rows.to_vec()).await;
@@ -96,7 +96,13 @@ async fn forgetting_a_number_forgets_every_answer_about_it() {
 #[tokio::test]
 async fn an_answer_stored_without_profiles_is_not_served_to_a_caller_granted_them() {
     let answers = Answers::memory(&CacheConfig::default());
-    let id = answers.id("tongdun", Check::AccountPresence, "+6281234567890", None);
+    let id = answers.id(
+        "tongdun",
+        Check::AccountPresence,
+        "+6281234567890",
+        None,
+        None,
+    );
     let data = CheckData::SpamLabels(Default::default());
     answers.hold(id, Check::AccountPresence, &data, SystemTime::now(), true);
     assert!(

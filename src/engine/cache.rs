@@ -46,6 +46,27 @@ pub struct CacheConfig {
     /// How often expired answers are purged from the store.
     #[serde(default = "default_purge_interval", with = "humantime_serde")]
     pub purge_interval: Duration,
+    /// Whose paid answers a tenant is served: only its own (`tenant`, the default) or any
+    /// tenant's (`all`).
+    #[serde(default)]
+    pub share: Share,
+}
+
+/// `cache.share`: whether one tenant is served answers another tenant paid for.
+///
+/// A served answer tells its receiver that someone asked about the number, and when
+/// (`cached`, `fetched_at`, the cost of zero, the latency, an estimate's `answered` count):
+/// across companies that is a leak, so the default keeps each tenant's answers its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Share {
+    /// Each tenant is served only answers it paid for itself, and joins only its own calls in
+    /// flight; another tenant's answer to the same number is never seen nor used.
+    #[default]
+    Tenant,
+    /// Every tenant is served every tenant's answers (one vendor call per number for the whole
+    /// deployment): cheaper, but a tenant learns that a number was checked, and when.
+    All,
 }
 
 impl Default for CacheConfig {
@@ -60,6 +81,7 @@ impl Default for CacheConfig {
             store: true,
             max_disk: None,
             purge_interval: default_purge_interval(),
+            share: Share::default(),
         }
     }
 }

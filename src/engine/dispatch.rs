@@ -222,8 +222,9 @@ impl Dispatcher {
         health
     }
 
-    /// What identifies this provider's answer for `check` of `query`.
-    fn key(&self, check: Check, query: &Query) -> Key {
+    /// What identifies this provider's answer for `check` of `query` asked by `tenant` (with
+    /// `cache.share = "tenant"`, each tenant's answers and calls in flight are its own).
+    fn key(&self, check: Check, query: &Query, tenant: &str) -> Key {
         Key {
             check,
             id: self.shared.answers.id(
@@ -231,14 +232,15 @@ impl Dispatcher {
                 check,
                 &query.number.e164,
                 query.kyc.as_ref(),
+                self.shared.answers.scope(tenant),
             ),
         }
     }
 
-    /// Whether a vendor call for `check` of `query` is in flight here (a route then sends the
-    /// same number here, to share it).
-    pub fn in_flight_for(&self, check: Check, query: &Query) -> bool {
-        self.in_flight(&self.key(check, query))
+    /// Whether a vendor call for `check` of `query` that `tenant` may join is in flight here (a
+    /// route then sends the same number here, to share it).
+    pub fn in_flight_for(&self, check: Check, query: &Query, tenant: &str) -> bool {
+        self.in_flight(&self.key(check, query, tenant))
     }
 
     /// This provider's usable answer for `check` of `query` from the answer cache, without a
@@ -250,8 +252,9 @@ impl Dispatcher {
         query: &Query,
         max_age: Option<Duration>,
         profiles: bool,
+        tenant: &str,
     ) -> Option<Hit> {
-        let key = self.key(check, query);
+        let key = self.key(check, query, tenant);
         self.shared
             .answers
             .find(&key.id, check, max_age, profiles)
@@ -283,7 +286,7 @@ impl Dispatcher {
         caller: &Caller,
     ) -> Delivery {
         let profiles = caller.profiles;
-        let key = self.key(check, &query);
+        let key = self.key(check, &query, &caller.tenant);
         if let Some(hit) = self
             .shared
             .answers
@@ -292,11 +295,14 @@ impl Dispatcher {
         {
             return self.shared.cached(hit.into());
         }
-        let remote_key = self
-            .shared
-            .remote
-            .as_ref()
-            .map(|remote| remote.key(check, &query.number.e164, query.kyc.as_ref()));
+        let remote_key = self.shared.remote.as_ref().map(|remote| {
+            remote.key(
+                check,
+                &query.number.e164,
+                query.kyc.as_ref(),
+                self.shared.answers.scope(&caller.tenant),
+            )
+        });
         if caller.priority == super::Priority::Bulk
             && let Some(pacer) = &self.shared.bulk_pacer
             && !self.in_flight(&key)

@@ -30,7 +30,7 @@ use crate::number::{Analyzer, NumberError};
 use crate::providers::{Answer, Provider, Query};
 
 pub use answers::{AnswerStats, Answers, Hit, KEY_FILE, Tier};
-pub use cache::{CacheConfig, parse_bytes};
+pub use cache::{CacheConfig, Share, parse_bytes};
 pub use dispatch::{Cached, Caller, Delivery, Dispatcher, Fetched};
 pub use health::Health;
 pub use hot::{AnswerId, ENTRY_BYTES, HotStats};
@@ -388,7 +388,7 @@ impl Engine {
             number: info.clone(),
             kyc: options.kyc.clone(),
         };
-        let order = match self.plan(check, info, &query) {
+        let order = match self.plan(check, info, &query, &request.tenant) {
             Plan::Local(local) => return local.finish(started),
             Plan::Providers(order) => order,
         };
@@ -405,7 +405,13 @@ impl Engine {
         for &index in order.iter().filter(|_| order.len() > 1) {
             let dispatcher = &self.dispatchers[index];
             if let Some(hit) = dispatcher
-                .find_cached(check, &query, options.max_cache_age, profiles)
+                .find_cached(
+                    check,
+                    &query,
+                    options.max_cache_age,
+                    profiles,
+                    &request.tenant,
+                )
                 .await
             {
                 let hit = dispatcher.serve_cached(hit);
@@ -500,7 +506,7 @@ impl Engine {
     }
 
     /// The providers to try for a check, in order, or the local decision why none is asked.
-    fn plan(&self, check: Check, info: &NumberInfo, query: &Query) -> Plan {
+    fn plan(&self, check: Check, info: &NumberInfo, query: &Query, tenant: &str) -> Plan {
         if !info.valid {
             // The taxonomy's INVALID is decided here and never sent upstream.
             return Plan::Local(LocalOutcome::local(
@@ -522,7 +528,7 @@ impl Engine {
         let order = route.order(
             info,
             |i| self.dispatchers[i].provider().covers(info).is_ok(),
-            |i| self.dispatchers[i].in_flight_for(check, query),
+            |i| self.dispatchers[i].in_flight_for(check, query, tenant),
         );
         if order.is_empty() {
             // Nobody on the route takes the number: the first provider says why.

@@ -34,13 +34,15 @@ impl Engine {
     /// provider of the route covering the number is free only if it is still usable at `at`
     /// (its check's TTL and `options.max_cache_age`). Looks without counting a lookup and without
     /// calling a vendor; answers kept in Redis by other replicas are not looked for (they count
-    /// as paid: an estimate errs on the dear side).
+    /// as paid: an estimate errs on the dear side). Only answers `tenant` would be served count
+    /// (with `cache.share = "tenant"`, its own).
     pub async fn quote(
         &self,
         check: Check,
         info: &NumberInfo,
         options: &CheckOptions,
         at: SystemTime,
+        tenant: &str,
     ) -> Quote {
         if !info.valid {
             return Quote::Invalid;
@@ -60,6 +62,7 @@ impl Engine {
                     &query,
                     options.max_cache_age,
                     options.include_profile_details,
+                    tenant,
                 )
                 .await
             {

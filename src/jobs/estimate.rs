@@ -93,7 +93,10 @@ impl Jobs {
                     + MARGIN;
                 for &check in &checks {
                     let t = tally.entry(check).or_default();
-                    match engine.quote(check, &info, &options, now + reach).await {
+                    match engine
+                        .quote(check, &info, &options, now + reach, tenant)
+                        .await
+                    {
                         Quote::Invalid | Quote::NotCovered => t.not_covered += 1,
                         Quote::Answered(until) => {
                             t.answered += 1;

@@ -72,9 +72,6 @@ pub enum JobError {
     /// A spool file failed.
     #[error("job file: {0}")]
     Io(#[from] std::io::Error),
-    /// The job's answers could not be forgotten (the job is kept, so the delete can be retried).
-    #[error("forgetting the job's answers: {0}")]
-    Forget(String),
     /// The job is not waiting for a client to start it (estimated, or paused at its `max_cost`).
     #[error("batch job {id:?} is {}: only an estimated job, or one paused at its max_cost, can be started", state_name(*.state))]
     NotStartable {
@@ -129,6 +126,10 @@ pub struct Jobs {
     /// Files being read at once (`jobs.import.max_concurrent`), so the import bounds hold for the
     /// process, not per upload.
     import_slots: Arc<tokio::sync::Semaphore>,
+    /// Each tenant's share of those (`jobs.import.max_concurrent_per_tenant`), by tenant name
+    /// (configured tenants, so the map is bounded): taken before a process slot, so a tenant's
+    /// waiting files hold none.
+    tenant_import_slots: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 /// An upload being received: the spool file and its size so far.
@@ -153,6 +154,36 @@ impl Upload {
     }
 }
 
+/// A job being created: deleted, with its rows, if its creation is dropped before it finishes
+/// (the client cancelled the upload during the import). The delete runs as a task of its own,
+/// since a drop cannot wait; if it fails (the store is down) the next start-up, or on a shared
+/// store the sweeper, removes the unfinished import.
+struct Unfinished {
+    store: Arc<dyn JobStore>,
+    id: Option<String>,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = self.store.clone();
+        runtime.spawn(async move {
+            match store.delete_job(&id).await {
+                Ok(_) => tracing::info!(job = %id, "deleted a job whose upload was cancelled"),
+                Err(e) => tracing::warn!(
+                    job = %id,
+                    error = %e,
+                    "cannot delete a job whose upload was cancelled; it is removed at the next \
+                     start"
+                ),
+            }
+        });
+    }
+}
+
 impl Drop for Upload {
     fn drop(&mut self) {
         // The spool file is only ever a step on the way into the store.
@@ -174,6 +205,7 @@ impl Jobs {
         Ok(Arc::new(Jobs {
             runner: Runner::new(config.max_running, config.lease),
             import_slots: Arc::new(tokio::sync::Semaphore::new(config.import.max_concurrent)),
+            tenant_import_slots: std::sync::Mutex::new(HashMap::new()),
             store,
             engine,
             config,
@@ -325,8 +357,14 @@ impl Jobs {
             max_cost,
         };
         self.store.create_job(&job).await?;
+        // If the caller goes away while the file is read (this future is dropped), the job and
+        // the rows written so far are deleted all the same.
+        let mut unfinished = Unfinished {
+            store: self.store.clone(),
+            id: Some(id.clone()),
+        };
         let imported = async {
-            let layout = self.import(&id, &read, &upload.path).await?;
+            let layout = self.import(tenant, &id, &read, &upload.path).await?;
             job.format = layout.format as i32;
             job.encoding = layout.encoding;
             job.number_column = layout.number_column;
@@ -350,16 +388,20 @@ impl Jobs {
         .await;
         if let Err(e) = imported {
             self.store.delete_job(&id).await?;
+            unfinished.id = None;
             return Err(e);
         }
+        unfinished.id = None;
         drop(upload);
         self.runner.wake();
         self.get(tenant, &id).await
     }
 
-    /// Reads the file on a blocking thread while the rows are written here, a batch at a time.
+    /// Reads the file on a blocking thread while the rows are written here, a batch at a time,
+    /// once `tenant` has a place among its own imports and then one among the process's.
     async fn import(
         &self,
+        tenant: &str,
         id: &str,
         spec: &import::ReadSpec,
         path: &std::path::Path,
@@ -367,15 +409,28 @@ impl Jobs {
         let (rows, mut batches) = mpsc::channel(2);
         let engine = self.engine.clone();
         let (spec, path) = (spec.clone(), path.to_owned());
+        let closed = |_| JobError::invalid("chunk", "the server is shutting down");
+        let tenant_slots = self
+            .tenant_import_slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(tenant.to_owned())
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    self.config.import.max_concurrent_per_tenant,
+                ))
+            })
+            .clone();
+        let tenant_slot = tenant_slots.acquire_owned().await.map_err(closed)?;
         let slot = self
             .import_slots
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| JobError::invalid("chunk", "the server is shutting down"))?;
+            .map_err(closed)?;
         let reader = tokio::task::spawn_blocking(move || {
             // Held until the file is read, even if the caller goes away meanwhile.
-            let _slot = slot;
+            let _slots = (tenant_slot, slot);
             import::read_file(&path, &spec, engine.analyzer(), &mut |batch| {
                 rows.blocking_send(batch)
                     .map_err(|_| JobError::invalid("chunk", "the import was abandoned"))
@@ -452,23 +507,12 @@ impl Jobs {
         self.get(tenant, id).await
     }
 
-    /// Deletes a job with its rows and results, and forgets the vendors' answers about its
-    /// numbers (memory, answer store, Redis): deleting a list is erasing what phonecheck learnt
-    /// about it. Those numbers are paid again if anyone asks about them later.
+    /// Deletes a job with its rows and results: the job's own data only. The vendors' answers
+    /// about its numbers stay in the answer cache, shared with the tenant's other calls (and,
+    /// with `cache.share = "all"`, with every tenant's): another tenant may have paid for them,
+    /// and forgetting a number for everyone is an administrator's act (`ForgetNumber`).
     pub async fn delete(&self, tenant: &str, id: &str) -> Result<(), JobError> {
         self.cancel(tenant, id).await?;
-        let mut after = String::new();
-        loop {
-            let numbers = self.store.numbers(id, &after, 1_000).await?;
-            let Some(last) = numbers.last() else {
-                break;
-            };
-            after = last.clone();
-            self.engine
-                .forget(&numbers)
-                .await
-                .map_err(|e| JobError::Forget(e.to_string()))?;
-        }
         self.store.delete_job(id).await?;
         Ok(())
     }

@@ -261,17 +261,28 @@ impl SharedAnswers {
         }
     }
 
-    /// Where the answer to `check` for `e164` (and these KYC inputs) lives. The number is hashed.
-    pub fn key(&self, check: Check, e164: &str, kyc: Option<&KycInput>) -> AnswerKey {
+    /// Where the answer to `check` for `e164` (and these KYC inputs) lives, within `scope` (the
+    /// tenant whose answer it is, or `None` for one every tenant shares). The number is hashed.
+    pub fn key(
+        &self,
+        check: Check,
+        e164: &str,
+        kyc: Option<&KycInput>,
+        scope: Option<&str>,
+    ) -> AnswerKey {
         let kyc = kyc
             .and_then(|k| serde_json::to_vec(k).ok())
             .unwrap_or_default();
-        let hash = self.shared.hash(&[
+        let mut parts: Vec<&[u8]> = vec![
             self.provider.as_bytes(),
             check.as_str().as_bytes(),
             e164.as_bytes(),
             &kyc,
-        ]);
+        ];
+        if let Some(tenant) = scope {
+            parts.extend([b"tenant".as_slice(), tenant.as_bytes()]);
+        }
+        let hash = self.shared.hash(&parts);
         let number = self.shared.hash(&[b"number", e164.as_bytes()]);
         // The number's hash tag keeps its answers, their locks and its index on one cluster
         // slot, so that forgetting it is one script.

@@ -30,6 +30,11 @@ impl PostgresStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(PostgresStore { pool })
     }
+
+    /// After deletes: nothing to do, PostgreSQL's autovacuum reuses the space.
+    pub(in crate::store) async fn give_back_space(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 crate::store::sql::pending::sql_pending_store!(PostgresStore);

@@ -5,13 +5,17 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 
 use super::StoreError;
 
 /// The file name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "phonecheck.db";
+
+/// `PRAGMA auto_vacuum`'s value for `INCREMENTAL`.
+const INCREMENTAL: i64 = 2;
 
 /// SQLite, one file in the data directory, WAL journal.
 #[derive(Debug, Clone)]
@@ -33,8 +37,38 @@ impl SqliteStore {
             // With WAL, NORMAL loses nothing when the process dies (only on power loss), and
             // commits need no fsync: job results are written many times a second.
             .synchronous(SqliteSynchronous::Normal)
+            // Deleted jobs' pages are given back to the file system (`give_back_space`), not
+            // kept as free pages forever. Set before any table exists in a new file; an older
+            // file is converted once at start-up (below).
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .busy_timeout(Duration::from_secs(30));
-        Self::with_options(options, 4).await
+        let store = Self::with_options(options, 4).await?;
+        let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
+            .fetch_one(&store.pool)
+            .await?;
+        if mode != INCREMENTAL {
+            // A file created before auto_vacuum was set: the setting takes effect only once
+            // the file is rebuilt, which VACUUM does (once; the mode is kept in the file).
+            tracing::info!(
+                path = %data_dir.join(DATABASE_FILE).display(),
+                "job store: converting the database to incremental vacuum (once)"
+            );
+            sqlx::query("VACUUM").execute(&store.pool).await?;
+        }
+        Ok(store)
+    }
+
+    /// Gives the pages freed by deletes back to the file system: SQLite otherwise keeps them
+    /// in the file for reuse and the file never shrinks. The checkpoint is passive (it never
+    /// waits for readers): the file shrinks when the WAL's frames reach it.
+    pub(in crate::store) async fn give_back_space(&self) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA incremental_vacuum")
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// A private in-memory database (tests).

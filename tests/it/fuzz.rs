@@ -554,6 +554,11 @@ fn status_kib(field: &str) -> u64 {
 /// Files near every bound, and the hostile ones: what reading them costs at most.
 fn heavy_files() -> Vec<(String, Vec<u8>)> {
     let mut files = corpus();
+    // Issue #21: 60,005 entries behind a false end record claiming none.
+    files.push((
+        "false_end_record.xlsx".into(),
+        crate::import_files::false_end_record(60_005),
+    ));
     // Shared strings up to their byte bound (48 MiB of text in 1,000,000 strings).
     let mut sst = String::from("<sst>");
     for i in 0..1_000_000 {

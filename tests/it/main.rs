@@ -13,6 +13,7 @@ mod auth;
 mod batching;
 mod caih;
 mod cli;
+mod edge;
 mod engine;
 mod estimate;
 mod fuzz;

@@ -39,6 +39,9 @@ pub struct ImportLimits {
     /// Files read at once by this process (more wait their turn), so the bounds above hold for
     /// the server as a whole, not per upload.
     pub max_concurrent: usize,
+    /// Of those, files of one tenant read at once (its others wait, holding no process slot),
+    /// so one tenant's heavy files cannot take every slot from the others.
+    pub max_concurrent_per_tenant: usize,
 }
 
 impl Default for ImportLimits {
@@ -56,6 +59,7 @@ impl Default for ImportLimits {
             max_zip_entries: 10_000,
             max_xls_bytes: 16 * 1024 * 1024,
             max_concurrent: 2,
+            max_concurrent_per_tenant: 1,
         }
     }
 }
@@ -102,6 +106,12 @@ impl ImportLimits {
         within("max_zip_entries", self.max_zip_entries, 4, 1_000_000);
         within("max_xls_bytes", self.max_xls_bytes, 0, 1024 * MIB);
         within("max_concurrent", self.max_concurrent as u64, 1, 64);
+        if !(1..=self.max_concurrent.max(1)).contains(&self.max_concurrent_per_tenant) {
+            problems.push(
+                "jobs.import.max_concurrent_per_tenant must be between 1 and max_concurrent"
+                    .to_owned(),
+            );
+        }
         if self.max_cell_bytes > self.max_row_bytes {
             problems.push("jobs.import.max_cell_bytes must not be above max_row_bytes".to_owned());
         }

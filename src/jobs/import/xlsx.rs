@@ -1,11 +1,12 @@
-//! XLSX, read by us: the zip's central directory is checked before it is opened, every part is
+//! XLSX, read by us: the zip's central directory is read and checked by our own zip reader
+//! (`zipdir`) before any part is opened, every part is
 //! inflated through a counter of the bytes it really yields, and the XML is read event by event
 //! with each event (a text, a tag) bounded, so no part is ever held whole. Shared strings go into
 //! a bounded table; a sheet's cells become sparse rows.
 
 use std::cell::Cell;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use quick_xml::events::{BytesStart, Event};
@@ -16,7 +17,7 @@ use super::workbook::{
 };
 use super::{JobError, Layout, ReadSpec, RowSink};
 
-type Zip = zip::ZipArchive<BufReader<File>>;
+type Zip = super::zipdir::ZipDir;
 
 /// Deepest XML nesting read (a sheet's cells are 5 deep): the XML reader keeps every open tag's
 /// name, so depth is bounded like everything else.
@@ -29,10 +30,7 @@ pub(super) fn read(
     layout: &mut Layout,
 ) -> Result<(), JobError> {
     let limits = &spec.limits;
-    let mut file = File::open(path)?;
-    super::zipdir::check_directory(&mut file, limits)?;
-    file.rewind()?;
-    let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(malformed)?;
+    let mut zip = super::zipdir::ZipDir::open(File::open(path)?, limits)?;
     let spent = Cell::new(0u64);
     let book = read_book(&mut zip, limits, &spent)?;
     let names: Vec<String> = book.sheets.iter().map(|s| s.0.clone()).collect();
@@ -145,7 +143,7 @@ impl<R: Read> BufRead for Counted<'_, R> {
     }
 }
 
-type Xml<'a> = quick_xml::Reader<Counted<'a, zip::read::ZipFile<'a, BufReader<File>>>>;
+type Xml<'a> = quick_xml::Reader<Counted<'a, super::zipdir::EntryReader<'a>>>;
 
 /// Opens a part for reading, or `None` if the workbook has none of that name.
 fn open<'a>(
@@ -154,18 +152,10 @@ fn open<'a>(
     limits: &'a ImportLimits,
     spent: &'a Cell<u64>,
 ) -> Result<Option<Xml<'a>>, JobError> {
-    let index = match zip.index_for_name(name) {
-        Some(i) => i,
-        None => match zip
-            .file_names()
-            .enumerate()
-            .find(|(_, n)| n.as_ref().is_ok_and(|n| n.eq_ignore_ascii_case(name)))
-        {
-            Some((i, _)) => i,
-            None => return Ok(None),
-        },
+    let Some(index) = zip.index_for_name(name) else {
+        return Ok(None);
     };
-    let entry = zip.by_index(index).map_err(malformed)?;
+    let entry = zip.by_index(index)?;
     let counted = Counted {
         inner: BufReader::with_capacity(32 * 1024, entry),
         part: 0,

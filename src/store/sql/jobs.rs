@@ -685,6 +685,8 @@ impl JobStore for $store {
             .await?
             .rows_affected();
         tx.commit().await?;
+        // The job's rows held personal data and space: the file gives the space back.
+        self.give_back_space().await?;
         Ok(deleted == 1)
     }
 

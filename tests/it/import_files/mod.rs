@@ -412,3 +412,40 @@ pub fn fat_bomb_xls() -> Vec<u8> {
     file[72..76].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
     file
 }
+
+/// Issue #21: a zip of `entries` empty stored entries whose end record's comment is a second,
+/// false end record claiming none (what a checker that reads its own end record would see).
+pub fn false_end_record(entries: usize) -> Vec<u8> {
+    let list: Vec<Entry> = (0..entries)
+        .map(|i| Entry::stored(&format!("e{i}"), Vec::new()))
+        .collect();
+    let mut bytes = zip(&list);
+    bytes.truncate(bytes.len() - 2);
+    bytes.extend(22u16.to_le_bytes());
+    bytes.extend(b"PK\x05\x06");
+    bytes.extend([0; 18]);
+    bytes
+}
+
+/// Issue #21: an XLSX whose shared strings are the sheet's own compressed bytes: its last
+/// directory entry points at the one before it (overlapping entries, the "better zip bomb"),
+/// and the sheet inflates to `mib` MiB of blanks.
+pub fn overlapping_entries(mib: usize) -> Vec<u8> {
+    let sheet = sheet_xml(&" ".repeat(mib << 20));
+    let mut entries = xlsx_frame(1, true);
+    entries.push(Entry::deflate("xl/worksheets/sheet1.xml", sheet.as_bytes()));
+    entries.push(Entry::deflate("xl/sharedStrings.xml", sheet.as_bytes()));
+    let mut bytes = zip(&entries);
+    let end = bytes.len() - 22;
+    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
+    let mut at = u32::from_le_bytes(bytes[end + 16..end + 20].try_into().unwrap()) as usize;
+    let mut headers = Vec::new();
+    while at < end {
+        headers.push(at);
+        at += 46 + u16_at(&bytes, at + 28) + u16_at(&bytes, at + 30) + u16_at(&bytes, at + 32);
+    }
+    let (previous, last) = (headers[headers.len() - 2], headers[headers.len() - 1]);
+    let offset: [u8; 4] = bytes[previous + 42..previous + 46].try_into().unwrap();
+    bytes[last + 42..last + 46].copy_from_slice(&offset);
+    bytes
+}
