@@ -42,7 +42,9 @@
 //!     numbers and each area code's local-number rules), carrier by segment (by prefix in ID, SG
 //!     and PK), home province and city; libphonenumber's metadata compiled into automata.
 //! 13. Leaves: [`domain`] (the vocabulary: checks, statuses, reports, failures), [`secret`]
-//!     (where secrets come from), [`telemetry`] (logging, masking numbers), [`metrics`]
+//!     (where secrets come from), [`dependency`] (Redis, the database and the answer store's
+//!     disk as dependencies: a breaker each, up or down, logged once), [`telemetry`] (logging,
+//!     masking numbers), [`metrics`]
 //!     (Prometheus names, the admin endpoint), and [`pb`] (the generated contract,
 //!     `phonecheck.v1`, from `proto/` by `build.rs`).
 //!
@@ -53,6 +55,7 @@ pub mod auth;
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod dependency;
 pub mod domain;
 pub mod engine;
 pub mod jobs;

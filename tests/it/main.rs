@@ -15,6 +15,7 @@ mod caih;
 mod cli;
 mod engine;
 mod estimate;
+mod faults;
 mod fuzz;
 mod grpc_web;
 mod hostile;
