@@ -443,7 +443,10 @@ mod tests {
         let mut c = config("a-long-enough-hash-key");
         c.on_unreachable = OnUnreachable::LocalShare;
         let problems = c.problems();
-        assert!(problems[0].contains("redis.expected_replicas"), "{problems:?}");
+        assert!(
+            problems[0].contains("redis.expected_replicas"),
+            "{problems:?}"
+        );
         c.expected_replicas = Some(0);
         assert!(c.problems()[0].contains("at least 1"));
         c.expected_replicas = Some(3);

@@ -5,3 +5,4 @@
 //! (`PHONECHECK_FAULT_SEED` replays a run).
 
 mod redis;
+mod vendor;
