@@ -5,4 +5,5 @@
 //! (`PHONECHECK_FAULT_SEED` replays a run).
 
 mod redis;
+mod stream;
 mod vendor;
