@@ -45,7 +45,9 @@
 //!     cap, back-off when descriptors run out, idle connections closed) and the bytes of request
 //!     messages still in transit (per-connection and process caps, a time limit per message).
 //! 13. Leaves: [`domain`] (the vocabulary: checks, statuses, reports, failures), [`secret`]
-//!     (where secrets come from), [`telemetry`] (logging, masking numbers), [`metrics`]
+//!     (where secrets come from), [`dependency`] (Redis, the database and the answer store's
+//!     disk as dependencies: a breaker each, up or down, logged once), [`telemetry`] (logging,
+//!     masking numbers), [`metrics`]
 //!     (Prometheus names, the admin endpoint), and [`pb`] (the generated contract,
 //!     `phonecheck.v1`, from `proto/` by `build.rs`).
 //!
@@ -56,6 +58,7 @@ pub mod auth;
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod dependency;
 pub mod domain;
 pub mod engine;
 pub mod jobs;

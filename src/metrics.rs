@@ -41,6 +41,9 @@ pub const JOBS_RUNNING: &str = "phonecheck_jobs_running";
 /// Redis commands that failed, by what they were for (`quota`, `answers`, `pending`): while this
 /// moves, paid calls fail closed and the cache and single-flight are the replica's own.
 pub const SHARED_STATE_ERRORS: &str = "phonecheck_shared_state_errors_total";
+/// Vendor calls paced by this replica's share of the quota because Redis could not be reached
+/// (`[redis] on_unreachable = "local_share"`).
+pub const QUOTA_LOCAL_SHARE: &str = "phonecheck_quota_local_share_total";
 /// 1 while the answer store cannot be written (disk full, `cache.max_disk` reached, unusable
 /// file): paid answers are then kept in memory only.
 pub const ANSWER_STORE_DEGRADED: &str = "phonecheck_answer_store_degraded";

@@ -99,6 +99,8 @@ struct Assembly {
     /// Tenants' budgets, taken from the budget store in blocks (written back at shutdown).
     budgets: Arc<crate::budget::Reserving>,
     sandbox: Option<SimServer>,
+    /// The dependencies without which a service cannot serve, by the service's gRPC name.
+    readiness: Vec<(Arc<crate::dependency::Dependency>, &'static str)>,
 }
 
 async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
@@ -222,13 +224,46 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         tenants.limits_by_name(),
         &config.storage.data_dir,
     )?;
+    // Without Redis, paid calls fail closed unless each replica may go on with its share.
+    let readiness = shared
+        .iter()
+        .filter(|s| !s.serves_without_redis())
+        .map(|s| (s.dependency(), PHONE_CHECK_SERVICE))
+        .collect();
     Ok(Assembly {
         engine,
         jobs,
         tenants,
         budgets,
         sandbox,
+        readiness,
     })
+}
+
+/// `phonecheck.v1.PhoneCheckService`, as gRPC health names it.
+const PHONE_CHECK_SERVICE: &str =
+    <PhoneCheckServiceServer<PhoneCheckApi> as tonic::server::NamedService>::NAME;
+
+/// Keeps `service`'s gRPC health at `NOT_SERVING` while `dependency` is down (readiness: a
+/// balancer sends its calls elsewhere), until the server shuts down.
+async fn follow_readiness(
+    health: tonic_health::server::HealthReporter,
+    dependency: Arc<crate::dependency::Dependency>,
+    service: &'static str,
+    shutting_down: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut up = dependency.watch();
+    while up.changed().await.is_ok() {
+        if shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let status = if *up.borrow_and_update() {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        health.set_service_status(service, status).await;
+    }
 }
 
 /// The five vendors' real clients, pointed at the in-process simulators with the sandbox accounts,
@@ -341,6 +376,7 @@ where
         tenants,
         budgets,
         sandbox,
+        readiness,
     } = assemble(&config).await?;
     let answers = engine.clone();
     jobs.start().await?;
@@ -355,6 +391,15 @@ where
         .await;
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
     health.set_serving::<UsageServiceServer<UsageApi>>().await;
+    let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for (dependency, service) in readiness {
+        tokio::spawn(follow_readiness(
+            health.clone(),
+            dependency,
+            service,
+            shutting_down.clone(),
+        ));
+    }
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -398,6 +443,7 @@ where
         let health = health.clone();
         async move {
             shutdown.await;
+            shutting_down.store(true, std::sync::atomic::Ordering::SeqCst);
             info!("shutting down: health is NOT_SERVING, in-flight calls may finish");
             health
                 .set_not_serving::<PhoneCheckServiceServer<PhoneCheckApi>>()

@@ -68,10 +68,17 @@ pub struct CodeClass {
 /// they never carry credentials or unmasked numbers.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProviderError {
-    /// The HTTP request did not complete (connection refused, reset, DNS, TLS).
+    /// No connection to the vendor could be made (refused, DNS, TLS, connect timeout): the
+    /// request was never sent, so trying again costs nothing.
     #[error("could not reach the vendor: {0}")]
     Transport(String),
-    /// No answer within the configured timeout.
+    /// The request was sent, but its answer did not come back whole (the connection reset or
+    /// failed mid-answer): the vendor may have taken, and billed, it, so it is not retried at
+    /// once.
+    #[error("the vendor's answer was cut off (the request may have been billed): {0}")]
+    Interrupted(String),
+    /// No answer within the configured timeout (a vendor that accepts and never answers, or
+    /// answers a byte at a time): like [`ProviderError::Interrupted`], possibly billed.
     #[error("the vendor did not answer within {0:?}")]
     Timeout(Duration),
     /// The circuit breaker is open after repeated failures: the call was not made.
@@ -113,6 +120,7 @@ impl ProviderError {
         };
         match self {
             ProviderError::Transport(_)
+            | ProviderError::Interrupted(_)
             | ProviderError::Timeout(_)
             | ProviderError::CircuitOpen => class(ErrorReason::Unavailable, true),
             ProviderError::Http(429) => class(ErrorReason::RateLimited, true),
@@ -142,6 +150,15 @@ impl ProviderError {
     /// Whether the vendor bills for the failed call.
     pub fn billable(&self) -> bool {
         self.class().billable
+    }
+
+    /// Whether the request reached the vendor, which may have billed it, without phonecheck
+    /// getting the answer: such a call is not retried blindly (a later pass may ask again).
+    pub fn possibly_billed(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Timeout(_) | ProviderError::Interrupted(_)
+        )
     }
 
     /// The vendor's own code, when it sent one.

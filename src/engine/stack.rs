@@ -300,6 +300,8 @@ impl tower::retry::Policy<Call, Results, ProviderError> for RetryPolicy {
         if self.left == 0
             || !error.retryable()
             || error.billable()
+            // The vendor may have billed it: not asked again blindly.
+            || error.possibly_billed()
             || *error == ProviderError::CircuitOpen
         {
             return None;

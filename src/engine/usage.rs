@@ -7,11 +7,19 @@
 //! memory by (tenant, provider, check, China day) and written in one transaction every
 //! [`FLUSH_EVERY`] by a writer task, at [`Usage::flush`] (a `GetUsage` flushes first, so that a
 //! reader sees everything this replica counted before it asked) and at shutdown.
+//!
+//! A write that fails (the database unreachable, its disk full) loses nothing: the increments
+//! are kept in memory, added to what is counted meanwhile (one entry per tenant, provider, check
+//! and day, so the memory they take is bounded by those), and written by the next flush. The
+//! database is then a [`Dependency`] that is down: logged once when it goes and once when the
+//! ledger is written again, `phonecheck_dependency_up{dependency="database"}` 0 meanwhile, and
+//! `phonecheck_usage_unwritten` says how many ledger rows wait in memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use crate::dependency::{Breaker, Dependency, Failure};
 use crate::domain::{Check, Money};
 use crate::providers::Clock as _;
 use crate::store::{StoreError, UsageCounts, UsageKey, UsageQuery, UsageRow, UsageStore};
@@ -28,7 +36,12 @@ pub struct Usage {
     /// increment counted before it began is in the ledger (a writer task's flush in progress
     /// included).
     writing: tokio::sync::Mutex<()>,
+    /// The ledger's database, as a dependency (set with the store).
+    database: OnceLock<Dependency>,
 }
+
+/// Ledger rows (tenant, provider, check, day) whose increments wait in memory for the next write.
+pub const USAGE_UNWRITTEN: &str = "phonecheck_usage_unwritten";
 
 /// One vendor answer's share of the ledger.
 #[derive(Debug, Clone, Copy, Default)]
@@ -52,6 +65,16 @@ impl Usage {
         if self.store.set(store).is_err() {
             return;
         }
+        // Every flush tries the database (there is no call to spare it): down at the first
+        // failed write, back at the first that succeeds.
+        let _ = self.database.set(Dependency::new(
+            "database",
+            Breaker {
+                failures: 1,
+                down_for: FLUSH_EVERY,
+                probe_timeout: FLUSH_EVERY,
+            },
+        ));
         let usage: Weak<Usage> = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(FLUSH_EVERY);
@@ -60,7 +83,8 @@ impl Usage {
                 tick.tick().await;
                 let Some(usage) = usage.upgrade() else { return };
                 if let Err(e) = usage.flush().await {
-                    tracing::warn!(error = %e, "usage ledger: write failed; kept for the next one");
+                    // Logged once when the database goes down (Dependency), not every second.
+                    tracing::debug!(error = %e, "usage ledger: write failed; kept for the next one");
                 }
             }
         });
@@ -117,11 +141,23 @@ impl Usage {
         }
         let increments: Vec<(UsageKey, UsageCounts)> = taken.into_iter().collect();
         match store.add_usage(&increments).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if let Some(database) = self.database.get() {
+                    database.succeeded();
+                }
+                let left = self.pending.lock().unwrap_or_else(|e| e.into_inner()).len();
+                metrics::gauge!(USAGE_UNWRITTEN).set(left as f64);
+                Ok(())
+            }
             Err(e) => {
                 let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
                 for (key, counts) in increments {
                     pending.entry(key).or_default().add(&counts);
+                }
+                metrics::gauge!(USAGE_UNWRITTEN).set(pending.len() as f64);
+                drop(pending);
+                if let Some(database) = self.database.get() {
+                    database.failed(Failure::Unreachable, "usage ledger write failed");
                 }
                 Err(e)
             }
@@ -179,6 +215,72 @@ impl super::Engine {
 mod tests {
     use super::*;
     use crate::store::{SqliteStore, UsagePeriod, UsageQuery};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A ledger whose database can be taken away.
+    #[derive(Debug)]
+    struct Flaky {
+        store: SqliteStore,
+        down: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl UsageStore for Flaky {
+        async fn add_usage(
+            &self,
+            increments: &[(UsageKey, UsageCounts)],
+        ) -> Result<(), StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Shared("the database is unreachable".into()));
+            }
+            self.store.add_usage(increments).await
+        }
+
+        async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
+            self.store.usage(query).await
+        }
+    }
+
+    #[tokio::test]
+    async fn increments_that_cannot_be_written_are_kept_and_written_when_the_database_is_back() {
+        let usage = Arc::new(Usage::default());
+        let store = Arc::new(Flaky {
+            store: SqliteStore::in_memory().await.unwrap(),
+            down: AtomicBool::new(true),
+        });
+        usage.attach(store.clone());
+        let billed = UsageEvent {
+            billable: true,
+            cost: "0.03".parse().unwrap(),
+            ..UsageEvent::default()
+        };
+        usage.record("acme", "thinksms", Check::LineStatus, billed);
+        assert!(usage.flush().await.is_err());
+        let database = usage.database.get().unwrap();
+        assert!(!database.is_up(), "down at the first failed write");
+        usage.record("acme", "thinksms", Check::LineStatus, billed);
+        assert!(usage.flush().await.is_err());
+        assert_eq!(usage.pending.lock().unwrap().len(), 1, "kept, added up");
+
+        store.down.store(false, Ordering::SeqCst);
+        usage.flush().await.unwrap();
+        assert!(database.is_up());
+        let today = crate::providers::SystemClock.now_china().date_naive();
+        let rows = store
+            .usage(&UsageQuery {
+                from: today - chrono::Duration::days(1),
+                to: today,
+                tenant: None,
+                provider: None,
+                check: None,
+                period: UsagePeriod::Day,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        let billed: i64 = rows.iter().map(|r| r.counts.billable_calls).sum();
+        assert_eq!(billed, 2, "nothing paid lost: {rows:?}");
+    }
 
     #[tokio::test]
     async fn increments_add_up_in_memory_and_land_at_a_flush() {

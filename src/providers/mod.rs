@@ -47,7 +47,13 @@ impl ProviderError {
         let source = std::error::Error::source(err)
             .map(|s| format!(": {s}"))
             .unwrap_or_default();
-        ProviderError::Transport(format!("{kind}{source}"))
+        // Only a failed connection (refused, DNS, TLS, the connect timeout) says the request was
+        // never sent; anything later may have reached the vendor.
+        if err.is_connect() {
+            ProviderError::Transport(format!("{kind}{source}"))
+        } else {
+            ProviderError::Interrupted(format!("{kind}{source}"))
+        }
     }
 }
 
@@ -347,8 +353,14 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .user_agent(concat!("phonecheck/", env!("CARGO_PKG_VERSION")))
         .pool_idle_timeout(Duration::from_secs(60))
+        // A connection not made by then is a connect failure (never sent, retried); the
+        // provider's `limits.timeout` bounds the whole attempt, a trickling answer included.
+        .connect_timeout(CONNECT_TIMEOUT)
         .build()
 }
+
+/// The longest wait for a connection to a vendor (DNS, TCP and TLS).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[cfg(test)]
 mod tests {

@@ -164,6 +164,8 @@ pub(super) struct Channels {
     pub answers: String,
     /// The channel of forget broadcasts (within the pattern).
     pub forget: String,
+    /// `[redis] timeout`: the longest wait to connect and subscribe.
+    pub timeout: Duration,
 }
 
 /// Listens to every answer channel of this key prefix and wakes the local waiters, and hands
@@ -177,8 +179,17 @@ pub(super) async fn subscribe(
 ) {
     loop {
         let session = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.psubscribe(&channels.answers).await?;
+            // Bounded like every other command: a paused Redis accepts connections and never
+            // answers, and this loop must come round to try again once it does.
+            let mut pubsub = tokio::time::timeout(channels.timeout, async {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.psubscribe(&channels.answers).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            })
+            .await
+            .map_err(|_| {
+                redis::RedisError::from((redis::ErrorKind::Io, "subscribing timed out"))
+            })??;
             let mut messages = pubsub.on_message();
             let mut tidy = tokio::time::interval(Duration::from_secs(60));
             loop {

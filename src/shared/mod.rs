@@ -9,11 +9,15 @@
 //! `[redis] hash_key`) of what it stands for.
 //!
 //! When Redis cannot be reached, billable calls fail closed (the quota cannot be kept, so no call
-//! is made), while the cache and single-flight fall back to the replica's own. The connection is
-//! re-established by itself.
+//! is made) or, with `on_unreachable = "local_share"`, go on within this replica's share of the
+//! quota; the cache and single-flight fall back to the replica's own. Every command is bounded
+//! by `[redis] timeout` as a whole, and after a failure Redis is treated as down for `down_for`
+//! (commands fail at once; see [`crate::dependency`]). The connection is re-established by
+//! itself.
 
 mod answers;
 mod budget;
+mod connection;
 mod pending;
 mod quota;
 
@@ -25,7 +29,14 @@ use redis::aio::ConnectionManager;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::dependency::{Breaker, Dependency};
 use crate::secret::SecretRef;
+
+/// Redis is down after this many unreachable commands in a row (one timed-out command is
+/// enough: its caller already waited the whole `timeout`).
+const DOWN_AFTER: u32 = 3;
+/// The client library's reconnection attempts after the first, each bounded by `timeout`.
+const RECONNECT_RETRIES: usize = 2;
 
 pub use answers::{AnswerKey, Coordination, RemoteLock, SharedAnswer, SharedAnswers};
 pub use budget::{RedisBudgets, SharedRate};
@@ -54,6 +65,18 @@ pub struct RedisConfig {
     /// Longest wait for one Redis command.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// How long Redis is treated as down after it failed (commands fail at once) before one
+    /// command is let through to see whether it is back.
+    #[serde(default = "default_down_for", with = "humantime_serde")]
+    pub down_for: Duration,
+    /// What paid calls to a vendor with a quota do while Redis cannot be reached: `deny` (fail
+    /// closed) or `local_share` (go on within `quota ÷ expected_replicas` on this replica).
+    #[serde(default)]
+    pub on_unreachable: OnUnreachable,
+    /// How many replicas share each vendor quota; with `on_unreachable = "local_share"` each
+    /// keeps to its share of the quota while Redis is away.
+    #[serde(default)]
+    pub expected_replicas: Option<u32>,
     /// How long a replica may hold a vendor call for a number before others stop waiting for it
     /// (a replica that died mid-call); longer than a vendor call with its retries.
     #[serde(default = "default_lock_timeout", with = "humantime_serde")]
@@ -70,6 +93,26 @@ fn default_timeout() -> Duration {
 
 fn default_lock_timeout() -> Duration {
     Duration::from_secs(30)
+}
+
+fn default_down_for() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// `[redis] on_unreachable`: what paid calls do while Redis (the shared vendor quota) cannot be
+/// reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnreachable {
+    /// No vendor call is made (`STATE_UNAVAILABLE`, not billed). The default: the vendor account's
+    /// quota is shared by every replica, and replicas that each spent blind could together
+    /// overrun it (the vendor's throttling, or its penalties, would fall on the whole account).
+    #[default]
+    Deny,
+    /// Each replica goes on alone within `quota ÷ expected_replicas` (Envoy's global rate limit
+    /// with `failure_mode_deny: false`, kept to a share): answers keep coming, and the account
+    /// stays within its quota as long as no more than `expected_replicas` replicas run.
+    LocalShare,
 }
 
 impl RedisConfig {
@@ -99,6 +142,18 @@ impl RedisConfig {
         }
         if self.timeout.is_zero() || self.lock_timeout.is_zero() {
             problems.push("redis.timeout and redis.lock_timeout must be above zero".to_owned());
+        }
+        if self.down_for.is_zero() || self.down_for > Duration::from_secs(60) {
+            problems.push("redis.down_for: between 1ms and 60s".to_owned());
+        }
+        match (self.on_unreachable, self.expected_replicas) {
+            (_, Some(0)) => problems.push("redis.expected_replicas: at least 1".to_owned()),
+            (OnUnreachable::LocalShare, None) => problems.push(
+                "redis.expected_replicas: needed with on_unreachable = \"local_share\" (each \
+                 replica's share of the quota)"
+                    .to_owned(),
+            ),
+            _ => {}
         }
         problems
     }
@@ -131,7 +186,7 @@ pub struct Shared {
 pub type ForgetHook = Arc<dyn Fn(Vec<u8>) + Send + Sync>;
 
 struct Inner {
-    connection: ConnectionManager,
+    connection: connection::Connection,
     config: RedisConfig,
     hash_key: SecretString,
     waiters: Arc<answers::Waiters>,
@@ -162,10 +217,28 @@ impl Shared {
             info = info.set_redis_settings(settings);
         }
         let client = redis::Client::open(info)?;
+        // The library's reconnection retries with a backoff that grows to seconds; commands wait
+        // for it no longer than `timeout` (connection::Connection), and these few short retries
+        // keep a reconnection from outliving the outage by much.
         let manager_config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(config.timeout))
-            .set_connection_timeout(Some(config.timeout));
-        let connection = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
+            .set_connection_timeout(Some(config.timeout))
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(config.timeout);
+        let manager = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
+        let connection = connection::Connection {
+            manager,
+            timeout: config.timeout,
+            dependency: Arc::new(Dependency::new(
+                "redis",
+                Breaker {
+                    failures: DOWN_AFTER,
+                    down_for: config.down_for,
+                    probe_timeout: config.timeout,
+                },
+            )),
+        };
         let waiters = Arc::new(answers::Waiters::default());
         let forget_hook = Arc::new(std::sync::Mutex::new(None));
         let (stop, stopped) = tokio::sync::watch::channel(());
@@ -179,11 +252,19 @@ impl Shared {
                 _stop: stop,
             }),
         };
+        // A dependency that is down is looked at again by itself: a replica taken out of its
+        // balancer by readiness gets no calls that would find Redis back.
+        tokio::spawn(probe_while_down(
+            shared.connection(),
+            config.down_for,
+            shared.inner._stop.subscribe(),
+        ));
         tokio::spawn(answers::subscribe(
             client,
             answers::Channels {
                 answers: SharedAnswers::channels(&shared),
                 forget: shared.forget_channel(),
+                timeout: config.timeout,
             },
             waiters,
             forget_hook,
@@ -192,8 +273,18 @@ impl Shared {
         Ok(shared)
     }
 
-    fn connection(&self) -> ConnectionManager {
+    fn connection(&self) -> connection::Connection {
         self.inner.connection.clone()
+    }
+
+    /// Redis as a dependency: whether it is up, and a watch on it.
+    pub fn dependency(&self) -> Arc<Dependency> {
+        self.inner.connection.dependency.clone()
+    }
+
+    /// Whether this replica can make paid calls while Redis is down (`local_share`).
+    pub fn serves_without_redis(&self) -> bool {
+        self.config().on_unreachable == OnUnreachable::LocalShare
     }
 
     fn config(&self) -> &RedisConfig {
@@ -225,7 +316,13 @@ impl Shared {
         provider: &str,
         quota: crate::providers::QuotaConfig,
     ) -> Option<SharedQuota> {
-        SharedQuota::new(self.clone(), provider, quota)
+        let bucket = SharedQuota::new(self.clone(), provider, quota)?;
+        Some(match self.config().on_unreachable {
+            OnUnreachable::Deny => bucket,
+            OnUnreachable::LocalShare => {
+                bucket.with_local_share(quota, self.config().expected_replicas.unwrap_or(1))
+            }
+        })
     }
 
     /// The shared answers of a provider: cache and single-flight, answers living for `ttl`.
@@ -284,6 +381,30 @@ impl Shared {
     }
 }
 
+/// While Redis is down, sends a `PING` every `down_for` (the breaker lets one through each time)
+/// until it answers; stops with the last handle.
+async fn probe_while_down(
+    mut connection: connection::Connection,
+    down_for: Duration,
+    mut stop: tokio::sync::watch::Receiver<()>,
+) {
+    let mut up = connection.dependency.watch();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            down = up.wait_for(|up| !*up) => if down.is_err() { return },
+        }
+        while !connection.dependency.is_up() {
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = tokio::time::sleep(down_for) => {}
+            }
+            // The breaker records the result; the answer itself does not matter.
+            let _: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
+        }
+    }
+}
+
 /// A Redis error's kind without its details (which may carry the server's address).
 fn kind_name(e: &redis::RedisError) -> String {
     format!("{:?}", e.kind())
@@ -310,8 +431,29 @@ mod tests {
             hash_key: SecretRef::File(path),
             key_prefix: default_prefix(),
             timeout: default_timeout(),
+            down_for: default_down_for(),
+            on_unreachable: OnUnreachable::Deny,
+            expected_replicas: None,
             lock_timeout: default_lock_timeout(),
         }
+    }
+
+    #[test]
+    fn local_share_needs_the_number_of_replicas() {
+        let mut c = config("a-long-enough-hash-key");
+        c.on_unreachable = OnUnreachable::LocalShare;
+        let problems = c.problems();
+        assert!(
+            problems[0].contains("redis.expected_replicas"),
+            "{problems:?}"
+        );
+        c.expected_replicas = Some(0);
+        assert!(c.problems()[0].contains("at least 1"));
+        c.expected_replicas = Some(3);
+        assert!(c.problems().is_empty());
+        let parsed: OnUnreachable = serde_json::from_str("\"local_share\"").unwrap();
+        assert_eq!(parsed, OnUnreachable::LocalShare);
+        assert_eq!(OnUnreachable::default(), OnUnreachable::Deny);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! Redis key per provider, updated by a Lua script, atomically, with Redis's own clock (replicas'
 //! clocks do not matter). When Redis cannot be reached the call fails closed (`STATE_UNAVAILABLE`,
 //! not billed, retried by the usual policy): a replica on its own cannot know what the others
-//! spend.
+//! spend. With `[redis] on_unreachable = "local_share"` it goes on instead within its share of
+//! the quota (`quota ÷ expected_replicas`), in a token bucket of its own.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -35,12 +36,23 @@ return math.ceil(wait)
 });
 
 /// One provider's quota, shared by every replica on the same Redis.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SharedQuota {
     shared: Shared,
     key: String,
     interval: u64,
     tolerance: u64,
+    /// This replica's share of the quota, used while Redis cannot be reached (`local_share`).
+    local: Option<Arc<governor::DefaultDirectRateLimiter>>,
+}
+
+impl std::fmt::Debug for SharedQuota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedQuota")
+            .field("key", &self.key)
+            .field("local_share", &self.local.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SharedQuota {
@@ -55,7 +67,21 @@ impl SharedQuota {
             key,
             interval,
             tolerance: interval * u64::from(quota.burst.max(1) - 1),
+            local: None,
         })
+    }
+
+    /// Goes on within `quota ÷ replicas` on this replica while Redis cannot be reached.
+    pub(super) fn with_local_share(mut self, quota: QuotaConfig, replicas: u32) -> SharedQuota {
+        let replicas = replicas.max(1);
+        let share = QuotaConfig {
+            requests_per_second: quota.requests_per_second / f64::from(replicas),
+            burst: (quota.burst / replicas).max(1),
+        };
+        self.local = share
+            .governor()
+            .map(|q| Arc::new(governor::RateLimiter::direct(q)));
+        self
     }
 
     /// The bucket's key, emission interval and burst tolerance (microseconds).
@@ -63,24 +89,34 @@ impl SharedQuota {
         (self.key.clone(), self.interval, self.tolerance)
     }
 
-    /// Reserves the next slot of the shared bucket and waits for it; fails closed when Redis is
-    /// unreachable. (A slot reserved by a caller that then goes away is not used: the bucket errs
-    /// on the side of the vendor's limit.)
+    /// Reserves the next slot of the shared bucket and waits for it; when Redis is unreachable,
+    /// fails closed, or waits for this replica's share (`local_share`). (A slot reserved by a
+    /// caller that then goes away is not used: the bucket errs on the side of the vendor's
+    /// limit.)
     pub async fn until_ready(&self) -> Result<(), ProviderError> {
         let mut connection = self.shared.connection();
-        let wait: i64 = GCRA
+        let reserved: Result<i64, _> = GCRA
             .key(&self.key)
             .arg(self.interval)
             .arg(self.tolerance)
             .arg("reserve")
             .invoke_async(&mut connection)
-            .await
-            .map_err(|e| {
-                ProviderError::State(format!(
+            .await;
+        let wait = match (reserved, &self.local) {
+            (Ok(wait), _) => wait,
+            (Err(e), Some(local)) => {
+                failed("quota", &e);
+                metrics::counter!(crate::metrics::QUOTA_LOCAL_SHARE).increment(1);
+                local.until_ready().await;
+                return Ok(());
+            }
+            (Err(e), None) => {
+                return Err(ProviderError::State(format!(
                     "the shared quota (Redis) is unreachable, so no call is made: {}",
                     failed("quota", &e)
-                ))
-            })?;
+                )));
+            }
+        };
         if wait > 0 {
             tokio::time::sleep(Duration::from_micros(wait as u64)).await;
         }

@@ -16,6 +16,7 @@ mod cli;
 mod edge;
 mod engine;
 mod estimate;
+mod faults;
 mod fuzz;
 mod grpc_web;
 mod hostile;

@@ -34,6 +34,9 @@ async fn vendors_replica_with(
         hash_key: SecretRef::File(hash_key_file(dir.path())),
         key_prefix: "phonecheck".to_owned(),
         timeout: Duration::from_millis(300),
+        down_for: Duration::from_secs(1),
+        on_unreachable: Default::default(),
+        expected_replicas: None,
         lock_timeout: Duration::from_secs(10),
     });
     let server = TestServer::start_in(config, dir.path()).await;

@@ -77,9 +77,11 @@ async fn exactly_once_under_a_twenty_percent_fault_rate() {
         .iter()
         .filter(|r| matches!(&r.outcome, Some(pb::check_numbers_result::Outcome::Report(rep)) if rep.line_status.is_some()))
         .count();
-    // Errors and resets are retried; a malformed body (5%) is not, as retrying cannot fix it.
+    // Errors (a 503, 10%) are retried; a malformed body (5%) is not, as retrying cannot fix it,
+    // nor is an answer cut off mid-body (5%): the vendor took that request and may have billed
+    // it, so it is not sent again blindly (a later pass may ask).
     assert!(
-        answered >= 350,
+        answered >= 330,
         "retries recover the retryable faults: {answered}/400"
     );
 }

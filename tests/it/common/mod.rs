@@ -597,6 +597,16 @@ impl Redis {
         Redis::start_on(port)
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the server: a paused Redis keeps its connections
+    /// open and answers nothing.
+    pub fn signal(&self, signal: &str) {
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal}");
+    }
+
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
