@@ -17,6 +17,7 @@ use crate::api::PhoneCheckApi;
 use crate::api::admin::AdminApi;
 use crate::api::jobs::BatchJobApi;
 use crate::api::usage::UsageApi;
+use crate::api::webhooks::WebhookApi;
 use crate::auth::{LimitsBacking, Tenants};
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
@@ -26,6 +27,7 @@ use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::batch_job_service_server::BatchJobServiceServer;
 use crate::pb::phone_check_service_server::PhoneCheckServiceServer;
 use crate::pb::usage_service_server::UsageServiceServer;
+use crate::pb::webhook_service_server::WebhookServiceServer;
 use crate::providers::aliyun::{AliyunConfig, AliyunProvider};
 use crate::providers::caih::{CaihConfig, CaihProvider};
 use crate::providers::signing::SignatureMethod;
@@ -36,7 +38,9 @@ use crate::providers::{BuildContext, Provider, SystemClock};
 use crate::sim::{self, SimConfig, SimServer};
 use crate::store::{
     BudgetStore, JobStore, PendingStore, PostgresStore, SqliteStore, StoreError, UsageStore,
+    WebhookStore,
 };
+use crate::webhooks::Webhooks;
 
 /// Largest request or response message, in bytes.
 const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
@@ -85,6 +89,9 @@ pub enum ServeError {
     /// The gRPC transport failed.
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
+    /// The webhooks could not be set up (a secret could not be read).
+    #[error("{0}")]
+    Webhooks(String),
 }
 
 /// What `serve` builds from the configuration before it accepts calls.
@@ -95,6 +102,7 @@ struct Assembly {
     /// Tenants' budgets, taken from the budget store in blocks (written back at shutdown).
     budgets: Arc<crate::budget::Reserving>,
     sandbox: Option<SimServer>,
+    webhooks: Arc<Webhooks>,
 }
 
 async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
@@ -104,27 +112,63 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         None => LocationData::embedded(),
     };
     let analyzer = Analyzer::new(locations);
-    // Jobs, pending submissions, tenants' budgets and the usage ledger share one database.
+    // Jobs, pending submissions, tenants' budgets, the usage ledger and the webhook outbox share
+    // one database; the job store writes the events the tenants' webhooks subscribe to.
+    let webhook_targets = || {
+        config
+            .tenants
+            .iter()
+            .filter_map(|(name, t)| t.webhook.as_ref().map(|w| (name, w)))
+    };
+    let subscriptions = crate::webhooks::subscriptions(webhook_targets());
     type Stores = (
         Arc<dyn JobStore>,
         Arc<dyn PendingStore>,
         Arc<dyn BudgetStore>,
         Arc<dyn UsageStore>,
+        Arc<dyn WebhookStore>,
     );
-    let (jobs_store, local_pending, local_budgets, usage_store): Stores =
+    let (jobs_store, local_pending, local_budgets, usage_store, webhook_store): Stores =
         match &config.storage.database_url {
             Some(url) => {
                 let url = url.resolve().map_err(StoreError::Config)?;
                 let store = Arc::new(
-                    PostgresStore::connect(&url, config.storage.database_connections).await?,
+                    PostgresStore::connect(&url, config.storage.database_connections)
+                        .await?
+                        .with_webhooks(subscriptions),
                 );
-                (store.clone(), store.clone(), store.clone(), store)
+                (
+                    store.clone(),
+                    store.clone(),
+                    store.clone(),
+                    store.clone(),
+                    store,
+                )
             }
             None => {
-                let store = Arc::new(SqliteStore::open(&config.storage.data_dir).await?);
-                (store.clone(), store.clone(), store.clone(), store)
+                let store = Arc::new(
+                    SqliteStore::open(&config.storage.data_dir)
+                        .await?
+                        .with_webhooks(subscriptions),
+                );
+                (
+                    store.clone(),
+                    store.clone(),
+                    store.clone(),
+                    store.clone(),
+                    store,
+                )
             }
         };
+    let webhooks = Arc::new(
+        Webhooks::new(
+            webhook_store,
+            config.webhooks.clone(),
+            webhook_targets(),
+            config.billing.currency,
+        )
+        .map_err(|e| ServeError::Webhooks(e.to_string()))?,
+    );
     let shared = match &config.redis {
         Some(redis) => Some(
             crate::shared::Shared::connect(redis)
@@ -224,6 +268,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         tenants,
         budgets,
         sandbox,
+        webhooks,
     })
 }
 
@@ -337,9 +382,11 @@ where
         tenants,
         budgets,
         sandbox,
+        webhooks,
     } = assemble(&config).await?;
     let answers = engine.clone();
     jobs.start().await?;
+    webhooks.start();
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<PhoneCheckServiceServer<PhoneCheckApi>>()
@@ -349,6 +396,9 @@ where
         .await;
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
     health.set_serving::<UsageServiceServer<UsageApi>>().await;
+    health
+        .set_serving::<WebhookServiceServer<WebhookApi>>()
+        .await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -359,6 +409,9 @@ where
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let usage_api = UsageServiceServer::new(UsageApi::new(engine.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let webhook_api = WebhookServiceServer::new(WebhookApi::new(webhooks.clone()))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let admin_api = AdminServiceServer::new(AdminApi::new(engine.clone()))
@@ -380,6 +433,7 @@ where
     let batch_jobs = auth.layer(batch_jobs);
     let usage_api = auth.layer(usage_api);
     let admin_api = auth.layer(admin_api);
+    let webhook_api = auth.layer(webhook_api);
 
     let addr = listener.local_addr()?;
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -400,6 +454,9 @@ where
                 .await;
             health
                 .set_not_serving::<UsageServiceServer<UsageApi>>()
+                .await;
+            health
+                .set_not_serving::<WebhookServiceServer<WebhookApi>>()
                 .await;
             health
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
@@ -447,6 +504,7 @@ where
         .add_service(batch_jobs)
         .add_service(admin_api)
         .add_service(usage_api)
+        .add_service(webhook_api)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     let grace = config.server.shutdown_grace;
     let result = tokio::select! {
@@ -458,6 +516,8 @@ where
     };
     // Running jobs stop where they are and resume at the next start.
     jobs.shutdown().await;
+    // Events not yet delivered stay in the outbox for the next start (or another replica).
+    webhooks.shutdown().await;
     // Every answer paid so far is in the store before the process goes, and every call counted
     // is in the usage ledger.
     answers.flush_answers().await;
