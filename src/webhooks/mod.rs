@@ -336,3 +336,63 @@ impl Webhooks {
         self.currency
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str, secret: &str) -> (tempfile::TempDir, TargetConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, secret).unwrap();
+        let target = TargetConfig {
+            url: url.into(),
+            secret: SecretRef::File(path),
+            events: all_events(),
+        };
+        (dir, target)
+    }
+
+    #[test]
+    fn targets_are_checked_at_start_up() {
+        let defaults = WebhooksConfig::default();
+        assert!(defaults.problems().is_empty());
+        let (_dir, ok) = target("https://hooks.example.com/p", "0123456789abcdef");
+        assert!(ok.problems("acme", &defaults).is_empty());
+        let (_dir, http) = target("http://hooks.example.com/p", "0123456789abcdef");
+        let problems = http.problems("acme", &defaults);
+        assert!(problems[0].starts_with("tenants.acme.webhook.url: http is refused"), "{problems:?}");
+        let allow_http = WebhooksConfig {
+            allow_http: true,
+            ..WebhooksConfig::default()
+        };
+        assert!(http.problems("acme", &allow_http).is_empty());
+        let (_dir, short) = target("https://hooks.example.com/p", "short");
+        let problems = short.problems("acme", &defaults);
+        assert_eq!(problems, ["tenants.acme.webhook.secret: at least 16 bytes"]);
+        let missing = TargetConfig {
+            url: "https://hooks.example.com/p".into(),
+            secret: SecretRef::Env("PHONECHECK_TEST_NO_SUCH_VARIABLE".into()),
+            events: Vec::new(),
+        };
+        let problems = missing.problems("acme", &defaults);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        // The secret's value is never in a problem.
+        assert!(!format!("{:?}", short.problems("acme", &defaults)).contains("short\""));
+    }
+
+    #[test]
+    fn settings_out_of_bounds_are_refused() {
+        let bad = WebhooksConfig {
+            timeout: Duration::ZERO,
+            max_response_bytes: 0,
+            max_age: Duration::from_secs(31 * 86_400),
+            first_retry: Duration::from_secs(7200),
+            poll: Duration::ZERO,
+            max_in_flight: 0,
+            keep: Duration::ZERO,
+            ..WebhooksConfig::default()
+        };
+        assert_eq!(bad.problems().len(), 7, "{:?}", bad.problems());
+    }
+}
