@@ -99,16 +99,17 @@ def main() -> int:
                 emit({"rejected": why})
                 self.answer(400)
                 return
+            event = json.loads(body)
             if n <= args.fail_first:
-                emit({"failed_on_purpose": n})
+                emit({"failed_on_purpose": n, "event_id": event.get("eventId"), "t": time.time()})
                 self.answer(500)
                 return
-            event = json.loads(body)
             with lock:
                 duplicate = event["eventId"] in state["seen"]
                 state["seen"].add(event["eventId"])
             emit({
                 "verified": True,
+                "t": time.time(),
                 "duplicate": duplicate,
                 "header_event_id": self.headers.get("Phonecheck-Event-Id", ""),
                 "event": event,

@@ -248,13 +248,24 @@ mod tests {
     }
 
     async fn store() -> SqliteStore {
-        let store = SqliteStore::in_memory().await.unwrap().with_webhooks(Subscriptions::new([
-            ("acme".to_owned(), EventKind::ALL.to_vec()),
-            ("quiet".to_owned(), vec![EventKind::Failed]),
-        ]));
-        for (id, tenant) in [("j1", "acme"), ("j2", "acme"), ("j3", "quiet"), ("j4", "other")] {
+        let store = SqliteStore::in_memory()
+            .await
+            .unwrap()
+            .with_webhooks(Subscriptions::new([
+                ("acme".to_owned(), EventKind::ALL.to_vec()),
+                ("quiet".to_owned(), vec![EventKind::Failed]),
+            ]));
+        for (id, tenant) in [
+            ("j1", "acme"),
+            ("j2", "acme"),
+            ("j3", "quiet"),
+            ("j4", "other"),
+        ] {
             store.create_job(&job(id, tenant)).await.unwrap();
-            store.finish_import(&job(id, tenant), JobState::Queued).await.unwrap();
+            store
+                .finish_import(&job(id, tenant), JobState::Queued)
+                .await
+                .unwrap();
         }
         store
     }
@@ -281,58 +292,149 @@ mod tests {
         assert_eq!((paused.seq, paused.reason.as_str()), (1, "why"));
         assert_eq!(paused.status, DeliveryStatus::Pending);
         // `quiet` wants failures only; `other` has no webhook.
-        assert!(store.list_events("quiet", None, None, 10).await.unwrap().is_empty());
-        assert!(store.list_events("other", None, None, 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .list_events("quiet", None, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .list_events("other", None, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]
     async fn events_are_claimed_by_one_owner_in_order_per_job() {
         let store = store().await;
-        store.transition("j2", &[JobState::Queued], JobState::Running, "").await.unwrap();
-        store.transition("j2", &[JobState::Running], JobState::Paused, "budget").await.unwrap();
-        store.transition("j2", &[JobState::Paused], JobState::Cancelled, "").await.unwrap();
+        store
+            .transition("j2", &[JobState::Queued], JobState::Running, "")
+            .await
+            .unwrap();
+        store
+            .transition("j2", &[JobState::Running], JobState::Paused, "budget")
+            .await
+            .unwrap();
+        store
+            .transition("j2", &[JobState::Paused], JobState::Cancelled, "")
+            .await
+            .unwrap();
         let now = SystemTime::now() + Duration::from_millis(5);
         let until = now + Duration::from_secs(30);
         let a = store.claim_events("a", now, until, 10).await.unwrap();
         // The second event of j2 waits for the first.
         assert_eq!(a.len(), 1);
         assert_eq!((a[0].kind, a[0].seq), (EventKind::Paused, 1));
-        assert!(store.claim_events("b", now, until, 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .claim_events("b", now, until, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         // b cannot record a's attempt.
         let delivered = Attempt::Delivered { http: 204 };
-        assert!(!store.record_attempt(&a[0].id, "b", &delivered, now).await.unwrap());
+        assert!(
+            !store
+                .record_attempt(&a[0].id, "b", &delivered, now)
+                .await
+                .unwrap()
+        );
         let retry = Attempt::Retry {
             next_at: now + Duration::from_secs(60),
             http: 500,
             error: "HTTP 500".into(),
         };
-        assert!(store.record_attempt(&a[0].id, "a", &retry, now).await.unwrap());
+        assert!(
+            store
+                .record_attempt(&a[0].id, "a", &retry, now)
+                .await
+                .unwrap()
+        );
         // Not due yet, and its successor still waits.
-        assert!(store.claim_events("b", now, until, 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .claim_events("b", now, until, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let later = now + Duration::from_secs(61);
-        let b = store.claim_events("b", later, later + Duration::from_secs(30), 10).await.unwrap();
+        let b = store
+            .claim_events("b", later, later + Duration::from_secs(30), 10)
+            .await
+            .unwrap();
         assert_eq!((b.len(), b[0].attempts, b[0].last_http), (1, 1, 500));
-        assert!(store.record_attempt(&b[0].id, "b", &delivered, later).await.unwrap());
-        let next = store.claim_events("b", later, later + Duration::from_secs(30), 10).await.unwrap();
+        assert!(
+            store
+                .record_attempt(&b[0].id, "b", &delivered, later)
+                .await
+                .unwrap()
+        );
+        let next = store
+            .claim_events("b", later, later + Duration::from_secs(30), 10)
+            .await
+            .unwrap();
         assert_eq!((next[0].kind, next[0].seq), (EventKind::Cancelled, 2));
         // A lapsed lease is taken over.
         let lapsed = later + Duration::from_secs(31);
-        let c = store.claim_events("c", lapsed, lapsed + Duration::from_secs(30), 10).await.unwrap();
+        let c = store
+            .claim_events("c", lapsed, lapsed + Duration::from_secs(30), 10)
+            .await
+            .unwrap();
         assert_eq!(c[0].id, next[0].id);
-        let failed = Attempt::Failed { http: 0, error: "timeout".into() };
-        assert!(store.record_attempt(&c[0].id, "c", &failed, lapsed).await.unwrap());
-        let listed = store.list_events("acme", Some("j2"), None, 10).await.unwrap();
+        let failed = Attempt::Failed {
+            http: 0,
+            error: "timeout".into(),
+        };
+        assert!(
+            store
+                .record_attempt(&c[0].id, "c", &failed, lapsed)
+                .await
+                .unwrap()
+        );
+        let listed = store
+            .list_events("acme", Some("j2"), None, 10)
+            .await
+            .unwrap();
         assert_eq!(listed[0].status, DeliveryStatus::Failed);
         assert_eq!(listed[1].status, DeliveryStatus::Delivered);
         assert_eq!(store.pending_events().await.unwrap(), 0);
 
         // A re-send makes it pending again, for its tenant only.
-        assert!(store.resend_event("other", &c[0].id, lapsed).await.unwrap().is_none());
-        let again = store.resend_event("acme", &c[0].id, lapsed).await.unwrap().unwrap();
+        assert!(
+            store
+                .resend_event("other", &c[0].id, lapsed)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let again = store
+            .resend_event("acme", &c[0].id, lapsed)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((again.status, again.attempts), (DeliveryStatus::Pending, 0));
         assert_eq!(store.pending_events().await.unwrap(), 1);
         // Pruning removes delivered and failed events only.
-        assert_eq!(store.prune_events(lapsed + Duration::from_secs(1)).await.unwrap(), 1);
-        assert_eq!(store.list_events("acme", None, None, 10).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .prune_events(lapsed + Duration::from_secs(1))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .list_events("acme", None, None, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

@@ -361,7 +361,10 @@ mod tests {
         assert!(ok.problems("acme", &defaults).is_empty());
         let (_dir, http) = target("http://hooks.example.com/p", "0123456789abcdef");
         let problems = http.problems("acme", &defaults);
-        assert!(problems[0].starts_with("tenants.acme.webhook.url: http is refused"), "{problems:?}");
+        assert!(
+            problems[0].starts_with("tenants.acme.webhook.url: http is refused"),
+            "{problems:?}"
+        );
         let allow_http = WebhooksConfig {
             allow_http: true,
             ..WebhooksConfig::default()

@@ -32,4 +32,5 @@ mod stream;
 mod tls;
 mod usage;
 mod vendors;
+mod webhooks;
 mod yidun;
