@@ -431,7 +431,7 @@ async fn events_pending_when_the_server_is_killed_are_delivered_after_the_restar
     .unwrap();
     let (child, url) = spawn_server(&config_path);
     let mut server = Process(child);
-    let (mut jobs, _) = clients(channel_to(&url), ACME);
+    let (mut jobs, mut hooks) = clients(channel_to(&url), ACME);
     let estimated = create_job(&mut jobs, spec(true, None), &file(4, 3), 64)
         .await
         .unwrap();
@@ -444,6 +444,12 @@ async fn events_pending_when_the_server_is_killed_are_delivered_after_the_restar
     let first = refusing.next().await;
     assert_eq!(first["failed_on_purpose"], 1, "{first}");
     let estimated_id = first["event_id"].as_str().unwrap().to_owned();
+    // The failed attempt is recorded: the event waits for its next one.
+    let pending = deliveries_until(&mut hooks, &estimated.id, |d| {
+        d.first().is_some_and(|d| d.last_http_status == 500)
+    })
+    .await;
+    assert_eq!(pending[0].state, pb::WebhookDeliveryState::Pending as i32);
 
     server.0.kill().unwrap();
     server.0.wait().unwrap();
@@ -551,9 +557,10 @@ async fn a_receiver_that_never_answers_is_bounded_by_the_timeout_until_the_max_a
     let sim = start_sim(SimConfig::default()).await;
     let receiver = Receiver::start(&["--hang"]);
     let dir = tempfile::tempdir().unwrap();
-    let settings = format!("{LOOPBACK}\ntimeout = \"300ms\"\nmax_age = \"2s\"");
-    let config =
-        Config::from_toml(&toml(&sim, dir.path(), &receiver.url(), &settings, "")).unwrap();
+    let settings = format!("{LOOPBACK}\nmax_age = \"2s\"");
+    let text = toml(&sim, dir.path(), &receiver.url(), &settings, "")
+        .replace("timeout = \"2s\"", "timeout = \"300ms\"");
+    let config = Config::from_toml(&text).unwrap();
     let server = TestServer::start_in(config, dir.path()).await;
     let (mut jobs, mut hooks) = clients(server.channel(), ACME);
     let started = Instant::now();
