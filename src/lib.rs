@@ -32,9 +32,9 @@
 //! 9. [`shared`]: state shared by replicas through Redis: vendor quotas, the answer cache with
 //!    single-flight across replicas, asynchronous submissions, tenants' budgets and rates.
 //! 10. [`sim`]: wire-faithful simulators of the vendors over HTTP (the sandbox and the tests),
-//!    using only the providers' signing helpers and wire constants; [`budget`]: what a tenant may
-//!    spend (in calls and in money) and how fast it may ask, used alike by calls, stream items and
-//!    file jobs; budgets are kept in the store, or in Redis through `shared`.
+//!     using only the providers' signing helpers and wire constants; [`budget`]: what a tenant may
+//!     spend (in calls and in money) and how fast it may ask, used alike by calls, stream items and
+//!     file jobs; budgets are kept in the store, or in Redis through `shared`.
 //! 11. [`providers`]: one module per vendor behind the [`providers::Provider`] trait, registered in
 //!     the closed [`providers::ProviderConfig`] enum, and the signing helpers they share.
 //! 12. [`store`]: what must survive a restart (pending asynchronous submissions, jobs with their
