@@ -224,10 +224,17 @@ pub enum WebhookError {
 }
 
 /// A tenant's target, with its secret read.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Target {
     pub(crate) url: String,
     pub(crate) secret: SecretString,
+}
+
+impl std::fmt::Debug for Target {
+    // The URL may carry a token and the secret is one: neither is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target").finish_non_exhaustive()
+    }
 }
 
 /// The webhooks of a process: the tenants' targets, the outbox, and the deliverer.
