@@ -304,8 +304,12 @@ async fn every_event_type_is_delivered_signed_and_in_order() {
     );
     assert_eq!(paused["maxCost"]["nanos"], 60_000_000);
 
-    // The deliveries as the API shows them.
-    let listed = deliveries(&mut hooks, "").await;
+    // The deliveries as the API shows them, once recorded (the receiver may hear first).
+    let listed = deliveries_until(&mut hooks, "", |d| {
+        d.iter()
+            .all(|d| d.state == pb::WebhookDeliveryState::Delivered as i32)
+    })
+    .await;
     assert_eq!(listed.len(), 5);
     for d in &listed {
         assert_eq!(d.state, pb::WebhookDeliveryState::Delivered as i32, "{d:?}");
