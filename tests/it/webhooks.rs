@@ -583,9 +583,9 @@ async fn a_receiver_that_never_answers_is_bounded_by_the_timeout_until_the_max_a
     );
     assert_eq!(failed.last_http_status, 0);
     assert!(failed.attempts >= 2, "{failed:?}");
-    // 2 s of age, the last wait and one timeout, with room for a slow machine.
+    // 2 s of age, the last wait and one timeout, with room for a loaded machine.
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        started.elapsed() < Duration::from_secs(20),
         "{:?}",
         started.elapsed()
     );
