@@ -14,7 +14,8 @@ may come more than once (at-least-once delivery), so it keeps the ids it has see
 Usage:
     WEBHOOK_SECRET=... python3 receiver.py --port 8080
 Prints `listening on PORT` first, then one JSON line per request. Test options: --fail-first N
-answers 500 to the first N deliveries; --hang never answers (until --max-seconds); the receiver
+answers 500 to the first N deliveries; --hang never answers (until --max-seconds); --redirect-to URL
+answers 307 there (phonecheck does not follow it); the receiver
 exits by itself after --max-seconds.
 """
 
@@ -52,6 +53,7 @@ def main() -> int:
     parser.add_argument("--tolerance", type=int, default=300, help="seconds")
     parser.add_argument("--fail-first", type=int, default=0)
     parser.add_argument("--hang", action="store_true")
+    parser.add_argument("--redirect-to", default="", help="answer 307 to this URL")
     parser.add_argument("--max-seconds", type=float, default=600)
     args = parser.parse_args()
     secret = os.environ.get(args.secret_env, "").encode()
@@ -82,6 +84,13 @@ def main() -> int:
             if args.hang:
                 # Never answers; the server's timeout must end the attempt.
                 stop.wait(args.max_seconds)
+                return
+            if args.redirect_to:
+                emit({"redirected": n})
+                self.send_response(307)
+                self.send_header("Location", args.redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY:

@@ -3,7 +3,7 @@
 //! delivered and verified, in order per job; events pending when the server is killed delivered
 //! after the restart, with the ids they had; a receiver answering 500 then 200 served after
 //! back-off; a receiver that never answers bounded by the timeout and the event failed at its
-//! maximum age; a loopback target refused unless allowed; two replicas on PostgreSQL sending each
+//! maximum age; a redirect not followed; a loopback target refused unless allowed; two replicas on PostgreSQL sending each
 //! event once.
 
 use std::io::BufRead;
@@ -705,4 +705,34 @@ async fn two_replicas_on_postgres_send_each_event_once() {
     if let Ok(line) = receiver.lines.try_recv() {
         panic!("more than once: {line}");
     }
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut elsewhere = Receiver::start(&[]);
+    let mut redirecting = Receiver::start(&["--redirect-to", &elsewhere.url()]);
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        Config::from_toml(&toml(&sim, dir.path(), &redirecting.url(), LOOPBACK, "")).unwrap();
+    let server = TestServer::start_in(config, dir.path()).await;
+    let (mut jobs, mut hooks) = clients(server.channel(), ACME);
+    let job = create_job(&mut jobs, spec(true, None), &file(9, 2), 64)
+        .await
+        .unwrap();
+    assert_eq!(redirecting.next().await["redirected"], 1);
+    let listed = deliveries_until(&mut hooks, &job.id, |d| {
+        d.first().is_some_and(|d| d.attempts >= 1)
+    })
+    .await;
+    assert_eq!(listed[0].state, pb::WebhookDeliveryState::Pending as i32);
+    assert_eq!(listed[0].last_http_status, 307);
+    assert_eq!(
+        listed[0].last_error,
+        "HTTP 307 (redirects are not followed)"
+    );
+    // The attempt is recorded after the answer: had it been followed, the other receiver would
+    // have heard by then.
+    assert!(elsewhere.lines.try_recv().is_err());
+    server.stop().await.unwrap();
 }
