@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "phonecheck/v1/batch_job_service.proto",
     "phonecheck/v1/admin_service.proto",
     "phonecheck/v1/usage_service.proto",
+    "phonecheck/v1/webhook_service.proto",
     // Not imported by the contract, but registered for reflection so that clients such as grpcurl
     // can decode the error details phonecheck sends.
     "google/rpc/error_details.proto",

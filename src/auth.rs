@@ -56,6 +56,8 @@ pub struct TenantConfig {
     /// Stream items the tenant may have in flight over all its streams;
     /// `server.max_items_in_flight_per_tenant` when absent.
     pub max_items_in_flight: Option<usize>,
+    /// Where the tenant's jobs' state changes are posted (signed); none when absent.
+    pub webhook: Option<crate::webhooks::TargetConfig>,
 }
 
 fn default_allowed_checks() -> Vec<crate::domain::Check> {

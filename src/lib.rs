@@ -20,31 +20,34 @@
 //! 5. [`auth`]: API keys (hashed) mapped to tenants, grants and concurrency places, with its own
 //!    error type; [`jobs`]: bulk file jobs: bounded reading of TXT/CSV/XLSX/XLS, the runner
 //!    (leases, resumes, pauses at the budget), exports and the HTML report.
-//! 6. [`wire`]: domain ↔ protobuf conversion and request-field checks, without transport.
-//! 7. [`engine`]: runs the checks a request asks for: offline analysis first, then per check a
+//! 6. [`webhooks`]: signed webhooks of jobs' state changes: `[webhooks]` and the tenants'
+//!    targets, safe-target checks, HMAC-SHA256 signatures, and the deliverer of the store's
+//!    outbox (leases, order per job, back-off, failure after a maximum age).
+//! 7. [`wire`]: domain ↔ protobuf conversion and request-field checks, without transport.
+//! 8. [`engine`]: runs the checks a request asks for: offline analysis first, then per check a
 //!    provider through its dispatcher (answer cache: a compact hot tier in memory over the answer
 //!    store; single-flight, batcher, the tower stack of breaker, retry, quota, concurrency and
 //!    timeout). It owns `[cache]` ([`engine::CacheConfig`]), and counts each tenant's usage for
 //!    the ledger where it happens ([`engine::Usage`]).
-//! 8. [`shared`]: state shared by replicas through Redis: vendor quotas, the answer cache with
+//! 9. [`shared`]: state shared by replicas through Redis: vendor quotas, the answer cache with
 //!    single-flight across replicas, asynchronous submissions, tenants' budgets and rates.
-//! 9. [`sim`]: wire-faithful simulators of the vendors over HTTP (the sandbox and the tests),
-//!    using only the providers' signing helpers and wire constants; [`budget`]: what a tenant may
-//!    spend (in calls and in money) and how fast it may ask, used alike by calls, stream items and
-//!    file jobs; budgets are kept in the store, or in Redis through `shared`.
-//! 10. [`providers`]: one module per vendor behind the [`providers::Provider`] trait, registered in
+//! 10. [`sim`]: wire-faithful simulators of the vendors over HTTP (the sandbox and the tests),
+//!     using only the providers' signing helpers and wire constants; [`budget`]: what a tenant may
+//!     spend (in calls and in money) and how fast it may ask, used alike by calls, stream items and
+//!     file jobs; budgets are kept in the store, or in Redis through `shared`.
+//! 11. [`providers`]: one module per vendor behind the [`providers::Provider`] trait, registered in
 //!     the closed [`providers::ProviderConfig`] enum, and the signing helpers they share.
-//! 11. [`store`]: what must survive a restart (pending asynchronous submissions, jobs with their
+//! 12. [`store`]: what must survive a restart (pending asynchronous submissions, jobs with their
 //!     rows and results, leases, tenants' daily budgets, the usage ledger), behind traits; SQLite
 //!     by default, PostgreSQL for replicas, one SQL text for both in `store/sql/`; and the answer
 //!     store (paid vendor answers, always a local SQLite file, `answers.db`).
-//! 12. [`number`]: offline analysis: normalisation to E.164, number type (with China's special
+//! 13. [`number`]: offline analysis: normalisation to E.164, number type (with China's special
 //!     numbers and each area code's local-number rules), carrier by segment (by prefix in ID, SG
 //!     and PK), home province and city; libphonenumber's metadata compiled into automata.
 //!     [`transport`]: the edge below gRPC: accepting connections (`TCP_NODELAY`, the connection
 //!     cap, back-off when descriptors run out, idle connections closed) and the bytes of request
 //!     messages still in transit (per-connection and process caps, a time limit per message).
-//! 13. Leaves: [`domain`] (the vocabulary: checks, statuses, reports, failures), [`secret`]
+//! 14. Leaves: [`domain`] (the vocabulary: checks, statuses, reports, failures), [`secret`]
 //!     (where secrets come from), [`dependency`] (Redis, the database and the answer store's
 //!     disk as dependencies: a breaker each, up or down, logged once), [`telemetry`] (logging,
 //!     masking numbers), [`metrics`]
@@ -72,6 +75,7 @@ pub mod sim;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
+pub mod webhooks;
 pub mod wire;
 
 pub use server::{ServeError, serve, serve_with_admin};

@@ -69,6 +69,19 @@ pub const REQUESTS_REFUSED_IN_TRANSIT: &str = "phonecheck_requests_refused_in_tr
 /// a decimal value; see [`count_vendor_cost`]).
 pub const VENDOR_COST: &str = "phonecheck_vendor_cost_total";
 
+/// Webhook delivery attempts by outcome (`delivered`, `http_error`, `timeout`, `connect_error`,
+/// `refused`, `request_error`, `no_target`).
+pub const WEBHOOK_ATTEMPTS: &str = "phonecheck_webhook_attempts_total";
+/// Webhook events that left the outbox, by result (`delivered`, `failed`: not delivered within
+/// `webhooks.max_age`).
+pub const WEBHOOK_EVENTS: &str = "phonecheck_webhook_events_total";
+/// Webhook events waiting for delivery (counted every minute or so).
+pub const WEBHOOK_PENDING: &str = "phonecheck_webhook_pending_events";
+/// Webhook delivery attempt latency.
+pub const WEBHOOK_DURATION: &str = "phonecheck_webhook_delivery_duration_seconds";
+/// Failed reads and writes of the webhook outbox.
+pub const WEBHOOK_STORE_ERRORS: &str = "phonecheck_webhook_store_errors_total";
+
 /// The cost of billed vendor calls so far, in nanos of the billing currency, by (provider,
 /// check). Kept here rather than in the `metrics` recorder, whose counters are whole numbers:
 /// counting nanos there would export nanos, and a float gauge would say `gauge` and drift as it

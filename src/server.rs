@@ -16,6 +16,7 @@ use crate::api::PhoneCheckApi;
 use crate::api::admin::AdminApi;
 use crate::api::jobs::BatchJobApi;
 use crate::api::usage::UsageApi;
+use crate::api::webhooks::WebhookApi;
 use crate::auth::{LimitsBacking, Tenants};
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
@@ -25,6 +26,7 @@ use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::batch_job_service_server::BatchJobServiceServer;
 use crate::pb::phone_check_service_server::PhoneCheckServiceServer;
 use crate::pb::usage_service_server::UsageServiceServer;
+use crate::pb::webhook_service_server::WebhookServiceServer;
 use crate::providers::aliyun::{AliyunConfig, AliyunProvider};
 use crate::providers::caih::{CaihConfig, CaihProvider};
 use crate::providers::signing::SignatureMethod;
@@ -35,8 +37,10 @@ use crate::providers::{BuildContext, Provider, SystemClock};
 use crate::sim::{self, SimConfig, SimServer};
 use crate::store::{
     BudgetStore, JobStore, PendingStore, PostgresStore, SqliteStore, StoreError, UsageStore,
+    WebhookStore,
 };
 use crate::transport::{Incoming, PendingBytes, RequestBoundsLayer};
+use crate::webhooks::Webhooks;
 
 /// Largest request or response message, in bytes.
 const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
@@ -89,6 +93,9 @@ pub enum ServeError {
     /// The gRPC transport failed.
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
+    /// The webhooks could not be set up (a secret could not be read).
+    #[error("{0}")]
+    Webhooks(String),
 }
 
 /// What `serve` builds from the configuration before it accepts calls.
@@ -101,6 +108,7 @@ struct Assembly {
     sandbox: Option<SimServer>,
     /// The dependencies without which a service cannot serve, by the service's gRPC name.
     readiness: Vec<(Arc<crate::dependency::Dependency>, &'static str)>,
+    webhooks: Arc<Webhooks>,
 }
 
 async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
@@ -110,27 +118,63 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         None => LocationData::embedded(),
     };
     let analyzer = Analyzer::new(locations);
-    // Jobs, pending submissions, tenants' budgets and the usage ledger share one database.
+    // Jobs, pending submissions, tenants' budgets, the usage ledger and the webhook outbox share
+    // one database; the job store writes the events the tenants' webhooks subscribe to.
+    let webhook_targets = || {
+        config
+            .tenants
+            .iter()
+            .filter_map(|(name, t)| t.webhook.as_ref().map(|w| (name, w)))
+    };
+    let subscriptions = crate::webhooks::subscriptions(webhook_targets());
     type Stores = (
         Arc<dyn JobStore>,
         Arc<dyn PendingStore>,
         Arc<dyn BudgetStore>,
         Arc<dyn UsageStore>,
+        Arc<dyn WebhookStore>,
     );
-    let (jobs_store, local_pending, local_budgets, usage_store): Stores =
+    let (jobs_store, local_pending, local_budgets, usage_store, webhook_store): Stores =
         match &config.storage.database_url {
             Some(url) => {
                 let url = url.resolve().map_err(StoreError::Config)?;
                 let store = Arc::new(
-                    PostgresStore::connect(&url, config.storage.database_connections).await?,
+                    PostgresStore::connect(&url, config.storage.database_connections)
+                        .await?
+                        .with_webhooks(subscriptions),
                 );
-                (store.clone(), store.clone(), store.clone(), store)
+                (
+                    store.clone(),
+                    store.clone(),
+                    store.clone(),
+                    store.clone(),
+                    store,
+                )
             }
             None => {
-                let store = Arc::new(SqliteStore::open(&config.storage.data_dir).await?);
-                (store.clone(), store.clone(), store.clone(), store)
+                let store = Arc::new(
+                    SqliteStore::open(&config.storage.data_dir)
+                        .await?
+                        .with_webhooks(subscriptions),
+                );
+                (
+                    store.clone(),
+                    store.clone(),
+                    store.clone(),
+                    store.clone(),
+                    store,
+                )
             }
         };
+    let webhooks = Arc::new(
+        Webhooks::new(
+            webhook_store,
+            config.webhooks.clone(),
+            webhook_targets(),
+            config.billing.currency,
+        )
+        .map_err(|e| ServeError::Webhooks(e.to_string()))?,
+    );
     let shared = match &config.redis {
         Some(redis) => Some(
             crate::shared::Shared::connect(redis)
@@ -237,6 +281,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         budgets,
         sandbox,
         readiness,
+        webhooks,
     })
 }
 
@@ -377,9 +422,11 @@ where
         budgets,
         sandbox,
         readiness,
+        webhooks,
     } = assemble(&config).await?;
     let answers = engine.clone();
     jobs.start().await?;
+    webhooks.start();
     let (health, health_service) = tonic_health::server::health_reporter();
     // Open to anyone: the smallest messages that do their work.
     let health_service = health_service.max_decoding_message_size(HEALTH_MAX_MESSAGE);
@@ -400,6 +447,9 @@ where
             shutting_down.clone(),
         ));
     }
+    health
+        .set_serving::<WebhookServiceServer<WebhookApi>>()
+        .await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -414,6 +464,9 @@ where
         .max_decoding_message_size(REFLECTION_MAX_MESSAGE);
 
     let usage_api = UsageServiceServer::new(UsageApi::new(engine.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let webhook_api = WebhookServiceServer::new(WebhookApi::new(webhooks.clone()))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let admin_api = AdminServiceServer::new(AdminApi::new(engine.clone()))
@@ -435,6 +488,7 @@ where
     let batch_jobs = auth.layer(batch_jobs);
     let usage_api = auth.layer(usage_api);
     let admin_api = auth.layer(admin_api);
+    let webhook_api = auth.layer(webhook_api);
 
     let addr = listener.local_addr()?;
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -456,6 +510,9 @@ where
                 .await;
             health
                 .set_not_serving::<UsageServiceServer<UsageApi>>()
+                .await;
+            health
+                .set_not_serving::<WebhookServiceServer<WebhookApi>>()
                 .await;
             health
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
@@ -508,6 +565,7 @@ where
         .add_service(batch_jobs)
         .add_service(admin_api)
         .add_service(usage_api)
+        .add_service(webhook_api)
         .serve_with_incoming_shutdown(Incoming::new(listener, connections), signal);
     let grace = config.server.shutdown_grace;
     let result = tokio::select! {
@@ -519,6 +577,8 @@ where
     };
     // Running jobs stop where they are and resume at the next start.
     jobs.shutdown().await;
+    // Events not yet delivered stay in the outbox for the next start (or another replica).
+    webhooks.shutdown().await;
     // Every answer paid so far is in the store before the process goes, and every call counted
     // is in the usage ledger.
     answers.flush_answers().await;

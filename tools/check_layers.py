@@ -21,6 +21,7 @@ LAYERS = [
     ["shared"],
     ["engine"],
     ["wire"],
+    ["webhooks"],
     ["auth", "jobs"],
     ["api"],
     ["config"],

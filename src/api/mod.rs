@@ -1,6 +1,6 @@
 //! The gRPC services: request validation, calls into the engine, and conversion of the answers:
-//! checks ([`PhoneCheckApi`]), file jobs ([`jobs`]), the usage ledger ([`usage`]) and
-//! administration ([`admin`]).
+//! checks ([`PhoneCheckApi`]), file jobs ([`jobs`]), the usage ledger ([`usage`]),
+//! webhook deliveries ([`webhooks`]) and administration ([`admin`]).
 
 pub mod admin;
 mod auth;
@@ -9,6 +9,7 @@ pub mod error;
 pub mod jobs;
 pub mod stream;
 pub mod usage;
+pub mod webhooks;
 
 use std::sync::Arc;
 

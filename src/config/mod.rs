@@ -88,6 +88,9 @@ pub struct Config {
     /// The currency of prices, costs and budgets.
     #[serde(default)]
     pub billing: crate::domain::BillingConfig,
+    /// How webhooks are delivered (the targets are the tenants' `webhook`).
+    #[serde(default)]
+    pub webhooks: crate::webhooks::WebhooksConfig,
 }
 
 /// `[server]`.
@@ -458,6 +461,7 @@ impl Config {
         };
         problems.extend(crate::engine::route::problems(&self.routes, &served));
         problems.extend(self.jobs.problems());
+        problems.extend(self.webhooks.problems());
         if let Some(redis) = &self.redis {
             problems.extend(redis.problems());
         }
@@ -477,6 +481,9 @@ impl Config {
         }
         for (name, tenant) in &self.tenants {
             problems.extend(tenant.problems(name));
+            if let Some(webhook) = &tenant.webhook {
+                problems.extend(webhook.problems(name, &self.webhooks));
+            }
         }
         // A budget in money binds only if every paid answer has a price: a provider without one
         // would be held and billed at nothing.

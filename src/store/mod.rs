@@ -6,7 +6,7 @@
 //! hours later; the submission must survive a restart and must never be made twice), bulk jobs
 //! with their rows and results ([`JobStore`]), tenants' daily budgets ([`BudgetStore`]: billed
 //! and held, per day, so that replicas hold a budget together and a restart does not renew it),
-//! and the usage ledger ([`UsageStore`]). Paid vendor answers have a store of their own,
+//! the usage ledger ([`UsageStore`]), and the webhook outbox ([`WebhookStore`]). Paid vendor answers have a store of their own,
 //! always local and always SQLite ([`AnswerStore`], `migrations/answers`): a cache in front of
 //! Redis and PostgreSQL, never shared.
 
@@ -17,6 +17,7 @@ mod postgres;
 mod sql;
 mod sqlite;
 mod usage;
+mod webhooks;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +31,7 @@ pub use jobs::*;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use usage::{UsageCounts, UsageKey, UsagePeriod, UsageQuery, UsageRow, UsageStore};
+pub use webhooks::{Attempt, DeliveryStatus, EventKind, OutboxEvent, Subscriptions, WebhookStore};
 
 /// Unix milliseconds, as stored.
 pub fn millis(t: SystemTime) -> i64 {

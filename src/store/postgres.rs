@@ -11,6 +11,16 @@ use super::StoreError;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The tenants whose jobs' state changes go to the webhook outbox.
+    webhooks: std::sync::Arc<super::Subscriptions>,
+}
+
+impl PostgresStore {
+    /// Writes the events `webhooks` asks for to the outbox with each state change of a job.
+    pub fn with_webhooks(mut self, webhooks: super::Subscriptions) -> PostgresStore {
+        self.webhooks = std::sync::Arc::new(webhooks);
+        self
+    }
 }
 
 impl PostgresStore {
@@ -28,7 +38,10 @@ impl PostgresStore {
             .connect_with(options.application_name("phonecheck"))
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            webhooks: Default::default(),
+        })
     }
 
     /// After deletes: nothing to do, PostgreSQL's autovacuum reuses the space.
@@ -40,6 +53,11 @@ impl PostgresStore {
 crate::store::sql::pending::sql_pending_store!(PostgresStore);
 crate::store::sql::budget::sql_budget_store!(PostgresStore);
 crate::store::sql::usage::sql_usage_store!(PostgresStore, sqlx::Postgres);
+crate::store::sql::webhooks::sql_webhook_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow
+);
 crate::store::sql::jobs::sql_job_store!(
     PostgresStore,
     sqlx::Postgres,

@@ -21,6 +21,16 @@ const INCREMENTAL: i64 = 2;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The tenants whose jobs' state changes go to the webhook outbox.
+    webhooks: std::sync::Arc<super::Subscriptions>,
+}
+
+impl SqliteStore {
+    /// Writes the events `webhooks` asks for to the outbox with each state change of a job.
+    pub fn with_webhooks(mut self, webhooks: super::Subscriptions) -> SqliteStore {
+        self.webhooks = std::sync::Arc::new(webhooks);
+        self
+    }
 }
 
 impl SqliteStore {
@@ -87,13 +97,17 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            webhooks: Default::default(),
+        })
     }
 }
 
 crate::store::sql::pending::sql_pending_store!(SqliteStore);
 crate::store::sql::budget::sql_budget_store!(SqliteStore);
 crate::store::sql::usage::sql_usage_store!(SqliteStore, sqlx::Sqlite);
+crate::store::sql::webhooks::sql_webhook_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
 crate::store::sql::jobs::sql_job_store!(
     SqliteStore,
     sqlx::Sqlite,

@@ -36,4 +36,5 @@ mod tls;
 mod transport;
 mod usage;
 mod vendors;
+mod webhooks;
 mod yidun;

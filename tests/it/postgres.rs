@@ -15,7 +15,7 @@ use sqlx::Connection;
 
 /// A PostgreSQL server in a temporary directory, stopped on drop. As root it runs as the
 /// `postgres` user (PostgreSQL refuses root).
-struct Postgres {
+pub(crate) struct Postgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
@@ -40,7 +40,7 @@ fn postgres_bin() -> PathBuf {
 }
 
 impl Postgres {
-    fn start() -> Postgres {
+    pub(crate) fn start() -> Postgres {
         let dir = tempfile::tempdir().unwrap();
         let as_root = Command::new("id")
             .arg("-u")
@@ -127,7 +127,7 @@ impl Postgres {
     }
 
     /// A fresh database for one test; its URL.
-    async fn database(&self, name: &str) -> String {
+    pub(crate) async fn database(&self, name: &str) -> String {
         let admin = format!("postgres://phonecheck@127.0.0.1:{}/postgres", self.port);
         let mut connection = sqlx::PgConnection::connect(&admin).await.unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -146,7 +146,7 @@ impl Drop for Postgres {
 }
 
 /// The URL in a file, as a deployment mounts it.
-fn url_file(dir: &Path, url: &str) -> PathBuf {
+pub(crate) fn url_file(dir: &Path, url: &str) -> PathBuf {
     let path = dir.join("database.url");
     std::fs::write(&path, url).unwrap();
     path

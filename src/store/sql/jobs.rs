@@ -413,7 +413,32 @@ impl JobStore for $store {
             states.push_bind(*state as i64);
         }
         update.push(")");
-        Ok(update.build().execute(&self.pool).await?.rows_affected() == 1)
+        let Some(kind) = crate::store::webhooks::EventKind::of(to).filter(|_| !self.webhooks.is_empty())
+        else {
+            return Ok(update.build().execute(&self.pool).await?.rows_affected() == 1);
+        };
+        // The event is written with the change or not at all: a restart between the two can
+        // neither lose it nor tell of a change that did not happen.
+        let mut tx = self.pool.begin().await?;
+        if update.build().execute(&mut *tx).await?.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let tenant: String = sqlx::query("SELECT tenant FROM batch_jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+        if self.webhooks.wants(&tenant, kind) {
+            sqlx::query(crate::store::sql::webhooks::INSERT_EVENT)
+                .bind(job_id)
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(kind as i64)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn todo(

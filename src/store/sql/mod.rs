@@ -4,3 +4,4 @@ pub(super) mod budget;
 pub(super) mod jobs;
 pub(super) mod pending;
 pub(super) mod usage;
+pub(super) mod webhooks;
