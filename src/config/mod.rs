@@ -386,6 +386,17 @@ impl Config {
         Ok(config)
     }
 
+    /// `[cache]` as the engine uses it. Without tenants every caller is the one anonymous tenant,
+    /// so answers are not scoped to it: `share = "tenant"` would change nothing but the answers'
+    /// keys, and an upgraded single-tenant deployment would pay again for what it had stored.
+    pub fn answer_cache(&self) -> CacheConfig {
+        let mut cache = self.cache.clone();
+        if self.tenants.is_empty() {
+            cache.share = crate::engine::Share::All;
+        }
+        cache
+    }
+
     /// Checks everything that can be checked before serving and reports every problem at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();

@@ -237,3 +237,25 @@ fn money_settings_are_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn answers_are_scoped_to_tenants_only_when_there_are_tenants() {
+    use crate::engine::Share;
+    let open = Config::from_toml("").unwrap();
+    assert_eq!(open.cache.share, Share::Tenant, "the default");
+    assert_eq!(
+        open.answer_cache().share,
+        Share::All,
+        "one anonymous caller"
+    );
+    let tenants = Config::from_toml(
+        "[tenants.a]\nkey_sha256 = [\"0000000000000000000000000000000000000000000000000000000000000000\"]",
+    )
+    .unwrap();
+    assert_eq!(tenants.answer_cache().share, Share::Tenant);
+    let shared = Config::from_toml(
+        "[cache]\nshare = \"all\"\n[tenants.a]\nkey_sha256 = [\"0000000000000000000000000000000000000000000000000000000000000000\"]",
+    )
+    .unwrap();
+    assert_eq!(shared.answer_cache().share, Share::All);
+}

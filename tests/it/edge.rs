@@ -3,7 +3,8 @@
 //! upload goes through; an import cancelled midway leaves no job, row or spool file and the
 //! database gives its space back; deleting a job forgets no one's paid answers; and with
 //! `cache.share = "tenant"` a tenant never sees another's paid answer (lookup, stream, job,
-//! estimate).
+//! estimate). The hostile workbooks are also sent to a server in a process of its own, whose
+//! peak memory is measured.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -373,4 +374,52 @@ async fn with_share_tenant_no_tenant_sees_anothers_paid_answer() {
         );
         server.stop().await.unwrap();
     }
+}
+
+/// The hostile workbooks of items 3 and 4, two of each at once, sent to a server in a process of
+/// its own: every one is refused, and the server's peak memory stays near its idle (no entry
+/// was inflated, no directory of 200,000 entries was held; the issue measured +196 MiB for one
+/// and +331 MiB for two).
+#[tokio::test]
+async fn hostile_zips_take_no_memory_worth_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("phonecheck.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!("[storage]\ndata_dir = \"{}\"\n", data.display()),
+    )
+    .unwrap();
+    let (child, url) = spawn_server(&config);
+    let child = KillOnDrop(child);
+    let pid = child.0.id();
+    let client = BatchJobServiceClient::new(channel_to(&url));
+    let create = |file: Vec<u8>, name: &'static str| {
+        let mut client = client.clone();
+        async move {
+            client
+                .create_batch_job(tokio_stream::iter(messages(spec(name, true), &file)))
+                .await
+        }
+    };
+    // One small job first: the server's idle includes what any upload sets up.
+    create(b"13800138000\n".to_vec(), "one.txt").await.unwrap();
+    let idle = memory_mib(pid, "VmRSS:");
+    let entries = crate::import_files::false_end_record(200_000);
+    let bomb = crate::import_files::overlapping_entries(64);
+    let refusals = futures::future::join_all([
+        create(entries.clone(), "entries.xlsx"),
+        create(entries, "entries.xlsx"),
+        create(bomb.clone(), "bomb.xlsx"),
+        create(bomb, "bomb.xlsx"),
+    ])
+    .await;
+    for refused in refusals {
+        let refused = refused.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    }
+    let peak = memory_mib(pid, "VmHWM:") - idle;
+    println!("peak {peak:.1} MiB above idle ({idle:.1} MiB) for four hostile workbooks");
+    assert!(peak < 48.0, "peak {peak:.1} MiB above idle");
+    assert_eq!(std::fs::read_dir(data.join("uploads")).unwrap().count(), 0);
 }

@@ -3,7 +3,6 @@
 //! send a request or go quiet, more connections than allowed, and a process out of descriptors.
 //! Raw HTTP/2 (the `h2` crate) builds what a well-behaved client never sends.
 
-use std::io::Read;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,7 +10,7 @@ use phonecheck::config::Config;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
-use crate::common::{TestServer, lookup};
+use crate::common::{KillOnDrop, TestServer, cpu_seconds, lookup, memory_mib};
 
 const LOOKUP: &str = "/phonecheck.v1.PhoneCheckService/LookupNumber";
 const HEALTH: &str = "/grpc.health.v1.Health/Check";
@@ -340,44 +339,6 @@ async fn out_of_descriptors_the_accept_loop_backs_off() {
         .await
         .expect("served within the back-off once descriptors are free")
         .unwrap();
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// User and system CPU time of process `pid`, seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let mut stat = String::new();
-    std::fs::File::open(format!("/proc/{pid}/stat"))
-        .unwrap()
-        .read_to_string(&mut stat)
-        .unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    // Fields 14 and 15 of stat(5), counted after the command's closing parenthesis.
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
-/// `VmRSS` or `VmHWM` of process `pid`, MiB.
-fn memory_mib(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib / 1024.0
 }
 
 /// The stated bound, measured on the real process: 300 calls on 3 connections each declaring

@@ -11,6 +11,9 @@ use tonic::transport::Server;
 use tower::Layer as _;
 use tracing::{info, warn};
 
+mod sandbox;
+use sandbox::sandbox_providers;
+
 use crate::api::AuthLayer;
 use crate::api::PhoneCheckApi;
 use crate::api::admin::AdminApi;
@@ -27,14 +30,8 @@ use crate::pb::batch_job_service_server::BatchJobServiceServer;
 use crate::pb::phone_check_service_server::PhoneCheckServiceServer;
 use crate::pb::usage_service_server::UsageServiceServer;
 use crate::pb::webhook_service_server::WebhookServiceServer;
-use crate::providers::aliyun::{AliyunConfig, AliyunProvider};
-use crate::providers::caih::{CaihConfig, CaihProvider};
-use crate::providers::signing::SignatureMethod;
-use crate::providers::thinksms::{ThinksmsConfig, ThinksmsProvider};
-use crate::providers::tongdun::{TongdunConfig, TongdunProvider};
-use crate::providers::yidun::{YidunConfig, YidunProvider};
 use crate::providers::{BuildContext, Provider, SystemClock};
-use crate::sim::{self, SimConfig, SimServer};
+use crate::sim::{SimConfig, SimServer};
 use crate::store::{
     BudgetStore, JobStore, PendingStore, PostgresStore, SqliteStore, StoreError, UsageStore,
     WebhookStore,
@@ -230,7 +227,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
     // Paid answers: memory, then the answer store in the data directory (keyed with the
     // deployment's hash key when Redis gives one).
     let answers = crate::engine::Answers::open(
-        &config.cache,
+        &config.answer_cache(),
         &config.storage.data_dir,
         shared.as_ref().map(crate::shared::Shared::local_key),
     )
@@ -239,7 +236,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         Engine::build(
             analyzer,
             providers,
-            &config.cache,
+            &config.answer_cache(),
             answers,
             config.jobs.quota_share,
             shared.as_ref(),
@@ -309,85 +306,6 @@ async fn follow_readiness(
         };
         health.set_service_status(service, status).await;
     }
-}
-
-/// The five vendors' real clients, pointed at the in-process simulators with the sandbox accounts,
-/// in the order of [`sim::SANDBOX_PROVIDERS`]: line status is routed over Thinksms, then Aliyun.
-fn sandbox_providers(
-    base_url: &str,
-    ctx: &BuildContext,
-) -> Result<Vec<Arc<dyn Provider>>, ServeError> {
-    let failed = |name: &str| {
-        let name = name.to_owned();
-        move |message| ServeError::Provider { name, message }
-    };
-    let key = |k: &str| k.to_owned().into();
-    let price = |name: &str| {
-        sim::SANDBOX_PRICES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, price)| price.parse().ok())
-    };
-    let mut thinksms = ThinksmsConfig::sandbox(base_url.to_owned(), sim::SANDBOX_THINKSMS_HASHCODE);
-    thinksms.prices.line_status = price("thinksms");
-    let mut aliyun = AliyunConfig::sandbox(
-        base_url.to_owned(),
-        sim::SANDBOX_ALIYUN_ACCESS_KEY_ID,
-        sim::SANDBOX_ALIYUN_AUTH_CODE,
-    );
-    aliyun.prices.line_status = price("aliyun");
-    let mut caih = CaihConfig::sandbox(
-        base_url.to_owned(),
-        sim::SANDBOX_CAIH_USER_KEY,
-        sim::SANDBOX_CAIH_APP_ID,
-    );
-    caih.prices.spam_labels = price("caih");
-    let mut tongdun = TongdunConfig::sandbox(base_url, sim::SANDBOX_TONGDUN_PARTNER_CODE);
-    tongdun.prices.account_presence = price("tongdun");
-    let mut yidun = YidunConfig::sandbox(
-        base_url.to_owned(),
-        sim::SANDBOX_YIDUN_SECRET_ID,
-        sim::SANDBOX_YIDUN_BUSINESS_ID,
-        SignatureMethod::Sm3,
-    );
-    yidun.prices.risk_profile = price("yidun");
-    Ok(vec![
-        Arc::new(
-            ThinksmsProvider::new(
-                "thinksms",
-                &thinksms,
-                key(sim::SANDBOX_THINKSMS_PRIVATE_KEY),
-                ctx,
-            )
-            .map_err(failed("thinksms"))?,
-        ),
-        Arc::new(
-            AliyunProvider::new(
-                "aliyun",
-                &aliyun,
-                key(sim::SANDBOX_ALIYUN_ACCESS_KEY_SECRET),
-                ctx,
-            )
-            .map_err(failed("aliyun"))?,
-        ),
-        Arc::new(
-            CaihProvider::new("caih", &caih, key(sim::SANDBOX_CAIH_SECRET_KEY), ctx)
-                .map_err(failed("caih"))?,
-        ),
-        Arc::new(
-            TongdunProvider::new(
-                "tongdun",
-                &tongdun,
-                key(sim::SANDBOX_TONGDUN_PARTNER_KEY),
-                ctx,
-            )
-            .map_err(failed("tongdun"))?,
-        ),
-        Arc::new(
-            YidunProvider::new("yidun", &yidun, key(sim::SANDBOX_YIDUN_SECRET_KEY), ctx)
-                .map_err(failed("yidun"))?,
-        ),
-    ])
 }
 
 /// Serves phonecheck on `listener` until `shutdown` completes, then stops accepting calls, marks
