@@ -63,8 +63,11 @@ pub const CONNECTIONS_CLOSED: &str = "phonecheck_connections_closed_total";
 /// Bytes of request messages begun but not yet complete, in the whole process.
 pub const REQUEST_BYTES_PENDING: &str = "phonecheck_request_bytes_pending";
 /// Requests refused while their messages arrived, by reason (`connection` or `process`: a cap
-/// of unfinished bytes; `message_timeout`).
+/// of unfinished bytes; `message_timeout`; `max_open_service_calls`, `max_open_service_streams`:
+/// too many calls to the services open without a key).
 pub const REQUESTS_REFUSED_IN_TRANSIT: &str = "phonecheck_requests_refused_in_transit_total";
+/// Calls in flight to the services open without a key (health, reflection).
+pub const OPEN_SERVICE_CALLS: &str = "phonecheck_open_service_calls";
 /// What billed vendor calls cost, by provider and check, in the billing currency (a counter with
 /// a decimal value; see [`count_vendor_cost`]).
 pub const VENDOR_COST: &str = "phonecheck_vendor_cost_total";

@@ -45,6 +45,26 @@ impl Server {
         cache: &str,
         extra: &str,
     ) -> Server {
+        Self::start_bin(
+            std::path::Path::new(env!("CARGO_BIN_EXE_phonecheck")),
+            dir,
+            sim,
+            quota,
+            cache,
+            extra,
+        )
+    }
+
+    /// Like `start_in`, running the server binary `bin` (another build of phonecheck, to
+    /// compare with).
+    pub fn start_bin(
+        bin: &std::path::Path,
+        dir: Arc<tempfile::TempDir>,
+        sim: &SimServer,
+        quota: u32,
+        cache: &str,
+        extra: &str,
+    ) -> Server {
         let key = dir.path().join("thinksms.key");
         std::fs::write(&key, sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
         let config = dir.path().join("phonecheck.toml");
@@ -71,7 +91,7 @@ impl Server {
             ),
         )
         .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_phonecheck"))
+        let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
             .env("RUST_LOG", "warn")

@@ -91,6 +91,7 @@ fn query(number: &str) -> Query {
             .analyze(number, "CN")
             .unwrap(),
         kyc: None,
+        scope: None,
     }
 }
 

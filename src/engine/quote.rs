@@ -53,6 +53,7 @@ impl Engine {
         let query = Query {
             number: info.clone(),
             kyc: options.kyc.clone(),
+            scope: None,
         };
         let mut answered: Option<SystemTime> = None;
         for dispatcher in self.covering(check, info) {

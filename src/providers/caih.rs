@@ -445,11 +445,22 @@ impl Provider for CaihProvider {
             .iter()
             .map(|q| caih_tel(&q.number).unwrap_or_default())
             .collect();
+        // What the pending store knows a submission by: the number, and with tenants kept apart
+        // (`cache.share = "tenant"`) whose it is, so that a tenant neither sees nor pays for
+        // another's submission.
+        let keys: Vec<String> = batch
+            .iter()
+            .zip(&tels)
+            .map(|(query, tel)| match &query.scope {
+                Some(tenant) => format!("{tel}\u{0}{tenant}"),
+                None => tel.clone(),
+            })
+            .collect();
         let mut results: Vec<Option<Result<Answer, ProviderError>>> = vec![None; batch.len()];
         let mut to_query = Vec::new();
         let mut to_submit = Vec::new();
-        for (i, tel) in tels.iter().enumerate() {
-            match self.pending.claim(name, tel, STALE_CLAIM).await {
+        for (i, key) in keys.iter().enumerate() {
+            match self.pending.claim(name, key, STALE_CLAIM).await {
                 Ok(Claim::Claimed) => to_submit.push(i),
                 Ok(Claim::Pending(p)) if p.batch_id.is_some() => to_query.push(i),
                 // Another lookup is submitting it right now.
@@ -483,7 +494,7 @@ impl Provider for CaihProvider {
                                     data: CheckData::SpamLabels(item.labels()),
                                     billable: charge,
                                 }));
-                                collected.push(tels[i].clone());
+                                collected.push(keys[i].clone());
                             }
                             // The vendor no longer knows the number: submit it again.
                             None => to_submit.push(i),
@@ -501,9 +512,10 @@ impl Provider for CaihProvider {
 
         if !to_submit.is_empty() {
             let submit: Vec<String> = to_submit.iter().map(|&i| tels[i].clone()).collect();
+            let submitted: Vec<String> = to_submit.iter().map(|&i| keys[i].clone()).collect();
             match self.add(&submit).await {
                 Ok((batch_id, charge)) => {
-                    let recorded = self.pending.submitted(name, &submit, &batch_id).await;
+                    let recorded = self.pending.submitted(name, &submitted, &batch_id).await;
                     for (n, &i) in to_submit.iter().enumerate() {
                         // Only the first number carries the submission's charge, once.
                         let billable = charge && n == 0;
@@ -517,7 +529,7 @@ impl Provider for CaihProvider {
                     }
                 }
                 Err(e) => {
-                    self.release(submit).await;
+                    self.release(submitted).await;
                     for &i in &to_submit {
                         results[i] = Some(Err(e.clone()));
                     }

@@ -64,11 +64,19 @@ pub struct Query {
     pub number: NumberInfo,
     /// Optional KYC inputs (account presence).
     pub kyc: Option<KycInput>,
+    /// The tenant whose call this is when each tenant's answers are its own
+    /// (`cache.share = "tenant"`); `None` when answers are shared. A vendor client that
+    /// remembers calls itself (an asynchronous submission) keeps them apart by it.
+    pub scope: Option<String>,
 }
 
 impl From<NumberInfo> for Query {
     fn from(number: NumberInfo) -> Query {
-        Query { number, kyc: None }
+        Query {
+            number,
+            kyc: None,
+            scope: None,
+        }
     }
 }
 

@@ -36,7 +36,7 @@ use crate::store::{
     BudgetStore, JobStore, PendingStore, PostgresStore, SqliteStore, StoreError, UsageStore,
     WebhookStore,
 };
-use crate::transport::{Incoming, PendingBytes, RequestBoundsLayer};
+use crate::transport::{Incoming, MessageLimits, RequestBoundsLayer};
 use crate::webhooks::Webhooks;
 
 /// Largest request or response message, in bytes.
@@ -475,7 +475,13 @@ where
         .layer(crate::telemetry::RpcTraceLayer)
         .layer(crate::metrics::RpcMetricsLayer)
         .layer(tonic_web::GrpcWebLayer::new())
-        .layer(RequestBoundsLayer::new(PendingBytes::new(connections)))
+        .layer(RequestBoundsLayer::new(
+            connections,
+            MessageLimits {
+                services: MAX_MESSAGE_SIZE,
+                open_services: HEALTH_MAX_MESSAGE.max(REFLECTION_MAX_MESSAGE),
+            },
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

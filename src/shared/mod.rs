@@ -216,6 +216,9 @@ impl Shared {
                 .set_password(password.expose_secret());
             info = info.set_redis_settings(settings);
         }
+        // The library leaves Nagle's algorithm on: a command written while an earlier one is
+        // unacknowledged would wait for Redis's delayed acknowledgement (up to 40 ms on Linux).
+        let info = info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
         let client = redis::Client::open(info)?;
         // The library's reconnection retries with a backoff that grows to seconds; commands wait
         // for it no longer than `timeout` (connection::Connection), and these few short retries

@@ -59,6 +59,10 @@ pub enum StoreError {
     /// The shared state (Redis) failed; the error's kind only.
     #[error("shared state (Redis): {0}")]
     Shared(String),
+    /// Rows were written for a job deleted meanwhile (its upload was cancelled): nothing of
+    /// them is kept.
+    #[error("job {0} no longer exists")]
+    JobGone(String),
     /// The data directory could not be created.
     #[error("store directory {path}: {source}")]
     Directory {

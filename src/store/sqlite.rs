@@ -218,6 +218,34 @@ mod tests {
         }
     }
 
+    fn bad_row(row_no: u64) -> crate::store::ImportRow {
+        crate::store::ImportRow {
+            sheet: String::new(),
+            row_no,
+            cells: vec!["n/a".into()],
+            number_cell: Some(0),
+            number: Err("not a number".into()),
+        }
+    }
+
+    /// Rows that arrive for a job deleted meanwhile (a cancelled upload) are refused whole:
+    /// no row outlives its job.
+    #[tokio::test]
+    async fn rows_for_a_deleted_job_are_not_written() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let job = new_job(None);
+        store.create_job(&job).await.unwrap();
+        store.add_rows("job_1", 0, &[bad_row(1)]).await.unwrap();
+        assert!(store.delete_job("job_1").await.unwrap());
+        let late = store.add_rows("job_1", 1, &[bad_row(2)]).await;
+        assert!(matches!(late, Err(StoreError::JobGone(_))), "{late:?}");
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM batch_job_rows")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 0);
+    }
+
     #[tokio::test]
     async fn a_job_runs_under_one_lease_at_a_time() {
         let store = SqliteStore::in_memory().await.unwrap();

@@ -2,10 +2,18 @@
 //! before a message is complete, and how long one message may take to arrive.
 //!
 //! A gRPC message is a 5-byte prefix (a flag and a big-endian length) and its body. tonic buffers
-//! a message until it is whole, up to the service's `max_decoding_message_size`; a client that
-//! declares large messages on many streams and never finishes them would otherwise hold that
-//! much memory per stream for as long as it likes. The layer reads the framing as the bytes pass
-//! (it copies nothing) and counts the bytes of each unfinished message against the caps.
+//! a message until it is whole, up to the service's `max_decoding_message_size`, and reserves the
+//! declared length as soon as the prefix is read; a client that declares large messages on many
+//! streams and never finishes them would otherwise hold that much memory per stream for as long
+//! as it likes. The layer reads the framing as the bytes pass (it copies nothing) and counts each
+//! unfinished message against the caps: its whole declared length from its prefix on (what tonic
+//! reserves), or, for a length past every service's limit (refused by tonic unread), the bytes
+//! that came.
+//!
+//! The services open without a key (health and reflection, [`is_open_service`]) count against a
+//! pool of their own, so that anonymous clients cannot take the room of authenticated ones; their
+//! calls in flight are capped, and the first message of each must arrive whole within the message
+//! timeout of the call's start (a call that sends its headers and nothing else is cut then).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,25 +28,55 @@ use tonic::Status;
 
 use super::ConnectionsConfig;
 use super::incoming::{ConnectionInfo, RequestInFlight};
+use super::open::{OpenCall, OpenServices, is_open_service};
 use crate::metrics::{REQUEST_BYTES_PENDING, REQUESTS_REFUSED_IN_TRANSIT};
 
-/// The process-wide count of bytes of unfinished request messages, with both caps.
+/// The largest messages the services decode (their `max_decoding_message_size`): a declared
+/// length up to it is reserved by tonic from the prefix on, and counted so from there.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageLimits {
+    /// The largest of the services that need a key.
+    pub services: usize,
+    /// The largest of the open services (health, reflection).
+    pub open_services: usize,
+}
+
+/// A count of bytes of unfinished request messages (the process's, or the open services'), with
+/// its caps.
 #[derive(Debug, Clone)]
 pub struct PendingBytes {
     total: Arc<AtomicUsize>,
     max_per_connection: usize,
     max: usize,
+    /// Declared lengths up to this are counted whole from the prefix.
+    max_message: usize,
     message_timeout: Duration,
+    /// The setting that names `max` in a refusal.
+    setting: &'static str,
 }
 
 impl PendingBytes {
-    /// Empty, with `config`'s caps.
-    pub fn new(config: &ConnectionsConfig) -> PendingBytes {
+    /// Empty, with `config`'s caps, for services decoding messages up to `max_message`.
+    pub fn new(config: &ConnectionsConfig, max_message: usize) -> PendingBytes {
         PendingBytes {
             total: Arc::new(AtomicUsize::new(0)),
             max_per_connection: config.max_pending_bytes_per_connection,
             max: config.max_pending_bytes,
+            max_message,
             message_timeout: config.message_timeout,
+            setting: "max_pending_bytes",
+        }
+    }
+
+    /// The open services' own pool: room for every open call in flight to hold one whole
+    /// message of `max_message` bytes.
+    fn for_open_services(config: &ConnectionsConfig, max_message: usize) -> PendingBytes {
+        PendingBytes {
+            max: config
+                .max_open_service_calls
+                .saturating_mul(max_message.saturating_add(5)),
+            setting: "max_open_service_calls",
+            ..PendingBytes::new(config, max_message)
         }
     }
 
@@ -83,12 +121,23 @@ fn reserve(counter: &AtomicUsize, n: usize, cap: usize) -> bool {
 #[derive(Debug, Clone)]
 pub struct RequestBoundsLayer {
     pending: PendingBytes,
+    open_pending: PendingBytes,
+    open: OpenServices,
 }
 
 impl RequestBoundsLayer {
-    /// Counting against `pending`.
-    pub fn new(pending: PendingBytes) -> RequestBoundsLayer {
-        RequestBoundsLayer { pending }
+    /// With `config`'s bounds, for services that decode messages up to `limits`.
+    pub fn new(config: &ConnectionsConfig, limits: MessageLimits) -> RequestBoundsLayer {
+        RequestBoundsLayer {
+            pending: PendingBytes::new(config, limits.services),
+            open_pending: PendingBytes::for_open_services(config, limits.open_services),
+            open: OpenServices::new(config),
+        }
+    }
+
+    /// Bytes of unfinished messages to the services that need a key, held now.
+    pub fn pending(&self) -> &PendingBytes {
+        &self.pending
     }
 }
 
@@ -98,7 +147,7 @@ impl<S> tower::Layer<S> for RequestBoundsLayer {
     fn layer(&self, inner: S) -> RequestBounds<S> {
         RequestBounds {
             inner,
-            pending: self.pending.clone(),
+            layer: self.clone(),
         }
     }
 }
@@ -107,7 +156,7 @@ impl<S> tower::Layer<S> for RequestBoundsLayer {
 #[derive(Debug, Clone)]
 pub struct RequestBounds<S> {
     inner: S,
-    pending: PendingBytes,
+    layer: RequestBoundsLayer,
 }
 
 impl<S, ResBody> tower::Service<http::Request<tonic::body::Body>> for RequestBounds<S>
@@ -136,34 +185,55 @@ where
                     .map(|tls| tls.get_ref())
             })
             .cloned();
-        let (in_flight, request) = match connection {
-            Some(connection) => {
-                let in_flight = Arc::new(connection.activity.begin());
-                let pending = self.pending.clone();
-                let held_by_body = in_flight.clone();
-                let request = request.map(|inner| {
-                    tonic::body::Body::new(BoundedBody {
-                        inner: Box::pin(inner),
-                        framing: Framing::default(),
-                        held: 0,
-                        connection: connection.pending,
-                        pending,
-                        timer: None,
-                        _in_flight: held_by_body,
-                    })
-                });
-                (Some(in_flight), request)
-            }
+        let Some(connection) = connection else {
             // Served over a listener of someone else's (tests of the services alone).
-            None => (None, request),
+            let future = self.inner.call(request);
+            return Box::pin(async move {
+                Ok(future
+                    .await?
+                    .map(|inner| InFlightBody::new(inner, None, None)))
+            });
         };
+        let in_flight = Arc::new(connection.activity.begin());
+        let open = is_open_service(request.uri().path());
+        let open_call = if open {
+            match self.layer.open.enter(request.uri().path()) {
+                Ok(call) => Some(call),
+                Err(status) => {
+                    let refused = status
+                        .into_http::<()>()
+                        .map(|()| InFlightBody::refused(in_flight));
+                    return Box::pin(async move { Ok(refused) });
+                }
+            }
+        } else {
+            None
+        };
+        let pending = if open {
+            self.layer.open_pending.clone()
+        } else {
+            self.layer.pending.clone()
+        };
+        // An open service's call must bring its first message within the message timeout;
+        // a call of the other services (authenticated at its headers) may wait for its first
+        // stream item as long as it likes.
+        let timer = open.then(|| Box::pin(tokio::time::sleep(pending.message_timeout)));
+        let held_by_body = in_flight.clone();
+        let request = request.map(|inner| {
+            tonic::body::Body::new(BoundedBody {
+                inner: Box::pin(inner),
+                framing: Framing::default(),
+                held: 0,
+                connection: connection.pending,
+                pending,
+                timer,
+                _in_flight: held_by_body,
+            })
+        });
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await?;
-            Ok(response.map(|inner| InFlightBody {
-                inner,
-                _in_flight: in_flight,
-            }))
+            Ok(response.map(|inner| InFlightBody::new(inner, Some(in_flight), open_call)))
         })
     }
 }
@@ -178,8 +248,12 @@ struct Framing {
     remaining: u64,
     /// Bytes of the current, unfinished message seen so far, prefix included.
     unfinished: usize,
+    /// The current message's declared length, once its prefix is whole.
+    declared: Option<u32>,
     /// Whether the last message was completed by the data just read and another has begun.
     restarted: bool,
+    /// Messages read whole so far.
+    completed: u64,
 }
 
 impl Framing {
@@ -198,7 +272,9 @@ impl Framing {
                 data = &data[n..];
                 if self.prefix_len == 5 {
                     let mut len = &self.prefix[1..5];
-                    self.remaining = u64::from(len.get_u32());
+                    let declared = len.get_u32();
+                    self.declared = Some(declared);
+                    self.remaining = u64::from(declared);
                     if self.remaining == 0 {
                         self.finish();
                     }
@@ -221,10 +297,21 @@ impl Framing {
         self.prefix_len = 0;
         self.remaining = 0;
         self.unfinished = 0;
+        self.declared = None;
+        self.completed += 1;
     }
 
     fn in_message(&self) -> bool {
         self.unfinished > 0
+    }
+
+    /// What the unfinished message holds in the decoder: its whole declared length once the
+    /// prefix is read, if it is within `max_message` (tonic reserves it); else what arrived.
+    fn claim(&self, max_message: usize) -> usize {
+        match self.declared {
+            Some(declared) if declared as usize <= max_message => 5 + declared as usize,
+            _ => self.unfinished,
+        }
     }
 }
 
@@ -243,18 +330,18 @@ struct BoundedBody {
 impl BoundedBody {
     /// Brings the caps in line with the framing after a frame; an error when a cap refuses.
     fn account(&mut self) -> Result<(), Status> {
-        let now = self.framing.unfinished;
+        let now = self.framing.claim(self.pending.max_message);
         if now > self.held {
             if let Err(which) = self.pending.take(&self.connection, now - self.held) {
                 metrics::counter!(REQUESTS_REFUSED_IN_TRANSIT, "reason" => which).increment(1);
+                let setting = if which == "connection" {
+                    "max_pending_bytes_per_connection"
+                } else {
+                    self.pending.setting
+                };
                 return Err(Status::resource_exhausted(format!(
-                    "request refused: the {which}'s bytes of unfinished request messages are at their cap \
-                     (server.connections.max_pending_bytes{})",
-                    if which == "connection" {
-                        "_per_connection"
-                    } else {
-                        ""
-                    }
+                    "request refused: the {which}'s bytes of unfinished request messages are at \
+                     their cap (server.connections.{setting})"
                 )));
             }
         } else {
@@ -262,7 +349,10 @@ impl BoundedBody {
         }
         self.held = now;
         if !self.framing.in_message() {
-            self.timer = None;
+            // An open service's first message is timed from the call's start.
+            if self.framing.completed > 0 {
+                self.timer = None;
+            }
         } else if self.timer.is_none() || self.framing.restarted {
             self.timer = Some(Box::pin(tokio::time::sleep(self.pending.message_timeout)));
         }
@@ -334,10 +424,34 @@ impl Body for BoundedBody {
     }
 }
 
-/// A response body that keeps its request in flight until the response is done.
+/// A response body that keeps its request in flight (and an open service's call counted) until
+/// the response is done; empty for a call refused here (its status is in the headers).
 pub struct InFlightBody<B> {
-    inner: B,
+    inner: Option<B>,
     _in_flight: Option<Arc<RequestInFlight>>,
+    _open_call: Option<OpenCall>,
+}
+
+impl<B> InFlightBody<B> {
+    fn new(
+        inner: B,
+        in_flight: Option<Arc<RequestInFlight>>,
+        open_call: Option<OpenCall>,
+    ) -> InFlightBody<B> {
+        InFlightBody {
+            inner: Some(inner),
+            _in_flight: in_flight,
+            _open_call: open_call,
+        }
+    }
+
+    fn refused(in_flight: Arc<RequestInFlight>) -> InFlightBody<B> {
+        InFlightBody {
+            inner: None,
+            _in_flight: Some(in_flight),
+            _open_call: None,
+        }
+    }
 }
 
 impl<B: Body + Unpin> Body for InFlightBody<B> {
@@ -348,15 +462,20 @@ impl<B: Body + Unpin> Body for InFlightBody<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        match &mut self.inner {
+            Some(inner) => Pin::new(inner).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
@@ -392,20 +511,43 @@ mod tests {
     }
 
     #[test]
-    fn a_declared_length_takes_nothing_before_its_bytes_arrive() {
+    fn a_declared_length_is_claimed_whole_if_a_service_would_reserve_it() {
+        let mut framing = Framing::default();
+        framing.read(&[0, 0, 0]);
+        assert_eq!(framing.claim(1000), 3, "a prefix begun");
+        framing.read(&[0, 100, 1, 2]);
+        assert_eq!(
+            framing.claim(1000),
+            105,
+            "the declared 100 bytes, reserved by tonic"
+        );
+        assert_eq!(
+            framing.claim(99),
+            7,
+            "past every limit: refused unread, what came"
+        );
+        framing.read(&[7; 98]);
+        assert_eq!((framing.claim(1000), framing.completed), (0, 1));
+    }
+
+    #[test]
+    fn a_declared_length_past_every_limit_takes_only_its_bytes() {
         let mut framing = Framing::default();
         framing.read(&[0, 0xff, 0xff, 0xff, 0xff, 1, 2]);
-        assert_eq!(framing.unfinished, 7);
+        assert_eq!(framing.claim(4 << 20), 7);
         assert_eq!(framing.remaining, u64::from(u32::MAX) - 2);
     }
 
     #[test]
     fn caps_refuse_and_give_back() {
-        let pending = PendingBytes::new(&ConnectionsConfig {
-            max_pending_bytes_per_connection: 10,
-            max_pending_bytes: 15,
-            ..ConnectionsConfig::default()
-        });
+        let pending = PendingBytes::new(
+            &ConnectionsConfig {
+                max_pending_bytes_per_connection: 10,
+                max_pending_bytes: 15,
+                ..ConnectionsConfig::default()
+            },
+            100,
+        );
         let (a, b) = (AtomicUsize::new(0), AtomicUsize::new(0));
         assert_eq!(pending.take(&a, 11), Err("connection"));
         pending.take(&a, 10).unwrap();

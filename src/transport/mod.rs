@@ -12,7 +12,8 @@
 //!   but is not complete, per connection and in the whole process, refuses a message that would go
 //!   past either cap, and gives each message [`ConnectionsConfig::message_timeout`] to arrive whole.
 //!   A complete message leaves the count: it is decoded at once and handled by the services, whose
-//!   own bounds apply from there.
+//!   own bounds apply from there. The services open without a key (health, reflection) have a
+//!   pool of their own and a cap on their calls in flight ([`is_open_service`]).
 //!
 //! HTTP/2 settings (keepalive pings, streams per connection, header-list size) are tonic's and
 //! hyper's own; their values live in [`ConnectionsConfig`] too, so that one table states every
@@ -20,13 +21,15 @@
 
 mod bounds;
 mod incoming;
+mod open;
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use bounds::{PendingBytes, RequestBoundsLayer};
+pub use bounds::{MessageLimits, PendingBytes, RequestBoundsLayer};
 pub use incoming::{Activity, ConnectionInfo, Incoming};
+pub use open::is_open_service;
 
 /// `[server.connections]`: the bounds of connections and of requests in transit.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -46,8 +49,14 @@ pub struct ConnectionsConfig {
     pub message_timeout: Duration,
     /// Bytes of unfinished request messages one connection may have buffered.
     pub max_pending_bytes_per_connection: usize,
-    /// Bytes of unfinished request messages the whole process may have buffered.
+    /// Bytes of unfinished request messages the whole process may have buffered, for the
+    /// services that need a key.
     pub max_pending_bytes: usize,
+    /// Calls to the services open without a key (health, reflection) in flight at once; their
+    /// unfinished messages have a pool of their own, room for one whole message per call.
+    pub max_open_service_calls: usize,
+    /// Of those, the calls that may last (health `Watch`, reflection streams).
+    pub max_open_service_streams: usize,
     /// Interval of HTTP/2 keepalive pings sent to an otherwise quiet connection.
     #[serde(with = "humantime_serde")]
     pub keepalive_interval: Duration,
@@ -67,6 +76,8 @@ impl Default for ConnectionsConfig {
             message_timeout: Duration::from_secs(30),
             max_pending_bytes_per_connection: 16 * 1024 * 1024,
             max_pending_bytes: 128 * 1024 * 1024,
+            max_open_service_calls: 1_024,
+            max_open_service_streams: 256,
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
             max_header_list_size: 16 * 1024,
@@ -91,6 +102,11 @@ impl ConnectionsConfig {
                 self.max_pending_bytes_per_connection == 0,
             ),
             ("max_pending_bytes", self.max_pending_bytes == 0),
+            ("max_open_service_calls", self.max_open_service_calls == 0),
+            (
+                "max_open_service_streams",
+                self.max_open_service_streams == 0,
+            ),
             ("keepalive_interval", self.keepalive_interval.is_zero()),
             ("keepalive_timeout", self.keepalive_timeout.is_zero()),
             ("max_header_list_size", self.max_header_list_size == 0),
@@ -103,6 +119,12 @@ impl ConnectionsConfig {
         if self.max_pending_bytes_per_connection > self.max_pending_bytes {
             problems.push(
                 "server.connections.max_pending_bytes_per_connection must not be above max_pending_bytes"
+                    .to_owned(),
+            );
+        }
+        if self.max_open_service_streams > self.max_open_service_calls {
+            problems.push(
+                "server.connections.max_open_service_streams must not be above max_open_service_calls"
                     .to_owned(),
             );
         }

@@ -138,3 +138,52 @@ async fn numbers_caih_does_not_take_are_not_sent() {
     }
     assert_eq!(sim.stats().vendor("caih").calls, 0);
 }
+
+/// With tenants kept apart (`cache.share = "tenant"`, the default with tenants), a submission
+/// is its tenant's own: another tenant asking for the same number submits (and pays) for it
+/// itself instead of being served, or charged for, the first tenant's.
+#[tokio::test]
+async fn with_share_tenant_a_submission_is_its_tenants_own() {
+    const KEY_A: &str = "pck_caih_tenant_a_key_for_tests_only";
+    const KEY_B: &str = "pck_caih_tenant_b_key_for_tests_only";
+    let sim = start_sim(sim_config(Duration::from_millis(300))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = vendors_config(&sim, dir.path(), &Secrets::right(), "MD5");
+    config.tenants = phonecheck::config::Config::from_toml(&format!(
+        "[tenants.a]\nkey_sha256 = [\"{}\"]\n[tenants.b]\nkey_sha256 = [\"{}\"]\n",
+        phonecheck::auth::key_hash(KEY_A),
+        phonecheck::auth::key_hash(KEY_B)
+    ))
+    .unwrap()
+    .tenants;
+    let server = TestServer::start_in(config, dir.path()).await;
+    let spam_as = |key: &'static str| {
+        let mut client = server.client();
+        async move {
+            let request =
+                crate::common::bearer(lookup("13800000014", &[pb::Check::SpamLabels]), key);
+            let report = client
+                .lookup_number(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .report
+                .unwrap();
+            let o = outcome(&report, pb::Check::SpamLabels);
+            (o.state(), o.billable)
+        }
+    };
+    assert_eq!(spam_as(KEY_A).await, (pb::CheckState::Pending, true));
+    assert_eq!(
+        spam_as(KEY_B).await,
+        (pb::CheckState::Pending, true),
+        "b submits its own"
+    );
+    assert_eq!(sim.stats().vendor("caih").billable, 2);
+    // The vendor keeps one entry a number: the later submission's labelling readies it.
+    sim.stats().wait_until(|s| s["caih"].ready >= 1).await;
+    for key in [KEY_A, KEY_B] {
+        assert_eq!(spam_as(key).await, (pb::CheckState::Ok, false), "{key}");
+    }
+    assert_eq!(sim.stats().vendor("caih").billable, 2, "nothing paid twice");
+}

@@ -25,6 +25,7 @@ mod jobs_resume;
 mod latency;
 mod limits;
 mod lookup;
+mod open_services;
 mod otlp;
 mod postgres;
 mod redis;

@@ -1,6 +1,7 @@
 //! The edge below gRPC, attacked as an anonymous client would (`[server.connections]`): messages
 //! declared large and never finished, messages trickled a byte at a time, connections that never
-//! send a request or go quiet, more connections than allowed, and a process out of descriptors.
+//! send a request or go quiet, more connections than allowed, a process out of descriptors, and
+//! the services open without a key held with calls that never send a message or never end.
 //! Raw HTTP/2 (the `h2` crate) builds what a well-behaved client never sends.
 
 use std::time::Duration;
@@ -10,6 +11,7 @@ use phonecheck::config::Config;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
+use crate::common::h2::*;
 use crate::common::{KillOnDrop, TestServer, cpu_seconds, lookup, memory_mib};
 
 const LOOKUP: &str = "/phonecheck.v1.PhoneCheckService/LookupNumber";
@@ -19,73 +21,9 @@ fn config(connections: &str) -> Config {
     Config::from_toml(&format!("[server.connections]\n{connections}")).unwrap()
 }
 
-/// An HTTP/2 connection to the server; its driver runs in a task that ends when the connection
-/// does.
-async fn h2_connect(
-    addr: std::net::SocketAddr,
-) -> (
-    h2::client::SendRequest<Bytes>,
-    tokio::task::JoinHandle<Result<(), h2::Error>>,
-) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (send, connection) = h2::client::handshake(tcp).await.unwrap();
-    (send, tokio::spawn(connection))
-}
-
-/// Opens a gRPC call on `path` whose message declares `declared` bytes, and sends `sent` of them.
-async fn begin_message(
-    send: &h2::client::SendRequest<Bytes>,
-    path: &str,
-    declared: u32,
-    sent: Bytes,
-) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
-    let mut send = send.clone().ready().await.unwrap();
-    let request = http::Request::post(format!("http://localhost{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    let (response, mut stream) = send.send_request(request, false).unwrap();
-    let mut prefix = vec![0u8];
-    prefix.extend(declared.to_be_bytes());
-    stream.send_data(Bytes::from(prefix), false).unwrap();
-    if !sent.is_empty() {
-        stream.send_data(sent, false).unwrap();
-    }
-    (response, stream)
-}
-
-/// The call's `grpc-status` and `grpc-message`, from a trailers-only response or the trailers.
-async fn grpc_status(response: h2::client::ResponseFuture) -> (i32, String) {
-    let response = response.await.unwrap();
-    let pick = |headers: &http::HeaderMap| {
-        headers.get("grpc-status").map(|code| {
-            let message = headers
-                .get("grpc-message")
-                .map(|m| m.to_str().unwrap_or_default().to_owned())
-                .unwrap_or_default();
-            (code.to_str().unwrap().parse::<i32>().unwrap(), message)
-        })
-    };
-    if let Some(status) = pick(response.headers()) {
-        return status;
-    }
-    let mut body = response.into_body();
-    while let Some(data) = body.data().await {
-        let data = data.unwrap();
-        let _ = body.flow_control().release_capacity(data.len());
-    }
-    let trailers = body.trailers().await.unwrap().unwrap_or_default();
-    pick(&trailers).unwrap_or((-1, String::new()))
-}
-
-const RESOURCE_EXHAUSTED: i32 = 8;
-const DEADLINE_EXCEEDED: i32 = 4;
-const OUT_OF_RANGE: i32 = 11;
-
-/// Opens `per_connection` calls on each of `connections` connections, each declaring 4 MiB and
-/// sending 256 KiB, and waits for every answer: how many each cap refused (named in the message)
-/// and how many were held until the message timeout.
+/// Opens `per_connection` calls on each of `connections` connections, each declaring 400 KiB
+/// and sending 256 KiB, and waits for every answer: how many each cap refused (named in the
+/// message) and how many were held until the message timeout.
 async fn hold_unfinished(
     server: &TestServer,
     connections: usize,
@@ -97,7 +35,7 @@ async fn hold_unfinished(
     for _ in 0..connections {
         let (send, driver) = h2_connect(server.addr).await;
         for _ in 0..per_connection {
-            calls.push(begin_message(&send, LOOKUP, 4 * 1024 * 1024 - 64, chunk.clone()).await);
+            calls.push(begin_message(&send, LOOKUP, 400 * 1024, chunk.clone()).await);
         }
         open.push((send, driver));
     }
@@ -127,7 +65,7 @@ async fn hold_unfinished(
     (refused_by, timed_out)
 }
 
-/// Ten calls on one connection each declare 4 MiB and send 256 KiB: the connection's cap on
+/// Ten calls on one connection each declare 400 KiB and send 256 KiB: the connection's cap on
 /// unfinished bytes (1 MiB) refuses what is past it at once, naming the cap; what fits waits
 /// until the message timeout and is given back; the server goes on serving.
 #[tokio::test]
@@ -144,7 +82,7 @@ async fn unfinished_messages_are_held_within_the_connection_cap() {
     // All of it given back: a new call of the same size is held, not refused.
     let (send, _driver) = h2_connect(server.addr).await;
     let chunk = Bytes::from(vec![0x55u8; 256 * 1024]);
-    let (response, _stream) = begin_message(&send, LOOKUP, 1024 * 1024, chunk).await;
+    let (response, _stream) = begin_message(&send, LOOKUP, 1000 * 1024, chunk).await;
     let (code, _) = grpc_status(response).await;
     assert_eq!(
         code, DEADLINE_EXCEEDED,
@@ -166,6 +104,28 @@ async fn unfinished_messages_are_held_within_the_process_cap() {
     assert!(refused_by["process"] >= 2, "{refused_by:?}");
     assert!(!refused_by.contains_key("connection"), "{refused_by:?}");
     crate::common::report(&server, lookup("13800138000", &[])).await;
+}
+
+/// A message is counted at its declared length from its prefix on (the decoder reserves that
+/// much then): one that declares more than the connection may hold is refused at once, though
+/// only ten of its bytes came.
+#[tokio::test]
+async fn a_declared_length_counts_from_the_prefix() {
+    let server = TestServer::start(config(
+        "max_pending_bytes_per_connection = 1048576\nmessage_timeout = \"30s\"",
+    ))
+    .await;
+    let (send, _driver) = h2_connect(server.addr).await;
+    let started = Instant::now();
+    let (response, _stream) =
+        begin_message(&send, LOOKUP, 2 * 1024 * 1024, Bytes::from_static(&[0; 10])).await;
+    let (code, message) = grpc_status(response).await;
+    assert_eq!(code, RESOURCE_EXHAUSTED, "{message}");
+    assert!(
+        message.contains("max_pending_bytes_per_connection"),
+        "{message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 /// A message trickled a byte at a time is cut at the message timeout, though bytes keep coming.
@@ -214,26 +174,6 @@ async fn open_services_refuse_large_messages_from_their_prefix() {
         };
         assert!(ended.contains(&code), "{path}: {code} {message}");
         assert!(started.elapsed() < Duration::from_secs(2), "{path}");
-    }
-}
-
-/// Whether the server closed the raw connection within `limit`.
-async fn closed_within(tcp: &mut TcpStream, limit: Duration) -> bool {
-    use tokio::io::AsyncReadExt;
-    let mut buf = [0u8; 1024];
-    let until = Instant::now() + limit;
-    loop {
-        match timeout(
-            until.saturating_duration_since(Instant::now()),
-            tcp.read(&mut buf),
-        )
-        .await
-        {
-            Err(_) => return false,
-            Ok(Ok(0) | Err(_)) => return true,
-            // The server's HTTP/2 preface or a GOAWAY: keep reading.
-            Ok(Ok(_)) => {}
-        }
     }
 }
 

@@ -162,6 +162,18 @@ impl JobStore for $store {
             }
         }
         let mut tx = self.pool.begin().await?;
+        // The job's row is locked until these rows are in: a delete of the job (a cancelled
+        // upload) either waits for them and deletes them too, or goes first and these rows are
+        // not written, so that no row outlives its job.
+        let importing = sqlx::query("UPDATE batch_jobs SET state = state WHERE id = $1 AND state = $2")
+            .bind(job_id)
+            .bind(JobState::Importing as i64)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if importing == 0 {
+            return Err(StoreError::JobGone(job_id.to_owned()));
+        }
         for (chunk_index, chunk) in rows.chunks(ROWS_PER_STATEMENT).enumerate() {
             let base = first_seq + (chunk_index * ROWS_PER_STATEMENT) as i64;
             let mut insert: QueryBuilder<$db> = QueryBuilder::new(
@@ -696,6 +708,13 @@ impl JobStore for $store {
 
     async fn delete_job(&self, job_id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // The job first: its row lock waits for rows being added to it (`add_rows`), whose
+        // rows the statements below then see and delete.
+        let deleted = sqlx::query("DELETE FROM batch_jobs WHERE id = $1")
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         for table in ["batch_job_rows", "batch_job_numbers", "batch_job_counts"] {
             sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE job_id = $1"
@@ -704,11 +723,6 @@ impl JobStore for $store {
             .execute(&mut *tx)
             .await?;
         }
-        let deleted = sqlx::query("DELETE FROM batch_jobs WHERE id = $1")
-            .bind(job_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
         tx.commit().await?;
         // The job's rows held personal data and space: the file gives the space back.
         self.give_back_space().await?;

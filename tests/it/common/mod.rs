@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+pub mod h2;
 mod process;
 mod redis;
 #[allow(unused_imports)] // test binaries besides `it` include this module and use part of it
