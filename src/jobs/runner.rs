@@ -341,7 +341,14 @@ async fn run_passes(
             return Ok(Ended::Stopped);
         };
         if job.counts.numbers_pending == 0 {
-            return Ok(Ended::Finished);
+            // A pass leaves no number unchecked, unless a write it was told had committed was
+            // lost (a database that crashed without making it durable): such numbers are asked
+            // again (from the answer store: not paid twice) before the job is called finished.
+            if jobs.store.todo(id, -1, 1).await?.is_empty() {
+                return Ok(Ended::Finished);
+            }
+            warn!(job = %id, "job: numbers recorded as done are unchecked again; another pass");
+            continue;
         }
         // Numbers waiting for an asynchronous vendor, or after a retryable failure.
         let mut stopped = stop.clone();

@@ -28,7 +28,7 @@ use tonic::Status;
 
 use super::ConnectionsConfig;
 use super::incoming::{ConnectionInfo, RequestInFlight};
-use super::open::{OpenCall, OpenServices, is_open_service};
+use super::open::{HEALTH_CHECK, OpenCall, OpenServices, is_open_service};
 use crate::metrics::{REQUEST_BYTES_PENDING, REQUESTS_REFUSED_IN_TRANSIT};
 
 /// The largest messages the services decode (their `max_decoding_message_size`): a declared
@@ -195,9 +195,18 @@ where
             });
         };
         let in_flight = Arc::new(connection.activity.begin());
-        let open = is_open_service(request.uri().path());
-        let open_call = if open {
-            match self.layer.open.enter(request.uri().path()) {
+        let path = request.uri().path();
+        let open = is_open_service(path);
+        let timing = if !open {
+            Timing::PerMessage
+        } else if path.starts_with("/grpc.health.") {
+            Timing::WholeRequest
+        } else {
+            Timing::FirstMessage
+        };
+        let check = path == HEALTH_CHECK;
+        let mut open_call = if open {
+            match self.layer.open.enter(path, connection.remote.ip()) {
                 Ok(call) => Some(call),
                 Err(status) => {
                     let refused = status
@@ -214,10 +223,13 @@ where
         } else {
             self.layer.pending.clone()
         };
-        // An open service's call must bring its first message within the message timeout;
-        // a call of the other services (authenticated at its headers) may wait for its first
-        // stream item as long as it likes.
+        // An open service's call is timed from its start (see `Timing`); a call of the other
+        // services (authenticated at its headers) may wait for its first stream item as long as
+        // it likes.
         let timer = open.then(|| Box::pin(tokio::time::sleep(pending.message_timeout)));
+        // A health check's place is held while its request arrives, not by its answer (which a
+        // client that never opens its window would hold for ever).
+        let request_call = if check { open_call.take() } else { None };
         let held_by_body = in_flight.clone();
         let request = request.map(|inner| {
             tonic::body::Body::new(BoundedBody {
@@ -227,6 +239,8 @@ where
                 connection: connection.pending,
                 pending,
                 timer,
+                timing,
+                open_call: request_call,
                 _in_flight: held_by_body,
             })
         });
@@ -315,6 +329,18 @@ impl Framing {
     }
 }
 
+/// What a request's timer covers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Timing {
+    /// Each message, from its first byte to its last (the services that need a key).
+    PerMessage,
+    /// From the call's start to its first message whole, then each message (reflection, a
+    /// stream of requests).
+    FirstMessage,
+    /// From the call's start to the end of its request (health: one message, then the end).
+    WholeRequest,
+}
+
 /// A request body whose unfinished message is counted and timed.
 struct BoundedBody {
     inner: Pin<Box<tonic::body::Body>>,
@@ -324,6 +350,9 @@ struct BoundedBody {
     connection: Arc<AtomicUsize>,
     pending: PendingBytes,
     timer: Option<Pin<Box<Sleep>>>,
+    timing: Timing,
+    /// A health check's place among the open services' calls, given back with the request.
+    open_call: Option<OpenCall>,
     _in_flight: Arc<RequestInFlight>,
 }
 
@@ -348,11 +377,15 @@ impl BoundedBody {
             self.pending.give_back(&self.connection, self.held - now);
         }
         self.held = now;
-        if !self.framing.in_message() {
-            // An open service's first message is timed from the call's start.
-            if self.framing.completed > 0 {
-                self.timer = None;
-            }
+        let from_start = match self.timing {
+            Timing::PerMessage => false,
+            Timing::FirstMessage => self.framing.completed == 0,
+            Timing::WholeRequest => true,
+        };
+        if from_start {
+            // The timer set at the call's start runs on.
+        } else if !self.framing.in_message() {
+            self.timer = None;
         } else if self.timer.is_none() || self.framing.restarted {
             self.timer = Some(Box::pin(tokio::time::sleep(self.pending.message_timeout)));
         }
@@ -410,6 +443,11 @@ impl Body for BoundedBody {
                     return Poll::Ready(Some(Err(self.too_slow())));
                 }
                 Poll::Pending
+            }
+            Poll::Ready(None) => {
+                self.timer = None;
+                self.open_call = None;
+                Poll::Ready(None)
             }
             other => other,
         }

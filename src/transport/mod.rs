@@ -57,6 +57,8 @@ pub struct ConnectionsConfig {
     pub max_open_service_calls: usize,
     /// Of those, the calls that may last (health `Watch`, reflection streams).
     pub max_open_service_streams: usize,
+    /// Of those, the calls from one peer address.
+    pub max_open_service_calls_per_peer: usize,
     /// Interval of HTTP/2 keepalive pings sent to an otherwise quiet connection.
     #[serde(with = "humantime_serde")]
     pub keepalive_interval: Duration,
@@ -78,6 +80,7 @@ impl Default for ConnectionsConfig {
             max_pending_bytes: 128 * 1024 * 1024,
             max_open_service_calls: 1_024,
             max_open_service_streams: 256,
+            max_open_service_calls_per_peer: 64,
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
             max_header_list_size: 16 * 1024,
@@ -106,6 +109,10 @@ impl ConnectionsConfig {
             (
                 "max_open_service_streams",
                 self.max_open_service_streams == 0,
+            ),
+            (
+                "max_open_service_calls_per_peer",
+                self.max_open_service_calls_per_peer == 0,
             ),
             ("keepalive_interval", self.keepalive_interval.is_zero()),
             ("keepalive_timeout", self.keepalive_timeout.is_zero()),

@@ -30,6 +30,19 @@ fn config(connections: &str) -> Config {
     Config::from_toml(&format!("[server.connections]\n{connections}")).unwrap()
 }
 
+/// Whether a further `Health/Check` is refused naming `setting` (the places held may take a
+/// moment to be counted: a bounded number of tries).
+async fn check_refused(send: &h2::client::SendRequest<Bytes>, setting: &str) -> bool {
+    for _ in 0..50 {
+        let (code, message) = grpc_status(headers_only(send, HEALTH).await.0).await;
+        if code == RESOURCE_EXHAUSTED {
+            assert!(message.contains(setting), "{message}");
+            return true;
+        }
+    }
+    false
+}
+
 async fn serving(server: &TestServer) -> bool {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     HealthClient::new(server.channel())
@@ -102,16 +115,10 @@ async fn open_service_streams_are_capped_and_leave_room_for_checks() {
         headers_only(&send, HEALTH).await,
         headers_only(&send, HEALTH).await,
     ];
-    let mut refused = false;
-    for _ in 0..50 {
-        let (code, message) = grpc_status(headers_only(&send, HEALTH).await.0).await;
-        if code == RESOURCE_EXHAUSTED {
-            assert!(message.contains("max_open_service_calls"), "{message}");
-            refused = true;
-            break;
-        }
-    }
-    assert!(refused, "a check past max_open_service_calls is refused");
+    assert!(
+        check_refused(&send, "max_open_service_calls").await,
+        "a check past max_open_service_calls is refused"
+    );
     // The watches end with their connection; their places come back.
     drop((watches, send, _held));
     let (send, _driver) = h2_connect(server.addr).await;
@@ -170,4 +177,62 @@ async fn open_services_cannot_take_the_room_of_the_others() {
     );
     crate::common::report(&server, lookup("13800138000", &[])).await;
     drop(held);
+}
+
+/// A health check's request must end (END_STREAM) within the message timeout of its start: one
+/// that sends its message whole and never ends is cut then.
+#[tokio::test]
+async fn a_check_that_never_ends_its_request_is_cut() {
+    let server = TestServer::start(config("message_timeout = \"400ms\"")).await;
+    let (send, _driver) = h2_connect(server.addr).await;
+    let started = Instant::now();
+    let (response, _stream) = begin_message(&send, HEALTH, 0, Bytes::new()).await;
+    let (code, message) = timeout(Duration::from_secs(3), grpc_status(response))
+        .await
+        .expect("cut within the message timeout");
+    assert_eq!(code, DEADLINE_EXCEEDED, "{message}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// A health check holds its place while its request arrives, not while its answer waits for a
+/// client that never opens its flow-control window; and one peer address cannot take more than
+/// `max_open_service_calls_per_peer` places.
+#[tokio::test]
+async fn unread_check_answers_hold_no_place_and_one_peer_holds_few() {
+    let server = TestServer::start(config(
+        "max_open_service_calls = 4\nmax_open_service_streams = 1\n\
+         max_open_service_calls_per_peer = 3\nmessage_timeout = \"5s\"",
+    ))
+    .await;
+    // A connection that grants no room for any answer's data.
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (closed, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    let _driver = tokio::spawn(connection);
+    let mut unread = Vec::new();
+    for _ in 0..8 {
+        let (response, mut stream) = headers_only(&closed, HEALTH).await;
+        stream
+            .send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+            .unwrap();
+        unread.push(response);
+    }
+    // Their answers are stuck; the probe is still answered.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(serving(&server).await, "a probe's check is answered");
+    // Three held requests from this address take its places; the fourth is refused.
+    let (send, _driver) = h2_connect(server.addr).await;
+    let _held = [
+        headers_only(&send, HEALTH).await,
+        headers_only(&send, HEALTH).await,
+        headers_only(&send, HEALTH).await,
+    ];
+    assert!(
+        check_refused(&send, "max_open_service_calls_per_peer").await,
+        "a fourth call from one address is refused"
+    );
+    drop(unread);
 }

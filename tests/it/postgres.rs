@@ -79,18 +79,27 @@ impl Postgres {
                 "-N",
             ],
         );
-        // `pg_ctl -w` returns once the server accepts connections.
+        pg.start_again();
+        pg
+    }
+
+    /// Starts the server on its data directory and port; `pg_ctl -w` returns once it accepts
+    /// connections.
+    pub(crate) fn start_again(&self) {
         let options = format!(
+            // Without fsync (the tests never lose the machine), but a commit is written before
+            // it is acknowledged, so that a server stopped at once keeps what it acknowledged.
             "-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off",
-            sock = pg.dir.path().display()
+             -c full_page_writes=off",
+            port = self.port,
+            sock = self.dir.path().display()
         );
-        let log = pg.dir.path().join("postgres.log").display().to_string();
-        pg.run(
+        let log = self.dir.path().join("postgres.log").display().to_string();
+        self.run(
             "pg_ctl",
             &[
                 "-D",
-                &pg.data(),
+                &self.data(),
                 "-o",
                 &options,
                 "-l",
@@ -101,7 +110,41 @@ impl Postgres {
                 "start",
             ],
         );
-        pg
+    }
+
+    /// Stops the server at once (`-m immediate`: connections are cut, no checkpoint).
+    pub(crate) fn stop_now(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the postmaster and every process it started, as a
+    /// network partition looks to a client: connections stay open and nothing answers.
+    pub(crate) fn signal_all(&self, signal: &str) {
+        let pid_file = std::fs::read_to_string(Path::new(&self.data()).join("postmaster.pid"))
+            .expect("the server is running");
+        let postmaster: u32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...: the fields after the command name's closing bracket.
+            let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+            let ppid: Option<u32> = after.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+            if ppid == Some(postmaster)
+                && let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse().ok())
+            {
+                pids.push(pid);
+            }
+        }
+        for pid in pids {
+            let _ = Command::new("kill")
+                .args([&format!("-{signal}"), &pid.to_string()])
+                .status();
+        }
     }
 
     fn data(&self) -> String {
@@ -109,6 +152,11 @@ impl Postgres {
     }
 
     fn run(&self, program: &str, args: &[&str]) {
+        assert!(self.try_run(program, args), "{program} {args:?}");
+    }
+
+    /// Runs one of PostgreSQL's programs (as the `postgres` user when root); whether it succeeded.
+    fn try_run(&self, program: &str, args: &[&str]) -> bool {
         let program = self.bin.join(program);
         let mut command = if self.as_root {
             let mut c = Command::new("runuser");
@@ -117,13 +165,12 @@ impl Postgres {
         } else {
             Command::new(&program)
         };
-        let status = command
+        command
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .unwrap();
-        assert!(status.success(), "{} {args:?}", program.display());
+            .is_ok_and(|s| s.success())
     }
 
     /// A fresh database for one test; its URL.
@@ -140,8 +187,12 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let data = self.data();
-        self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+        // Whatever a test left it in (paused, stopped), and without a panic while unwinding.
+        if Path::new(&self.data()).join("postmaster.pid").exists() {
+            self.signal_all("CONT");
+            let data = self.data();
+            self.try_run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+        }
     }
 }
 

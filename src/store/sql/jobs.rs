@@ -30,6 +30,16 @@ use crate::store::sql::jobs::{JOB_COLUMNS, RESULTS_PER_STATEMENT, ROWS_PER_STATE
 use crate::domain::Money;
 use crate::store::{StoreError, from_millis, millis};
 
+/// Locks the job's row for the rest of `tx` (a no-op update: SQLite's whole-database write
+/// lock, PostgreSQL's row lock).
+async fn lock_job(tx: &mut sqlx::Transaction<'_, $db>, job_id: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE batch_jobs SET state = state WHERE id = $1")
+        .bind(job_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 fn job_from_row(row: &$row) -> Result<JobRecord, StoreError> {
     let columns: String = row.get("columns");
     Ok(JobRecord {
@@ -486,6 +496,9 @@ impl JobStore for $store {
         rate: f64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Every transaction that writes a job's rows locks the job's row first (as `add_rows`
+        // and `delete_job` do), so that two of them never wait on each other in opposite orders.
+        lock_job(&mut tx, job_id).await?;
         let (mut numbers_done, mut rows_done, mut failed, mut pending_delta) = (0i64, 0i64, 0, 0);
         let (mut billable, mut cache_hits, mut cost) = (0i64, 0i64, Money::ZERO);
         let mut by_status: HashMap<i32, i64> = HashMap::new();
@@ -576,6 +589,7 @@ impl JobStore for $store {
 
     async fn next_pass(&self, job_id: &str) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
+        lock_job(&mut tx, job_id).await?;
         let moved =
             sqlx::query("UPDATE batch_job_numbers SET state = 0 WHERE job_id = $1 AND state = 2")
                 .bind(job_id)

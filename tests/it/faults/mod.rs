@@ -4,6 +4,7 @@
 //! by a stated timeout; nothing paid is lost or paid twice. Seeded moments print their seed
 //! (`PHONECHECK_FAULT_SEED` replays a run).
 
+mod postgres;
 mod redis;
 mod stream;
 mod vendor;
