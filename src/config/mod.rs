@@ -277,6 +277,11 @@ pub struct StorageConfig {
     /// Connections to PostgreSQL per replica.
     #[serde(default = "default_database_connections")]
     pub database_connections: u32,
+    /// The longest any one call to the database (PostgreSQL or SQLite) may take, waiting for a
+    /// connection included; past it the call fails (`UNAVAILABLE` for an RPC, an interruption
+    /// for a job, which goes on later).
+    #[serde(default = "default_storage_timeout", with = "humantime_serde")]
+    pub timeout: std::time::Duration,
 }
 
 impl Default for StorageConfig {
@@ -285,8 +290,13 @@ impl Default for StorageConfig {
             data_dir: default_data_dir(),
             database_url: None,
             database_connections: default_database_connections(),
+            timeout: default_storage_timeout(),
         }
     }
+}
+
+fn default_storage_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
 }
 
 fn default_database_connections() -> u32 {
@@ -486,6 +496,9 @@ impl Config {
                 Ok(_) => {}
                 Err(e) => problems.push(format!("storage.database_url: {e}")),
             }
+        }
+        if self.storage.timeout.is_zero() {
+            problems.push("storage.timeout must be above zero".to_owned());
         }
         if self.storage.database_connections == 0 {
             problems.push("storage.database_connections must be at least 1".to_owned());

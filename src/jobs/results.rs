@@ -5,8 +5,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use tracing::{info, warn};
 
 use crate::store::{JobStore, NumberFate, NumberResult, StoreError, TodoNumber};
 
@@ -14,6 +15,10 @@ use crate::store::{JobStore, NumberFate, NumberResult, StoreError, TodoNumber};
 pub(super) const PAGE: u32 = 1_000;
 /// Most results in one write.
 const MAX_WRITE: usize = 1_000;
+/// The first pause before writing results again after a failed write; it doubles up to
+/// [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(2);
 
 /// Sends the numbers still to check, in file order, until there are none or nobody listens.
 pub(super) async fn read_todo(
@@ -42,10 +47,16 @@ pub(super) async fn read_todo(
 }
 
 /// Writes results as they come: each write takes everything that arrived during the previous one.
+/// A write that fails (the database is away) is tried again, with the same results, until it
+/// succeeds or the job is stopped: the results were paid for, and a job that lost them would ask
+/// again of the answer store and no longer count what the vendor billed. Meanwhile the results
+/// channel fills and the checks wait, so no more is paid while nothing can be written. (A write
+/// that failed may have committed; writing it again counts each number once.)
 pub(super) async fn write_results(
     store: Arc<dyn JobStore>,
     id: String,
     mut received: mpsc::Receiver<NumberResult>,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
     let mut rate = Rate::default();
     let mut batch = Vec::with_capacity(MAX_WRITE);
@@ -58,7 +69,22 @@ pub(super) async fn write_results(
             }
         }
         rate.add(batch.len());
-        store.record(&id, &batch, rate.per_second()).await?;
+        let mut pause = FIRST_RETRY_PAUSE;
+        let mut failures = 0u32;
+        while let Err(e) = store.record(&id, &batch, rate.per_second()).await {
+            if failures == 0 {
+                warn!(job = %id, results = batch.len(), error = %e, "job results could not be written; trying again");
+            }
+            failures += 1;
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                _ = stop.wait_for(|s| *s) => return Err(e),
+            }
+            pause = (pause * 2).min(MAX_RETRY_PAUSE);
+        }
+        if failures > 0 {
+            info!(job = %id, results = batch.len(), failures, "job results written after all");
+        }
         let again = batch.iter().filter(|r| r.fate == NumberFate::Again).count() as u64;
         metrics::counter!(crate::metrics::JOB_NUMBERS, "fate" => "again").increment(again);
         metrics::counter!(crate::metrics::JOB_NUMBERS, "fate" => "done")

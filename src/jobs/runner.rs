@@ -372,7 +372,12 @@ async fn pass(
 ) -> Result<Option<Halt>, StoreError> {
     let config = jobs.config();
     let (results, received) = mpsc::channel(config.window * 2);
-    let writer = tokio::spawn(write_results(jobs.store.clone(), id.to_owned(), received));
+    let writer = tokio::spawn(write_results(
+        jobs.store.clone(),
+        id.to_owned(),
+        received,
+        stop.clone(),
+    ));
     // Numbers are read a page at a time, ahead of the checks by at most one page.
     let (todo, numbers) = mpsc::channel(results::PAGE as usize);
     tokio::spawn(read_todo(jobs.store.clone(), id.to_owned(), todo));

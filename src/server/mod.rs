@@ -33,8 +33,8 @@ use crate::pb::webhook_service_server::WebhookServiceServer;
 use crate::providers::{BuildContext, Provider, SystemClock};
 use crate::sim::{SimConfig, SimServer};
 use crate::store::{
-    BudgetStore, JobStore, PendingStore, PostgresStore, SqliteStore, StoreError, UsageStore,
-    WebhookStore,
+    Bounded, BudgetStore, JobStore, PendingStore, PostgresStore, SqliteStore, StoreError,
+    UsageStore, WebhookStore,
 };
 use crate::transport::{Incoming, MessageLimits, RequestBoundsLayer};
 use crate::webhooks::Webhooks;
@@ -136,9 +136,13 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
             Some(url) => {
                 let url = url.resolve().map_err(StoreError::Config)?;
                 let store = Arc::new(
-                    PostgresStore::connect(&url, config.storage.database_connections)
-                        .await?
-                        .with_webhooks(subscriptions),
+                    PostgresStore::connect(
+                        &url,
+                        config.storage.database_connections,
+                        config.storage.timeout,
+                    )
+                    .await?
+                    .with_webhooks(subscriptions),
                 );
                 (
                     store.clone(),
@@ -163,6 +167,13 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
                 )
             }
         };
+    // Every call to the database ends within `storage.timeout`.
+    let timeout = config.storage.timeout;
+    let jobs_store: Arc<dyn JobStore> = Bounded::new(jobs_store, timeout);
+    let local_pending: Arc<dyn PendingStore> = Bounded::new(local_pending, timeout);
+    let local_budgets: Arc<dyn BudgetStore> = Bounded::new(local_budgets, timeout);
+    let usage_store: Arc<dyn UsageStore> = Bounded::new(usage_store, timeout);
+    let webhook_store: Arc<dyn WebhookStore> = Bounded::new(webhook_store, timeout);
     let webhooks = Arc::new(
         Webhooks::new(
             webhook_store,

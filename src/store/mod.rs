@@ -11,6 +11,7 @@
 //! Redis and PostgreSQL, never shared.
 
 mod answers;
+mod bounded;
 mod budget;
 mod jobs;
 mod postgres;
@@ -26,6 +27,7 @@ use async_trait::async_trait;
 pub use answers::{
     ANSWERS_FILE, AnswerRow, AnswerStore, AnswerStoreStats, Opened, StoredAnswer, is_full,
 };
+pub use bounded::Bounded;
 pub use budget::{BudgetLimit, BudgetStore, DayUse, MemoryBudgets, Spend};
 pub use jobs::*;
 pub use postgres::PostgresStore;
@@ -59,6 +61,9 @@ pub enum StoreError {
     /// The shared state (Redis) failed; the error's kind only.
     #[error("shared state (Redis): {0}")]
     Shared(String),
+    /// The database did not answer within `storage.timeout`.
+    #[error("the database did not answer within {0:?} (storage.timeout)")]
+    Timeout(std::time::Duration),
     /// Rows were written for a job deleted meanwhile (its upload was cancelled): nothing of
     /// them is kept.
     #[error("job {0} no longer exists")]

@@ -24,17 +24,20 @@ impl PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects with at most `connections` connections and brings the schema up to date (the
-    /// migrator takes an advisory lock, so replicas starting together do not race).
+    /// Connects with at most `connections` connections, waiting at most `timeout` for one, and
+    /// brings the schema up to date (the migrator takes an advisory lock, so replicas starting
+    /// together do not race).
     pub async fn connect(
         url: &SecretString,
         connections: u32,
+        timeout: std::time::Duration,
     ) -> Result<PostgresStore, StoreError> {
         let options: PgConnectOptions = url.expose_secret().parse().map_err(|_| {
             StoreError::Config("storage.database_url is not a postgres:// URL".into())
         })?;
         let pool = PgPoolOptions::new()
             .max_connections(connections)
+            .acquire_timeout(timeout)
             .connect_with(options.application_name("phonecheck"))
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;

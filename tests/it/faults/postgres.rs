@@ -19,6 +19,8 @@ const QUOTA: u32 = 100;
 /// The longest the job may take: the outage, the numbers at the quota, and the runner's
 /// retries after it.
 const JOB_BOUND: Duration = Duration::from_secs(60);
+/// `storage.timeout` in these tests: each call to the database ends within it.
+const STORAGE_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Clone, Copy, Debug)]
 enum Fault {
@@ -43,7 +45,11 @@ async fn job_state(server: &TestServer, id: &str) -> Option<pb::BatchJob> {
 async fn postgres_fails_under_a_job(fault: Fault, prefix: u32) {
     let seed = fault_seed();
     let at = Duration::from_millis(300 + seed % 1_200);
-    let lasts = Duration::from_millis(500 + (seed / 1_200) % 1_500);
+    // A pause lasts past the storage timeout, so that calls meanwhile are seen to end.
+    let lasts = match fault {
+        Fault::StopStart => Duration::from_millis(500 + (seed / 1_200) % 1_500),
+        Fault::Pause => Duration::from_millis(1_500 + (seed / 1_200) % 1_500),
+    };
     println!("{fault:?} at {at:?} for {lasts:?}");
     let pg = Postgres::start();
     let url = pg.database("faults").await;
@@ -51,6 +57,7 @@ async fn postgres_fails_under_a_job(fault: Fault, prefix: u32) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::from_toml(&thinksms_toml(&sim, dir.path(), QUOTA, "")).unwrap();
     config.storage.database_url = Some(SecretRef::File(url_file(dir.path(), &url)));
+    config.storage.timeout = STORAGE_TIMEOUT;
     let server = TestServer::start_in(config, dir.path()).await;
 
     let mut file = String::from("mobile\n");
@@ -77,7 +84,23 @@ async fn postgres_fails_under_a_job(fault: Fault, prefix: u32) {
         }
         Fault::Pause => {
             pg.signal_all("STOP");
-            tokio::time::sleep(lasts).await;
+            let paused = Instant::now();
+            // An RPC without a deadline of its own ends within the storage timeout.
+            let request = pb::GetBatchJobRequest {
+                job_id: created.id.clone(),
+            };
+            let answer = jobs_client(&server).get_batch_job(request).await;
+            let took = paused.elapsed();
+            println!(
+                "{fault:?}: GetBatchJob during the pause: {:?} after {took:?}",
+                answer.as_ref().map(|_| ()).map_err(|s| s.code())
+            );
+            assert!(
+                took < STORAGE_TIMEOUT + Duration::from_millis(1_500),
+                "{took:?}"
+            );
+            assert_eq!(answer.unwrap_err().code(), tonic::Code::Unavailable);
+            tokio::time::sleep(lasts.saturating_sub(paused.elapsed())).await;
             pg.signal_all("CONT");
         }
     }
