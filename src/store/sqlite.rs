@@ -94,6 +94,18 @@ impl SqliteStore {
     ) -> Result<SqliteStore, StoreError> {
         let pool = SqlitePoolOptions::new()
             .max_connections(connections)
+            // A connection can come back with its transaction still open after SQLite refused a
+            // write (a full disk: the statement is rolled back, the transaction is not, and the
+            // library's own rollback may not reach it). Every later write on it then fails with
+            // SQLITE_BUSY_SNAPSHOT, and a job can stall: seen in `faults::disk`. A ROLLBACK on
+            // release ends any such transaction; with none open it is refused, harmlessly.
+            .after_release(|connection, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    let _ = connection.execute("ROLLBACK").await;
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;

@@ -30,18 +30,6 @@ enum Fault {
     Pause,
 }
 
-/// The job's state, read as a client would; `None` while the server cannot say.
-async fn job_state(server: &TestServer, id: &str) -> Option<pb::BatchJob> {
-    let request = pb::GetBatchJobRequest {
-        job_id: id.to_owned(),
-    };
-    let mut client = jobs_client(server);
-    match tokio::time::timeout(Duration::from_secs(5), client.get_batch_job(request)).await {
-        Ok(Ok(response)) => response.into_inner().job,
-        _ => None,
-    }
-}
-
 async fn postgres_fails_under_a_job(fault: Fault, prefix: u32) {
     let seed = fault_seed();
     let at = Duration::from_millis(300 + seed % 1_200);
@@ -60,19 +48,7 @@ async fn postgres_fails_under_a_job(fault: Fault, prefix: u32) {
     config.storage.timeout = STORAGE_TIMEOUT;
     let server = TestServer::start_in(config, dir.path()).await;
 
-    let mut file = String::from("mobile\n");
-    for i in 0..NUMBERS {
-        // Last four digits from 1000: none of the simulator's magic numbers.
-        file.push_str(&format!("13{prefix}7000{:04}\n", 1_000 + i));
-    }
-    let spec = pb::BatchJobSpec {
-        file_name: "list.txt".into(),
-        checks: vec![pb::Check::LineStatus as i32],
-        ..Default::default()
-    };
-    let created = create_job(&mut jobs_client(&server), spec, file.as_bytes(), 64 * 1024)
-        .await
-        .unwrap();
+    let created = super::job::start(&server, &format!("{prefix}7"), NUMBERS).await;
     let started = Instant::now();
     tokio::time::sleep(at).await;
     let before = sim.stats().vendor("thinksms").billable;
@@ -106,40 +82,10 @@ async fn postgres_fails_under_a_job(fault: Fault, prefix: u32) {
     }
     println!("{fault:?}: {before} numbers paid before the fault");
 
-    let job = loop {
-        assert!(
-            started.elapsed() < JOB_BOUND,
-            "the job did not finish within {JOB_BOUND:?}"
-        );
-        if let Some(job) = job_state(&server, &created.id).await
-            && job.state() != pb::BatchJobState::Queued
-            && job.state() != pb::BatchJobState::Running
-        {
-            break job;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let progress = job.progress.clone().unwrap();
+    let job = super::job::ended(&server, &created.id, started, JOB_BOUND).await;
     let bill = sim.stats().vendor("thinksms").billable;
-    println!(
-        "{fault:?}: {:?} in {:?}; {} numbers done, the job counts {} billable, the vendor billed {bill}",
-        job.state(),
-        started.elapsed(),
-        progress.numbers_done,
-        progress.billable_calls,
-    );
-    assert_eq!(job.state(), pb::BatchJobState::Succeeded, "{job:?}");
-    assert_eq!(progress.numbers_done, i64::from(NUMBERS));
-    assert_eq!(progress.numbers_failed, 0, "{progress:?}");
-    assert_eq!(
-        bill,
-        u64::from(NUMBERS),
-        "every number paid for exactly once"
-    );
-    assert_eq!(
-        progress.billable_calls as u64, bill,
-        "the job counts what the vendor bills"
-    );
+    println!("{fault:?}: ended after {:?}", started.elapsed());
+    super::job::assert_paid_once(&format!("{fault:?}"), &job, NUMBERS, bill);
     // Alive, and the numbers are answered from the store.
     let again = report(
         &server,
