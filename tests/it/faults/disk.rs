@@ -96,6 +96,7 @@ async fn the_data_disk_full_under_a_job() {
     let bill = sim.stats().vendor("thinksms").billable;
     println!("disk full: ended after {:?}", started.elapsed());
     super::job::assert_paid_once("disk full", &job, NUMBERS, bill);
+    super::job::second_pass_pays_nothing(&server, "86", NUMBERS).await;
     let again = report(&server, lookup("13860001000", &[pb::Check::LineStatus])).await;
     assert!(!outcome(&again, pb::Check::LineStatus).billable);
     drop(server);

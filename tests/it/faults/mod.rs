@@ -68,6 +68,19 @@ mod job {
         }
     }
 
+    /// A second job over the same numbers, after the fault: it pays for nothing (none failed).
+    pub async fn second_pass_pays_nothing(server: &TestServer, prefix: &str, count: u32) {
+        let again = start(server, prefix, count).await;
+        let job = ended(server, &again.id, Instant::now(), Duration::from_secs(60)).await;
+        let progress = job.progress.unwrap();
+        assert_eq!(job.state, pb::BatchJobState::Succeeded as i32);
+        assert_eq!(
+            (progress.billable_calls, progress.cache_hits),
+            (0, i64::from(count)),
+            "a second pass pays only for what failed: nothing"
+        );
+    }
+
     /// The job succeeded with each of its `count` numbers answered once and paid for once
     /// (`bill`, the simulator's), and counts what the vendor billed.
     pub fn assert_paid_once(what: &str, job: &pb::BatchJob, count: u32, bill: u64) {

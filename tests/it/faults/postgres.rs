@@ -86,6 +86,7 @@ async fn postgres_fails_under_a_job(fault: Fault, prefix: u32) {
     let bill = sim.stats().vendor("thinksms").billable;
     println!("{fault:?}: ended after {:?}", started.elapsed());
     super::job::assert_paid_once(&format!("{fault:?}"), &job, NUMBERS, bill);
+    super::job::second_pass_pays_nothing(&server, &format!("{prefix}7"), NUMBERS).await;
     // Alive, and the numbers are answered from the store.
     let again = report(
         &server,
