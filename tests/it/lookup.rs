@@ -202,12 +202,8 @@ async fn a_wrong_sign_is_a_non_billable_auth_failure() {
 
 #[tokio::test]
 async fn an_unreachable_vendor_is_unavailable_and_retryable() {
-    // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Nothing listens there, and no other test's simulator can take the port meanwhile.
+    let (_held, port) = crate::common::refusing_port();
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key");
     std::fs::write(&key, "k").unwrap();

@@ -91,3 +91,12 @@ pub fn memory_mib(pid: u32, field: &str) -> f64 {
         .unwrap();
     kib / 1024.0
 }
+
+/// A loopback port held by a socket that never listens: connecting to it is refused at once, and
+/// no other test (or simulator) can take the port while the returned socket lives.
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}

@@ -131,12 +131,8 @@ async fn a_trickling_answer_is_cut_at_the_timeout() {
 
 #[tokio::test]
 async fn a_refused_connection_is_retried_for_it_was_never_sent() {
-    // A port that was just free: connecting is refused at once.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Connecting is refused at once (and no other test can take the port meanwhile).
+    let (_held, port) = crate::common::refusing_port();
     let server = server_against(&format!("http://127.0.0.1:{port}")).await;
     let (o, took) = ask(&server).await;
     println!("refused: {took:?}");
