@@ -542,5 +542,4 @@ impl Config {
 }
 
 #[cfg(test)]
-#[path = "tests.rs"]
 mod tests;

@@ -535,9 +535,7 @@ impl Shared {
     }
 }
 
-#[path = "dispatch_call.rs"]
 mod call;
 
 #[cfg(test)]
-#[path = "dispatch_tests.rs"]
 mod tests;
