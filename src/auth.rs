@@ -43,7 +43,7 @@ pub struct TenantConfig {
     #[serde(default)]
     pub usage_all: bool,
     /// Calls per second the tenant may make (a token bucket); absent: unlimited.
-    pub rate_limit: Option<crate::providers::QuotaConfig>,
+    pub rate_limit: Option<crate::quota::QuotaConfig>,
     /// Billable vendor calls the tenant may cause per day (China time, as the vendors bill);
     /// absent: unlimited.
     pub daily_billable_budget: Option<u64>,

@@ -47,7 +47,8 @@
 //!     [`transport`]: the edge below gRPC: accepting connections (`TCP_NODELAY`, the connection
 //!     cap, back-off when descriptors run out, idle connections closed) and the bytes of request
 //!     messages still in transit (per-connection and process caps, a time limit per message).
-//! 14. Leaves: [`domain`] (the vocabulary: checks, statuses, reports, failures), [`secret`]
+//! 14. Leaves: [`domain`] (the vocabulary: checks, statuses, reports, failures), [`clock`] (the
+//!     time, injectable for tests), [`quota`] (a request quota as a token bucket), [`secret`]
 //!     (where secrets come from), [`dependency`] (Redis, the database and the answer store's
 //!     disk as dependencies: a breaker each, up or down, logged once), [`telemetry`] (logging,
 //!     masking numbers), [`metrics`]
@@ -60,6 +61,7 @@ pub mod api;
 pub mod auth;
 pub mod budget;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dependency;
 pub mod domain;
@@ -68,6 +70,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod number;
 pub mod providers;
+pub mod quota;
 pub mod secret;
 pub mod server;
 pub mod shared;

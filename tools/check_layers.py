@@ -13,7 +13,7 @@ import sys
 
 # Leaves first. A module may import only modules of lower layers (and the same-layer pairs below).
 LAYERS = [
-    ["secret", "domain", "dependency", "telemetry", "metrics", "pb"],
+    ["secret", "domain", "clock", "quota", "dependency", "telemetry", "metrics", "pb"],
     ["number", "transport"],
     ["store"],
     ["providers"],

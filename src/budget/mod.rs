@@ -22,8 +22,9 @@ mod reserve;
 
 pub use reserve::{FLUSH_EVERY, Reserving};
 
+use crate::clock::{Clock as _, SystemClock};
 use crate::domain::{Currency, Report};
-use crate::providers::{Clock as _, QuotaConfig, SystemClock};
+use crate::quota::QuotaConfig;
 use crate::store::{BudgetLimit, BudgetStore, Spend, StoreError};
 
 /// A tenant's limits on spending and pace.

@@ -213,7 +213,7 @@ fn carrier_code(name: &str) -> Option<&'static str> {
     ]
     .into_iter()
     .find(|op| op.names().0 == name)
-    .and_then(crate::providers::aliyun::operator_code)
+    .and_then(Operator::code)
 }
 
 /// A rule, resolved to provider indices.

@@ -19,9 +19,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use crate::clock::Clock as _;
 use crate::dependency::{Breaker, Dependency, Failure};
 use crate::domain::{Check, Money};
-use crate::providers::Clock as _;
 use crate::store::{StoreError, UsageCounts, UsageKey, UsageQuery, UsageRow, UsageStore};
 
 /// How often the writer task writes what was counted.
@@ -118,7 +118,7 @@ impl Usage {
             tenant: tenant.to_owned(),
             provider: provider.to_owned(),
             check: check.as_str().to_owned(),
-            day: crate::providers::SystemClock.now_china().date_naive(),
+            day: crate::clock::SystemClock.now_china().date_naive(),
         };
         self.pending
             .lock()
@@ -265,7 +265,7 @@ mod tests {
         store.down.store(false, Ordering::SeqCst);
         usage.flush().await.unwrap();
         assert!(database.is_up());
-        let today = crate::providers::SystemClock.now_china().date_naive();
+        let today = crate::clock::SystemClock.now_china().date_naive();
         let rows = store
             .usage(&UsageQuery {
                 from: today - chrono::Duration::days(1),
@@ -326,7 +326,7 @@ mod tests {
         usage.flush().await.unwrap();
 
         // Across a midnight in China the counts are on two days: read both, and add them up.
-        let today = crate::providers::SystemClock.now_china().date_naive();
+        let today = crate::clock::SystemClock.now_china().date_naive();
         let rows = store
             .usage(&UsageQuery {
                 from: today - chrono::Duration::days(1),

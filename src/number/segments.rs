@@ -40,6 +40,30 @@ impl Operator {
             ),
         }
     }
+
+    /// The industry's short code of a public network operator (`CMCC`, `CUCC`, `CTCC`, `CBN`),
+    /// as vendors' carrier fields and routing rules write it; `None` for the others.
+    pub fn code(self) -> Option<&'static str> {
+        match self {
+            Operator::ChinaMobile => Some("CMCC"),
+            Operator::ChinaUnicom => Some("CUCC"),
+            Operator::ChinaTelecom => Some("CTCC"),
+            Operator::ChinaBroadnet => Some("CBN"),
+            Operator::MiitEmergency | Operator::ChinaTransportTelecom => None,
+        }
+    }
+
+    /// The public network operator of a short code, the inverse of [`Operator::code`].
+    pub fn from_code(code: &str) -> Option<Operator> {
+        [
+            Operator::ChinaMobile,
+            Operator::ChinaUnicom,
+            Operator::ChinaTelecom,
+            Operator::ChinaBroadnet,
+        ]
+        .into_iter()
+        .find(|op| op.code() == Some(code))
+    }
 }
 
 /// One allocated segment.
@@ -227,6 +251,15 @@ pub fn lookup(national_number: &str) -> Option<&'static Segment> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operator_codes_go_both_ways() {
+        for code in ["CMCC", "CUCC", "CTCC", "CBN"] {
+            assert_eq!(Operator::from_code(code).and_then(Operator::code), Some(code));
+        }
+        assert_eq!(Operator::from_code("cmcc"), None);
+        assert_eq!(Operator::MiitEmergency.code(), None);
+    }
 
     #[test]
     fn table_is_sorted_and_unique() {

@@ -231,28 +231,6 @@ pub fn map_status(status: &str) -> LineStatus {
     }
 }
 
-/// The operator behind a vendor carrier code.
-pub fn carrier_operator(code: &str) -> Option<Operator> {
-    match code {
-        "CMCC" => Some(Operator::ChinaMobile),
-        "CUCC" => Some(Operator::ChinaUnicom),
-        "CTCC" => Some(Operator::ChinaTelecom),
-        "CBN" => Some(Operator::ChinaBroadnet),
-        _ => None,
-    }
-}
-
-/// The vendor code of an operator, the inverse of [`carrier_operator`].
-pub fn operator_code(operator: Operator) -> Option<&'static str> {
-    match operator {
-        Operator::ChinaMobile => Some("CMCC"),
-        Operator::ChinaUnicom => Some("CUCC"),
-        Operator::ChinaTelecom => Some("CTCC"),
-        Operator::ChinaBroadnet => Some("CBN"),
-        Operator::MiitEmergency | Operator::ChinaTransportTelecom => None,
-    }
-}
-
 /// The English name of the network a number's segment belongs to: the operator, or for a virtual
 /// operator's segment the host network.
 fn segment_network(number: &NumberInfo) -> Option<&'static str> {
@@ -265,7 +243,7 @@ fn segment_network(number: &NumberInfo) -> Option<&'static str> {
 
 /// The current carrier, and whether it differs from the segment's (the number was ported).
 fn current_carrier(code: &str, number: &NumberInfo) -> (CurrentCarrier, bool) {
-    let names = carrier_operator(code).map(Operator::names);
+    let names = Operator::from_code(code).map(Operator::names);
     let (name, local_name) = names.unwrap_or_default();
     let ported = match (names, segment_network(number)) {
         (Some((current, _)), Some(segment)) => current != segment,

@@ -4,7 +4,6 @@
 
 pub mod aliyun;
 pub mod caih;
-pub mod clock;
 pub mod limits;
 pub mod signing;
 pub mod thinksms;
@@ -22,7 +21,7 @@ pub use crate::domain::{CodeClass, ErrorReason, ProviderError};
 use crate::secret::SecretRef;
 use crate::store::PendingStore;
 
-pub use clock::{Clock, FixedClock, SystemClock};
+pub use crate::clock::{Clock, FixedClock, SystemClock};
 pub use limits::{Limits, LimitsConfig, QuotaConfig};
 
 impl ProviderError {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::{Shared, failed};
 use crate::budget::{LimitError, RateBucket, RateSource};
 use crate::domain::Money;
-use crate::providers::QuotaConfig;
+use crate::quota::QuotaConfig;
 use crate::store::{BudgetLimit, BudgetStore, DayUse, Spend, StoreError};
 
 /// How long a day's hash outlives the day (renewed at each hold): a day and a half past it.

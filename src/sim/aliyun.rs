@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use super::{SimState, bucket, suffix};
 use crate::number::segments;
-use crate::providers::aliyun::{ACTION, DATE_FORMAT, Mask, VERSION, operator_code};
+use crate::providers::aliyun::{ACTION, DATE_FORMAT, Mask, VERSION};
 use crate::providers::signing::{
     ACS3_HMAC_SHA256, Acs3Request, SignatureMethod, acs3_canonical_request, acs3_sign,
     acs3_string_to_sign, sha256_hex, signatures_equal,
@@ -420,7 +420,7 @@ pub async fn handle(
 
 /// The segment operator's vendor code of a number in clear, for tests comparing carriers.
 pub fn segment_code(number: &str) -> Option<&'static str> {
-    segments::lookup(number).and_then(|s| operator_code(s.operator))
+    segments::lookup(number).and_then(|s| s.operator.code())
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{SimState, bucket, suffix};
+use crate::clock::china_offset;
 use crate::providers::caih::{BATCH_SIZE, STILL_RUNNING};
-use crate::providers::clock::china_offset;
 use crate::providers::signing::{SignatureMethod, caih_sign, signatures_equal};
 
 /// What the caih simulator remembers: every added number's latest batch.
