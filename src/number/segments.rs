@@ -255,7 +255,10 @@ mod tests {
     #[test]
     fn operator_codes_go_both_ways() {
         for code in ["CMCC", "CUCC", "CTCC", "CBN"] {
-            assert_eq!(Operator::from_code(code).and_then(Operator::code), Some(code));
+            assert_eq!(
+                Operator::from_code(code).and_then(Operator::code),
+                Some(code)
+            );
         }
         assert_eq!(Operator::from_code("cmcc"), None);
         assert_eq!(Operator::MiitEmergency.code(), None);

@@ -338,7 +338,7 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Reply {
-    let counters = &state.stats.aliyun;
+    let counters = state.stats.counters("aliyun");
     state.stats.record_call(counters, 1);
     state.delay().await;
     let params = match verify(&state, &method, &uri, &headers, &body) {

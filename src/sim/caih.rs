@@ -250,7 +250,7 @@ fn parse(body: &Bytes) -> Result<Request, Refusal> {
 
 /// `sign_add`: adds numbers to monitoring.
 pub async fn add(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Value> {
-    let counters = &state.stats.caih;
+    let counters = state.stats.counters("caih");
     let request = match parse(&body) {
         Ok(r) => r,
         Err((code, msg)) => {
@@ -334,7 +334,9 @@ pub async fn add(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Value>
             }
             ready
         };
-        labeller.stats.record_ready(&labeller.stats.caih, ready);
+        labeller
+            .stats
+            .record_ready(labeller.stats.counters("caih"), ready);
     });
     state.stats.record_billable(counters);
     let data =
@@ -344,7 +346,7 @@ pub async fn add(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Value>
 
 /// `sign_search`: labels by batch or by numbers.
 pub async fn search(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Value> {
-    let counters = &state.stats.caih;
+    let counters = state.stats.counters("caih");
     let request = match parse(&body) {
         Ok(r) => r,
         Err((code, msg)) => {

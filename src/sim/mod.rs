@@ -216,16 +216,28 @@ pub struct VendorStats {
     pub over_limit: u64,
 }
 
-/// Counters of every simulated vendor.
-#[derive(Debug, Default)]
+/// The vendors the simulator plays, by the name their counters go under.
+const SIMULATED_VENDORS: [&str; 5] = ["aliyun", "caih", "thinksms", "tongdun", "yidun"];
+
+/// Counters of every simulated vendor, by vendor name.
+#[derive(Debug)]
 pub struct Stats {
-    thinksms: VendorCounters,
-    aliyun: VendorCounters,
-    caih: VendorCounters,
-    tongdun: VendorCounters,
-    yidun: VendorCounters,
+    vendors: BTreeMap<&'static str, VendorCounters>,
     changed: Notify,
     gate: Gate,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            vendors: SIMULATED_VENDORS
+                .into_iter()
+                .map(|name| (name, VendorCounters::default()))
+                .collect(),
+            changed: Notify::default(),
+            gate: Gate::default(),
+        }
+    }
 }
 
 /// Holds every vendor call at the door while closed (tests: to kill a client while its calls
@@ -305,14 +317,12 @@ impl Stats {
         self.changed.notify_waiters();
     }
 
+    /// The counters of `vendor`, one of the simulated vendors (a name that is not is a bug in
+    /// the simulator, never counted as another vendor's).
     fn counters(&self, vendor: &str) -> &VendorCounters {
-        match vendor {
-            "aliyun" => &self.aliyun,
-            "caih" => &self.caih,
-            "tongdun" => &self.tongdun,
-            "yidun" => &self.yidun,
-            _ => &self.thinksms,
-        }
+        self.vendors
+            .get(vendor)
+            .unwrap_or_else(|| panic!("the simulator plays no vendor named {vendor:?}"))
     }
 
     fn record_ready(&self, vendor: &VendorCounters, numbers: u64) {
@@ -329,13 +339,10 @@ impl Stats {
             ready: c.ready.load(Ordering::Relaxed),
             over_limit: c.over_limit.load(Ordering::Relaxed),
         };
-        BTreeMap::from([
-            ("aliyun", read(&self.aliyun)),
-            ("caih", read(&self.caih)),
-            ("thinksms", read(&self.thinksms)),
-            ("tongdun", read(&self.tongdun)),
-            ("yidun", read(&self.yidun)),
-        ])
+        self.vendors
+            .iter()
+            .map(|(name, counters)| (*name, read(counters)))
+            .collect()
     }
 
     /// One vendor's counters.
@@ -529,5 +536,29 @@ impl Drop for SimServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_vendor_counts_under_its_own_name() {
+        let stats = Stats::default();
+        stats.record_billable(stats.counters("yidun"));
+        let snapshot = stats.snapshot();
+        assert_eq!(
+            snapshot.keys().copied().collect::<Vec<_>>(),
+            SIMULATED_VENDORS
+        );
+        assert_eq!(snapshot["yidun"].billable, 1);
+        assert_eq!(snapshot["thinksms"].billable, 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "no vendor named")]
+    fn an_unknown_vendor_is_never_counted_as_another() {
+        Stats::default().counters("newvendor");
     }
 }

@@ -57,7 +57,7 @@ pub fn answer_for(mobile: &str) -> (u8, &'static str) {
 
 /// Handles one query.
 pub async fn handle(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Value> {
-    let counters = &state.stats.thinksms;
+    let counters = state.stats.counters("thinksms");
     state.stats.record_call(counters, 1);
     state.delay().await;
     let Ok(request) = serde_json::from_slice::<Request>(&body) else {

@@ -86,7 +86,7 @@ async fn respond(
     credentials: &Credentials,
     body: &[u8],
 ) -> Json<Value> {
-    let counters = &state.stats.tongdun;
+    let counters = state.stats.counters("tongdun");
     state.stats.record_call(counters, 1);
     state.delay().await;
     let account = &state.config.tongdun;

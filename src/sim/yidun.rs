@@ -35,7 +35,7 @@ fn answer(state: &SimState, code: i64, msg: &str) -> Json<Value> {
 
 /// Handles one query.
 pub async fn handle(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Value> {
-    let counters = &state.stats.yidun;
+    let counters = state.stats.counters("yidun");
     let form: HashMap<String, String> =
         serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
             .map(|pairs| pairs.into_iter().collect())
