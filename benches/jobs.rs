@@ -163,7 +163,7 @@ async fn main() {
         .export_batch_job_results(pb::ExportBatchJobResultsRequest {
             job_id: job.id.clone(),
             format: pb::ExportFormat::Csv as i32,
-            line_status: 0,
+            ..Default::default()
         })
         .await
         .unwrap()

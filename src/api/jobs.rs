@@ -30,15 +30,13 @@ impl From<JobError> for ApiError {
                 let text = e.to_string();
                 ApiError::invalid("chunk", text.trim_start_matches("chunk: "))
             }
-            JobError::NotStartable { id, state } => ApiError::FailedPrecondition {
-                kind: "STATE",
-                subject: format!("phonecheck.v1.BatchJob/{id}"),
-                message: JobError::NotStartable {
-                    id: id.clone(),
-                    state,
+            ref e @ (JobError::NotStartable { ref id, .. } | JobError::NotEnded { ref id, .. }) => {
+                ApiError::FailedPrecondition {
+                    kind: "STATE",
+                    subject: format!("phonecheck.v1.BatchJob/{id}"),
+                    message: e.to_string(),
                 }
-                .to_string(),
-            },
+            }
             JobError::NotFound(id) => ApiError::NotFound {
                 kind: "phonecheck.v1.BatchJob",
                 name: id,
@@ -204,6 +202,7 @@ impl BatchJobService for BatchJobApi {
             ("spec.number_column", &spec.number_column, max_len::COLUMN),
             ("spec.sheet", &spec.sheet, max_len::COLUMN),
             ("spec.default_region", &spec.default_region, max_len::REGION),
+            ("spec.recheck_of", &spec.recheck_of, max_len::LABEL),
         ] {
             convert::bounded(field, value, max)?;
         }
@@ -431,9 +430,9 @@ impl BatchJobService for BatchJobApi {
         let request = request.into_inner();
         let format = pb::ExportFormat::try_from(request.format)
             .map_err(|_| ApiError::invalid("format", "not an ExportFormat value"))?;
-        let filter = match pb::LineStatus::try_from(request.line_status) {
-            Ok(pb::LineStatus::Unspecified) => ExportFilter::All,
-            Ok(s) if format != pb::ExportFormat::Html => ExportFilter::LineStatus(s as i32),
+        let line_status = match pb::LineStatus::try_from(request.line_status) {
+            Ok(pb::LineStatus::Unspecified) => None,
+            Ok(s) if format != pb::ExportFormat::Html => Some(s as i32),
             Ok(_) => {
                 return Err(ApiError::invalid(
                     "line_status",
@@ -443,11 +442,29 @@ impl BatchJobService for BatchJobApi {
             }
             Err(_) => return Err(ApiError::invalid("line_status", "not a LineStatus value").into()),
         };
+        if request.changed_only && format == pb::ExportFormat::Html {
+            return Err(ApiError::invalid(
+                "changed_only",
+                "the HTML report covers every number; choose CSV or XLSX for the changed ones",
+            )
+            .into());
+        }
+        let filter = ExportFilter {
+            line_status,
+            changed_only: request.changed_only,
+        };
         let job = self
             .jobs
             .get(&tenant.name, job_id(&request.job_id)?)
             .await
             .map_err(status)?;
+        if request.changed_only && export::recheck_of(&job).is_none() {
+            return Err(ApiError::invalid(
+                "changed_only",
+                "the job is not a re-check (BatchJobSpec.recheck_of): nothing to compare with",
+            )
+            .into());
+        }
         let place = tenant.open(Concurrent::Export)?;
         let export = ExportRequest { format, filter };
         let (name, content_type) = export::file_name(&job, &export);

@@ -130,6 +130,9 @@ pub enum JobCommand {
         /// Only rows whose number has this line status (`empty`, `active`, ...).
         #[arg(long)]
         status: Option<String>,
+        /// A re-check's: only rows whose line status changed since the earlier job.
+        #[arg(long)]
+        changed_only: bool,
         /// The format.
         #[arg(long, value_enum, default_value_t = ExportFormatArg::Csv)]
         format: ExportFormatArg,
@@ -350,6 +353,7 @@ pub(super) async fn run(command: JobCommand) -> Result<(), CliError> {
         JobCommand::Export {
             id,
             status,
+            changed_only,
             format,
             out,
             server,
@@ -379,6 +383,7 @@ pub(super) async fn run(command: JobCommand) -> Result<(), CliError> {
                     job_id: id,
                     format: format as i32,
                     line_status: line_status as i32,
+                    changed_only,
                 })
                 .await?
                 .into_inner();

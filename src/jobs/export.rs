@@ -200,10 +200,13 @@ pub fn report_cells(
 
 /// The suggested file name and MIME type of an export.
 pub fn file_name(job: &JobRecord, request: &ExportRequest) -> (String, &'static str) {
-    let suffix = match request.filter {
-        ExportFilter::All => String::new(),
-        ExportFilter::LineStatus(s) => format!("-{}", short!(pb::LineStatus, s, "LINE_STATUS_")),
+    let mut suffix = match request.filter.line_status {
+        None => String::new(),
+        Some(s) => format!("-{}", short!(pb::LineStatus, s, "LINE_STATUS_")),
     };
+    if request.filter.changed_only {
+        suffix.push_str("-changed");
+    }
     match request.format {
         pb::ExportFormat::Xlsx => (
             format!("{}{suffix}.xlsx", job.job.id),
@@ -252,16 +255,25 @@ async fn send_chunks(
     Ok(())
 }
 
+/// The earlier job a job re-checks (`BatchJobSpec.recheck_of`), if it is a re-check.
+pub fn recheck_of(job: &JobRecord) -> Option<String> {
+    let spec = pb::BatchJobSpec::decode(job.job.spec.as_slice()).unwrap_or_default();
+    (!spec.recheck_of.is_empty()).then_some(spec.recheck_of)
+}
+
 struct Columns {
     sheet: bool,
     header: Vec<String>,
     original: usize,
     checks: Vec<i32>,
+    /// A re-check's two columns: the earlier line status and whether it changed.
+    recheck: bool,
 }
 
 fn columns(job: &JobRecord) -> Columns {
     let spec = pb::BatchJobSpec::decode(job.job.spec.as_slice()).unwrap_or_default();
     let sheet = job.job.sheets > 1;
+    let recheck = !spec.recheck_of.is_empty();
     let mut header = Vec::new();
     if sheet {
         header.push("sheet".to_owned());
@@ -269,12 +281,43 @@ fn columns(job: &JobRecord) -> Columns {
     header.push("row".to_owned());
     header.extend(job.job.columns.iter().cloned());
     header.extend(result_columns(&spec.checks).iter().map(|s| (*s).to_owned()));
+    if recheck {
+        header.extend(RECHECK_COLUMNS.map(str::to_owned));
+    }
     Columns {
         sheet,
         header,
         original: job.job.columns.len(),
         checks: spec.checks,
+        recheck,
     }
+}
+
+/// The columns a re-check's export adds after the result columns.
+pub const RECHECK_COLUMNS: [&str; 2] = ["previous_line_status", "line_status_changed"];
+
+/// A re-check's cells for one row, matching [`RECHECK_COLUMNS`]: the earlier line status and
+/// `yes`/`no`, both empty where either status is not known.
+fn recheck_cells(row: &ExportRow) -> [String; 2] {
+    let now = row
+        .report
+        .as_deref()
+        .and_then(|bytes| pb::NumberReport::decode(bytes).ok())
+        .and_then(|r| r.line_status)
+        .map(|l| l.status)
+        .filter(|&s| s != 0);
+    let Some(before) = row.previous_line_status else {
+        return Default::default();
+    };
+    let changed = match now {
+        Some(now) if now != before => "yes",
+        Some(_) => "no",
+        None => "",
+    };
+    [
+        short!(pb::LineStatus, before, "LINE_STATUS_"),
+        changed.to_owned(),
+    ]
 }
 
 impl Columns {
@@ -288,6 +331,9 @@ impl Columns {
         original.resize(self.original.max(original.len()), String::new());
         cells.extend(original);
         cells.extend(result_cells(row, &self.checks));
+        if self.recheck {
+            cells.extend(recheck_cells(row));
+        }
         cells
     }
 }

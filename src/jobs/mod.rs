@@ -14,6 +14,7 @@ pub mod estimate;
 pub mod export;
 pub mod import;
 mod limits;
+mod recheck;
 mod report;
 mod results;
 mod runner;
@@ -72,6 +73,14 @@ pub enum JobError {
     /// A spool file failed.
     #[error("job file: {0}")]
     Io(#[from] std::io::Error),
+    /// A re-check names a job that has not ended yet.
+    #[error("batch job {id:?} is {}: only a job that has ended (succeeded, failed or cancelled) can be re-checked", state_name(*.state))]
+    NotEnded {
+        /// The earlier job.
+        id: String,
+        /// Its state.
+        state: JobState,
+    },
     /// The job is not waiting for a client to start it (estimated, or paused at its `max_cost`).
     #[error("batch job {id:?} is {}: only an estimated job, or one paused at its max_cost, can be started", state_name(*.state))]
     NotStartable {
@@ -315,6 +324,9 @@ impl Jobs {
         upload: Upload,
     ) -> Result<JobRecord, JobError> {
         use tokio::io::AsyncWriteExt;
+        if !spec.recheck_of.is_empty() {
+            return self.recheck(tenant, spec, upload).await;
+        }
         let mut upload = upload;
         if !spec.numbers.is_empty() {
             if upload.bytes > 0 {
@@ -328,13 +340,6 @@ impl Jobs {
             spec.format = pb::FileFormat::Txt as i32;
         }
         upload.file.flush().await?;
-        let id = format!("job_{}", uuid::Uuid::now_v7().simple());
-        let max_cost = spec
-            .max_cost
-            .as_ref()
-            .map(|m| crate::wire::money_from_proto("spec.max_cost", m, self.engine.currency()))
-            .transpose()?;
-        let dry_run = spec.dry_run;
         let read = import::ReadSpec {
             file_name: spec.file_name.clone(),
             format: pb::FileFormat::try_from(spec.format).unwrap_or_default(),
@@ -344,8 +349,33 @@ impl Jobs {
             max_rows: self.config.max_rows,
             limits: self.config.import.clone(),
         };
-        let mut job = NewJob {
-            id: id.clone(),
+        let job = self.new_job(tenant, &spec)?;
+        let id = job.id.clone();
+        let upload_path = upload.path.clone();
+        let made = self
+            .make(tenant, &spec, job, |mut job| async move {
+                let layout = self.import(tenant, &id, &read, &upload_path).await?;
+                job.format = layout.format as i32;
+                job.encoding = layout.encoding;
+                job.number_column = layout.number_column;
+                job.columns = layout.columns;
+                job.sheets = layout.sheets;
+                Ok(job)
+            })
+            .await;
+        drop(upload);
+        made
+    }
+
+    /// A new job of `tenant` for `spec`, not stored yet, with its layout still to be read.
+    fn new_job(&self, tenant: &str, spec: &pb::BatchJobSpec) -> Result<NewJob, JobError> {
+        let max_cost = spec
+            .max_cost
+            .as_ref()
+            .map(|m| crate::wire::money_from_proto("spec.max_cost", m, self.engine.currency()))
+            .transpose()?;
+        Ok(NewJob {
+            id: format!("job_{}", uuid::Uuid::now_v7().simple()),
             tenant: tenant.to_owned(),
             spec: spec.encode_to_vec(),
             format: spec.format,
@@ -355,46 +385,66 @@ impl Jobs {
             sheets: 0,
             created_at: SystemTime::now(),
             max_cost,
-        };
+        })
+    }
+
+    /// Stores `job` (importing, invisible), lets `fill` write its rows and return it with its
+    /// layout, then makes it visible ([`Jobs::ready`]) and wakes the runner. If anything fails,
+    /// or the caller goes away (this future is dropped), the job and the rows written so far are
+    /// deleted.
+    async fn make<'a, F, Fut>(
+        &'a self,
+        tenant: &str,
+        spec: &pb::BatchJobSpec,
+        job: NewJob,
+        fill: F,
+    ) -> Result<JobRecord, JobError>
+    where
+        F: FnOnce(NewJob) -> Fut,
+        Fut: std::future::Future<Output = Result<NewJob, JobError>> + 'a,
+    {
+        let id = job.id.clone();
         self.store.create_job(&job).await?;
-        // If the caller goes away while the file is read (this future is dropped), the job and
-        // the rows written so far are deleted all the same.
         let mut unfinished = Unfinished {
             store: self.store.clone(),
             id: Some(id.clone()),
         };
-        let imported = async {
-            let layout = self.import(tenant, &id, &read, &upload.path).await?;
-            job.format = layout.format as i32;
-            job.encoding = layout.encoding;
-            job.number_column = layout.number_column;
-            job.columns = layout.columns;
-            job.sheets = layout.sheets;
-            if !dry_run {
-                self.store.finish_import(&job, JobState::Queued).await?;
-                return Ok(());
-            }
-            // Still invisible while its numbers are quoted.
-            let counts = self.store.finish_import(&job, JobState::Importing).await?;
-            let estimate = self.estimate(&id, tenant, &spec, &counts).await?;
-            self.store
-                .set_estimate(&id, &estimate.encode_to_vec())
-                .await?;
-            self.store
-                .transition(&id, &[JobState::Importing], JobState::Estimated, "")
-                .await?;
-            Ok::<(), JobError>(())
+        let made = async {
+            let job = fill(job).await?;
+            self.ready(&job, tenant, spec).await
         }
         .await;
-        if let Err(e) = imported {
+        if let Err(e) = made {
             self.store.delete_job(&id).await?;
             unfinished.id = None;
             return Err(e);
         }
         unfinished.id = None;
-        drop(upload);
         self.runner.wake();
         self.get(tenant, &id).await
+    }
+
+    /// Makes a job whose rows are in visible: queued, or with `dry_run` estimated first.
+    async fn ready(
+        &self,
+        job: &NewJob,
+        tenant: &str,
+        spec: &pb::BatchJobSpec,
+    ) -> Result<(), JobError> {
+        if !spec.dry_run {
+            self.store.finish_import(job, JobState::Queued).await?;
+            return Ok(());
+        }
+        // Still invisible while its numbers are quoted.
+        let counts = self.store.finish_import(job, JobState::Importing).await?;
+        let estimate = self.estimate(&job.id, tenant, spec, &counts).await?;
+        self.store
+            .set_estimate(&job.id, &estimate.encode_to_vec())
+            .await?;
+        self.store
+            .transition(&job.id, &[JobState::Importing], JobState::Estimated, "")
+            .await?;
+        Ok(())
     }
 
     /// Reads the file on a blocking thread while the rows are written here, a batch at a time,

@@ -44,6 +44,7 @@ struct Page<'a> {
     state: String,
     tiles: Vec<(&'static str, i64)>,
     line_status: Option<LineStatusSection>,
+    recheck: Option<RecheckSection>,
     cost: Vec<(&'static str, String)>,
     charts: Vec<(&'static str, Chart)>,
     bad_total: i64,
@@ -58,6 +59,39 @@ struct LineStatusSection {
     rows: Vec<(&'static str, i64)>,
     unanswered: i64,
     unchecked: i64,
+}
+
+/// A re-check's changes since the earlier job.
+struct RecheckSection {
+    earlier: String,
+    unchanged: i64,
+    changed: i64,
+    /// (earlier, now, numbers).
+    moves: Vec<(String, String, i64)>,
+    /// The first changed numbers: (as written, earlier, now).
+    first: Vec<(String, String, String)>,
+}
+
+impl RecheckSection {
+    async fn of(jobs: &Jobs, job: &JobRecord, earlier: String) -> Result<Self, JobError> {
+        let changes = jobs.store().line_status_changes(&job.job.id, LIST).await?;
+        let name = |s: i32| short!(pb::LineStatus, s, "LINE_STATUS_");
+        Ok(RecheckSection {
+            earlier,
+            unchanged: changes.unchanged,
+            changed: changes.moves.iter().map(|(_, _, n)| n).sum(),
+            moves: changes
+                .moves
+                .iter()
+                .map(|&(before, now, n)| (name(before), name(now), n))
+                .collect(),
+            first: changes
+                .first
+                .into_iter()
+                .map(|(input, before, now)| (input, name(before), name(now)))
+                .collect(),
+        })
+    }
 }
 
 /// A horizontal bar chart, drawn as inline SVG by the template.
@@ -157,6 +191,11 @@ pub async fn render(jobs: &Jobs, job: &JobRecord) -> Result<String, JobError> {
             }
         });
 
+    let recheck = match super::export::recheck_of(job) {
+        Some(earlier) => Some(RecheckSection::of(jobs, job, earlier).await?),
+        None => None,
+    };
+
     let currency = jobs.engine().currency();
     let mut cost = vec![
         ("billable vendor calls", c.billable.to_string()),
@@ -255,6 +294,7 @@ pub async fn render(jobs: &Jobs, job: &JobRecord) -> Result<String, JobError> {
             ("duplicate rows, checked once", duplicates),
         ],
         line_status,
+        recheck,
         cost,
         charts: vec![
             ("Carriers 运营商", by_name(&breakdown.carriers)),
@@ -285,6 +325,17 @@ mod tests {
             state: "done".into(),
             tiles: vec![("rows", 4)],
             line_status: None,
+            recheck: Some(RecheckSection {
+                earlier: "job_0".into(),
+                unchanged: 1,
+                changed: 1,
+                moves: vec![("active".into(), "empty".into(), 1)],
+                first: vec![(
+                    "<img src=x onerror=alert(1)>".into(),
+                    "active".into(),
+                    "empty".into(),
+                )],
+            }),
             cost: vec![("billable vendor calls", "3".into())],
             charts: vec![(
                 "Carriers 运营商",
@@ -307,5 +358,7 @@ mod tests {
         );
         assert!(html.contains("75.0%") && html.contains("<svg"), "{html}");
         assert!(html.contains("The job did not ask for line status."));
+        assert!(html.contains("1 numbers changed line status"), "{html}");
+        assert!(!html.contains("<img"), "a number is text: {html}");
     }
 }

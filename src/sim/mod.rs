@@ -154,6 +154,10 @@ pub struct SimConfig {
     pub faults: faults::Faults,
     /// The simulators' clock (signature dates, timestamp windows).
     pub clock: Arc<dyn Clock>,
+    /// The simulated world's day: Thinksms answers a number by a hash of the number and this,
+    /// so moving it on changes some numbers' line status as days do (numbers go empty, come
+    /// back). Shared, so that a test can move it on while the simulator runs.
+    pub answer_epoch: Arc<AtomicU64>,
 }
 
 impl Default for SimConfig {
@@ -187,6 +191,7 @@ impl Default for SimConfig {
             latency: Duration::ZERO,
             faults: faults::Faults::default(),
             clock: Arc::new(SystemClock),
+            answer_epoch: Arc::default(),
         }
     }
 }

@@ -30,16 +30,21 @@ fn failure(state: &SimState, code: &str, content: &str) -> Json<Value> {
     }))
 }
 
-/// The answer for a number, by rule: the last four digits `0001`..`0004` select state 1..4;
-/// any other number gets a stable state from a hash of it (80% active, 10% empty, 5% silent,
-/// 5% risk).
-pub fn answer_for(mobile: &str) -> (u8, &'static str) {
+/// The answer for a number on the simulated world's day `epoch`, by rule: the last four digits
+/// `0001`..`0004` select state 1..4; any other number gets a state from a hash of it (80%
+/// active, 10% empty, 5% silent, 5% risk), stable on day 0 and drawn again on each later day.
+pub fn answer_for(mobile: &str, epoch: u64) -> (u8, &'static str) {
+    let key = if epoch == 0 {
+        std::borrow::Cow::Borrowed(mobile)
+    } else {
+        std::borrow::Cow::Owned(format!("{mobile}@{epoch}"))
+    };
     let state = match suffix(mobile) {
         "0001" => 1,
         "0002" => 2,
         "0003" => 3,
         "0004" => 4,
-        _ => match bucket(mobile) {
+        _ => match bucket(&key) {
             0..80 => 1,
             80..90 => 2,
             90..95 => 3,
@@ -90,7 +95,13 @@ pub async fn handle(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Val
         "0500" => return failure(&state, "500", "系统繁忙"),
         _ => {}
     }
-    let (code, desc) = answer_for(&mobile);
+    let (code, desc) = answer_for(
+        &mobile,
+        state
+            .config
+            .answer_epoch
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
     state.stats.record_billable(counters);
     Json(json!({
         "mobileresult": {"state": code, "desc": desc},
@@ -105,18 +116,31 @@ mod tests {
 
     #[test]
     fn magic_suffixes() {
-        assert_eq!(answer_for("13800000001").0, 1);
-        assert_eq!(answer_for("13800000002").0, 2);
-        assert_eq!(answer_for("13800000003").0, 3);
-        assert_eq!(answer_for("13800000004").0, 4);
+        for epoch in [0, 7] {
+            assert_eq!(answer_for("13800000001", epoch).0, 1);
+            assert_eq!(answer_for("13800000002", epoch).0, 2);
+            assert_eq!(answer_for("13800000003", epoch).0, 3);
+            assert_eq!(answer_for("13800000004", epoch).0, 4);
+        }
     }
 
     #[test]
     fn other_numbers_are_stable_and_mostly_active() {
-        assert_eq!(answer_for("13912345678"), answer_for("13912345678"));
+        assert_eq!(answer_for("13912345678", 0), answer_for("13912345678", 0));
         let active = (0..1000)
-            .filter(|i| answer_for(&format!("139{:08}", i * 7919)).0 == 1)
+            .filter(|i| answer_for(&format!("139{:08}", i * 7919), 0).0 == 1)
             .count();
         assert!((700..900).contains(&active), "{active}");
+    }
+
+    #[test]
+    fn a_later_day_changes_some_numbers() {
+        let numbers: Vec<String> = (0..1000).map(|i| format!("139{:08}", i * 7919)).collect();
+        let changed = numbers
+            .iter()
+            .filter(|n| answer_for(n, 0) != answer_for(n, 1))
+            .count();
+        // Two independent draws with these shares agree about two times in three.
+        assert!((200..500).contains(&changed), "{changed}");
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use super::budget::{BudgetLimit, BudgetStore, DayUse, Spend};
 use super::jobs::{
     BadRowRecord, Breakdown, ExportFilter, ExportRow, ImportRow, JobCounts, JobRecord, JobState,
-    JobStore, Lease, NewJob, NumberResult, TodoNumber,
+    JobStore, Lease, LineStatusChanges, NewJob, NumberResult, TodoNumber,
 };
 use super::usage::{UsageCounts, UsageKey, UsageQuery, UsageRow, UsageStore};
 use super::webhooks::{Attempt, OutboxEvent, WebhookStore};
@@ -91,6 +91,8 @@ bounded! {
     async fn export_rows(&self, job_id: &str, filter: ExportFilter, after_seq: i64, limit: u32) -> Result<Vec<ExportRow>, StoreError>;
     async fn breakdown(&self, job_id: &str, top: u32) -> Result<Breakdown, StoreError>;
     async fn numbers(&self, job_id: &str, after: &str, limit: u32) -> Result<Vec<String>, StoreError>;
+    async fn line_status_changes(&self, job_id: &str, limit: u32) -> Result<LineStatusChanges, StoreError>;
+    async fn copy_rows(&self, from: &str, to: &str) -> Result<(), StoreError>;
     async fn delete_job(&self, job_id: &str) -> Result<bool, StoreError>;
     async fn finished_before(&self, before: SystemTime) -> Result<Vec<String>, StoreError>;
 }

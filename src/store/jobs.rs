@@ -227,6 +227,8 @@ pub struct ExportRow {
     pub problem: Option<String>,
     /// The number's report, once checked.
     pub report: Option<Vec<u8>>,
+    /// A re-check's: the number's `phonecheck.v1.LineStatus` in the earlier job, if known.
+    pub previous_line_status: Option<i32>,
 }
 
 /// A row that holds no readable number, or an invalid one.
@@ -251,13 +253,24 @@ pub struct Breakdown {
     pub invalid_rows: Vec<(String, u64, String)>,
 }
 
-/// Filter of an export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExportFilter {
-    /// Every row.
-    All,
-    /// Rows whose number has this `phonecheck.v1.LineStatus`.
-    LineStatus(i32),
+/// How a re-check's numbers' line statuses moved since the earlier job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineStatusChanges {
+    /// (earlier, now, numbers) for each pair of `phonecheck.v1.LineStatus` that differ.
+    pub moves: Vec<(i32, i32, i64)>,
+    /// Numbers checked again whose line status is the earlier one.
+    pub unchanged: i64,
+    /// The first changed numbers in file order: (the number as written, earlier, now).
+    pub first: Vec<(String, i32, i32)>,
+}
+
+/// Filter of an export: every row by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportFilter {
+    /// Only rows whose number has this `phonecheck.v1.LineStatus`.
+    pub line_status: Option<i32>,
+    /// Only rows whose number's line status differs from the earlier job's (a re-check).
+    pub changed_only: bool,
 }
 
 /// A process's right to run a job until a time, renewed while it runs.
@@ -376,6 +389,15 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
     ) -> Result<Vec<String>, StoreError>;
     /// Deletes a job with its rows and results; false when there was none.
+    /// How the line statuses of re-check `job_id` moved, with the first `limit` changed numbers.
+    async fn line_status_changes(
+        &self,
+        job_id: &str,
+        limit: u32,
+    ) -> Result<LineStatusChanges, StoreError>;
+    /// Copies the rows and numbers of job `from` into job `to` (created, importing): a
+    /// re-check. Each number starts unchecked, with `from`'s line status as its previous one.
+    async fn copy_rows(&self, from: &str, to: &str) -> Result<(), StoreError>;
     async fn delete_job(&self, job_id: &str) -> Result<bool, StoreError>;
     /// Ids of jobs that finished before `before`.
     async fn finished_before(&self, before: SystemTime) -> Result<Vec<String>, StoreError>;

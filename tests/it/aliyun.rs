@@ -266,7 +266,7 @@ async fn the_sandbox_lists_aliyun_and_asks_thinksms_first_for_line_status() {
     // Line status is routed over Thinksms first (then Aliyun): Thinksms answers.
     let r = report(&server, lookup("13800000101", &[pb::Check::LineStatus])).await;
     assert_eq!(outcome(&r, pb::Check::LineStatus).provider, "thinksms");
-    let thinksms_state = sim::thinksms::answer_for("13800000101").0.to_string();
+    let thinksms_state = sim::thinksms::answer_for("13800000101", 0).0.to_string();
     assert_eq!(line_status(&r).raw_code, thinksms_state);
     assert!(
         line_status(&r).current_carrier.is_none(),

@@ -498,7 +498,7 @@ async fn uploads_exports_and_watches_are_bounded_per_tenant() {
         let request = pb::ExportBatchJobResultsRequest {
             job_id: job.id.clone(),
             format: pb::ExportFormat::Csv as i32,
-            line_status: 0,
+            ..Default::default()
         };
         let mut client = client.clone();
         async move { client.export_batch_job_results(request).await }
@@ -572,7 +572,7 @@ async fn csv_exports_neutralise_formulas() {
         .export_batch_job_results(pb::ExportBatchJobResultsRequest {
             job_id: job.id.clone(),
             format: pb::ExportFormat::Csv as i32,
-            line_status: 0,
+            ..Default::default()
         })
         .await
         .unwrap()

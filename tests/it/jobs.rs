@@ -490,18 +490,10 @@ async fn a_job_belongs_to_its_tenant() {
     ))
     .unwrap();
     let server = TestServer::start(config).await;
-    let as_tenant = |key: &'static str| {
-        pb::batch_job_service_client::BatchJobServiceClient::with_interceptor(
-            server.channel(),
-            move |mut request: tonic::Request<()>| {
-                request
-                    .metadata_mut()
-                    .insert("authorization", format!("Bearer {key}").parse().unwrap());
-                Ok(request)
-            },
-        )
-    };
-    let (mut a, mut b) = (as_tenant(key_a), as_tenant(key_b));
+    let (mut a, mut b) = (
+        jobs_client_as(&server, key_a),
+        jobs_client_as(&server, key_b),
+    );
     use pb::create_batch_job_request::Payload;
     let job = a
         .create_batch_job(tokio_stream::iter(vec![pb::CreateBatchJobRequest {

@@ -28,6 +28,7 @@ mod lookup;
 mod open_services;
 mod otlp;
 mod postgres;
+mod recheck;
 mod redis;
 mod resilience;
 mod routes;

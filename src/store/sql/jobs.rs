@@ -630,21 +630,28 @@ impl JobStore for $store {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<ExportRow>, StoreError> {
-        let status_clause = match filter {
-            ExportFilter::All => "",
-            ExportFilter::LineStatus(_) => "AND n.state = 1 AND n.line_status = $4",
+        // Only constant text is formatted into the statement.
+        let status_clause = match filter.line_status {
+            None => "",
+            Some(_) => "AND n.state = 1 AND n.line_status = $4",
+        };
+        let changed_clause = if filter.changed_only {
+            "AND n.state = 1 AND n.line_status <> 0 AND n.previous_line_status IS NOT NULL
+             AND n.line_status <> n.previous_line_status"
+        } else {
+            ""
         };
         let mut query = sqlx::query(AssertSqlSafe(format!(
-            "SELECT r.seq, r.sheet, r.row_no, r.cells, r.problem, n.report
+            "SELECT r.seq, r.sheet, r.row_no, r.cells, r.problem, n.report, n.previous_line_status
              FROM batch_job_rows r
              LEFT JOIN batch_job_numbers n ON n.job_id = r.job_id AND n.key = r.number_key
-             WHERE r.job_id = $1 AND r.seq > $2 {status_clause}
+             WHERE r.job_id = $1 AND r.seq > $2 {status_clause} {changed_clause}
              ORDER BY r.seq LIMIT $3"
         )))
         .bind(job_id)
         .bind(after_seq)
         .bind(i64::from(limit));
-        if let ExportFilter::LineStatus(status) = filter {
+        if let Some(status) = filter.line_status {
             query = query.bind(status);
         }
         let rows = query.fetch_all(&self.pool).await?;
@@ -657,6 +664,7 @@ impl JobStore for $store {
                 cells: serde_json::from_str(r.get::<&str, _>(3)).unwrap_or_default(),
                 problem: r.get(4),
                 report: r.get(5),
+                previous_line_status: r.get(6),
             })
             .collect())
     }
@@ -718,6 +726,75 @@ impl JobStore for $store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn line_status_changes(
+        &self,
+        job_id: &str,
+        limit: u32,
+    ) -> Result<LineStatusChanges, StoreError> {
+        // Numbers checked again with an answer, whose earlier line status is known.
+        const COMPARED: &str = "job_id = $1 AND state = 1 AND line_status <> 0
+             AND previous_line_status IS NOT NULL";
+        let moved = sqlx::query(AssertSqlSafe(format!(
+            "SELECT previous_line_status, line_status, COUNT(*) FROM batch_job_numbers
+             WHERE {COMPARED} GROUP BY previous_line_status, line_status
+             ORDER BY previous_line_status, line_status"
+        )))
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut changes = LineStatusChanges::default();
+        for row in &moved {
+            let (before, now, numbers): (i32, i32, i64) = (row.get(0), row.get(1), row.get(2));
+            if before == now {
+                changes.unchanged += numbers;
+            } else {
+                changes.moves.push((before, now, numbers));
+            }
+        }
+        let first = sqlx::query(AssertSqlSafe(format!(
+            "SELECT input, previous_line_status, line_status FROM batch_job_numbers
+             WHERE {COMPARED} AND line_status <> previous_line_status ORDER BY seq LIMIT $2"
+        )))
+        .bind(job_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        changes.first = first
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        Ok(changes)
+    }
+
+    async fn copy_rows(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        lock_job(&mut tx, to).await?;
+        sqlx::query(
+            "INSERT INTO batch_job_rows (job_id, seq, sheet, row_no, cells, number_key, problem)
+             SELECT $2, seq, sheet, row_no, cells, number_key, problem
+             FROM batch_job_rows WHERE job_id = $1",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+        // A line status is known only for a number done and not failed (0 is unspecified).
+        sqlx::query(
+            "INSERT INTO batch_job_numbers
+                 (job_id, key, seq, input, rows, carrier, province, previous_line_status)
+             SELECT $2, key, seq, input, rows, carrier, province,
+                    CASE WHEN state = 1 AND failed = 0 AND line_status <> 0
+                         THEN line_status END
+             FROM batch_job_numbers WHERE job_id = $1",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn delete_job(&self, job_id: &str) -> Result<bool, StoreError> {

@@ -327,6 +327,36 @@ pub fn jobs_client(
     pb::batch_job_service_client::BatchJobServiceClient::new(server.channel())
 }
 
+/// An interceptor that sends the API key it holds with every call.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiKey(pub &'static str);
+
+impl tonic::service::Interceptor for ApiKey {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.0).parse().unwrap(),
+        );
+        Ok(request)
+    }
+}
+
+/// A `BatchJobService` client that sends the API key `key` with every call.
+pub fn jobs_client_as(
+    server: &TestServer,
+    key: &'static str,
+) -> pb::batch_job_service_client::BatchJobServiceClient<
+    tonic::service::interceptor::InterceptedService<Channel, ApiKey>,
+> {
+    pb::batch_job_service_client::BatchJobServiceClient::with_interceptor(
+        server.channel(),
+        ApiKey(key),
+    )
+}
+
 /// Uploads `file` in chunks of `chunk` bytes as a job with `spec`.
 pub async fn create_job<T>(
     client: &mut pb::batch_job_service_client::BatchJobServiceClient<T>,
@@ -450,6 +480,7 @@ pub async fn export_job(
             job_id: id.to_owned(),
             format: format as i32,
             line_status: line_status as i32,
+            ..Default::default()
         })
         .await
         .unwrap()

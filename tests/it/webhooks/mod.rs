@@ -155,21 +155,7 @@ key_sha256 = ["{beta}"]
 
 pub(super) const LOOPBACK: &str = "allow_addresses = [\"loopback\"]";
 
-#[derive(Clone)]
-pub(super) struct Key(&'static str);
-
-impl tonic::service::Interceptor for Key {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", self.0).parse().unwrap(),
-        );
-        Ok(request)
-    }
-}
+use crate::common::ApiKey as Key;
 
 pub(super) type Jobs =
     pb::batch_job_service_client::BatchJobServiceClient<InterceptedService<Channel, Key>>;

@@ -1,0 +1,63 @@
+//! Re-checks: a new job over an earlier job's rows (`BatchJobSpec.recheck_of`), with each
+//! number's earlier line status kept beside the new one. Numbers go empty every day, so a cleaned
+//! list goes stale; a re-check asks again only what is older than `options.max_cache_age` and says
+//! what changed.
+
+use prost::Message;
+
+use super::{JobError, Jobs, Upload};
+use crate::pb;
+use crate::store::{JobRecord, JobState, NewJob};
+
+impl Jobs {
+    /// Creates the re-check `spec` of `tenant` (its `recheck_of` set): the earlier job's rows,
+    /// columns and layout, then queued or, with `dry_run`, estimated. `upload` must be empty.
+    pub(super) async fn recheck(
+        &self,
+        tenant: &str,
+        mut spec: pb::BatchJobSpec,
+        upload: Upload,
+    ) -> Result<JobRecord, JobError> {
+        if upload.bytes > 0 || !spec.numbers.is_empty() {
+            return Err(JobError::invalid(
+                "spec.recheck_of",
+                "a re-check reads the earlier job's rows: send no file and no numbers",
+            ));
+        }
+        drop(upload);
+        // Another tenant's job, or one deleted or past its retention, is not found.
+        let earlier = self.get(tenant, &spec.recheck_of).await?;
+        if !matches!(
+            earlier.state,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        ) {
+            return Err(JobError::NotEnded {
+                id: earlier.job.id,
+                state: earlier.state,
+            });
+        }
+        // The rows were read, and their numbers analysed, with the earlier spec: the new job
+        // reads them the same way.
+        let before = pb::BatchJobSpec::decode(earlier.job.spec.as_slice()).unwrap_or_default();
+        spec.format = earlier.job.format;
+        spec.default_region = before.default_region;
+        spec.number_column = before.number_column;
+        spec.sheet = before.sheet;
+        if spec.file_name.is_empty() {
+            spec.file_name = before.file_name;
+        }
+        let job = NewJob {
+            encoding: earlier.job.encoding.clone(),
+            number_column: earlier.job.number_column.clone(),
+            columns: earlier.job.columns.clone(),
+            sheets: earlier.job.sheets,
+            ..self.new_job(tenant, &spec)?
+        };
+        let from = earlier.job.id;
+        self.make(tenant, &spec, job, |job| async move {
+            self.store.copy_rows(&from, &job.id).await?;
+            Ok(job)
+        })
+        .await
+    }
+}
