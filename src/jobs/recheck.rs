@@ -25,8 +25,16 @@ impl Jobs {
             ));
         }
         drop(upload);
-        // Another tenant's job, or one deleted or past its retention, is not found.
+        // Another tenant's job, or one deleted or past its retention, is not found (the sweeper
+        // deletes expired jobs within the hour; until then they are refused here).
         let earlier = self.get(tenant, &spec.recheck_of).await?;
+        let expired = earlier
+            .finished_at
+            .and_then(|at| at.checked_add(self.config.retention))
+            .is_some_and(|until| until <= std::time::SystemTime::now());
+        if expired {
+            return Err(JobError::NotFound(earlier.job.id));
+        }
         if !matches!(
             earlier.state,
             JobState::Succeeded | JobState::Failed | JobState::Cancelled
@@ -37,8 +45,28 @@ impl Jobs {
             });
         }
         // The rows were read, and their numbers analysed, with the earlier spec: the new job
-        // reads them the same way.
+        // reads them the same way, and a different way asked for is refused, not ignored.
         let before = pb::BatchJobSpec::decode(earlier.job.spec.as_slice()).unwrap_or_default();
+        for (field, asked, was) in [
+            (
+                "spec.default_region",
+                &spec.default_region,
+                &before.default_region,
+            ),
+            (
+                "spec.number_column",
+                &spec.number_column,
+                &before.number_column,
+            ),
+            ("spec.sheet", &spec.sheet, &before.sheet),
+        ] {
+            if !asked.is_empty() && asked != was {
+                return Err(JobError::invalid(
+                    field,
+                    "a re-check reads the earlier job's rows as they were read; leave it empty",
+                ));
+            }
+        }
         spec.format = earlier.job.format;
         spec.default_region = before.default_region;
         spec.number_column = before.number_column;
@@ -55,8 +83,10 @@ impl Jobs {
         };
         let from = earlier.job.id;
         self.make(tenant, &spec, job, |job| async move {
-            self.store.copy_rows(&from, &job.id).await?;
-            Ok(job)
+            match self.store.copy_rows(&from, &job.id).await {
+                Err(crate::store::StoreError::JobGone(_)) => Err(JobError::NotFound(from)),
+                copied => copied.map(|()| job).map_err(JobError::from),
+            }
         })
         .await
     }

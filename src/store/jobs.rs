@@ -388,7 +388,6 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
         after: &str,
         limit: u32,
     ) -> Result<Vec<String>, StoreError>;
-    /// Deletes a job with its rows and results; false when there was none.
     /// How the line statuses of re-check `job_id` moved, with the first `limit` changed numbers.
     async fn line_status_changes(
         &self,
@@ -397,7 +396,9 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<LineStatusChanges, StoreError>;
     /// Copies the rows and numbers of job `from` into job `to` (created, importing): a
     /// re-check. Each number starts unchecked, with `from`'s line status as its previous one.
+    /// `from` is locked meanwhile; [`StoreError::JobGone`] if it no longer exists.
     async fn copy_rows(&self, from: &str, to: &str) -> Result<(), StoreError>;
+    /// Deletes a job with its rows and results; false when there was none.
     async fn delete_job(&self, job_id: &str) -> Result<bool, StoreError>;
     /// Ids of jobs that finished before `before`.
     async fn finished_before(&self, before: SystemTime) -> Result<Vec<String>, StoreError>;

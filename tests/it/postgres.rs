@@ -572,3 +572,11 @@ async fn replicas_add_up_one_usage_ledger_in_postgres() {
         (0, 300_000_000, "CNY")
     );
 }
+
+/// A re-check on PostgreSQL: one SQL text serves both databases, whose column types differ.
+#[tokio::test]
+async fn a_recheck_in_postgres_reports_exactly_the_changed_numbers() {
+    let pg = Postgres::start();
+    let url = pg.database("recheck").await;
+    crate::recheck::the_world_moves_on(Some(&url)).await;
+}

@@ -80,10 +80,19 @@ fn column<'a>(table: &'a [Vec<String>], name: &str) -> Vec<&'a str> {
     table[1..].iter().map(|row| row[at].as_str()).collect()
 }
 
-/// A server against `sim` (quota off) whose first job over [`list`] has ended.
-async fn server_with_a_first_job(sim: &sim::SimServer) -> (TestServer, pb::BatchJob) {
+/// A server against `sim` (quota off), its jobs in PostgreSQL at `database` or else in SQLite,
+/// whose first job over [`list`] has ended.
+async fn server_with_a_first_job(
+    sim: &sim::SimServer,
+    database: Option<&str>,
+) -> (TestServer, pb::BatchJob) {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::from_toml(&thinksms_toml(sim, dir.path(), 0, "")).unwrap();
+    let mut config = Config::from_toml(&thinksms_toml(sim, dir.path(), 0, "")).unwrap();
+    if let Some(url) = database {
+        config.storage.database_url = Some(phonecheck::config::SecretRef::File(
+            crate::postgres::url_file(dir.path(), url),
+        ));
+    }
     let server = TestServer::start_in(config, dir.path()).await.keep_dir(dir);
     let mut client = jobs_client(&server);
     let first = create_job(&mut client, line_status_spec(), &list().0, 4096)
@@ -100,9 +109,18 @@ async fn server_with_a_first_job(sim: &sim::SimServer) -> (TestServer, pb::Batch
 #[tokio::test]
 async fn a_recheck_within_the_answers_age_pays_nothing_and_nothing_changes() {
     let sim = start_sim(SimConfig::default()).await;
-    let (server, first) = server_with_a_first_job(&sim).await;
+    let (server, first) = server_with_a_first_job(&sim, None).await;
     let mut client = jobs_client(&server);
     let bill = sim.stats().vendor("thinksms").billable;
+
+    // The rows are read as the earlier job read them: another way is refused, not ignored.
+    let spec = pb::BatchJobSpec {
+        number_column: "name".into(),
+        ..recheck_spec(&first.id, Duration::from_secs(3600), false)
+    };
+    let refused = create_job(&mut client, spec, &[], 1).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("number_column"), "{refused:?}");
 
     let spec = recheck_spec(&first.id, Duration::from_secs(3600), false);
     let again = create_job(&mut client, spec, &[], 1).await.unwrap();
@@ -150,13 +168,20 @@ async fn a_recheck_within_the_answers_age_pays_nothing_and_nothing_changes() {
 
 #[tokio::test]
 async fn a_recheck_after_the_world_moved_on_reports_exactly_the_changed_numbers() {
+    the_world_moves_on(None).await;
+}
+
+/// A first job, the simulated world a day later, and a re-check of the job (estimated, then
+/// run) that reports exactly the numbers whose answer changed; jobs in PostgreSQL at `database`
+/// or else in SQLite (`postgres::` runs it on PostgreSQL).
+pub(crate) async fn the_world_moves_on(database: Option<&str>) {
     let epoch = Arc::new(AtomicU64::new(0));
     let sim = start_sim(SimConfig {
         answer_epoch: epoch.clone(),
         ..SimConfig::default()
     })
     .await;
-    let (server, first) = server_with_a_first_job(&sim).await;
+    let (server, first) = server_with_a_first_job(&sim, database).await;
     let mut client = jobs_client(&server);
     let numbers = list().1;
     let bill = sim.stats().vendor("thinksms").billable;

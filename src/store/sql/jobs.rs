@@ -770,6 +770,16 @@ impl JobStore for $store {
 
     async fn copy_rows(&self, from: &str, to: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        // The earlier job first (as a delete of it locks it): while its rows are copied it can
+        // neither go away nor be half gone.
+        let earlier = sqlx::query("UPDATE batch_jobs SET state = state WHERE id = $1")
+            .bind(from)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if earlier == 0 {
+            return Err(StoreError::JobGone(from.to_owned()));
+        }
         lock_job(&mut tx, to).await?;
         sqlx::query(
             "INSERT INTO batch_job_rows (job_id, seq, sheet, row_no, cells, number_key, problem)
@@ -780,13 +790,13 @@ impl JobStore for $store {
         .bind(to)
         .execute(&mut *tx)
         .await?;
-        // A line status is known only for a number done and not failed (0 is unspecified).
+        // A line status is known only for a number done with an answer to its line-status
+        // check (0 is unspecified: not asked, or the check failed), as for the new one.
         sqlx::query(
             "INSERT INTO batch_job_numbers
                  (job_id, key, seq, input, rows, carrier, province, previous_line_status)
              SELECT $2, key, seq, input, rows, carrier, province,
-                    CASE WHEN state = 1 AND failed = 0 AND line_status <> 0
-                         THEN line_status END
+                    CASE WHEN state = 1 AND line_status <> 0 THEN line_status END
              FROM batch_job_numbers WHERE job_id = $1",
         )
         .bind(from)
