@@ -687,5 +687,4 @@ async fn purger(answers: Weak<Answers>, store: AnswerStore, every: Duration) {
 }
 
 #[cfg(test)]
-#[path = "answers_tests.rs"]
 mod tests;

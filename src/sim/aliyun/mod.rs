@@ -424,5 +424,4 @@ pub fn segment_code(number: &str) -> Option<&'static str> {
 }
 
 #[cfg(test)]
-#[path = "aliyun_tests.rs"]
 mod tests;

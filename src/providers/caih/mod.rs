@@ -550,5 +550,4 @@ impl Provider for CaihProvider {
 }
 
 #[cfg(test)]
-#[path = "caih_tests.rs"]
 mod tests;

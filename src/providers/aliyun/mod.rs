@@ -441,5 +441,4 @@ impl Provider for AliyunProvider {
 }
 
 #[cfg(test)]
-#[path = "aliyun_tests.rs"]
 mod tests;
