@@ -458,7 +458,7 @@ impl BatchJobService for BatchJobApi {
             .get(&tenant.name, job_id(&request.job_id)?)
             .await
             .map_err(status)?;
-        if request.changed_only && export::recheck_of(&job).is_none() {
+        if request.changed_only && crate::jobs::naming::recheck_of(&job).is_none() {
             return Err(ApiError::invalid(
                 "changed_only",
                 "the job is not a re-check (BatchJobSpec.recheck_of): nothing to compare with",

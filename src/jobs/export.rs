@@ -8,6 +8,7 @@ use std::sync::Arc;
 use prost::Message;
 use tokio::sync::mpsc;
 
+use super::naming::short;
 use super::{JobError, Jobs, report};
 use crate::pb;
 use crate::store::{ExportFilter, ExportRow, JobRecord};
@@ -27,20 +28,6 @@ pub struct ExportRequest {
     /// Rows to include.
     pub filter: ExportFilter,
 }
-
-/// A prefix of 'short' names for an enum value: `LINE_STATUS_EMPTY` → `empty`.
-macro_rules! short {
-    ($enum:ty, $value:expr, $prefix:literal) => {
-        <$enum>::try_from($value)
-            .map(|v| {
-                v.as_str_name()
-                    .trim_start_matches($prefix)
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_default()
-    };
-}
-pub(super) use short;
 
 /// The result columns for `checks`: of job exports and of `phonecheck check`'s CSV, whose
 /// cells [`report_cells`] writes.
@@ -253,12 +240,6 @@ async fn send_chunks(
         }
     }
     Ok(())
-}
-
-/// The earlier job a job re-checks (`BatchJobSpec.recheck_of`), if it is a re-check.
-pub fn recheck_of(job: &JobRecord) -> Option<String> {
-    let spec = pb::BatchJobSpec::decode(job.job.spec.as_slice()).unwrap_or_default();
-    (!spec.recheck_of.is_empty()).then_some(spec.recheck_of)
 }
 
 struct Columns {

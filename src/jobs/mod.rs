@@ -14,6 +14,7 @@ pub mod estimate;
 pub mod export;
 pub mod import;
 mod limits;
+pub mod naming;
 mod recheck;
 mod report;
 mod results;

@@ -3,7 +3,7 @@
 
 use prost::Message;
 
-use super::export::short;
+use super::naming::short;
 use super::{JobError, Jobs};
 use crate::pb;
 use crate::store::JobRecord;
@@ -191,7 +191,7 @@ pub async fn render(jobs: &Jobs, job: &JobRecord) -> Result<String, JobError> {
             }
         });
 
-    let recheck = match super::export::recheck_of(job) {
+    let recheck = match super::naming::recheck_of(job) {
         Some(earlier) => Some(RecheckSection::of(jobs, job, earlier).await?),
         None => None,
     };
