@@ -101,7 +101,19 @@ pub fn read_file(
     let mut rows = RowSink::new(spec, analyzer, sink);
     let layout = match format {
         FileFormat::Xlsx | FileFormat::Xls => {
-            workbook::read_workbook(path, format, spec, &mut rows)?
+            let mut layout = Layout {
+                format,
+                encoding: String::new(),
+                number_column: String::new(),
+                columns: Vec::new(),
+                sheets: 0,
+            };
+            if format == FileFormat::Xlsx {
+                xlsx::read(path, spec, &mut rows, &mut layout)?;
+            } else {
+                xls::read(path, spec, &mut rows, &mut layout)?;
+            }
+            layout
         }
         _ => text::read_text(path, format, spec, &mut rows)?,
     };

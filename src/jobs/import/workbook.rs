@@ -1,6 +1,6 @@
-//! Workbooks: XLSX and XLS, every sheet or a chosen one, read by our own bounded readers
-//! ([`super::xlsx`], [`super::xls`]); what they share lives here: the shared-string table, the
-//! sparse row, sheet choice and how numbers become text.
+//! Workbooks: XLSX and XLS, every sheet or a chosen one, read by our own bounded readers (the
+//! `xlsx` and `xls` modules beside this one, which use it); what they share lives here: the
+//! shared-string table, the sparse row, sheet choice and how numbers become text.
 //!
 //! Why not calamine (which this used before): it allocates from sizes a file declares
 //! (`uniqueCount` of the shared strings, the XLS `Dimensions`, compound-file sector chains), builds
@@ -9,31 +9,8 @@
 //! around it would mean re-reading most of each format anyway, so the two readers are ours, and
 //! they read only what an import needs: cell values, sheet names, shared strings.
 
-use std::path::Path;
-
 use super::limits::{ImportLimits, over};
-use super::{JobError, Layout, ReadSpec, RowSink, column_letter};
-use crate::pb::FileFormat;
-
-pub(super) fn read_workbook(
-    path: &Path,
-    format: FileFormat,
-    spec: &ReadSpec,
-    rows: &mut RowSink<'_>,
-) -> Result<Layout, JobError> {
-    let mut layout = Layout {
-        format,
-        encoding: String::new(),
-        number_column: String::new(),
-        columns: Vec::new(),
-        sheets: 0,
-    };
-    match format {
-        FileFormat::Xlsx => super::xlsx::read(path, spec, rows, &mut layout)?,
-        _ => super::xls::read(path, spec, rows, &mut layout)?,
-    }
-    Ok(layout)
-}
+use super::{JobError, Layout, ReadSpec, column_letter};
 
 /// Records what a sheet's reading found: the first sheet with a number column describes the file.
 pub(super) fn take_sheet(layout: &mut Layout, (column, columns): (String, Vec<String>)) {
