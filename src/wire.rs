@@ -448,7 +448,7 @@ fn risk_profile_to_proto(p: &RiskProfile) -> pb::RiskProfileResult {
                     RiskLevel::High => pb::RiskLevel::High,
                 } as i32,
                 r#type: r.risk_type,
-                type_name: crate::providers::yidun::risk_type_name(r.risk_type).to_owned(),
+                type_name: r.type_name().to_owned(),
                 score: r.score,
             })
             .collect(),

@@ -422,6 +422,20 @@ pub struct Risk {
     pub score: f64,
 }
 
+impl Risk {
+    /// The short English name of the risk type, for the codes the contract documents (the risk
+    /// vendor's: 14001..14004); empty for any other code, which is kept as sent.
+    pub fn type_name(&self) -> &'static str {
+        match self.risk_type {
+            14001 => "malicious traffic diversion",
+            14002 => "fraud by a real person",
+            14003 => "fake registration",
+            14004 => "pornographic or vulgar",
+            _ => "",
+        }
+    }
+}
+
 /// The under-18 guess.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Under18 {

@@ -218,17 +218,6 @@ impl Detail {
     }
 }
 
-/// The short English name of a known risk type.
-pub fn risk_type_name(code: i32) -> &'static str {
-    match code {
-        14001 => "malicious traffic diversion",
-        14002 => "fraud by a real person",
-        14003 => "fake registration",
-        14004 => "pornographic or vulgar",
-        _ => "",
-    }
-}
-
 /// How each `code` is treated (PROVIDERS.md §4: only 200 is billable; 411 and 503 are retryable;
 /// 420 means fix the clock; 430, a reused nonce, succeeds with a fresh one).
 pub fn classify_code(code: i64) -> CodeClass {
@@ -462,10 +451,7 @@ mod tests {
         assert_eq!(profile(&results[0]), RiskProfile::default());
         let second = profile(&results[1]);
         assert_eq!(
-            (
-                second.risks[0].level,
-                risk_type_name(second.risks[0].risk_type)
-            ),
+            (second.risks[0].level, second.risks[0].type_name()),
             (RiskLevel::Low, "fake registration")
         );
         assert_eq!(second.location.unwrap().province, "北京");
