@@ -345,6 +345,40 @@ pub fn http_or<T>(
     }
 }
 
+/// Whether `number` is an 11-digit Chinese mobile-like number (mobile, data card, IoT,
+/// satellite): what the line-status vendors check; the refusal names `vendor`.
+pub fn chinese_mobile(number: &NumberInfo, vendor: &str) -> Result<(), String> {
+    use crate::domain::NumberType;
+    let mobile_like = matches!(
+        number.number_type,
+        NumberType::Mobile | NumberType::DataCard | NumberType::Iot | NumberType::Satellite
+    );
+    if number.region_code == "CN" && mobile_like && number.national_number.len() == 11 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{vendor} checks 11-digit Chinese mobile numbers only"
+        ))
+    }
+}
+
+/// Asks `one` for each query of `batch` in turn: a vendor that takes one number per call (batch
+/// size 1), so a larger batch is sent call by call.
+pub async fn one_by_one<'a, F, Fut>(
+    batch: &'a [Query],
+    one: F,
+) -> Vec<Result<Answer, ProviderError>>
+where
+    F: Fn(&'a Query) -> Fut,
+    Fut: std::future::Future<Output = Result<Answer, ProviderError>>,
+{
+    let mut results = Vec::with_capacity(batch.len());
+    for query in batch {
+        results.push(one(query).await);
+    }
+    results
+}
+
 /// The same failure for every query of a batch (a whole call failed).
 pub fn fail_all(batch_len: usize, error: ProviderError) -> Vec<Result<Answer, ProviderError>> {
     vec![Err(error); batch_len]

@@ -15,9 +15,9 @@ use super::LimitsConfig;
 use super::signing::thinksms_sign;
 use super::{
     Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
-    Query, QuotaConfig, http_or, send, url_problem,
+    Query, QuotaConfig, chinese_mobile, http_or, one_by_one, send, url_problem,
 };
-use crate::domain::{Check, CheckData, LineStatus, LineStatusResult, NumberInfo, NumberType};
+use crate::domain::{Check, CheckData, LineStatus, LineStatusResult, NumberInfo};
 use crate::secret::SecretRef;
 
 /// The vendor's production base URL.
@@ -248,24 +248,11 @@ impl Provider for ThinksmsProvider {
     }
 
     fn covers(&self, number: &NumberInfo) -> Result<(), String> {
-        let mobile_like = matches!(
-            number.number_type,
-            NumberType::Mobile | NumberType::DataCard | NumberType::Iot | NumberType::Satellite
-        );
-        if number.region_code == "CN" && mobile_like && number.national_number.len() == 11 {
-            Ok(())
-        } else {
-            Err("Thinksms checks 11-digit Chinese mobile numbers only".to_owned())
-        }
+        chinese_mobile(number, "Thinksms")
     }
 
     async fn call(&self, _check: Check, batch: &[Query]) -> Vec<Result<Answer, ProviderError>> {
-        // One number per vendor call (batch size 1); a larger batch is sent call by call.
-        let mut results = Vec::with_capacity(batch.len());
-        for query in batch {
-            results.push(self.query(&query.number).await);
-        }
-        results
+        one_by_one(batch, |query| self.query(&query.number)).await
     }
 }
 
