@@ -416,7 +416,7 @@ impl Tenant {
 /// Where tenants' budgets and rates are kept: the budget store (Redis when replicas share one,
 /// else the store), the billing currency, and, with Redis, rates shared by replicas.
 #[derive(Debug, Clone)]
-pub struct LimitsBacking {
+pub struct TenantLimitStores {
     /// Where daily budgets are held and settled.
     pub budgets: Arc<dyn BudgetStore>,
     /// The currency of `daily_budget`.
@@ -425,10 +425,10 @@ pub struct LimitsBacking {
     pub rates: Option<Arc<dyn crate::budget::RateSource>>,
 }
 
-impl LimitsBacking {
+impl TenantLimitStores {
     /// Budgets and rates in this process only (tests, tools).
-    pub fn local() -> LimitsBacking {
-        LimitsBacking {
+    pub fn local() -> TenantLimitStores {
+        TenantLimitStores {
             budgets: Arc::new(crate::store::MemoryBudgets::default()),
             currency: Currency::default(),
             rates: None,
@@ -479,7 +479,7 @@ impl Tenants {
     pub fn new(
         config: &std::collections::BTreeMap<String, TenantConfig>,
         defaults: ConcurrencyLimits,
-        backing: &LimitsBacking,
+        backing: &TenantLimitStores,
     ) -> Tenants {
         let mut by_hash = HashMap::new();
         let mut by_name = HashMap::new();

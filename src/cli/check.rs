@@ -18,7 +18,7 @@ use super::CliError;
 use crate::domain::Check;
 use crate::jobs::JobError;
 use crate::jobs::export::{SafeCsv, report_cells, result_columns};
-use crate::jobs::import::{self, ImportLimits, ReadSpec};
+use crate::jobs::import::{self, ImportBounds, ReadSpec};
 use crate::number::Analyzer;
 use crate::pb;
 use crate::pb::check_numbers_response::Response;
@@ -100,7 +100,7 @@ pub(super) async fn run(args: CheckArgs) -> Result<(), CliError> {
         default_region: args.region.clone(),
         // Rows stream through and are not kept: only the per-file reading bounds apply.
         max_rows: u64::MAX,
-        limits: ImportLimits::default(),
+        limits: ImportBounds::default(),
         ..ReadSpec::default()
     };
     let workbook = args.input.as_os_str() != "-"

@@ -56,7 +56,7 @@ pub struct JobsConfig {
     pub prices: Option<serde::de::IgnoredAny>,
     /// `[jobs.import]`: the bounds an uploaded file is read within.
     #[serde(default)]
-    pub import: crate::jobs::import::ImportLimits,
+    pub import: crate::jobs::import::ImportBounds,
 }
 
 fn default_upload_idle_timeout() -> Duration {

@@ -8,12 +8,12 @@
 //! Results are committed as they arrive, a few hundred at a time in one transaction with the
 //! job's counters, so a process killed mid-job loses at most the answers in transit.
 
+mod admission;
 mod config;
 mod cost;
 pub mod estimate;
 pub mod export;
 pub mod import;
-mod limits;
 pub mod naming;
 mod recheck;
 mod report;

@@ -20,8 +20,8 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::Jobs;
+use super::admission::{Budget, Halt, admit, cost_pause, pause};
 use super::cost::{self, CostGuard, CostHold};
-use super::limits::{Budget, Halt, admit, cost_pause, pause};
 use super::results::{self, read_todo, write_results};
 use crate::budget::BudgetHold;
 use crate::domain::CheckState;

@@ -20,7 +20,7 @@ use crate::api::admin::AdminApi;
 use crate::api::jobs::BatchJobApi;
 use crate::api::usage::UsageApi;
 use crate::api::webhooks::WebhookApi;
-use crate::auth::{LimitsBacking, Tenants};
+use crate::auth::{TenantLimitStores, Tenants};
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 use crate::jobs::{JobError, Jobs};
@@ -261,7 +261,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         Some(shared) => Arc::new(shared.budget_store()),
         None => local_budgets,
     });
-    let limits = LimitsBacking {
+    let limits = TenantLimitStores {
         budgets: budgets.clone(),
         currency: config.billing.currency,
         rates: shared

@@ -267,21 +267,21 @@ use std::sync::LazyLock;
 
 use crate::import_files::generate::{self, Upload};
 use phonecheck::jobs::JobError;
-use phonecheck::jobs::import::{ImportLimits, ReadSpec, read_file};
+use phonecheck::jobs::import::{ImportBounds, ReadSpec, read_file};
 use tonic_types::StatusExt;
 
 static ANALYZER: LazyLock<Analyzer> = LazyLock::new(Analyzer::default);
 
 /// Reads `bytes` as the server does, keeping the last three batches (the server has at most that
 /// many in flight); the rows read.
-fn read_upload(name: &str, bytes: &[u8], limits: &ImportLimits) -> Result<u64, JobError> {
+fn read_upload(name: &str, bytes: &[u8], limits: &ImportBounds) -> Result<u64, JobError> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     std::fs::write(&path, bytes).unwrap();
     read_path(name, &path, limits)
 }
 
-fn read_path(name: &str, path: &std::path::Path, limits: &ImportLimits) -> Result<u64, JobError> {
+fn read_path(name: &str, path: &std::path::Path, limits: &ImportBounds) -> Result<u64, JobError> {
     let spec = ReadSpec {
         file_name: name.to_owned(),
         max_rows: 1_000_000,
@@ -310,7 +310,7 @@ fn assert_clean(result: &Result<u64, JobError>) {
 }
 
 /// Tight bounds, so generated files of a few KB meet every one of them.
-fn tight_limits() -> impl Strategy<Value = ImportLimits> {
+fn tight_limits() -> impl Strategy<Value = ImportBounds> {
     (
         64..2_000u64,
         1..40u64,
@@ -321,7 +321,7 @@ fn tight_limits() -> impl Strategy<Value = ImportLimits> {
         0..40_000u64,
     )
         .prop_map(
-            |(cell, cells, columns, strings, string_bytes, part, xls)| ImportLimits {
+            |(cell, cells, columns, strings, string_bytes, part, xls)| ImportBounds {
                 max_cell_bytes: cell,
                 max_row_bytes: cell * 4,
                 max_cells_per_row: cells,
@@ -331,13 +331,13 @@ fn tight_limits() -> impl Strategy<Value = ImportLimits> {
                 max_part_bytes: part,
                 max_inflated_bytes: part * 2,
                 max_xls_bytes: xls,
-                ..ImportLimits::default()
+                ..ImportBounds::default()
             },
         )
 }
 
-fn limits() -> impl Strategy<Value = ImportLimits> {
-    prop_oneof![Just(ImportLimits::default()), tight_limits()]
+fn limits() -> impl Strategy<Value = ImportBounds> {
+    prop_oneof![Just(ImportBounds::default()), tight_limits()]
 }
 
 proptest! {
@@ -377,7 +377,7 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn the_corpus_is_read_or_refused_cleanly() {
-    let small = ImportLimits {
+    let small = ImportBounds {
         max_cell_bytes: 100,
         max_row_bytes: 400,
         max_cells_per_row: 4,
@@ -387,10 +387,10 @@ fn the_corpus_is_read_or_refused_cleanly() {
         max_part_bytes: 10_000,
         max_inflated_bytes: 20_000,
         max_xls_bytes: 20_000,
-        ..ImportLimits::default()
+        ..ImportBounds::default()
     };
     for (name, bytes) in corpus() {
-        for limits in [&ImportLimits::default(), &small] {
+        for limits in [&ImportBounds::default(), &small] {
             let result = read_upload(&name, &bytes, limits);
             assert_clean(&result);
         }
@@ -493,7 +493,7 @@ fn generated_xls_files_read_the_same_as_calamine_reads_them() {
     assert_eq!(range.height(), 301);
     assert_eq!(range.get((5, 1)).unwrap().to_string(), "13800000005");
     assert_eq!(
-        read_upload("a.xls", &file, &ImportLimits::default()).unwrap(),
+        read_upload("a.xls", &file, &ImportBounds::default()).unwrap(),
         300
     );
 }
@@ -662,7 +662,7 @@ fn memory_probe() {
     let size = std::fs::metadata(&path).unwrap().len();
     LazyLock::force(&ANALYZER);
     let idle = status_kib("VmRSS:");
-    let result = read_path(&name, &path, &ImportLimits::default());
+    let result = read_path(&name, &path, &ImportBounds::default());
     let peak = status_kib("VmHWM:").saturating_sub(idle) / 1024;
     let outcome = match &result {
         Ok(rows) => format!("{rows} rows"),

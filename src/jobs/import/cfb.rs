@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
 use super::JobError;
-use super::limits::malformed;
+use super::bounds::malformed;
 
 const END_OF_CHAIN: u32 = 0xFFFF_FFFE;
 /// Sector numbers above this are markers (free, end of chain, FAT or DIFAT sector).

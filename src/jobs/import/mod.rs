@@ -2,20 +2,20 @@
 //! column are detected unless the spec names them. Runs on a blocking thread and hands rows on in
 //! batches, so a file of millions of rows never sits in memory.
 //!
-//! Whatever a file claims about itself, it is read within the bounds of [`ImportLimits`]: text
+//! Whatever a file claims about itself, it is read within the bounds of [`ImportBounds`]: text
 //! line by bounded line; XLSX by our own streaming reader (zip entries inflated through a counter,
 //! XML event by event, rows kept sparse); XLS by our own reader of the compound file and BIFF
 //! records, checked against the file's real length. No declared size is used to allocate.
 
+mod bounds;
 mod cfb;
-mod limits;
 mod text;
 mod workbook;
 mod xls;
 mod xlsx;
 mod zipdir;
 
-pub use limits::ImportLimits;
+pub use bounds::ImportBounds;
 
 use std::fs::File;
 use std::io::Read;
@@ -69,7 +69,7 @@ pub struct ReadSpec {
     /// Most data rows accepted.
     pub max_rows: u64,
     /// The bounds the file is read within.
-    pub limits: ImportLimits,
+    pub limits: ImportBounds,
 }
 
 /// What was found out about the file.
@@ -487,7 +487,7 @@ mod file_tests {
         let spec = ReadSpec {
             file_name: name.to_owned(),
             max_rows: 1_000_000,
-            limits: ImportLimits::default(),
+            limits: ImportBounds::default(),
             ..ReadSpec::default()
         };
         let mut rows = Vec::new();

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use encoding_rs::{Encoding, GB18030, UTF_8, UTF_16BE, UTF_16LE};
 
-use super::limits::{ImportLimits, over};
+use super::bounds::{ImportBounds, over};
 use super::{JobError, Layout, ReadSpec, RowSink};
 use crate::pb::FileFormat;
 
@@ -157,7 +157,7 @@ struct Records<R> {
     delimiter: Option<u8>,
     /// Line ends (`\n`) consumed so far: the next record starts on the line after them.
     newlines: u64,
-    limits: ImportLimits,
+    limits: ImportBounds,
     /// Set after an error: the parser is mid-record, so nothing after it can be read.
     failed: bool,
 }
@@ -170,7 +170,7 @@ const FEED: usize = 8 * 1024;
 
 impl<R: BufRead> Records<R> {
     /// Records of the UTF-8 text `input`, split at `delimiter` (none: one cell a line).
-    fn new(input: R, delimiter: Option<u8>, limits: ImportLimits) -> Records<R> {
+    fn new(input: R, delimiter: Option<u8>, limits: ImportBounds) -> Records<R> {
         let parser = csv_core::ReaderBuilder::new()
             .delimiter(delimiter.unwrap_or(NO_DELIMITER))
             .quoting(delimiter.is_some())
@@ -412,7 +412,7 @@ mod tests {
     use super::*;
 
     fn records(text: &str, delimiter: Option<u8>) -> Vec<Result<(u64, Vec<String>), JobError>> {
-        Records::new(text.as_bytes(), delimiter, ImportLimits::default()).collect()
+        Records::new(text.as_bytes(), delimiter, ImportBounds::default()).collect()
     }
 
     fn split(text: &str) -> Vec<(u64, Vec<String>)> {
@@ -472,11 +472,11 @@ mod tests {
 
     #[test]
     fn records_are_refused_past_their_bounds() {
-        let limits = ImportLimits {
+        let limits = ImportBounds {
             max_row_bytes: 64,
             max_cell_bytes: 10,
             max_cells_per_row: 3,
-            ..ImportLimits::default()
+            ..ImportBounds::default()
         };
         let read = |text: &str| -> Vec<Result<(u64, Vec<String>), JobError>> {
             Records::new(text.as_bytes(), Some(b','), limits.clone()).collect()
@@ -508,9 +508,9 @@ mod tests {
 
     #[test]
     fn a_file_without_line_ends_is_never_held_whole() {
-        let limits = ImportLimits {
+        let limits = ImportBounds {
             max_row_bytes: 1024,
-            ..ImportLimits::default()
+            ..ImportBounds::default()
         };
         // An endless reader: the record is refused after the bound, not read to the end.
         let endless = std::io::BufReader::new(std::io::repeat(b'9'));

@@ -9,7 +9,7 @@
 //! around it would mean re-reading most of each format anyway, so the two readers are ours, and
 //! they read only what an import needs: cell values, sheet names, shared strings.
 
-use super::limits::{ImportLimits, over};
+use super::bounds::{ImportBounds, over};
 use super::{JobError, Layout, ReadSpec, column_letter};
 
 /// Records what a sheet's reading found: the first sheet with a number column describes the file.
@@ -43,7 +43,7 @@ pub(super) fn choose_sheets(names: &[String], spec: &ReadSpec) -> Result<Vec<usi
 }
 
 /// Refuses one sheet more than the bound allows, before its name is kept.
-pub(super) fn check_sheet_count(count: usize, limits: &ImportLimits) -> Result<(), JobError> {
+pub(super) fn check_sheet_count(count: usize, limits: &ImportBounds) -> Result<(), JobError> {
     if count as u64 > limits.max_sheets {
         return Err(over(
             "",
@@ -72,7 +72,7 @@ pub(super) struct SharedStrings {
 }
 
 impl SharedStrings {
-    pub(super) fn new(limits: &ImportLimits) -> SharedStrings {
+    pub(super) fn new(limits: &ImportBounds) -> SharedStrings {
         SharedStrings {
             chunks: Vec::new(),
             index: Vec::new(),
@@ -179,7 +179,7 @@ impl SparseRow {
         &mut self,
         col: u32,
         text: String,
-        limits: &ImportLimits,
+        limits: &ImportBounds,
         place: &dyn Fn() -> String,
     ) -> Result<(), JobError> {
         if text.is_empty() {
@@ -240,7 +240,7 @@ impl SparseRow {
 /// Refuses a cell of more than the bound allows.
 pub(super) fn check_cell(
     bytes: usize,
-    limits: &ImportLimits,
+    limits: &ImportBounds,
     place: &dyn Fn() -> String,
 ) -> Result<(), JobError> {
     if bytes as u64 > limits.max_cell_bytes {
@@ -275,10 +275,10 @@ mod tests {
 
     #[test]
     fn shared_strings_are_bounded_by_count_and_bytes() {
-        let limits = ImportLimits {
+        let limits = ImportBounds {
             max_shared_strings: 3,
             max_shared_string_bytes: 10,
-            ..ImportLimits::default()
+            ..ImportBounds::default()
         };
         let mut strings = SharedStrings::new(&limits);
         strings.push("abc").unwrap();
@@ -297,10 +297,10 @@ mod tests {
 
     #[test]
     fn a_sparse_row_is_bounded_and_dense_to_its_last_cell() {
-        let limits = ImportLimits {
+        let limits = ImportBounds {
             max_cells_per_row: 2,
             max_columns: 30,
-            ..ImportLimits::default()
+            ..ImportBounds::default()
         };
         let place = || "row 1".to_owned();
         let mut row = SparseRow::new();

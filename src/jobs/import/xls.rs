@@ -12,7 +12,7 @@ use std::path::Path;
 
 use encoding_rs::Encoding;
 
-use super::limits::{ImportLimits, malformed, over};
+use super::bounds::{ImportBounds, malformed, over};
 use super::workbook::{
     SharedStrings, SparseRow, check_cell, check_sheet_count, choose_sheets, float_text, take_sheet,
 };
@@ -109,7 +109,7 @@ struct Globals {
     strings: SharedStrings,
 }
 
-fn read_globals(stream: &[u8], limits: &ImportLimits) -> Result<Globals, JobError> {
+fn read_globals(stream: &[u8], limits: &ImportBounds) -> Result<Globals, JobError> {
     let mut records = Records::at(stream, 0);
     let biff8 = match records.next() {
         Some((BOF, data)) => match u16_at(data, 0) {
@@ -267,7 +267,7 @@ impl Segments<'_> {
 
 fn read_sst(
     segments: &[&[u8]],
-    limits: &ImportLimits,
+    limits: &ImportBounds,
     strings: &mut SharedStrings,
 ) -> Result<(), JobError> {
     let truncated = || malformed("a shared string is cut short");
@@ -328,7 +328,7 @@ fn read_sst(
 struct SheetRows<'a> {
     records: Records<'a>,
     globals: &'a Globals,
-    limits: &'a ImportLimits,
+    limits: &'a ImportBounds,
     sheet: &'a str,
     row: SparseRow,
     row_no: u64,
@@ -557,7 +557,7 @@ mod tests {
         sst.extend("手".encode_utf16().flat_map(u16::to_le_bytes));
         let mut more = vec![1];
         more.extend("机".encode_utf16().flat_map(u16::to_le_bytes));
-        let limits = ImportLimits::default();
+        let limits = ImportBounds::default();
         let mut strings = SharedStrings::new(&limits);
         read_sst(&[&sst, &more], &limits, &mut strings).unwrap();
         assert_eq!(strings.get(0), Some("ab"));

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use quick_xml::events::{BytesStart, Event};
 
-use super::limits::{ImportLimits, malformed, over};
+use super::bounds::{ImportBounds, malformed, over};
 use super::workbook::{
     SharedStrings, SparseRow, check_cell, check_sheet_count, choose_sheets, float_text, take_sheet,
 };
@@ -69,7 +69,7 @@ struct Counted<'a, R> {
     part: u64,
     event: u64,
     spent: &'a Cell<u64>,
-    limits: &'a ImportLimits,
+    limits: &'a ImportBounds,
     event_limit: u64,
     tripped: Option<JobError>,
 }
@@ -149,7 +149,7 @@ type Xml<'a> = quick_xml::Reader<Counted<'a, super::zipdir::EntryReader<'a>>>;
 fn open<'a>(
     zip: &'a mut Zip,
     name: &str,
-    limits: &'a ImportLimits,
+    limits: &'a ImportBounds,
     spent: &'a Cell<u64>,
 ) -> Result<Option<Xml<'a>>, JobError> {
     let Some(index) = zip.index_for_name(name) else {
@@ -204,7 +204,7 @@ fn next<'b>(
 fn append_text(
     event: &Event<'_>,
     into: &mut String,
-    limits: &ImportLimits,
+    limits: &ImportBounds,
     place: &dyn Fn() -> String,
 ) -> Result<(), JobError> {
     match event {
@@ -247,7 +247,7 @@ struct Book {
     shared_strings: Option<String>,
 }
 
-fn read_book(zip: &mut Zip, limits: &ImportLimits, spent: &Cell<u64>) -> Result<Book, JobError> {
+fn read_book(zip: &mut Zip, limits: &ImportBounds, spent: &Cell<u64>) -> Result<Book, JobError> {
     let mut buf = Vec::new();
     let mut depth = 0;
     // Sheets by relationship id, in workbook order.
@@ -323,7 +323,7 @@ fn part_path(target: &str) -> String {
 fn read_shared_strings(
     zip: &mut Zip,
     part: &str,
-    limits: &ImportLimits,
+    limits: &ImportBounds,
     spent: &Cell<u64>,
     strings: &mut SharedStrings,
 ) -> Result<(), JobError> {
@@ -375,7 +375,7 @@ struct SheetRows<'a> {
     xml: Xml<'a>,
     buf: Vec<u8>,
     strings: &'a SharedStrings,
-    limits: &'a ImportLimits,
+    limits: &'a ImportBounds,
     sheet: &'a str,
     row: SparseRow,
     row_no: u64,

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Take};
 
 use super::JobError;
-use super::limits::{ImportLimits, ZIP_DIRECTORY_BYTES_PER_ENTRY, malformed, over};
+use super::bounds::{ImportBounds, ZIP_DIRECTORY_BYTES_PER_ENTRY, malformed, over};
 
 /// Fixed part of a central-directory header.
 const CENTRAL_HEADER: u64 = 46;
@@ -121,7 +121,7 @@ impl ZipDir {
     /// their names, extra fields and comments within [`ZIP_DIRECTORY_BYTES_PER_ENTRY`] each,
     /// and each entry's local header and data before the next entry's (in the directory's
     /// order, which is the file's), the last one's before the directory. Nothing is inflated.
-    pub(super) fn open(mut file: File, limits: &ImportLimits) -> Result<ZipDir, JobError> {
+    pub(super) fn open(mut file: File, limits: &ImportBounds) -> Result<ZipDir, JobError> {
         let dir = find_directory(&mut file)?;
         if dir.entries > limits.max_zip_entries {
             return Err(over(
@@ -384,7 +384,7 @@ mod tests {
         out
     }
 
-    fn open(bytes: &[u8], limits: &ImportLimits) -> Result<ZipDir, JobError> {
+    fn open(bytes: &[u8], limits: &ImportBounds) -> Result<ZipDir, JobError> {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(bytes).unwrap();
         ZipDir::open(file, limits)
@@ -400,7 +400,7 @@ mod tests {
     #[test]
     fn entries_are_listed_and_read() {
         let bytes = zip(&[("a.xml", b"alpha"), ("B.xml", b"beta")], b"");
-        let mut zip = open(&bytes, &ImportLimits::default()).unwrap();
+        let mut zip = open(&bytes, &ImportBounds::default()).unwrap();
         assert_eq!(zip.len(), 2);
         assert_eq!(read(&mut zip, "a.xml").unwrap(), b"alpha");
         assert_eq!(read(&mut zip, "b.xml").unwrap(), b"beta");
@@ -409,9 +409,9 @@ mod tests {
 
     #[test]
     fn a_false_end_record_in_the_comment_is_not_the_directory_read() {
-        let limits = ImportLimits {
+        let limits = ImportBounds {
             max_zip_entries: 4,
-            ..ImportLimits::default()
+            ..ImportBounds::default()
         };
         let five: Vec<(String, &[u8])> = (0..5).map(|i| (format!("{i}"), &b"x"[..])).collect();
         let five: Vec<(&str, &[u8])> = five.iter().map(|(n, d)| (n.as_str(), *d)).collect();
@@ -430,7 +430,7 @@ mod tests {
         // Point the second entry's directory header at the first one's local header.
         let second = bytes.windows(4).rposition(|w| w == b"PK\x01\x02").unwrap();
         bytes[second + 42..second + 46].copy_from_slice(&0u32.to_le_bytes());
-        let e = open(&bytes, &ImportLimits::default())
+        let e = open(&bytes, &ImportBounds::default())
             .unwrap_err()
             .to_string();
         assert!(e.contains("overlapping or out of order"), "{e}");
@@ -440,7 +440,7 @@ mod tests {
     fn a_damaged_entry_fails_its_crc() {
         let mut bytes = zip(&[("a", b"0123456789")], b"");
         bytes[30 + 1 + 3] = b'X';
-        let mut zip = open(&bytes, &ImportLimits::default()).unwrap();
+        let mut zip = open(&bytes, &ImportBounds::default()).unwrap();
         assert!(read(&mut zip, "a").is_err());
     }
 }

@@ -12,7 +12,7 @@ use super::JobError;
 /// `[jobs.import]`: bounds on reading one uploaded file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ImportLimits {
+pub struct ImportBounds {
     /// Bytes of text in one cell (decoded, UTF-8).
     pub max_cell_bytes: u64,
     /// Bytes of one row: a line (or quoted record) of a text file, or the text of a workbook row.
@@ -44,9 +44,9 @@ pub struct ImportLimits {
     pub max_concurrent_per_tenant: usize,
 }
 
-impl Default for ImportLimits {
+impl Default for ImportBounds {
     fn default() -> Self {
-        ImportLimits {
+        ImportBounds {
             max_cell_bytes: 32 * 1024,
             max_row_bytes: 256 * 1024,
             max_cells_per_row: 1_024,
@@ -67,7 +67,7 @@ impl Default for ImportLimits {
 /// Central-directory bytes allowed per allowed zip entry (names, extra fields and comments).
 pub(super) const ZIP_DIRECTORY_BYTES_PER_ENTRY: u64 = 512;
 
-impl ImportLimits {
+impl ImportBounds {
     /// What is wrong with these bounds, one line each, for the start-up configuration check.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -149,11 +149,11 @@ mod tests {
 
     #[test]
     fn the_defaults_are_valid_and_zero_is_not() {
-        assert!(ImportLimits::default().problems().is_empty());
-        let zero = ImportLimits {
+        assert!(ImportBounds::default().problems().is_empty());
+        let zero = ImportBounds {
             max_cells_per_row: 0,
             max_concurrent: 0,
-            ..ImportLimits::default()
+            ..ImportBounds::default()
         };
         let problems = zero.problems();
         assert_eq!(problems.len(), 2, "{problems:?}");
