@@ -5,12 +5,8 @@
 //! the route is looked for in the answer cache, so an answer from any of them serves the route.
 
 mod answers;
-mod cache;
-mod codec;
 mod dispatch;
 mod health;
-mod hot;
-mod presence;
 mod quote;
 pub mod route;
 pub mod stack;
@@ -29,11 +25,12 @@ use crate::domain::{
 use crate::number::{Analyzer, NumberError};
 use crate::providers::{Answer, Provider, Query};
 
-pub use answers::{AnswerStats, Answers, Hit, KEY_FILE, Tier};
-pub use cache::{CacheConfig, Share, parse_bytes};
+pub use answers::{
+    AnswerId, AnswerStats, Answers, CacheConfig, ENTRY_BYTES, Hit, HotStats, KEY_FILE, Share, Tier,
+    parse_bytes,
+};
 pub use dispatch::{Cached, Caller, Delivery, Dispatcher, Fetched};
 pub use health::Health;
-pub use hot::{AnswerId, ENTRY_BYTES, HotStats};
 pub use quote::Quote;
 use route::Route;
 pub use route::{Policy, RouteConfig, RouteError, RoutesConfig, RuleConfig};

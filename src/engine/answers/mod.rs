@@ -22,12 +22,18 @@ use std::time::{Duration, SystemTime};
 use hmac::{Hmac, KeyInit, Mac};
 use tokio::sync::{mpsc, oneshot};
 
-use super::cache::CacheConfig;
-use super::codec::{self, Decoded, Interner};
-use super::hot::{AnswerId, HotEntry, HotStats, HotTier};
-use super::presence::Presence;
+mod cache;
+mod codec;
+mod hot;
+mod presence;
+
 use crate::domain::{Check, CheckData, KycInput};
 use crate::store::{AnswerRow, AnswerStore, AnswerStoreStats, Opened, StoreError, StoredAnswer};
+pub use cache::{CacheConfig, Share, parse_bytes};
+use codec::{Decoded, Interner};
+pub use hot::{AnswerId, ENTRY_BYTES, HotStats};
+use hot::{HotEntry, HotTier};
+use presence::Presence;
 
 /// The key file, when no `[redis] hash_key` is configured.
 pub const KEY_FILE: &str = "answers.key";
@@ -89,7 +95,7 @@ pub struct Answers {
     key: Vec<u8>,
     ttl: [Duration; 4],
     /// Whether a tenant's answers are its own (`cache.share`).
-    share: super::cache::Share,
+    share: Share,
     store: Option<AnswerStore>,
     /// Which answers the store may hold (no disk read for the others).
     presence: Presence,
@@ -262,7 +268,7 @@ impl Answers {
     /// Whose answers `tenant` is served: `Some(tenant)` when each tenant's answers are its own
     /// (`cache.share = "tenant"`), `None` when every tenant's are shared.
     pub fn scope<'a>(&self, tenant: &'a str) -> Option<&'a str> {
-        (self.share == super::cache::Share::Tenant).then_some(tenant)
+        (self.share == Share::Tenant).then_some(tenant)
     }
 
     /// The identity of the answer of `provider` to `check` for `e164` with these KYC inputs,

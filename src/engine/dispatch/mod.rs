@@ -23,9 +23,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::answers::AnswerId;
 use super::answers::{Answers, Hit};
 use super::health::Health;
-use super::hot::AnswerId;
 use super::usage::Usage;
 use crate::domain::{Check, CheckData};
 use crate::providers::{Answer, Provider, ProviderError, Query};
