@@ -29,12 +29,12 @@
 //!    store; single-flight, batcher, the tower stack of breaker, retry, quota, concurrency and
 //!    timeout). It owns `[cache]` ([`engine::CacheConfig`]), and counts each tenant's usage for
 //!    the ledger where it happens ([`engine::Usage`]).
-//! 9. [`shared`]: state shared by replicas through Redis: vendor quotas, the answer cache with
+//! 9. [`replicas`]: state shared by replicas through Redis: vendor quotas, the answer cache with
 //!    single-flight across replicas, asynchronous submissions, tenants' budgets and rates.
 //! 10. [`sim`]: wire-faithful simulators of the vendors over HTTP (the sandbox and the tests),
 //!     using only the providers' signing helpers and wire constants; [`budget`]: what a tenant may
 //!     spend (in calls and in money) and how fast it may ask, used alike by calls, stream items and
-//!     file jobs; budgets are kept in the store, or in Redis through `shared`.
+//!     file jobs; budgets are kept in the store, or in Redis through `replicas`.
 //! 11. [`providers`]: one module per vendor behind the [`providers::Provider`] trait, registered in
 //!     the closed [`providers::ProviderConfig`] enum, and the signing helpers they share.
 //! 12. [`store`]: what must survive a restart (pending asynchronous submissions, jobs with their
@@ -71,9 +71,9 @@ pub mod metrics;
 pub mod number;
 pub mod providers;
 pub mod quota;
+pub mod replicas;
 pub mod secret;
 pub mod server;
-pub mod shared;
 pub mod sim;
 pub mod store;
 pub mod telemetry;

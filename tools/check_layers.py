@@ -18,7 +18,7 @@ LAYERS = [
     ["store"],
     ["providers"],
     ["sim", "budget"],
-    ["shared"],
+    ["replicas"],
     ["engine"],
     ["wire"],
     ["webhooks"],

@@ -72,7 +72,7 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// State shared by replicas (the vendor quota); absent: each process keeps its own.
     #[serde(default)]
-    pub redis: Option<crate::shared::RedisConfig>,
+    pub redis: Option<crate::replicas::RedisConfig>,
     /// Vendor accounts, by name. Empty: sandbox mode. Held sorted by name: that is the order of
     /// a check's providers when `[routes]` does not give one.
     #[serde(default)]

@@ -86,7 +86,7 @@ pub enum ForgetError {
     Store(#[from] crate::store::StoreError),
     /// Redis failed (the kind only).
     #[error(transparent)]
-    Shared(#[from] crate::shared::SharedError),
+    Shared(#[from] crate::replicas::SharedError),
 }
 
 /// The engine.
@@ -96,7 +96,7 @@ pub struct Engine {
     dispatchers: Vec<Dispatcher>,
     routes: HashMap<Check, Route>,
     answers: Arc<Answers>,
-    shared: Option<crate::shared::Shared>,
+    shared: Option<crate::replicas::Shared>,
     currency: Currency,
     /// The share of each vendor's quota bulk jobs may use.
     bulk_share: f64,
@@ -143,14 +143,14 @@ impl Engine {
 
     /// An engine with the given cache settings and answer cache ([`Answers::open`]), whose bulk
     /// jobs may use `bulk_share` (0 to 1] of each vendor's quota, and whose quotas and answers
-    /// are shared through `shared` (Redis) when given.
+    /// are shared through `replicas` (Redis) when given.
     pub fn build(
         analyzer: Analyzer,
         providers: Vec<Arc<dyn Provider>>,
         cache: &CacheConfig,
         answers: Arc<Answers>,
         bulk_share: f64,
-        shared: Option<&crate::shared::Shared>,
+        shared: Option<&crate::replicas::Shared>,
     ) -> Engine {
         if let Some(shared) = shared {
             // Other replicas' forgets reach this replica's memory and store too.

@@ -49,7 +49,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// Builds the layered service for `provider`, its quota kept in `shared` (Redis) when given.
 pub fn build_with(
     provider: Arc<dyn Provider>,
-    shared: Option<crate::shared::SharedQuota>,
+    shared: Option<crate::replicas::SharedQuota>,
 ) -> CallService {
     build_observed(provider, shared).0
 }
@@ -69,7 +69,7 @@ impl BreakerView {
 /// Like [`build_with`], with a view of the breaker's state.
 pub fn build_observed(
     provider: Arc<dyn Provider>,
-    shared: Option<crate::shared::SharedQuota>,
+    shared: Option<crate::replicas::SharedQuota>,
 ) -> (CallService, BreakerView) {
     let limits = provider.info().limits;
     let name = provider.info().name.clone();
@@ -234,7 +234,7 @@ where
 fn quota_layer<S>(
     quota: QuotaConfig,
     provider: Arc<str>,
-    shared: Option<crate::shared::SharedQuota>,
+    shared: Option<crate::replicas::SharedQuota>,
 ) -> Around<impl Fn(S, Call) -> BoxFuture<Result<Results, ProviderError>> + Clone>
 where
     S: Service<Call, Response = Results, Error = ProviderError> + Send + 'static,

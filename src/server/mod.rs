@@ -185,7 +185,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
     );
     let shared = match &config.redis {
         Some(redis) => Some(
-            crate::shared::Shared::connect(redis)
+            crate::replicas::Shared::connect(redis)
                 .await
                 .map_err(|e| ServeError::Shared(e.to_string()))?,
         ),
@@ -240,7 +240,7 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
     let answers = crate::engine::Answers::open(
         &config.answer_cache(),
         &config.storage.data_dir,
-        shared.as_ref().map(crate::shared::Shared::local_key),
+        shared.as_ref().map(crate::replicas::Shared::local_key),
     )
     .await;
     let engine = Arc::new(

@@ -1,7 +1,7 @@
 //! Tenants' daily budgets as the replicas keep them together: per tenant and China-time day,
 //! what was billed and what requests in flight hold, in calls and in money. The budget layer
 //! decides what to hold; a [`BudgetStore`] makes each hold atomic against every other process
-//! using the same store (SQL here, Redis in `shared`).
+//! using the same store (SQL here, Redis in `replicas`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -12,7 +12,7 @@ mod limits;
 use crate::common::*;
 use phonecheck::config::{Config, SecretRef};
 use phonecheck::pb;
-use phonecheck::shared::RedisConfig;
+use phonecheck::replicas::RedisConfig;
 use phonecheck::sim::{self, SimConfig};
 
 /// All four vendors live against `sim`, sharing state through the Redis on `redis_port`.

@@ -99,7 +99,7 @@ impl CacheConfig {
 
     /// Every check's TTL as a closure, for the layers below the engine (the shared answers in
     /// Redis), which must not know this type.
-    pub fn ttl_fn(&self) -> crate::shared::TtlFn {
+    pub fn ttl_fn(&self) -> crate::replicas::TtlFn {
         let ttls = Check::ALL.map(|c| self.ttl(c));
         std::sync::Arc::new(move |check| ttls[check as usize])
     }

@@ -29,7 +29,7 @@ use super::health::Health;
 use super::usage::Usage;
 use crate::domain::{Check, CheckData};
 use crate::providers::{Answer, Provider, ProviderError, Query};
-use crate::shared::{AnswerKey, Coordination, RemoteLock, SharedAnswer, SharedAnswers, TtlFn};
+use crate::replicas::{AnswerKey, Coordination, RemoteLock, SharedAnswer, SharedAnswers, TtlFn};
 
 /// Jobs queued for the batcher before callers wait.
 const QUEUE: usize = 16_384;
@@ -160,7 +160,7 @@ impl Dispatcher {
         answers: Arc<Answers>,
         ttl: TtlFn,
         bulk_share: f64,
-        shared: Option<&crate::shared::Shared>,
+        shared: Option<&crate::replicas::Shared>,
         usage: Arc<Usage>,
     ) -> Dispatcher {
         Self::with_queue(provider, answers, ttl, bulk_share, shared, usage, QUEUE)
@@ -171,7 +171,7 @@ impl Dispatcher {
         answers: Arc<Answers>,
         ttl: TtlFn,
         bulk_share: f64,
-        shared: Option<&crate::shared::Shared>,
+        shared: Option<&crate::replicas::Shared>,
         usage: Arc<Usage>,
         queue: usize,
     ) -> Dispatcher {
