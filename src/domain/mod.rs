@@ -63,7 +63,7 @@ impl std::str::FromStr for Check {
     }
 }
 
-/// The canonical line status (see PROVIDERS.md, "The canonical line-status taxonomy").
+/// The canonical line status (see docs/providers.md, "The canonical line-status taxonomy").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum LineStatus {
     /// In use.

@@ -1,6 +1,6 @@
 //! Thinksms `emptyStatusQuery`: line status (空号检测) of one Chinese mobile number per call.
 //!
-//! Wire contract: PROVIDERS.md §1. `POST {base}/HrmApi/emptyStatusQuery` with
+//! Wire contract: docs/providers.md §1. `POST {base}/HrmApi/emptyStatusQuery` with
 //! `{"mobile", "hashcode", "sign"}`, `sign = UPPER(md5(hashcode + mobile + private_key +
 //! yyyyMMdd))` in China time.
 

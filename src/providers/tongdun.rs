@@ -1,6 +1,6 @@
 //! TongDun `phoneverify`: social-account presence and KYC signals for Indonesian, Singaporean and
 //! Pakistani numbers, one number per call, at the regional node of the number's country.
-//! Wire contract: PROVIDERS.md §3. Credentials travel in the query string: never log the URL.
+//! Wire contract: docs/providers.md §3. Credentials travel in the query string: never log the URL.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
@@ -245,8 +245,8 @@ fn timestamp(secs: Option<f64>) -> Option<std::time::SystemTime> {
     (secs >= 0.0).then(|| UNIX_EPOCH + Duration::from_secs_f64(secs))
 }
 
-/// How each `code` is treated (PROVIDERS.md §3: only 200 is billable). A parameter error about
-/// `partner_code` or `partner_key` means the credentials are wrong.
+/// How each `code` is treated (docs/providers.md §3: only 200 is billable). A parameter error
+/// about `partner_code` or `partner_key` means the credentials are wrong.
 pub fn classify(code: i64, message: &str) -> CodeClass {
     let lower = message.to_ascii_lowercase();
     let about_credentials = lower.contains("partner_code") || lower.contains("partner_key");

@@ -1,6 +1,6 @@
 //! NetEase Yidun `phone/multiple/query`: risk profiles of up to 100 Chinese mobile numbers per
 //! call. Form-encoded, signed over the sorted parameters with MD5, SHA1, SHA256 or SM3.
-//! Wire contract: PROVIDERS.md §4.
+//! Wire contract: docs/providers.md §4.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -218,8 +218,8 @@ impl Detail {
     }
 }
 
-/// How each `code` is treated (PROVIDERS.md §4: only 200 is billable; 411 and 503 are retryable;
-/// 420 means fix the clock; 430, a reused nonce, succeeds with a fresh one).
+/// How each `code` is treated (docs/providers.md §4: only 200 is billable; 411 and 503 are
+/// retryable; 420 means fix the clock; 430, a reused nonce, succeeds with a fresh one).
 pub fn classify_code(code: i64) -> CodeClass {
     let (reason, retryable) = match code {
         400 | 401 | 410 => (ErrorReason::AuthFailed, false),

@@ -1,7 +1,7 @@
 //! Aliyun 号码百科 `PhoneNumberStatusForPublic` (Dytnsapi 2020-02-17): line status and the current
 //! carrier (after porting) of one Chinese mobile number per call.
 //!
-//! Wire contract: PROVIDERS.md §5, checked against the vendor's Python SDK
+//! Wire contract: docs/providers.md §5, checked against the vendor's Python SDK
 //! (`alibabacloud-dytnsapi20200217` 3.4.0): `POST /?AuthCode=..&InputNumber=..&Mask=..` with an
 //! empty body, the `x-acs-*` headers, and Alibaba Cloud's V3 signature (`ACS3-HMAC-SHA256`, in
 //! [`super::signing`]). The answer is `{"RequestId", "Code", "Message", "Data": {"Status",

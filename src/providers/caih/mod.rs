@@ -1,6 +1,6 @@
 //! caih 号码标记监测: spam labels from caller-ID apps, asynchronously. Numbers are first added to
 //! monitoring (`sign_add`), the vendor labels them in an hourly run, then they are queried
-//! (`sign_search`). Wire contract: PROVIDERS.md §2.
+//! (`sign_search`). Wire contract: docs/providers.md §2.
 //!
 //! A lookup of a number not yet submitted claims it in the [`PendingStore`] (atomically, so
 //! concurrent lookups submit it once), adds it, and answers pending. A later lookup queries by
