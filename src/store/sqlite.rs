@@ -94,16 +94,14 @@ impl SqliteStore {
     ) -> Result<SqliteStore, StoreError> {
         let pool = SqlitePoolOptions::new()
             .max_connections(connections)
-            // A connection can come back with its transaction still open after SQLite refused a
-            // write (a full disk: the statement is rolled back, the transaction is not, and the
-            // library's own rollback may not reach it). Every later write on it then fails with
-            // SQLITE_BUSY_SNAPSHOT, and a job can stall: seen in `faults::disk`. A ROLLBACK on
-            // release ends any such transaction; with none open it is refused, harmlessly.
+            // After SQLite refused a COMMIT or ROLLBACK (a full disk), the library can still count
+            // a transaction on the connection, and every later write on it fails
+            // (SQLITE_BUSY_SNAPSHOT): a job stalled so in `faults::disk`. Such a connection is
+            // closed when it comes back, not reused; a sound one costs no statement.
             .after_release(|connection, _| {
                 Box::pin(async move {
-                    use sqlx::Executor;
-                    let _ = connection.execute("ROLLBACK").await;
-                    Ok(true)
+                    use sqlx::Connection;
+                    Ok(!connection.is_in_transaction())
                 })
             })
             .connect_with(options)
