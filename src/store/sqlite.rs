@@ -97,10 +97,16 @@ impl SqliteStore {
             // After SQLite refused a COMMIT or ROLLBACK (a full disk), the library can still count
             // a transaction on the connection, and every later write on it fails
             // (SQLITE_BUSY_SNAPSHOT): a job stalled so in `faults::disk`. Such a connection is
-            // closed when it comes back, not reused; a sound one costs no statement.
+            // closed when it comes back, not reused. A transaction dropped unfinished is still
+            // counted until the rollback the library queued has run: a ping waits for it first.
+            // A connection with no transaction costs no statement.
             .after_release(|connection, _| {
                 Box::pin(async move {
                     use sqlx::Connection;
+                    if !connection.is_in_transaction() {
+                        return Ok(true);
+                    }
+                    connection.ping().await?;
                     Ok(!connection.is_in_transaction())
                 })
             })
