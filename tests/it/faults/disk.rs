@@ -76,23 +76,24 @@ async fn the_data_disk_full_under_a_job() {
         return;
     };
     let seed = fault_seed();
-    let at = Duration::from_millis(300 + seed % 1_200);
+    // The disk fills once this many numbers are paid for, and stays full this long.
+    let at = 20 + seed % 160;
     let lasts = Duration::from_millis(500 + (seed / 1_200) % 1_500);
-    println!("disk full at {at:?} for {lasts:?}");
+    println!("disk full after {at} numbers paid, for {lasts:?}");
     let sim = start_sim(SimConfig::default()).await;
     let config = Config::from_toml(&thinksms_toml(&sim, disk.path(), QUOTA, "")).unwrap();
     let server = TestServer::start_in(config, disk.path()).await;
 
     let created = super::job::start(&server, "86", NUMBERS).await;
     let started = Instant::now();
-    tokio::time::sleep(at).await;
+    super::job::paid(&sim, at).await;
     let filler = fill(disk.path());
     let before = sim.stats().vendor("thinksms").billable;
     tokio::time::sleep(lasts).await;
     std::fs::remove_file(&filler).unwrap();
     println!("disk full with {before} numbers paid");
 
-    let job = super::job::ended(&server, &created.id, started, JOB_BOUND).await;
+    let job = super::job::ended(&server, &created.id, JOB_BOUND).await;
     let bill = sim.stats().vendor("thinksms").billable;
     println!("disk full: ended after {:?}", started.elapsed());
     super::job::assert_paid_once("disk full", &job, NUMBERS, bill);

@@ -13,7 +13,7 @@ mod vendor;
 /// What the job faults share: a file job of distinct numbers, waiting for its end while its
 /// store may be away, and the invariants checked after it.
 mod job {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use crate::common::*;
     use phonecheck::pb;
@@ -35,43 +35,50 @@ mod job {
             .unwrap()
     }
 
-    /// The job once it is neither queued nor running; asked as a client would (a call may fail
-    /// while the store is away). Fails the test past `bound` from `started`.
-    pub async fn ended(
-        server: &TestServer,
-        id: &str,
-        started: Instant,
-        bound: Duration,
-    ) -> pb::BatchJob {
-        let mut last = None;
-        loop {
-            assert!(
-                started.elapsed() < bound,
-                "the job did not end within {bound:?}: {last:?}"
-            );
-            let request = pb::GetBatchJobRequest {
-                job_id: id.to_owned(),
-            };
+    /// Waits until the simulator has billed `numbers` Thinksms calls (the job is under way).
+    pub async fn paid(sim: &phonecheck::sim::SimServer, numbers: u64) {
+        sim.stats()
+            .wait_until(|s| s["thinksms"].billable >= numbers)
+            .await;
+    }
+
+    /// The job once it has ended, followed with `WatchBatchJob` (the store is back by then; a
+    /// watch cut while it reconnects is opened again, a bounded number of times). Fails the
+    /// test past `bound`.
+    pub async fn ended(server: &TestServer, id: &str, bound: Duration) -> pb::BatchJob {
+        let following = async {
             let mut client = jobs_client(server);
-            let call = tokio::time::timeout(Duration::from_secs(5), client.get_batch_job(request));
-            if let Ok(Ok(response)) = call.await
-                && let Some(job) = response.into_inner().job
-            {
-                if job.state() != pb::BatchJobState::Queued
+            let mut last = None;
+            for _ in 0..20 {
+                let request = pb::WatchBatchJobRequest {
+                    job_id: id.to_owned(),
+                    ..Default::default()
+                };
+                let Ok(updates) = client.watch_batch_job(request).await else {
+                    continue;
+                };
+                let mut updates = updates.into_inner();
+                while let Ok(Some(update)) = updates.message().await {
+                    last = update.job;
+                }
+                if let Some(job) = &last
+                    && job.state() != pb::BatchJobState::Queued
                     && job.state() != pb::BatchJobState::Running
                 {
-                    return job;
+                    return job.clone();
                 }
-                last = Some((job.state(), job.progress));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            panic!("the job could not be followed to its end: {last:?}")
+        };
+        tokio::time::timeout(bound, following)
+            .await
+            .expect("the job ends within its bound")
     }
 
     /// A second job over the same numbers, after the fault: it pays for nothing (none failed).
     pub async fn second_pass_pays_nothing(server: &TestServer, prefix: &str, count: u32) {
         let again = start(server, prefix, count).await;
-        let job = ended(server, &again.id, Instant::now(), Duration::from_secs(60)).await;
+        let job = ended(server, &again.id, Duration::from_secs(60)).await;
         let progress = job.progress.unwrap();
         assert_eq!(job.state, pb::BatchJobState::Succeeded as i32);
         assert_eq!(

@@ -32,13 +32,15 @@ enum Fault {
 
 async fn postgres_fails_under_a_job(fault: Fault, prefix: u32) {
     let seed = fault_seed();
-    let at = Duration::from_millis(300 + seed % 1_200);
-    // A pause lasts past the storage timeout, so that calls meanwhile are seen to end.
+    // The fault strikes once this many numbers are paid for (the job is then well under way).
+    let at = 20 + seed % 160;
+    // How long it lasts is a time by nature; a pause lasts past the storage timeout, so that
+    // calls meanwhile are seen to end.
     let lasts = match fault {
         Fault::StopStart => Duration::from_millis(500 + (seed / 1_200) % 1_500),
         Fault::Pause => Duration::from_millis(1_500 + (seed / 1_200) % 1_500),
     };
-    println!("{fault:?} at {at:?} for {lasts:?}");
+    println!("{fault:?} after {at} numbers paid, for {lasts:?}");
     let pg = Postgres::start();
     let url = pg.database("faults").await;
     let sim = start_sim(SimConfig::default()).await;
@@ -50,7 +52,7 @@ async fn postgres_fails_under_a_job(fault: Fault, prefix: u32) {
 
     let created = super::job::start(&server, &format!("{prefix}7"), NUMBERS).await;
     let started = Instant::now();
-    tokio::time::sleep(at).await;
+    super::job::paid(&sim, at).await;
     let before = sim.stats().vendor("thinksms").billable;
     match fault {
         Fault::StopStart => {
@@ -82,7 +84,7 @@ async fn postgres_fails_under_a_job(fault: Fault, prefix: u32) {
     }
     println!("{fault:?}: {before} numbers paid before the fault");
 
-    let job = super::job::ended(&server, &created.id, started, JOB_BOUND).await;
+    let job = super::job::ended(&server, &created.id, JOB_BOUND).await;
     let bill = sim.stats().vendor("thinksms").billable;
     println!("{fault:?}: ended after {:?}", started.elapsed());
     super::job::assert_paid_once(&format!("{fault:?}"), &job, NUMBERS, bill);
