@@ -240,14 +240,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3.0);
-    let mut servers: Vec<(String, std::path::PathBuf)> = Vec::new();
-    if let Ok(baseline) = std::env::var("PHONECHECK_BENCH_BASELINE") {
-        servers.push(("baseline".to_owned(), baseline.into()));
-    }
-    servers.push((
-        "this build".to_owned(),
-        env!("CARGO_BIN_EXE_phonecheck").into(),
-    ));
+    let servers = support::server_binaries();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -115,14 +115,7 @@ async fn measure(sim: &SimServer, bin: &std::path::Path, index: u64) {
 }
 
 fn main() {
-    let mut servers: Vec<(String, std::path::PathBuf)> = Vec::new();
-    if let Ok(baseline) = std::env::var("PHONECHECK_BENCH_BASELINE") {
-        servers.push(("baseline".to_owned(), baseline.into()));
-    }
-    servers.push((
-        "this build".to_owned(),
-        env!("CARGO_BIN_EXE_phonecheck").into(),
-    ));
+    let servers = support::server_binaries();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

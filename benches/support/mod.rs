@@ -11,6 +11,20 @@ use phonecheck::pb::phone_check_service_client::PhoneCheckServiceClient;
 use phonecheck::sim::{self, SimServer};
 use tonic::transport::Channel;
 
+/// The server binaries to measure, named: another build's first when
+/// `PHONECHECK_BENCH_BASELINE` names it (to compare side by side in one run), then this build's.
+pub fn server_binaries() -> Vec<(String, std::path::PathBuf)> {
+    let mut servers = Vec::new();
+    if let Ok(baseline) = std::env::var("PHONECHECK_BENCH_BASELINE") {
+        servers.push(("baseline".to_owned(), baseline.into()));
+    }
+    servers.push((
+        "this build".to_owned(),
+        env!("CARGO_BIN_EXE_phonecheck").into(),
+    ));
+    servers
+}
+
 /// The server as a child process; killed when dropped.
 pub struct Server {
     pub child: Child,
