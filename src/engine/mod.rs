@@ -384,7 +384,10 @@ impl Engine {
         let query = Query {
             number: info.clone(),
             kyc: options.kyc.clone(),
-            scope: self.answers.scope(&request.tenant).map(str::to_owned),
+            scope: self
+                .answers
+                .scope(&request.tenant)
+                .map(|_| request.tenant.clone()),
         };
         let order = match self.plan(check, info, &query, &request.tenant) {
             Plan::Local(local) => return local.finish(started),

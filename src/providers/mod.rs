@@ -66,7 +66,7 @@ pub struct Query {
     /// The tenant whose call this is when each tenant's answers are its own
     /// (`cache.share = "tenant"`); `None` when answers are shared. A vendor client that
     /// remembers calls itself (an asynchronous submission) keeps them apart by it.
-    pub scope: Option<String>,
+    pub scope: Option<std::sync::Arc<str>>,
 }
 
 impl From<NumberInfo> for Query {
