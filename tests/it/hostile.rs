@@ -18,20 +18,10 @@ use tonic_types::StatusExt;
 
 const KEY: &str = "pck_hostile_tenant_key_for_tests_only";
 
-type Keyed = InterceptedService<
-    Channel,
-    fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
->;
-
-fn with_key(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {KEY}").parse().unwrap());
-    Ok(request)
-}
+type Keyed = InterceptedService<Channel, ApiKey>;
 
 fn keyed(server: &TestServer) -> Keyed {
-    InterceptedService::new(server.channel(), with_key as fn(_) -> _)
+    InterceptedService::new(server.channel(), ApiKey(KEY))
 }
 
 fn client(server: &TestServer) -> PhoneCheckServiceClient<Keyed> {
