@@ -28,9 +28,8 @@ impl Jobs {
         // Another tenant's job, or one deleted or past its retention, is not found (the sweeper
         // deletes expired jobs within the hour; until then they are refused here).
         let earlier = self.get(tenant, &spec.recheck_of).await?;
-        let expired = earlier
-            .finished_at
-            .and_then(|at| at.checked_add(self.config.retention))
+        let expired = self
+            .expires_at(&earlier)
             .is_some_and(|until| until <= std::time::SystemTime::now());
         if expired {
             return Err(JobError::NotFound(earlier.job.id));
