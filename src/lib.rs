@@ -14,7 +14,9 @@
 //! 2. [`server`]: assembles the tonic server: health, reflection, compression, layers, graceful
 //!    shutdown.
 //! 3. [`config`]: reads TOML plus `PHONECHECK__` environment overrides into the components' own
-//!    configuration types and validates them all at once; it only assembles.
+//!    configuration types and validates them all at once; it only assembles. Below it,
+//!    [`console`]: the web console (`[console]`), server-rendered pages over the gRPC services,
+//!    called in-process with the signed-in tenant's key; sessions, CSRF, security headers, rates.
 //! 4. [`api`]: the gRPC services (the edge): the auth interceptor, the one request flow, and the
 //!    one mapping of every layer's errors to `tonic::Status` with `google.rpc` details.
 //! 5. [`auth`]: API keys (hashed) mapped to tenants, grants and concurrency places, with its own
@@ -63,6 +65,7 @@ pub mod budget;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod dependency;
 pub mod domain;
 pub mod engine;
@@ -81,7 +84,7 @@ pub mod transport;
 pub mod webhooks;
 pub mod wire;
 
-pub use server::{ServeError, serve, serve_with_admin};
+pub use server::{ServeError, serve, serve_with_admin, serve_with_listeners};
 
 /// The generated protobuf contract (`phonecheck.v1`).
 pub mod pb {

@@ -24,6 +24,7 @@ LAYERS = [
     ["webhooks"],
     ["auth", "jobs"],
     ["api"],
+    ["console"],
     ["config"],
     ["server"],
     ["cli"],

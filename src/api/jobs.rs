@@ -21,6 +21,9 @@ use crate::store::{ExportFilter, JobRecord};
 /// Default and largest page of `ListBatchJobs`.
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 1_000;
+/// Default and largest number of rows of `PreviewBatchJob`.
+const DEFAULT_PREVIEW: u32 = 10;
+const MAX_PREVIEW: u32 = 100;
 
 impl From<JobError> for ApiError {
     fn from(e: JobError) -> ApiError {
@@ -154,6 +157,22 @@ fn job_id(id: &str) -> Result<&str, Status> {
         return Err(ApiError::invalid("job_id", "the job id is required").into());
     }
     Ok(id)
+}
+
+/// The 0-based column of a job's `number_column` as the importer describes it for people,
+/// `header (B)` (the letters in the last parentheses), or only `B` for a file without a header.
+fn column_index(described: &str) -> Option<usize> {
+    let inner = match described.strip_suffix(')').and_then(|s| s.rsplit_once('(')) {
+        Some((_, inner)) => inner,
+        None => described,
+    };
+    if inner.is_empty() || inner.len() > 3 || !inner.bytes().all(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let n = inner
+        .bytes()
+        .fold(0usize, |n, b| n * 26 + usize::from(b - b'A') + 1);
+    Some(n - 1)
 }
 
 /// The list cursor, as an opaque token.
@@ -358,6 +377,48 @@ impl BatchJobService for BatchJobApi {
             .map_err(status)?;
         Ok(Response::new(pb::StartBatchJobResponse {
             job: Some(self.to_proto(&job, true).await?),
+        }))
+    }
+
+    async fn preview_batch_job(
+        &self,
+        request: Request<pb::PreviewBatchJobRequest>,
+    ) -> Result<Response<pb::PreviewBatchJobResponse>, Status> {
+        let tenant = tenant_of(&request);
+        let request = request.into_inner();
+        let rows = match request.rows {
+            0 => DEFAULT_PREVIEW,
+            n if n < 0 => return Err(ApiError::invalid("rows", "must not be negative").into()),
+            n => u32::try_from(n).unwrap_or(MAX_PREVIEW).min(MAX_PREVIEW),
+        };
+        let job = self
+            .jobs
+            .get(&tenant.name, job_id(&request.job_id)?)
+            .await
+            .map_err(status)?;
+        let first = self
+            .jobs
+            .store()
+            .export_rows(&job.job.id, ExportFilter::default(), 0, rows)
+            .await
+            .map_err(|e| status(JobError::Store(e)))?;
+        let index = column_index(&job.job.number_column)
+            .filter(|&i| i < job.job.columns.len())
+            .and_then(|i| i32::try_from(i).ok())
+            .unwrap_or(-1);
+        Ok(Response::new(pb::PreviewBatchJobResponse {
+            columns: job.job.columns.clone(),
+            number_column_index: index,
+            rows: first
+                .into_iter()
+                .map(|row| pb::PreviewRow {
+                    sheet: row.sheet,
+                    row: i64::try_from(row.row_no).unwrap_or(i64::MAX),
+                    cells: row.cells,
+                    problem: row.problem.unwrap_or_default(),
+                })
+                .collect(),
+            sheets: i32::try_from(job.job.sheets).unwrap_or(i32::MAX),
         }))
     }
 

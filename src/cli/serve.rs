@@ -52,8 +52,26 @@ pub(super) async fn run(
         }
         None => None,
     };
+    let console = crate::server::bind_console(&config).await?;
+    if let Some(console) = &console {
+        let addr = console.local_addr()?;
+        if !addr.ip().is_loopback() && config.tenants.is_empty() && !allow_unauthenticated {
+            return Err(CliError::Usage(format!(
+                "refusing to serve the console on {addr} with no API keys configured: anyone who \
+                 can reach it could spend the vendor accounts' credit. Configure [tenants], use a \
+                 loopback address, or pass --allow-unauthenticated."
+            )));
+        }
+        let scheme = if config.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        writeln!(stdout, "phonecheck console at {scheme}://{addr}/")?;
+    }
     stdout.flush()?;
-    let served = crate::serve_with_admin(listener, admin, config, shutdown_signal()).await;
+    let served =
+        crate::serve_with_listeners(listener, admin, console, config, shutdown_signal()).await;
     // The exporter blocks while it flushes the last spans.
     let _ = tokio::task::spawn_blocking(crate::telemetry::shutdown).await;
     served?;

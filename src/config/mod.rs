@@ -91,6 +91,9 @@ pub struct Config {
     /// How webhooks are delivered (the targets are the tenants' `webhook`).
     #[serde(default)]
     pub webhooks: crate::webhooks::WebhooksConfig,
+    /// The web console (off unless `listen` is set; on at a loopback port in sandbox mode).
+    #[serde(default)]
+    pub console: crate::console::ConsoleConfig,
 }
 
 /// `[server]`.
@@ -447,6 +450,7 @@ impl Config {
             problems.push("server.stream_window must be between 1 and 100000".to_owned());
         }
         problems.extend(self.server.connections.problems());
+        problems.extend(self.console.problems());
         if let Some(path) = &self.analysis.location_data
             && let Err(e) = crate::number::LocationData::from_path(path)
         {

@@ -93,6 +93,9 @@ pub enum ServeError {
     /// The webhooks could not be set up (a secret could not be read).
     #[error("{0}")]
     Webhooks(String),
+    /// The web console could not be set up.
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
 }
 
 /// What `serve` builds from the configuration before it accepts calls.
@@ -333,10 +336,36 @@ where
     serve_with_admin(listener, admin, config, shutdown).await
 }
 
-/// Like [`serve`], with the admin HTTP listener (`/metrics`, `/healthz`) given already bound.
+/// Like [`serve`], with the admin HTTP listener (`/metrics`, `/healthz`) given already bound; the
+/// console's is bound from the configuration.
 pub async fn serve_with_admin<F>(
     listener: TcpListener,
     admin: Option<TcpListener>,
+    config: Config,
+    shutdown: F,
+) -> Result<(), ServeError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let console = bind_console(&config).await?;
+    serve_with_listeners(listener, admin, console, config, shutdown).await
+}
+
+/// Binds the web console's listener: `[console] listen`, or in sandbox mode a free loopback
+/// port; none when the console is off.
+pub async fn bind_console(config: &Config) -> Result<Option<TcpListener>, ServeError> {
+    match config.console.address(config.sandbox_active()) {
+        Some(addr) => Ok(Some(TcpListener::bind(addr.as_str()).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Like [`serve_with_admin`], with the web console's listener given already bound too (none:
+/// no console).
+pub async fn serve_with_listeners<F>(
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    console: Option<TcpListener>,
     config: Config,
     shutdown: F,
 ) -> Result<(), ServeError>
@@ -449,6 +478,31 @@ where
             stopping.notify_one();
         }
     };
+    let (console_stop, console_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(console) = console {
+        // The console calls the same services, behind the same auth layer, in-process.
+        let routes = tonic::service::Routes::new(batch_jobs.clone())
+            .add_service(api.clone())
+            .add_service(usage_api.clone());
+        let backend = crate::console::Backend::new(tower::util::BoxCloneSyncService::new(routes));
+        let tls = match &config.server.tls {
+            Some(tls) => Some(crate::console::guard::tls_config(
+                &std::fs::read(&tls.cert)?,
+                &std::fs::read(&tls.key)?,
+            )?),
+            None => None,
+        };
+        let router = crate::console::router(
+            &config.console,
+            backend,
+            tls.is_some(),
+            config.tenants.is_empty(),
+        );
+        info!(addr = %console.local_addr()?, "web console serving");
+        tokio::spawn(crate::console::serve(console, router, tls, async {
+            let _ = console_stopped.await;
+        }));
+    }
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     if let (Some(admin), Some(handle)) = (admin, metrics) {
         info!(addr = %admin.local_addr()?, "admin endpoint serving /metrics");
@@ -523,6 +577,7 @@ where
     // What tenants were billed is written, and the room this process took is given back.
     budgets.flush().await;
     let _ = admin_stop.send(());
+    let _ = console_stop.send(());
     if let Some(sim) = sandbox {
         sim.shutdown().await?;
     }
