@@ -399,7 +399,7 @@ impl BatchJobService for BatchJobApi {
         let first = self
             .jobs
             .store()
-            .export_rows(&job.job.id, ExportFilter::default(), 0, rows)
+            .export_rows(&job.job.id, ExportFilter::default(), -1, rows)
             .await
             .map_err(|e| status(JobError::Store(e)))?;
         let index = column_index(&job.job.number_column)

@@ -219,7 +219,7 @@ pub(crate) async fn upload(
     let mut client = app.backend.jobs();
     let created = tokio::select! {
         created = client.create_batch_job(request) => created,
-        _ = broken => {
+        Ok(()) = broken => {
             return refuse(StatusCode::BAD_REQUEST, lang.t("upload.broken").to_owned());
         }
     };

@@ -112,10 +112,10 @@ impl ConsoleConfig {
                 "console.listen: {listen:?} is not an IP address with a port"
             ));
         }
-        if self.session_ttl < Duration::from_secs(60)
+        if self.session_ttl < Duration::from_secs(1)
             || self.session_ttl > Duration::from_secs(7 * 86_400)
         {
-            problems.push("console.session_ttl must be between 1m and 7days".to_owned());
+            problems.push("console.session_ttl must be between 1s and 7days".to_owned());
         }
         if self.max_sessions == 0 || self.max_sessions > 1_000_000 {
             problems.push("console.max_sessions must be between 1 and 1000000".to_owned());

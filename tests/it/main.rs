@@ -13,6 +13,8 @@ mod auth;
 mod batching;
 mod caih;
 mod cli;
+mod console;
+mod console_browser;
 mod edge;
 mod engine;
 mod estimate;

@@ -18,6 +18,7 @@ use tonic::transport::Channel;
 pub mod h2;
 mod process;
 mod redis;
+pub mod webdriver;
 #[allow(unused_imports)] // test binaries besides `it` include this module and use part of it
 pub use process::*;
 #[allow(unused_imports)]
@@ -26,6 +27,8 @@ pub use redis::Redis;
 /// A running phonecheck server.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The web console's address, when started with [`TestServer::with_console`].
+    pub console: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), phonecheck::ServeError>>,
     _dir: Option<tempfile::TempDir>,
@@ -58,9 +61,40 @@ impl TestServer {
         }));
         TestServer {
             addr,
+            console: None,
             stop: Some(stop),
             task,
             _dir: dir,
+        }
+    }
+
+    /// Like `start`, with the web console on 127.0.0.1:0 too (bound here, so its address is
+    /// known before the server serves).
+    pub async fn with_console(mut config: Config) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        config.storage.data_dir = dir.path().to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let console = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, console_addr) = (
+            listener.local_addr().unwrap(),
+            console.local_addr().unwrap(),
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(phonecheck::serve_with_listeners(
+            listener,
+            None,
+            Some(console),
+            config,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        TestServer {
+            addr,
+            console: Some(console_addr),
+            stop: Some(stop),
+            task,
+            _dir: Some(dir),
         }
     }
 

@@ -1,0 +1,500 @@
+//! The web console over plain HTTP (no browser): security headers and cookie attributes,
+//! sign-in and sign-out, CSRF and cross-site refusals, session expiry, rate limits, tenant
+//! isolation, escaping, and upload errors shown in words. The browser flows are in
+//! `console_browser`.
+
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use phonecheck::auth::key_hash;
+use phonecheck::config::Config;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, SET_COOKIE};
+
+pub const KEY_A: &str = "pck_console_tenant_a_key_for_tests_only";
+pub const KEY_B: &str = "pck_console_tenant_b_key_for_tests_only";
+
+/// Two tenants, the sandbox's vendors, and `more` (TOML).
+pub fn config(more: &str) -> Config {
+    Config::from_toml(&format!(
+        r#"
+        [server]
+        shutdown_grace = "5s"
+        [console]
+        listen = "127.0.0.1:0"
+        {more}
+        [tenants.acme]
+        key_sha256 = ["{}"]
+        [tenants.other]
+        key_sha256 = ["{}"]
+        "#,
+        key_hash(KEY_A),
+        key_hash(KEY_B),
+    ))
+    .unwrap()
+}
+
+/// A GBK-encoded CSV with a header: name, number, note, another number.
+pub fn gbk_csv() -> Vec<u8> {
+    let text = "姓名,手机号,备注,备用电话\n张三,13800000001,老客户,13600000001\n\
+                李四,13800000002,空号？,13600000001\n王五,13900000002,,\n赵六,13700000004,风险,\n";
+    let (bytes, _, unmappable) = encoding_rs::GBK.encode(text);
+    assert!(!unmappable);
+    bytes.into_owned()
+}
+
+/// An XLSX with a sheet 客户: id, contact, phone.
+pub fn xlsx() -> Vec<u8> {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    sheet.set_name("客户").unwrap();
+    let rows = [
+        ("编号", "联系人", "电话号码"),
+        ("1001", "甲", "13800000001"),
+        ("1002", "乙", "13600000002"),
+        ("1003", "丙", "13500000003"),
+    ];
+    for (i, (a, b, c)) in rows.iter().enumerate() {
+        let r = u32::try_from(i).unwrap();
+        sheet.write_string(r, 0, *a).unwrap();
+        sheet.write_string(r, 1, *b).unwrap();
+        sheet.write_string(r, 2, *c).unwrap();
+    }
+    book.save_to_buffer().unwrap()
+}
+
+/// A client of the console that keeps its cookies and sends what a same-origin form would.
+pub struct Web {
+    pub base: String,
+    http: reqwest::Client,
+    cookies: Vec<(String, String)>,
+}
+
+impl Web {
+    pub fn new(server: &TestServer) -> Web {
+        Web {
+            base: format!("http://{}", server.console.unwrap()),
+            http: http()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: Vec::new(),
+        }
+    }
+
+    fn keep(&mut self, headers: &HeaderMap) {
+        for set in headers.get_all(SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            let (pair, _) = set.split_once(';').unwrap_or((set, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != name);
+            if !value.is_empty() {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub async fn get(&mut self, path: &str) -> reqwest::Response {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(response.headers());
+        response
+    }
+
+    /// A form post from a console page (same origin).
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let origin = self.base.clone();
+        self.post_from(path, form, Some(&origin), Some("same-origin"))
+            .await
+    }
+
+    pub async fn post_from(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        origin: Option<&str>,
+        site: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .form(form);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(site) = site {
+            request = request.header("sec-fetch-site", site);
+        }
+        let response = request.send().await.unwrap();
+        self.keep(response.headers());
+        response
+    }
+
+    /// Uploads `file` as `name` the way the new-job page's script does.
+    pub async fn upload(&mut self, name: &str, query: &str, file: Vec<u8>) -> reqwest::Response {
+        let csrf = self.csrf().await;
+        let url = format!("{}/jobs/upload?name={}&{query}", self.base, urlencode(name));
+        self.http
+            .post(url)
+            .header("cookie", self.cookie_header())
+            .header("origin", &self.base)
+            .header("x-csrf-token", csrf)
+            .body(file)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The session's CSRF token, from a page's sign-out form.
+    pub async fn csrf(&mut self) -> String {
+        let page = self.get("/jobs").await.text().await.unwrap();
+        hidden(&page, "csrf")
+    }
+
+    /// Signs in with `key`; the answer to the form.
+    pub async fn sign_in(&mut self, key: &str) -> reqwest::Response {
+        let page = self.get("/signin").await.text().await.unwrap();
+        let token = hidden(&page, "csrf");
+        self.post("/signin", &[("key", key), ("csrf", &token)])
+            .await
+    }
+}
+
+/// The id of the job an upload created (its error when it did not).
+pub async fn created_job(response: reqwest::Response) -> String {
+    let (status, body) = (response.status(), response.text().await.unwrap());
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    answer["id"].as_str().unwrap().to_owned()
+}
+
+/// A plain HTTP client (reqwest is built here without a default TLS provider).
+pub fn http() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The value of the first hidden input `name` of a page.
+pub fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {page}"))
+        + marker.len();
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn pages_carry_the_security_headers_and_the_session_cookie_its_attributes() {
+    let server = TestServer::with_console(config("")).await;
+    let mut web = Web::new(&server);
+    let page = web.get("/signin").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let h = page.headers();
+    let csp = h["content-security-policy"].to_str().unwrap();
+    for part in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "same-origin");
+    assert_eq!(h["cache-control"], "no-store");
+    // Without a session every page sends the browser to sign in.
+    let jobs = web.get("/jobs").await;
+    assert_eq!(jobs.status(), StatusCode::SEE_OTHER);
+    assert_eq!(jobs.headers()["location"], "/signin");
+
+    // A wrong key: said in words, no session.
+    let wrong = web.sign_in("pck_wrong").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("This API key is not valid.")
+    );
+    assert!(web.cookie("pc_session").is_none());
+
+    let signed = web.sign_in(KEY_A).await;
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+    let set: Vec<_> = signed
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("pc_session="))
+        .expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=28800"] {
+        assert!(session.contains(attribute), "{session}");
+    }
+    assert!(!session.contains("Secure"), "no TLS here: {session}");
+    assert!(
+        !session.contains(KEY_A),
+        "the key never goes to the browser"
+    );
+    let id = web.cookie("pc_session").unwrap();
+    assert_eq!(id.len(), 64, "256 random bits");
+    let jobs = web.get("/jobs").await;
+    assert_eq!(jobs.status(), StatusCode::OK);
+    assert_eq!(jobs.headers()["cache-control"], "no-store");
+    let body = jobs.text().await.unwrap();
+    assert!(!body.contains(KEY_A));
+    // The assets are embedded and fetch nothing else.
+    let script = web.get("/assets/console.js").await.text().await.unwrap();
+    assert!(!script.contains("http://") && !script.contains("https://"));
+    // Chinese when the browser asks for it, or the cookie says so.
+    let zh = web.get("/lang/zh").await;
+    assert_eq!(zh.status(), StatusCode::SEE_OTHER);
+    let page = web.get("/jobs").await.text().await.unwrap();
+    assert!(
+        page.contains("新建任务") && page.contains("lang=\"zh-CN\""),
+        "{page}"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn state_changes_need_the_token_and_the_same_origin() {
+    let server = TestServer::with_console(config("")).await;
+    let mut web = Web::new(&server);
+    // Sign-in itself is checked: no token cookie, or a foreign origin.
+    let refused = web.post("/signin", &[("key", KEY_A), ("csrf", "x")]).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(web.sign_in(KEY_A).await.status(), StatusCode::SEE_OTHER);
+    let csrf = web.csrf().await;
+    let created = web.upload("a.csv", "checks=line-status", gbk_csv()).await;
+    let id = created_job(created).await;
+    let path = format!("/jobs/{id}/delete");
+    // No token; a wrong token; a foreign origin; a cross-site fetch: all refused, in words.
+    for (form, origin, site) in [
+        (vec![], Some(web.base.clone()), Some("same-origin")),
+        (
+            vec![("csrf", "0".repeat(64))],
+            Some(web.base.clone()),
+            Some("same-origin"),
+        ),
+        (
+            vec![("csrf", csrf.clone())],
+            Some("http://evil.example".to_owned()),
+            None,
+        ),
+        (vec![("csrf", csrf.clone())], None, Some("cross-site")),
+        (vec![("csrf", csrf.clone())], None, Some("same-site")),
+    ] {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let answer = web.post_from(&path, &form, origin.as_deref(), site).await;
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+        assert!(answer.text().await.unwrap().contains("Refused"));
+    }
+    // An upload without the token header.
+    let bare = http()
+        .build()
+        .unwrap()
+        .post(format!("{}/jobs/upload?name=a.csv", web.base))
+        .header(
+            "cookie",
+            format!("pc_session={}", web.cookie("pc_session").unwrap()),
+        )
+        .body("13800000001\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), StatusCode::FORBIDDEN);
+    // The job is still there; with the token it goes.
+    assert_eq!(
+        web.get(&format!("/jobs/{id}")).await.status(),
+        StatusCode::OK
+    );
+    let deleted = web.post(&path, &[("csrf", &csrf)]).await;
+    assert_eq!(deleted.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        web.get(&format!("/jobs/{id}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn sessions_end_at_sign_out_and_at_their_expiry() {
+    let server = TestServer::with_console(config("session_ttl = \"2s\"")).await;
+    let mut web = Web::new(&server);
+    web.sign_in(KEY_A).await;
+    let old = web.cookie("pc_session").unwrap();
+    let csrf = web.csrf().await;
+    let out = web.post("/signout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert!(
+        out.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    // The old cookie is worth nothing now.
+    web.cookies.push(("pc_session".to_owned(), old));
+    assert_eq!(web.get("/jobs").await.status(), StatusCode::SEE_OTHER);
+
+    web.sign_in(KEY_A).await;
+    assert_eq!(web.get("/jobs").await.status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = web.get("/jobs").await.status();
+        if status == StatusCode::SEE_OTHER {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the session outlived its ttl");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn requests_past_the_rates_are_refused() {
+    let server =
+        TestServer::with_console(config("requests_per_minute = 60\nsign_ins_per_minute = 3")).await;
+    // Sign-ins count against the client's address: one that works, then guesses.
+    let mut other = Web::new(&server);
+    assert_eq!(other.sign_in(KEY_A).await.status(), StatusCode::SEE_OTHER);
+    let mut web = Web::new(&server);
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        codes.push(web.sign_in("pck_guess").await.status());
+    }
+    assert_eq!(
+        codes,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    // A session's own rate: a burst of a tenth of a minute's requests, then 429.
+    let statuses: Vec<_> = futures::future::join_all((0..12).map(|_| {
+        let (url, cookie) = (format!("{}/jobs", other.base), other.cookie_header());
+        async move {
+            http()
+                .build()
+                .unwrap()
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    }))
+    .await;
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&StatusCode::OK), "{statuses:?}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn uploads_past_the_bounds_are_refused_in_words_and_jobs_stay_their_tenants() {
+    let server = TestServer::with_console(config("[jobs]\nmax_upload_bytes = 10000")).await;
+    let mut web = Web::new(&server);
+    web.sign_in(KEY_A).await;
+    let big: Vec<u8> = (0..4000)
+        .flat_map(|i| format!("1380000{i:04}\n").into_bytes())
+        .collect();
+    let refused = web.upload("big.txt", "checks=line-status", big).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let error = refused.json::<serde_json::Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.contains("larger than 10000 bytes"), "{error}");
+    let bad_check = web.upload("a.csv", "checks=nope", gbk_csv()).await;
+    assert_eq!(bad_check.status(), StatusCode::BAD_REQUEST);
+
+    // Escaped everywhere: the file name, the label, the cells.
+    let hostile = "<script>window.__xss=1</script>\"><img src=x onerror=window.__xss=2>";
+    let file = format!("phone,note\n13800000001,{}\n", hostile.replace('"', "\"\""));
+    let created = web
+        .upload(
+            &format!("{hostile}.csv"),
+            "checks=line-status",
+            file.into_bytes(),
+        )
+        .await;
+    let id = created_job(created).await;
+    for path in [
+        format!("/jobs/{id}"),
+        format!("/jobs/{id}/preview"),
+        "/jobs".to_owned(),
+    ] {
+        let page = web.get(&path).await.text().await.unwrap();
+        assert!(
+            page.contains("&#60;script&#62;window.__xss=1&#60;/script&#62;"),
+            "{path}: {page}"
+        );
+        assert!(
+            !page.contains("<script>window") && !page.contains("<img src=x"),
+            "{path}"
+        );
+    }
+
+    // Another tenant does not see it, by URL or in its list.
+    let mut other = Web::new(&server);
+    other.sign_in(KEY_B).await;
+    for path in [
+        format!("/jobs/{id}"),
+        format!("/jobs/{id}/live"),
+        format!("/jobs/{id}/download?format=csv"),
+    ] {
+        assert_eq!(
+            other.get(&path).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert!(!other.get("/jobs").await.text().await.unwrap().contains(&id));
+    let csrf = other.csrf().await;
+    let start = other
+        .post(&format!("/jobs/{id}/start"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(start.status(), StatusCode::NOT_FOUND);
+    server.stop().await.unwrap();
+}
