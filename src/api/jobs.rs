@@ -550,3 +550,19 @@ impl BatchJobService for BatchJobApi {
         Ok(Response::new(Box::pin(chunks)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::column_index;
+
+    #[test]
+    fn the_number_column_is_found_from_its_description() {
+        assert_eq!(column_index("手机号 (B)"), Some(1));
+        assert_eq!(column_index("phone (AA)"), Some(26));
+        assert_eq!(column_index("C"), Some(2));
+        assert_eq!(column_index("a (b) (C)"), Some(2));
+        assert_eq!(column_index(""), None);
+        assert_eq!(column_index("phone"), None);
+        assert_eq!(column_index("x (b)"), None);
+    }
+}

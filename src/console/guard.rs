@@ -148,10 +148,10 @@ pub(crate) async fn guard(State(_app): State<Arc<App>>, request: Request, next: 
 /// browser) must be `same-origin`, and `Origin`, when sent, must name the host the request was
 /// sent to. A request with neither (not a browser) still needs the session's CSRF token.
 pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if site.as_bytes() != b"same-origin" {
-            return false;
-        }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && site.as_bytes() != b"same-origin"
+    {
+        return false;
     }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;

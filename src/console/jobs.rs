@@ -295,10 +295,14 @@ struct PreviewPage {
     preview: Option<PreviewView>,
 }
 
+/// A row of the preview: sheet, row number, cells (with whether each is the number column), and
+/// why it holds no number.
+type PreviewRow = (String, i64, Vec<(String, bool)>, String);
+
 /// The first rows of a job's file.
 pub(crate) struct PreviewView {
     columns: Vec<(usize, String, bool)>,
-    rows: Vec<(String, i64, Vec<(String, bool)>, String)>,
+    rows: Vec<PreviewRow>,
     sheets: i32,
 }
 
