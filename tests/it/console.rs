@@ -72,9 +72,15 @@ pub struct Web {
 
 impl Web {
     pub fn new(server: &TestServer) -> Web {
+        let base = format!("http://{}", server.console.unwrap());
+        Web::over(base, http())
+    }
+
+    /// A client of the console at `base` (another scheme or host) built from `builder`.
+    pub fn over(base: String, builder: reqwest::ClientBuilder) -> Web {
         Web {
-            base: format!("http://{}", server.console.unwrap()),
-            http: http()
+            base,
+            http: builder
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
@@ -496,5 +502,148 @@ async fn uploads_past_the_bounds_are_refused_in_words_and_jobs_stay_their_tenant
         .post(&format!("/jobs/{id}/start"), &[("csrf", &csrf)])
         .await;
     assert_eq!(start.status(), StatusCode::NOT_FOUND);
+    server.stop().await.unwrap();
+}
+
+/// Polls a job's live part until `done` holds of it, within a deadline.
+async fn live_until(web: &mut Web, id: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let page = web
+            .get(&format!("/jobs/{id}/live"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        if done(&page) {
+            return page;
+        }
+        assert!(Instant::now() < deadline, "waited for {what}: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_paused_at_its_max_cost_shows_why_and_goes_on_when_raised() {
+    let server = TestServer::with_console(config("")).await;
+    let mut web = Web::new(&server);
+    web.sign_in(KEY_A).await;
+    let id = created_job(
+        web.upload("list.csv", "checks=line-status", gbk_csv())
+            .await,
+    )
+    .await;
+    let csrf = web.csrf().await;
+    let start = web
+        .post(
+            &format!("/jobs/{id}/start"),
+            &[("csrf", &csrf), ("max_cost", "0.01")],
+        )
+        .await;
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    live_until(&mut web, &id, "the pause", |p| {
+        p.contains("data-state=\"paused\"")
+    })
+    .await;
+    let page = web.get(&format!("/jobs/{id}")).await.text().await.unwrap();
+    assert!(
+        page.contains("id=\"job-error\"") && page.contains("max_cost"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"raise-form\""), "{page}");
+    // A limit below what is spent is refused in words; a higher one lets it finish.
+    let raised = web
+        .post(
+            &format!("/jobs/{id}/start"),
+            &[("csrf", &csrf), ("max_cost", "-1")],
+        )
+        .await;
+    assert_eq!(raised.status(), StatusCode::BAD_REQUEST);
+    let raised = web
+        .post(
+            &format!("/jobs/{id}/start"),
+            &[("csrf", &csrf), ("max_cost", "10")],
+        )
+        .await;
+    assert_eq!(raised.status(), StatusCode::SEE_OTHER);
+    let done = live_until(&mut web, &id, "the end", |p| {
+        p.contains("data-final=\"true\"")
+    })
+    .await;
+    assert!(done.contains("data-state=\"succeeded\""), "{done}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_tls_the_console_is_https_and_its_cookie_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let mut config = config("");
+    config.server.tls = Some(phonecheck::config::TlsConfig {
+        cert,
+        key,
+        client_ca: None,
+    });
+    let server = TestServer::with_console(config).await;
+    let port = server.console.unwrap().port();
+    let trusted = reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).unwrap();
+    let mut web = Web::over(
+        format!("https://localhost:{port}"),
+        http().tls_certs_only([trusted]),
+    );
+    let signed = web.sign_in(KEY_A).await;
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+    let cookie = signed
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("pc_session="))
+        .unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert_eq!(web.get("/jobs").await.status(), StatusCode::OK);
+    // Plain HTTP is not served there.
+    let plain = http()
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{port}/signin"))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dropped_upload_creates_no_job() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::with_console(config("")).await;
+    let mut web = Web::new(&server);
+    web.sign_in(KEY_A).await;
+    let csrf = web.csrf().await;
+    // Half of a file, then the connection is gone.
+    let mut socket = tokio::net::TcpStream::connect(server.console.unwrap())
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /jobs/upload?name=half.txt&checks=line-status HTTP/1.1\r\nhost: {}\r\n\
+         cookie: pc_session={}\r\nx-csrf-token: {csrf}\r\ncontent-length: 100000\r\n\r\n",
+        server.console.unwrap(),
+        web.cookie("pc_session").unwrap()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket
+        .write_all(&b"13800000001\n".repeat(100))
+        .await
+        .unwrap();
+    drop(socket);
+    // The same upload made again, whole, is the only job.
+    let file = b"13800000001\n".repeat(100);
+    let id = created_job(web.upload("whole.txt", "checks=line-status", file).await).await;
+    let jobs = web.get("/jobs").await.text().await.unwrap();
+    assert!(jobs.contains(&id) && jobs.contains("whole.txt"));
+    assert!(!jobs.contains("half.txt"), "{jobs}");
     server.stop().await.unwrap();
 }
