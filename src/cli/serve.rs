@@ -34,8 +34,9 @@ pub(super) async fn run(
     }
     // Bind first, then announce, then serve: whoever reads this line can connect at once.
     let listener = TcpListener::bind(addr).await?;
-    let mut stdout = std::io::stdout();
-    writeln!(stdout, "phonecheck listening on {}", listener.local_addr()?)?;
+    // The lines go out in one write: a reader that takes only the first and closes the pipe
+    // does not make a later line fail.
+    let mut lines = format!("phonecheck listening on {}\n", listener.local_addr()?);
     let admin_addr = match admin_listen {
         Some(addr) => Some(addr.to_string()),
         None => config.server.admin_listen.clone(),
@@ -43,11 +44,10 @@ pub(super) async fn run(
     let admin = match admin_addr {
         Some(addr) => {
             let admin = TcpListener::bind(addr.as_str()).await?;
-            writeln!(
-                stdout,
-                "phonecheck admin listening on {}",
+            lines.push_str(&format!(
+                "phonecheck admin listening on {}\n",
                 admin.local_addr()?
-            )?;
+            ));
             Some(admin)
         }
         None => None,
@@ -67,9 +67,12 @@ pub(super) async fn run(
         } else {
             "http"
         };
-        writeln!(stdout, "phonecheck console at {scheme}://{addr}/")?;
+        lines.push_str(&format!("phonecheck console at {scheme}://{addr}/\n"));
     }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(lines.as_bytes())?;
     stdout.flush()?;
+    drop(stdout);
     let served =
         crate::serve_with_listeners(listener, admin, console, config, shutdown_signal()).await;
     // The exporter blocks while it flushes the last spans.

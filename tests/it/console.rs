@@ -647,3 +647,47 @@ async fn a_dropped_upload_creates_no_job() {
     assert!(!jobs.contains("half.txt"), "{jobs}");
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_sandbox_serves_the_console_at_a_printed_loopback_address() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("phonecheck.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &file,
+        format!("[storage]\ndata_dir = {:?}\n", data.display().to_string()),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_phonecheck"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        lines.push(line.trim().to_owned());
+    }
+    let url = lines[1]
+        .strip_prefix("phonecheck console at ")
+        .unwrap_or_else(|| panic!("{lines:?}"))
+        .to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let page = http()
+        .build()
+        .unwrap()
+        .get(format!("{url}signin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    // No tenants: the API needs no key, and neither does the console.
+    assert!(page.text().await.unwrap().contains("leave the key empty"));
+}
