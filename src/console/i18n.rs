@@ -330,6 +330,8 @@ mod tests {
             include_str!("../../templates/console/usage.html"),
             include_str!("../../templates/console/lookup.html"),
             include_str!("jobs.rs"),
+            include_str!("upload.rs"),
+            include_str!("usage.rs"),
             include_str!("pages.rs"),
             include_str!("view.rs"),
         ];

@@ -30,6 +30,7 @@ pub mod i18n;
 mod jobs;
 mod pages;
 pub mod session;
+mod upload;
 mod usage;
 mod view;
 
@@ -188,7 +189,7 @@ pub fn router(config: &ConsoleConfig, backend: Backend, tls: bool, open: bool) -
         .route("/lang/{lang}", get(pages::set_lang))
         .route("/jobs", get(jobs::list))
         .route("/jobs/new", get(jobs::new_job))
-        .route("/jobs/upload", post(jobs::upload))
+        .route("/jobs/upload", post(upload::upload))
         .route("/jobs/{id}", get(jobs::show))
         .route("/jobs/{id}/live", get(jobs::live))
         .route("/jobs/{id}/preview", get(jobs::preview))

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::common::console::{KEY_A, KEY_B, config, gbk_csv, xlsx};
 use crate::common::webdriver::{Browser, browsers, screenshot_dir};
 use crate::common::*;
-use crate::console::{KEY_A, KEY_B, config, gbk_csv, xlsx};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -167,6 +167,13 @@ async fn a_person_runs_a_job_from_upload_to_download() {
     reread(&browser, 2).await;
     assert!(browser.text("#detected-column").await.contains("手机号"));
     browser.screenshots(&shots, "new-job").await;
+    browser
+        .run(
+            "document.getElementById('read').scrollIntoView()",
+            json!([]),
+        )
+        .await;
+    browser.screenshots(&shots, "new-job-read").await;
 
     // The estimate, a limit, and start.
     let estimate = browser.text("#estimate-cost").await;
