@@ -78,6 +78,7 @@ pub mod sim;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
+pub mod vendors;
 pub mod webhooks;
 pub mod wire;
 
