@@ -25,7 +25,7 @@ LAYERS = [
     ["vendors"],
     ["replicas"],
     ["engine"],
-    ["wire"],
+    ["messages"],
     ["webhooks"],
     ["auth", "jobs"],
     ["api"],

@@ -403,7 +403,7 @@ impl Config {
     pub fn answer_cache(&self) -> CacheConfig {
         let mut cache = self.cache.clone();
         if self.tenants.is_empty() {
-            cache.share = crate::engine::Share::All;
+            cache.settings.share = crate::engine::Share::All;
         }
         cache
     }

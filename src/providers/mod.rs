@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::domain::{Check, CheckData, KycInput, Money, NumberInfo};
+use crate::domain::{Check, CheckData, KycInput, Money, NumberInfo, PerCheck};
 pub use crate::domain::{CodeClass, ErrorReason, ProviderError};
 use crate::store::PendingStore;
 
@@ -125,22 +125,29 @@ pub struct ProviderInfo {
 }
 
 /// `[providers.NAME.prices]`: the price of one billed call per check, in the billing currency,
-/// written as a decimal string (`line_status = "0.03"`). A check without a price costs nothing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Prices {
-    /// Line status.
-    #[serde(default)]
-    pub line_status: Option<Money>,
-    /// Spam labels.
-    #[serde(default)]
-    pub spam_labels: Option<Money>,
-    /// Account presence.
-    #[serde(default)]
-    pub account_presence: Option<Money>,
-    /// Risk profile.
-    #[serde(default)]
-    pub risk_profile: Option<Money>,
+/// written as a decimal string under the check's key (`line_status = "0.03"`). A check without a
+/// price costs nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prices(PerCheck<Option<Money>>);
+
+impl<'de> Deserialize<'de> for Prices {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let table = std::collections::BTreeMap::<String, Money>::deserialize(deserializer)?;
+        let mut prices = Prices::default();
+        for (key, price) in table {
+            let check = Check::named(&key)
+                .filter(|c| c.key() == key)
+                .ok_or_else(|| {
+                    D::Error::custom(format!(
+                        "unknown field `{key}`, expected one of {}",
+                        Check::keys()
+                    ))
+                })?;
+            prices.set(check, price);
+        }
+        Ok(prices)
+    }
 }
 
 impl Prices {
@@ -151,23 +158,12 @@ impl Prices {
 
     /// Sets the price of `check`.
     pub fn set(&mut self, check: Check, price: Money) {
-        let slot = match check {
-            Check::LineStatus => &mut self.line_status,
-            Check::SpamLabels => &mut self.spam_labels,
-            Check::AccountPresence => &mut self.account_presence,
-            Check::RiskProfile => &mut self.risk_profile,
-        };
-        *slot = Some(price);
+        self.0[check] = Some(price);
     }
 
     /// The configured price of `check`, if any.
     pub fn get(&self, check: Check) -> Option<Money> {
-        match check {
-            Check::LineStatus => self.line_status,
-            Check::SpamLabels => self.spam_labels,
-            Check::AccountPresence => self.account_presence,
-            Check::RiskProfile => self.risk_profile,
-        }
+        self.0[check]
     }
 
     /// Prices given for checks the provider does not serve.
@@ -178,7 +174,7 @@ impl Prices {
             .map(|check| {
                 format!(
                     "prices.{}: the provider does not serve {check}",
-                    check.as_str().replace('-', "_")
+                    check.key()
                 )
             })
             .collect()

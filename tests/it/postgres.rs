@@ -516,7 +516,10 @@ async fn replicas_add_up_one_usage_ledger_in_postgres() {
             &key,
         );
         if let Some(provider) = config.providers.get_mut("thinksms") {
-            provider.shared.prices.line_status = Some("0.03".parse().unwrap());
+            provider.shared.prices.set(
+                phonecheck::domain::Check::LineStatus,
+                "0.03".parse().unwrap(),
+            );
         }
         config.storage.database_url = Some(SecretRef::File(url_file(dir, &url)));
         config
