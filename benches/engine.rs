@@ -28,9 +28,8 @@ use std::time::{Duration, Instant};
 use phonecheck::pb;
 use phonecheck::pb::check_numbers_response::Response;
 use phonecheck::pb::phone_check_service_client::PhoneCheckServiceClient;
-use phonecheck::providers::signing::thinksms_sign;
 use phonecheck::sim::faults::Faults;
-use phonecheck::sim::{self, SimConfig, SimServer};
+use phonecheck::sim::{SimConfig, SimServer};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
@@ -39,7 +38,7 @@ use support::{Server, rss_of};
 
 async fn sim(latency: Duration, faults: Faults) -> SimServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    SimServer::spawn(
+    phonecheck::vendors::simulator(
         listener,
         SimConfig {
             latency,
@@ -347,13 +346,13 @@ async fn baseline_scenario() {
         let date = (chrono::Utc::now() + chrono::Duration::hours(8))
             .format("%Y%m%d")
             .to_string();
-        let sign = thinksms_sign(
-            sim::SANDBOX_THINKSMS_HASHCODE,
+        let sign = phonecheck::vendors::thinksms::sign(
+            phonecheck::vendors::thinksms::SANDBOX_HASHCODE,
             &mobile,
-            sim::SANDBOX_THINKSMS_PRIVATE_KEY,
+            phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY,
             &date,
         );
-        let body = serde_json::json!({"mobile": mobile, "hashcode": sim::SANDBOX_THINKSMS_HASHCODE, "sign": sign});
+        let body = serde_json::json!({"mobile": mobile, "hashcode": phonecheck::vendors::thinksms::SANDBOX_HASHCODE, "sign": sign});
         let answer: serde_json::Value = http
             .post(&url)
             .json(&body)

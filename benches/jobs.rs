@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use phonecheck::pb;
 use phonecheck::pb::batch_job_service_client::BatchJobServiceClient;
-use phonecheck::sim::{self, SimConfig, SimServer};
+use phonecheck::sim::SimConfig;
 use tonic::transport::Channel;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -44,10 +44,10 @@ async fn main() {
     let window: usize = env_or("JOBS_BENCH_WINDOW", 64);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim = SimServer::spawn(listener, SimConfig::default()).unwrap();
+    let sim = phonecheck::vendors::simulator(listener, SimConfig::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("thinksms.key");
-    std::fs::write(&key, sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
+    std::fs::write(&key, phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY).unwrap();
     let config = dir.path().join("phonecheck.toml");
     std::fs::write(
         &config,
@@ -72,7 +72,7 @@ async fn main() {
             "#,
             data = dir.path().join("data").display(),
             base = sim.base_url(),
-            hashcode = sim::SANDBOX_THINKSMS_HASHCODE,
+            hashcode = phonecheck::vendors::thinksms::SANDBOX_HASHCODE,
             key = key.display(),
         ),
     )

@@ -28,8 +28,7 @@ use std::time::Duration;
 
 use phonecheck::pb;
 use phonecheck::pb::phone_check_service_client::PhoneCheckServiceClient;
-use phonecheck::providers::signing::thinksms_sign;
-use phonecheck::sim::{self, SimConfig, SimServer};
+use phonecheck::sim::{SimConfig, SimServer};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -157,15 +156,15 @@ impl Target {
         let today = (chrono::Utc::now() + chrono::Duration::hours(8))
             .format("%Y%m%d")
             .to_string();
-        let sign = thinksms_sign(
-            sim::SANDBOX_THINKSMS_HASHCODE,
+        let sign = phonecheck::vendors::thinksms::sign(
+            phonecheck::vendors::thinksms::SANDBOX_HASHCODE,
             mobile,
-            sim::SANDBOX_THINKSMS_PRIVATE_KEY,
+            phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY,
             &today,
         );
         let body = serde_json::json!({
             "mobile": mobile,
-            "hashcode": sim::SANDBOX_THINKSMS_HASHCODE,
+            "hashcode": phonecheck::vendors::thinksms::SANDBOX_HASHCODE,
             "sign": sign,
         });
         let answer = self.http.post(&self.sim_url).json(&body).send().await;
@@ -244,7 +243,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sim = SimServer::spawn(listener, SimConfig::default()).unwrap();
+        let sim = phonecheck::vendors::simulator(listener, SimConfig::default()).unwrap();
         for (index, (name, bin)) in (0u64..).zip(&servers) {
             println!("\n== {name}: {}", bin.display());
             measure(&sim, bin, index, &kinds, seconds).await;

@@ -119,7 +119,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sim = SimServer::spawn(listener, SimConfig::default()).unwrap();
+        let sim = phonecheck::vendors::simulator(listener, SimConfig::default()).unwrap();
         for (index, (name, bin)) in (0u64..).zip(&servers) {
             println!("\n== {name}: {}", bin.display());
             measure(&sim, bin, index).await;

@@ -61,8 +61,11 @@ pub struct TenantConfig {
 }
 
 fn default_allowed_checks() -> Vec<crate::domain::Check> {
-    use crate::domain::Check;
-    vec![Check::LineStatus, Check::SpamLabels, Check::RiskProfile]
+    crate::domain::CHECKS
+        .iter()
+        .filter(|spec| spec.granted_by_default)
+        .map(|spec| spec.check)
+        .collect()
 }
 
 impl TenantConfig {

@@ -25,7 +25,8 @@
 //! 6. [`webhooks`]: signed webhooks of jobs' state changes: `[webhooks]` and the tenants'
 //!    targets, safe-target checks, HMAC-SHA256 signatures, and the deliverer of the store's
 //!    outbox (leases, order per job, back-off, failure after a maximum age).
-//! 7. [`wire`]: domain ↔ protobuf conversion and request-field checks, without transport.
+//! 7. [`messages`]: the contract's protobuf messages ↔ domain types, and request-field checks,
+//!    without transport.
 //! 8. [`engine`]: runs the checks a request asks for: offline analysis first, then per check a
 //!    provider through its dispatcher (answer cache: a compact hot tier in memory over the answer
 //!    store; single-flight, batcher, the tower stack of breaker, retry, quota, concurrency and
@@ -33,23 +34,28 @@
 //!    the ledger where it happens ([`engine::Usage`]).
 //! 9. [`replicas`]: state shared by replicas through Redis: vendor quotas, the answer cache with
 //!    single-flight across replicas, asynchronous submissions, tenants' budgets and rates.
-//! 10. [`sim`]: wire-faithful simulators of the vendors over HTTP (the sandbox and the tests),
-//!     using only the providers' signing helpers and wire constants; [`budget`]: what a tenant may
+//! 10. [`vendors`]: the vendors, one folder each (`vendors/NAME/`: its client, its simulator,
+//!     their tests) and one line each in the registry ([`vendors::ALL`]); `[providers.NAME]` is
+//!     read there ([`vendors::ProviderConfig`]). Nothing outside a vendor's folder names it
+//!     (`tools/check_layers.py` fails if it does).
+//! 11. [`sim`]: what every vendor simulator shares (counters by vendor name, the gate, injected
+//!     faults, extra accounts) and the HTTP server they run in; [`budget`]: what a tenant may
 //!     spend (in calls and in money) and how fast it may ask, used alike by calls, stream items and
 //!     file jobs; budgets are kept in the store, or in Redis through `replicas`.
-//! 11. [`providers`]: one module per vendor behind the [`providers::Provider`] trait, registered in
-//!     the closed [`providers::ProviderConfig`] enum, and the signing helpers they share.
-//! 12. [`store`]: what must survive a restart (pending asynchronous submissions, jobs with their
+//! 12. [`providers`]: what every vendor client is: the [`providers::Provider`] trait, the
+//!     settings all vendors share ([`providers::SharedConfig`]) resolved with a vendor's
+//!     defaults, and the HTTP and hashing helpers they share.
+//! 13. [`store`]: what must survive a restart (pending asynchronous submissions, jobs with their
 //!     rows and results, leases, tenants' daily budgets, the usage ledger), behind traits; SQLite
 //!     by default, PostgreSQL for replicas, one SQL text for both in `store/sql/`; and the answer
 //!     store (paid vendor answers, always a local SQLite file, `answers.db`).
-//! 13. [`number`]: offline analysis: normalisation to E.164, number type (with China's special
+//! 14. [`number`]: offline analysis: normalisation to E.164, number type (with China's special
 //!     numbers and each area code's local-number rules), carrier by segment (by prefix in ID, SG
 //!     and PK), home province and city; libphonenumber's metadata compiled into automata.
 //!     [`transport`]: the edge below gRPC: accepting connections (`TCP_NODELAY`, the connection
 //!     cap, back-off when descriptors run out, idle connections closed) and the bytes of request
 //!     messages still in transit (per-connection and process caps, a time limit per message).
-//! 14. Leaves: [`domain`] (the vocabulary: checks, statuses, reports, failures), [`clock`] (the
+//! 15. Leaves: [`domain`] (the vocabulary: checks, statuses, reports, failures), [`clock`] (the
 //!     time, injectable for tests), [`quota`] (a request quota as a token bucket), [`secret`]
 //!     (where secrets come from), [`dependency`] (Redis, the database and the answer store's
 //!     disk as dependencies: a breaker each, up or down, logged once), [`telemetry`] (logging,
@@ -70,6 +76,7 @@ pub mod dependency;
 pub mod domain;
 pub mod engine;
 pub mod jobs;
+pub mod messages;
 pub mod metrics;
 pub mod number;
 pub mod providers;
@@ -81,8 +88,8 @@ pub mod sim;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
+pub mod vendors;
 pub mod webhooks;
-pub mod wire;
 
 pub use server::{ServeError, serve, serve_with_admin, serve_with_listeners};
 

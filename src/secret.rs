@@ -15,6 +15,10 @@ pub enum SecretRef {
     Env(String),
     /// A file's content, without trailing line breaks (a mounted Kubernetes secret).
     File(PathBuf),
+    /// A value published on purpose: the sandbox's simulator accounts, which open nothing else.
+    /// Never read from a configuration file.
+    #[serde(skip)]
+    Public(String),
 }
 
 impl SecretRef {
@@ -27,11 +31,13 @@ impl SecretRef {
                 .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?
                 .trim_end_matches(['\r', '\n'])
                 .to_owned(),
+            SecretRef::Public(value) => value.clone(),
         };
         if value.is_empty() {
             return Err(match self {
                 SecretRef::Env(name) => format!("environment variable {name} is empty"),
                 SecretRef::File(path) => format!("secret file {} is empty", path.display()),
+                SecretRef::Public(_) => "the published value is empty".to_owned(),
             });
         }
         Ok(SecretString::from(value))

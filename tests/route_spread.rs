@@ -11,7 +11,7 @@ use std::time::Instant;
 use common::*;
 use phonecheck::config::Config;
 use phonecheck::pb;
-use phonecheck::sim::{SimConfig, ThinksmsAccount, faults::Faults};
+use phonecheck::sim::{SimAccount, SimConfig, faults::Faults};
 
 const SECOND_HASHCODE: &str = "second0thinksms0account00000000";
 const SECOND_KEY: &str = "second-thinksms-private-key";
@@ -20,9 +20,10 @@ const SECOND_KEY: &str = "second-thinksms-private-key";
 async fn spread_over_two_accounts_holds_each_quota_and_reaches_their_sum() {
     // The vendor answers "over limit" past 100 calls in any second, per account.
     let sim = start_sim(SimConfig {
-        thinksms_accounts: vec![ThinksmsAccount {
-            hashcode: SECOND_HASHCODE.into(),
-            private_key: SECOND_KEY.into(),
+        extra_accounts: vec![SimAccount {
+            vendor: "thinksms".into(),
+            id: SECOND_HASHCODE.into(),
+            secret: SECOND_KEY.into(),
         }],
         faults: Faults {
             quota_per_second: Some(100),
@@ -62,8 +63,11 @@ async fn spread_over_two_accounts_holds_each_quota_and_reaches_their_sum() {
         policy = "spread"
         "#,
         base = sim.base_url(),
-        first = phonecheck::sim::SANDBOX_THINKSMS_HASHCODE,
-        first_key = write("first.key", phonecheck::sim::SANDBOX_THINKSMS_PRIVATE_KEY),
+        first = phonecheck::vendors::thinksms::SANDBOX_HASHCODE,
+        first_key = write(
+            "first.key",
+            phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY
+        ),
         second_key = write("second.key", SECOND_KEY),
     ))
     .unwrap();

@@ -5,6 +5,10 @@ same); a module may name modules of its own layer only where the table's SAME_LA
 
 Reads the `crate::` paths of src/ (unit-test modules at the end of a file, `#[cfg(test)] mod ...`,
 are left out: tests may reach anywhere). Usage: python3 tools/check_layers.py [SRC_DIR]
+
+Also fails when generic code names a vendor: a vendor is a folder of src/vendors/, and no code
+outside that folder (comments and tests aside) may say its name, save the registry's list in
+src/vendors/mod.rs.
 """
 
 import pathlib
@@ -18,9 +22,10 @@ LAYERS = [
     ["store"],
     ["providers"],
     ["sim", "budget"],
+    ["vendors"],
     ["replicas"],
     ["engine"],
-    ["wire"],
+    ["messages"],
     ["webhooks"],
     ["auth", "jobs"],
     ["api"],
@@ -59,6 +64,36 @@ def edges_of(src: pathlib.Path):
     return modules, edges
 
 
+def code_of(text: str) -> str:
+    """The code of a file: no unit-test module at its end, no comments."""
+    test = re.search(r"^\s*#\[cfg\(test\)\]\s*\n\s*mod \w+", text, re.M)
+    if test:
+        text = text[: test.start()]
+    return re.sub(r"//.*", "", text)
+
+
+def vendor_names(src: pathlib.Path) -> list[str]:
+    """Places where generic code names a vendor."""
+    vendors_dir = src / "vendors"
+    if not vendors_dir.is_dir():
+        return []
+    names = sorted(p.name for p in vendors_dir.iterdir() if p.is_dir())
+    if not names:
+        return []
+    pattern = re.compile(r"(?<![A-Za-z])(" + "|".join(names) + r")(?![A-Za-z])", re.I)
+    problems = []
+    for f in sorted(src.rglob("*.rs")):
+        rel = f.relative_to(src)
+        if rel.parts[0] == "vendors" and (len(rel.parts) > 2 or rel.name != "mod.rs"):
+            continue  # the vendor's own folder
+        if rel == pathlib.Path("vendors/mod.rs") or f.name == "tests.rs" or "tests" in rel.parts:
+            continue  # the registry's one line per vendor; tests
+        for number, line in enumerate(code_of(f.read_text()).splitlines(), 1):
+            for match in pattern.finditer(line):
+                problems.append(f"{rel}:{number} names the vendor {match.group(1)!r}")
+    return problems
+
+
 def main() -> int:
     src = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "src")
     modules, edges = edges_of(src)
@@ -77,6 +112,9 @@ def main() -> int:
     print(f"layers: {' < '.join('/'.join(names) for names in LAYERS)}")
     print(f"modules {len(modules)}, edges {sum(len(v) for v in edges.values())}, "
           f"upward or sideways edges {len(problems) - bool(unplaced)}")
+    named = vendor_names(src)
+    print(f"places in generic code that name a vendor: {len(named)}")
+    problems.extend(named)
     for p in problems:
         print(f"  {p}")
     return 1 if problems else 0

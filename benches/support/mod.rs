@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use phonecheck::pb::phone_check_service_client::PhoneCheckServiceClient;
-use phonecheck::sim::{self, SimServer};
+use phonecheck::sim::SimServer;
 use tonic::transport::Channel;
 
 /// The server binaries to measure, named: another build's first when
@@ -80,7 +80,7 @@ impl Server {
         extra: &str,
     ) -> Server {
         let key = dir.path().join("thinksms.key");
-        std::fs::write(&key, sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
+        std::fs::write(&key, phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY).unwrap();
         let config = dir.path().join("phonecheck.toml");
         std::fs::write(
             &config,
@@ -100,7 +100,7 @@ impl Server {
                 "#,
                 data = dir.path().join("data").display(),
                 base = sim.base_url(),
-                hashcode = sim::SANDBOX_THINKSMS_HASHCODE,
+                hashcode = phonecheck::vendors::thinksms::SANDBOX_HASHCODE,
                 key = key.display(),
             ),
         )

@@ -1,10 +1,10 @@
-//! The API's conversions: the wire's ([`crate::wire`]), and the provider list and routes, which
-//! need the engine's view of each provider's health and of the routes.
+//! The API's conversions: the contract's messages ([`crate::messages`]), and the provider list
+//! and routes, which need the engine's view of each provider's health and of the routes.
 
 use crate::engine::{Health, Policy, RouteView};
+pub use crate::messages::*;
 use crate::pb;
 use crate::providers::Provider;
-pub use crate::wire::*;
 
 /// The answer cache's figures, for `ListProviders`.
 pub fn answer_stats_to_proto(stats: &crate::engine::AnswerStats) -> pb::AnswerCacheInfo {

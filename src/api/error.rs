@@ -6,8 +6,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::auth::AuthError;
 use crate::engine::EngineError;
 
-use crate::wire::FieldError;
-pub use crate::wire::{ERROR_DOMAIN, rpc_status};
+use crate::messages::FieldError;
+pub use crate::messages::{ERROR_DOMAIN, rpc_status};
 
 /// Why an RPC failed as a whole.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -123,7 +123,7 @@ fn job_to_proto(
             numbers_failed: c.numbers_failed,
             billable_calls: c.billable,
             cache_hits: c.cache_hits,
-            cost: Some(crate::wire::money_to_proto(c.cost, currency)),
+            cost: Some(crate::messages::money_to_proto(c.cost, currency)),
         }),
         bad_rows: bad_rows
             .into_iter()
@@ -148,7 +148,7 @@ fn job_to_proto(
         max_cost: job
             .job
             .max_cost
-            .map(|m| crate::wire::money_to_proto(m, currency)),
+            .map(|m| crate::messages::money_to_proto(m, currency)),
     }
 }
 
@@ -239,7 +239,7 @@ impl BatchJobService for BatchJobApi {
             return Err(ApiError::invalid("spec.default_region", e.to_string()).into());
         }
         if let Some(max_cost) = &spec.max_cost {
-            crate::wire::money_from_proto(
+            crate::messages::money_from_proto(
                 "spec.max_cost",
                 max_cost,
                 self.jobs.engine().currency(),
@@ -368,7 +368,9 @@ impl BatchJobService for BatchJobApi {
         let max_cost = request
             .max_cost
             .as_ref()
-            .map(|m| crate::wire::money_from_proto("max_cost", m, self.jobs.engine().currency()))
+            .map(|m| {
+                crate::messages::money_from_proto("max_cost", m, self.jobs.engine().currency())
+            })
             .transpose()?;
         let job = self
             .jobs

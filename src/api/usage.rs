@@ -9,11 +9,11 @@ use tonic::{Request, Response, Status};
 
 use super::{ApiError, convert, tenant_of};
 use crate::engine::Engine;
+use crate::messages::FieldError;
 use crate::pb;
 use crate::pb::usage_service_server::UsageService;
 use crate::providers::Clock as _;
 use crate::store::{UsageCounts, UsagePeriod, UsageQuery, UsageRow};
-use crate::wire::FieldError;
 
 /// The most days one request may span (a year, leap day included).
 pub const MAX_RANGE_DAYS: i64 = 366;

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{ApiError, tenant_of};
+use crate::messages::bounded;
 use crate::pb;
 use crate::pb::webhook_service_server::WebhookService;
 use crate::webhooks::sign::delivery_to_proto;
 use crate::webhooks::{WebhookError, Webhooks};
-use crate::wire::bounded;
 
 /// Default and largest page of `ListWebhookDeliveries`.
 const DEFAULT_PAGE: u32 = 50;

@@ -33,7 +33,7 @@ pub(super) fn run(input: &Path, region: &str) -> Result<(), CliError> {
     for line in reader.lines() {
         let line = line.map_err(|e| CliError::Render(e.to_string()))?;
         let json = match analyzer.analyze(&line, region) {
-            Ok(info) => to_json(&descriptor, &crate::wire::info_to_proto(&info))?,
+            Ok(info) => to_json(&descriptor, &crate::messages::info_to_proto(&info))?,
             Err(e) => serde_json::json!({ "input": line, "error": e.to_string() }).to_string(),
         };
         writeln!(out, "{json}").map_err(|e| CliError::Render(e.to_string()))?;

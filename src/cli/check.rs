@@ -19,13 +19,13 @@ use crate::domain::Check;
 use crate::jobs::JobError;
 use crate::jobs::export::{SafeCsv, report_cells, result_columns};
 use crate::jobs::import::{self, ImportBounds, ReadSpec};
+use crate::messages::check_to_proto;
 use crate::number::Analyzer;
 use crate::pb;
 use crate::pb::check_numbers_response::Response;
 use crate::pb::check_numbers_result::Outcome;
 use crate::pb::phone_check_service_client::PhoneCheckServiceClient;
 use crate::store::ImportRow;
-use crate::wire::check_to_proto;
 
 /// What `check` was asked to do.
 pub(super) struct CheckArgs {

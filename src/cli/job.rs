@@ -225,7 +225,7 @@ pub(super) async fn run(command: JobCommand) -> Result<(), CliError> {
                 default_region: region,
                 checks: checks
                     .into_iter()
-                    .map(|c| crate::wire::check_to_proto(c) as i32)
+                    .map(|c| crate::messages::check_to_proto(c) as i32)
                     .collect(),
                 label: label.unwrap_or_default(),
                 dry_run,

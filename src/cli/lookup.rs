@@ -25,7 +25,7 @@ pub(super) async fn run(
         default_region: region,
         checks: checks
             .into_iter()
-            .map(|c| crate::wire::check_to_proto(c) as i32)
+            .map(|c| crate::messages::check_to_proto(c) as i32)
             .collect(),
         options: None,
     };

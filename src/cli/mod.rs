@@ -62,9 +62,10 @@ pub enum Command {
         /// Latency added to every answer, e.g. `20ms`.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
         latency: Duration,
-        /// How long caih takes to label an added number, e.g. `2h`.
+        /// How long an asynchronous vendor takes to finish a submitted number (caller-ID labels:
+        /// hours in real life), e.g. `2h`.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
-        caih_label_delay: Duration,
+        async_delay: Duration,
         /// Faults to inject.
         #[command(flatten)]
         faults: FaultArgs,
@@ -242,9 +243,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Sim {
             listen,
             latency,
-            caih_label_delay,
+            async_delay,
             faults,
-        } => sim::run(listen, latency, caih_label_delay, faults.into()).await,
+        } => sim::run(listen, latency, async_delay, faults.into()).await,
         Command::Check(c) => {
             check::run(check::CheckArgs {
                 input: c.input,

@@ -66,7 +66,7 @@ pub(super) async fn run(command: UsageCommand) -> Result<(), CliError> {
             provider: command.provider.unwrap_or_default(),
             check: command
                 .check
-                .map_or(0, |c| crate::wire::check_to_proto(c) as i32),
+                .map_or(0, |c| crate::messages::check_to_proto(c) as i32),
             group_by: match command.by {
                 Grouping::Day => pb::UsageGrouping::Day,
                 Grouping::Month => pb::UsageGrouping::Month,

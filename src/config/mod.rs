@@ -28,7 +28,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
-use crate::providers::ProviderConfig;
+use crate::vendors::ProviderConfig;
 
 pub use crate::engine::CacheConfig;
 pub use crate::engine::{Policy, RouteConfig, RoutesConfig, RuleConfig};
@@ -243,9 +243,10 @@ pub struct SandboxConfig {
     /// Latency the sandbox simulators add to each answer.
     #[serde(default, with = "humantime_serde")]
     pub latency: Duration,
-    /// How long the sandbox's caih takes to label a number (hours in real life).
+    /// How long the sandbox's asynchronous vendors take to finish a submitted number (caller-ID
+    /// labels: hours in real life).
     #[serde(default = "default_label_delay", with = "humantime_serde")]
-    pub caih_label_delay: Duration,
+    pub async_delay: Duration,
     /// Faults the sandbox simulators inject.
     #[serde(default)]
     pub faults: crate::sim::faults::Faults,
@@ -256,7 +257,7 @@ impl Default for SandboxConfig {
         SandboxConfig {
             enabled: true,
             latency: Duration::ZERO,
-            caih_label_delay: default_label_delay(),
+            async_delay: default_label_delay(),
             faults: crate::sim::faults::Faults::default(),
         }
     }
@@ -405,7 +406,7 @@ impl Config {
     pub fn answer_cache(&self) -> CacheConfig {
         let mut cache = self.cache.clone();
         if self.tenants.is_empty() {
-            cache.share = crate::engine::Share::All;
+            cache.settings.share = crate::engine::Share::All;
         }
         cache
     }
@@ -474,9 +475,9 @@ impl Config {
         }
         problems.extend(self.cache.problems());
         let served: BTreeMap<String, Vec<crate::domain::Check>> = if self.sandbox_active() {
-            crate::sim::SANDBOX_PROVIDERS
+            crate::vendors::ALL
                 .iter()
-                .map(|(name, check)| ((*name).to_owned(), vec![*check]))
+                .map(|vendor| (vendor.name.to_owned(), vendor.checks.to_vec()))
                 .collect()
         } else {
             self.providers

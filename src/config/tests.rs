@@ -232,8 +232,9 @@ fn money_settings_are_checked() {
     // A price is a decimal string, never a float (which would have lost the exact amount).
     let err = Config::from_toml("[providers.ts]\ntype = \"thinksms\"\nhashcode = \"h\"\nprivate_key = { env = \"PATH\" }\nprices = { line_status = 0.03 }").unwrap_err();
     assert!(
-        err.to_string()
-            .contains("providers.ts: expected a string, found a number"),
+        err.to_string().contains(
+            "providers.ts: prices: invalid type: floating point `0.03`, expected a string"
+        ),
         "{err}"
     );
 }

@@ -10,58 +10,9 @@ mod money;
 pub use failure::{CodeClass, ErrorReason, ProviderError};
 pub use money::{BillingConfig, Currency, MAX_AMOUNT_UNITS, Money, MoneyError};
 
-/// A paid check a vendor can answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Check {
-    /// Line status (空号检测).
-    LineStatus,
-    /// Spam labels from caller-ID apps.
-    SpamLabels,
-    /// Social-account presence and KYC signals.
-    AccountPresence,
-    /// Risk profile.
-    RiskProfile,
-}
+mod check;
 
-impl Check {
-    /// Every check, in contract order.
-    pub const ALL: [Check; 4] = [
-        Check::LineStatus,
-        Check::SpamLabels,
-        Check::AccountPresence,
-        Check::RiskProfile,
-    ];
-
-    /// The check's kebab-case name, as used on the command line and in config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Check::LineStatus => "line-status",
-            Check::SpamLabels => "spam-labels",
-            Check::AccountPresence => "account-presence",
-            Check::RiskProfile => "risk-profile",
-        }
-    }
-}
-
-impl std::fmt::Display for Check {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Check {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Check::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s || c.as_str().replace('-', "_") == s)
-            .ok_or_else(|| {
-                format!("unknown check `{s}`; expected one of line-status, spam-labels, account-presence, risk-profile")
-            })
-    }
-}
+pub use check::{CHECKS, Check, CheckSpec, PerCheck};
 
 /// The canonical line status (see docs/providers.md, "The canonical line-status taxonomy").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -118,8 +118,7 @@ impl RouteConfig {
 
 /// The check a `[routes]` key names (`line_status` or `line-status`).
 pub fn check_named(name: &str) -> Option<Check> {
-    let name = name.replace('_', "-");
-    Check::ALL.into_iter().find(|c| c.as_str() == name)
+    Check::named(name)
 }
 
 /// Every problem with `[routes]`, given the providers that exist and the checks each serves.
@@ -128,9 +127,7 @@ pub fn problems(routes: &RoutesConfig, providers: &BTreeMap<String, Vec<Check>>)
     for (key, route) in routes {
         let at = format!("routes.{key}");
         let Some(check) = check_named(key) else {
-            problems.push(format!(
-                "{at}: not a check (line_status, spam_labels, account_presence, risk_profile)"
-            ));
+            problems.push(format!("{at}: not a check ({})", Check::keys()));
             continue;
         };
         let table = route.table();

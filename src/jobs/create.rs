@@ -145,7 +145,7 @@ impl Jobs {
         let max_cost = spec
             .max_cost
             .as_ref()
-            .map(|m| crate::wire::money_from_proto("spec.max_cost", m, self.engine.currency()))
+            .map(|m| crate::messages::money_from_proto("spec.max_cost", m, self.engine.currency()))
             .transpose()?;
         Ok(NewJob {
             id: format!("job_{}", uuid::Uuid::now_v7().simple()),

@@ -15,9 +15,9 @@ use std::time::{Duration, SystemTime};
 use super::{JobError, Jobs};
 use crate::domain::{Check, Money};
 use crate::engine::Quote;
+use crate::messages;
 use crate::pb;
 use crate::store::{JobCounts, JobRecord, JobState};
-use crate::wire;
 
 /// Numbers read from the store at once.
 const PAGE: u32 = 1_000;
@@ -51,8 +51,8 @@ impl Jobs {
             .and_then(|l| l.rate)
             .map(|r| r.per_second())
             .filter(|r| *r > 0.0);
-        let checks = unique(wire::checks_from_proto("spec.checks", &spec.checks)?);
-        let options = wire::options_from_proto("spec.options", spec.options.clone())?;
+        let checks = unique(messages::checks_from_proto("spec.checks", &spec.checks)?);
+        let options = messages::options_from_proto("spec.options", spec.options.clone())?;
         let now = SystemTime::now();
         let mut tally: HashMap<Check, Tally> = HashMap::new();
         let (mut valid, mut invalid) = (0i64, 0i64);
@@ -122,12 +122,12 @@ impl Jobs {
                 let took = engine.bulk_duration(check, t.paid as u64);
                 duration = duration.max(took.unwrap_or_default());
                 pb::CheckEstimate {
-                    check: wire::check_to_proto(check) as i32,
+                    check: messages::check_to_proto(check) as i32,
                     answered: t.answered,
                     not_covered: t.not_covered,
                     paid: t.paid,
-                    price_ceiling: Some(wire::money_to_proto(ceiling, currency)),
-                    cost: Some(wire::money_to_proto(check_cost, currency)),
+                    price_ceiling: Some(messages::money_to_proto(ceiling, currency)),
+                    cost: Some(messages::money_to_proto(check_cost, currency)),
                     duration: took.and_then(|d| prost_types::Duration::try_from(d).ok()),
                 }
             })
@@ -145,7 +145,7 @@ impl Jobs {
             valid_numbers: valid,
             invalid_numbers: invalid,
             checks: per_check,
-            cost: Some(wire::money_to_proto(cost, currency)),
+            cost: Some(messages::money_to_proto(cost, currency)),
             duration: prost_types::Duration::try_from(duration).ok(),
             create_time: Some(now.into()),
             valid_until: valid_until.map(Into::into),

@@ -40,23 +40,10 @@ pub fn result_columns(checks: &[i32]) -> Vec<&'static str> {
         "province",
         "city",
     ];
-    let has = |c: pb::Check| checks.contains(&(c as i32));
-    if has(pb::Check::LineStatus) {
-        columns.extend(["line_status", "line_status_code"]);
-    }
-    if has(pb::Check::SpamLabels) {
-        columns.extend(["spam_labels", "spam_labels_pending"]);
-    }
-    if has(pb::Check::AccountPresence) {
-        columns.extend([
-            "account_valid",
-            "account_active",
-            "fraud_score",
-            "registered_on",
-        ]);
-    }
-    if has(pb::Check::RiskProfile) {
-        columns.extend(["risks", "under18"]);
+    for spec in &crate::domain::CHECKS {
+        if checks.contains(&spec.proto) {
+            columns.extend(spec.export_columns);
+        }
     }
     columns.push("error");
     columns

@@ -91,8 +91,8 @@ pub enum JobError {
     },
 }
 
-impl From<crate::wire::FieldError> for JobError {
-    fn from(e: crate::wire::FieldError) -> JobError {
+impl From<crate::messages::FieldError> for JobError {
+    fn from(e: crate::messages::FieldError) -> JobError {
         JobError::Invalid {
             field: e.field,
             message: e.message,

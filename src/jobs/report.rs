@@ -214,7 +214,7 @@ pub async fn render(jobs: &Jobs, job: &JobRecord) -> Result<String, JobError> {
     let per_number: crate::domain::Money = spec
         .checks
         .iter()
-        .filter_map(|&ch| crate::wire::checks_from_proto("checks", &[ch]).ok())
+        .filter_map(|&ch| crate::messages::checks_from_proto("checks", &[ch]).ok())
         .flatten()
         .map(|ch| jobs.engine().price_ceiling(ch))
         .sum();

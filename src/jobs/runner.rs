@@ -26,9 +26,9 @@ use super::results::{self, read_todo, write_results};
 use crate::budget::BudgetHold;
 use crate::domain::CheckState;
 use crate::engine::{Engine, LookupRequest, Priority};
+use crate::messages;
 use crate::pb;
 use crate::store::{JobState, Lease, NumberFate, NumberResult, Spend, StoreError, TodoNumber};
-use crate::wire;
 
 /// How often the retention sweeper runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
@@ -275,8 +275,8 @@ async fn run_passes(
     let template = Arc::new(LookupRequest {
         number: String::new(),
         default_region: spec.default_region.clone(),
-        checks: wire::checks_from_proto("checks", &spec.checks).unwrap_or_default(),
-        options: wire::options_from_proto("options", spec.options).unwrap_or_default(),
+        checks: messages::checks_from_proto("checks", &spec.checks).unwrap_or_default(),
+        options: messages::options_from_proto("options", spec.options).unwrap_or_default(),
         deadline: None,
         priority: Priority::Bulk,
         tenant: job.job.tenant.as_str().into(),
@@ -510,7 +510,7 @@ async fn check(
                 CheckState::Failed(e) => e.retryable() && next < passes.failure,
                 _ => false,
             });
-            let proto = wire::report_to_proto(&report, engine.currency());
+            let proto = messages::report_to_proto(&report, engine.currency());
             NumberResult {
                 key: todo.key,
                 fate: if again {

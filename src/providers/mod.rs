@@ -1,14 +1,12 @@
-//! Vendors behind one trait. Each vendor is one module: its wire types, its signing, and the
-//! decoding of its answers into the domain types. The closed set of vendors is
-//! [`ProviderConfig`], whose [`ProviderConfig::build`] makes a [`Provider`].
+//! What every vendor client is, whichever the vendor: the [`Provider`] trait, what it is asked
+//! ([`Query`]) and answers ([`Answer`]), the settings every vendor shares ([`SharedConfig`]:
+//! `base_url`, `limits`, `prices`) resolved with the vendor's defaults into a [`Setup`], and the
+//! HTTP and signing helpers the vendors' clients share. The vendors themselves live in their own
+//! folders above this layer (`crate::vendors`); nothing here names one.
 
-pub mod aliyun;
-pub mod caih;
 pub mod limits;
+mod setup;
 pub mod signing;
-pub mod thinksms;
-pub mod tongdun;
-pub mod yidun;
 
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -16,13 +14,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::domain::{Check, CheckData, KycInput, Money, NumberInfo};
+use crate::domain::{Check, CheckData, KycInput, Money, NumberInfo, PerCheck};
 pub use crate::domain::{CodeClass, ErrorReason, ProviderError};
-use crate::secret::SecretRef;
 use crate::store::PendingStore;
 
 pub use crate::clock::{Clock, FixedClock, SystemClock};
 pub use limits::{Limits, LimitsConfig, QuotaConfig};
+pub use setup::{Defaults, SHARED_FIELDS, Setup, SharedConfig};
 
 impl ProviderError {
     /// Reads an HTTP client error.
@@ -127,22 +125,29 @@ pub struct ProviderInfo {
 }
 
 /// `[providers.NAME.prices]`: the price of one billed call per check, in the billing currency,
-/// written as a decimal string (`line_status = "0.03"`). A check without a price costs nothing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Prices {
-    /// Line status.
-    #[serde(default)]
-    pub line_status: Option<Money>,
-    /// Spam labels.
-    #[serde(default)]
-    pub spam_labels: Option<Money>,
-    /// Account presence.
-    #[serde(default)]
-    pub account_presence: Option<Money>,
-    /// Risk profile.
-    #[serde(default)]
-    pub risk_profile: Option<Money>,
+/// written as a decimal string under the check's key (`line_status = "0.03"`). A check without a
+/// price costs nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prices(PerCheck<Option<Money>>);
+
+impl<'de> Deserialize<'de> for Prices {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let table = std::collections::BTreeMap::<String, Money>::deserialize(deserializer)?;
+        let mut prices = Prices::default();
+        for (key, price) in table {
+            let check = Check::named(&key)
+                .filter(|c| c.key() == key)
+                .ok_or_else(|| {
+                    D::Error::custom(format!(
+                        "unknown field `{key}`, expected one of {}",
+                        Check::keys()
+                    ))
+                })?;
+            prices.set(check, price);
+        }
+        Ok(prices)
+    }
 }
 
 impl Prices {
@@ -151,25 +156,25 @@ impl Prices {
         self.get(check).unwrap_or_default()
     }
 
+    /// Sets the price of `check`.
+    pub fn set(&mut self, check: Check, price: Money) {
+        self.0[check] = Some(price);
+    }
+
     /// The configured price of `check`, if any.
     pub fn get(&self, check: Check) -> Option<Money> {
-        match check {
-            Check::LineStatus => self.line_status,
-            Check::SpamLabels => self.spam_labels,
-            Check::AccountPresence => self.account_presence,
-            Check::RiskProfile => self.risk_profile,
-        }
+        self.0[check]
     }
 
     /// Prices given for checks the provider does not serve.
-    fn problems(&self, serves: &[Check]) -> Vec<String> {
+    pub fn problems(&self, serves: &[Check]) -> Vec<String> {
         Check::ALL
             .into_iter()
             .filter(|check| self.get(*check).is_some() && !serves.contains(check))
             .map(|check| {
                 format!(
                     "prices.{}: the provider does not serve {check}",
-                    check.as_str().replace('-', "_")
+                    check.key()
                 )
             })
             .collect()
@@ -192,6 +197,39 @@ pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
     async fn call(&self, check: Check, batch: &[Query]) -> Vec<Result<Answer, ProviderError>>;
 }
 
+/// A vendor that takes one number per call (batch size 1): a [`Provider`] whose batches are sent
+/// call by call.
+#[async_trait]
+pub trait OneNumberPerCall: Send + Sync + std::fmt::Debug + 'static {
+    /// What the provider is.
+    fn info(&self) -> &ProviderInfo;
+
+    /// Whether the vendor serves this number; `Err` says why not.
+    fn covers(&self, number: &NumberInfo) -> Result<(), String>;
+
+    /// Runs `check` for one query.
+    async fn query(&self, check: Check, query: &Query) -> Result<Answer, ProviderError>;
+}
+
+#[async_trait]
+impl<T: OneNumberPerCall> Provider for T {
+    fn info(&self) -> &ProviderInfo {
+        OneNumberPerCall::info(self)
+    }
+
+    fn covers(&self, number: &NumberInfo) -> Result<(), String> {
+        OneNumberPerCall::covers(self, number)
+    }
+
+    async fn call(&self, check: Check, batch: &[Query]) -> Vec<Result<Answer, ProviderError>> {
+        let mut results = Vec::with_capacity(batch.len());
+        for query in batch {
+            results.push(self.query(check, query).await);
+        }
+        results
+    }
+}
+
 /// Everything a provider needs from its surroundings.
 #[derive(Debug, Clone)]
 pub struct BuildContext {
@@ -203,107 +241,6 @@ pub struct BuildContext {
     pub sandbox: bool,
     /// Where asynchronous vendors remember what they submitted.
     pub pending: Arc<dyn PendingStore>,
-}
-
-/// The vendors phonecheck speaks to, one variant each, as written in the config file's
-/// `[providers.NAME]` tables.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ProviderConfig {
-    /// Thinksms line status.
-    Thinksms(thinksms::ThinksmsConfig),
-    /// Aliyun 号码百科 line status and current carrier.
-    Aliyun(aliyun::AliyunConfig),
-    /// caih spam labels (asynchronous).
-    Caih(caih::CaihConfig),
-    /// TongDun account presence and KYC.
-    Tongdun(tongdun::TongdunConfig),
-    /// NetEase Yidun risk profile.
-    Yidun(yidun::YidunConfig),
-}
-
-impl ProviderConfig {
-    /// Builds the provider named `name`.
-    pub fn build(&self, name: &str, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
-        Ok(match self {
-            ProviderConfig::Thinksms(c) => Arc::new(thinksms::ThinksmsProvider::new(
-                name,
-                c,
-                c.private_key.resolve()?,
-                ctx,
-            )?),
-            ProviderConfig::Aliyun(c) => Arc::new(aliyun::AliyunProvider::new(
-                name,
-                c,
-                c.access_key_secret.resolve()?,
-                ctx,
-            )?),
-            ProviderConfig::Caih(c) => Arc::new(caih::CaihProvider::new(
-                name,
-                c,
-                c.secret_key.resolve()?,
-                ctx,
-            )?),
-            ProviderConfig::Tongdun(c) => Arc::new(tongdun::TongdunProvider::new(
-                name,
-                c,
-                c.partner_key.resolve()?,
-                ctx,
-            )?),
-            ProviderConfig::Yidun(c) => Arc::new(yidun::YidunProvider::new(
-                name,
-                c,
-                c.secret_key.resolve()?,
-                ctx,
-            )?),
-        })
-    }
-
-    /// The checks the provider serves (known before it is built, for validating routes).
-    pub fn checks(&self) -> Vec<Check> {
-        vec![match self {
-            ProviderConfig::Thinksms(_) | ProviderConfig::Aliyun(_) => Check::LineStatus,
-            ProviderConfig::Caih(_) => Check::SpamLabels,
-            ProviderConfig::Tongdun(_) => Check::AccountPresence,
-            ProviderConfig::Yidun(_) => Check::RiskProfile,
-        }]
-    }
-
-    /// Every problem with this provider's settings, for start-up validation.
-    pub fn problems(&self) -> Vec<String> {
-        let (mut problems, limits, prices) = match self {
-            ProviderConfig::Thinksms(c) => (c.problems(), &c.limits, &c.prices),
-            ProviderConfig::Aliyun(c) => (c.problems(), &c.limits, &c.prices),
-            ProviderConfig::Caih(c) => (c.problems(), &c.limits, &c.prices),
-            ProviderConfig::Tongdun(c) => (c.problems(), &c.limits, &c.prices),
-            ProviderConfig::Yidun(c) => (c.problems(), &c.limits, &c.prices),
-        };
-        problems.extend(limits.problems());
-        problems.extend(prices.problems(&self.checks()));
-        problems
-    }
-
-    /// The prices configured for this provider.
-    pub fn prices(&self) -> &Prices {
-        match self {
-            ProviderConfig::Thinksms(c) => &c.prices,
-            ProviderConfig::Aliyun(c) => &c.prices,
-            ProviderConfig::Caih(c) => &c.prices,
-            ProviderConfig::Tongdun(c) => &c.prices,
-            ProviderConfig::Yidun(c) => &c.prices,
-        }
-    }
-
-    /// The secrets this provider reads.
-    pub fn secrets(&self) -> Vec<&SecretRef> {
-        match self {
-            ProviderConfig::Thinksms(c) => vec![&c.private_key],
-            ProviderConfig::Aliyun(c) => vec![&c.access_key_secret],
-            ProviderConfig::Caih(c) => vec![&c.secret_key],
-            ProviderConfig::Tongdun(c) => vec![&c.partner_key],
-            ProviderConfig::Yidun(c) => vec![&c.secret_key],
-        }
-    }
 }
 
 /// Checks a configured URL, for start-up validation.
@@ -360,23 +297,6 @@ pub fn chinese_mobile(number: &NumberInfo, vendor: &str) -> Result<(), String> {
             "{vendor} checks 11-digit Chinese mobile numbers only"
         ))
     }
-}
-
-/// Asks `one` for each query of `batch` in turn: a vendor that takes one number per call (batch
-/// size 1), so a larger batch is sent call by call.
-pub async fn one_by_one<'a, F, Fut>(
-    batch: &'a [Query],
-    one: F,
-) -> Vec<Result<Answer, ProviderError>>
-where
-    F: Fn(&'a Query) -> Fut,
-    Fut: std::future::Future<Output = Result<Answer, ProviderError>>,
-{
-    let mut results = Vec::with_capacity(batch.len());
-    for query in batch {
-        results.push(one(query).await);
-    }
-    results
 }
 
 /// The same failure for every query of a batch (a whole call failed).

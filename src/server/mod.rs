@@ -11,9 +11,6 @@ use tonic::transport::Server;
 use tower::Layer as _;
 use tracing::{info, warn};
 
-mod sandbox;
-use sandbox::sandbox_providers;
-
 use crate::api::AuthLayer;
 use crate::api::PhoneCheckApi;
 use crate::api::admin::AdminApi;
@@ -205,38 +202,40 @@ async fn assemble(config: &Config) -> Result<Assembly, ServeError> {
         sandbox: false,
         pending,
     };
-    let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
     let mut sandbox = None;
-    if config.sandbox_active() {
+    let configured = if config.sandbox_active() {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let sim_config = SimConfig {
             latency: config.sandbox.latency,
-            caih_label_delay: config.sandbox.caih_label_delay,
+            async_delay: config.sandbox.async_delay,
             faults: config.sandbox.faults.clone(),
             ..SimConfig::default()
         };
-        let server = SimServer::spawn(listener, sim_config)?;
+        let server = crate::vendors::simulator(listener, sim_config)?;
         warn!(
             simulators = %server.base_url(),
             "SANDBOX MODE: no vendor credentials are configured; every paid check is answered by \
              in-process simulators and reports say `sandbox: true`"
         );
         ctx.sandbox = true;
-        providers = sandbox_providers(&server.base_url(), &ctx)?;
+        let base_url = server.base_url();
         sandbox = Some(server);
+        crate::vendors::sandbox_providers(&base_url).map_err(|message| ServeError::Provider {
+            name: "sandbox".to_owned(),
+            message,
+        })?
     } else {
-        for (name, provider) in &config.providers {
-            let built = provider
-                .build(name, &ctx)
-                .map_err(|message| ServeError::Provider {
-                    name: name.clone(),
-                    message,
-                })?;
-            providers.push(built);
-        }
-        if providers.is_empty() {
-            warn!("no providers and sandbox disabled: only offline analysis is available");
-        }
+        config.providers.clone().into_iter().collect()
+    };
+    let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
+    for (name, provider) in configured {
+        let built = provider
+            .build(&name, &ctx)
+            .map_err(|message| ServeError::Provider { name, message })?;
+        providers.push(built);
+    }
+    if providers.is_empty() {
+        warn!("no providers and sandbox disabled: only offline analysis is available");
     }
     // Paid answers: memory, then the answer store in the data directory (keyed with the
     // deployment's hash key when Redis gives one).

@@ -36,8 +36,8 @@ pub struct Faults {
     #[serde(default, with = "humantime_serde")]
     pub latency_jitter: Duration,
     /// Calls per second each vendor account accepts; past it, the vendor's own over-limit answer.
-    /// Thinksms and Aliyun accounts are told apart (`hashcode`, the AccessKey id); the other
-    /// vendors' calls count as one account.
+    /// Accounts are told apart as each vendor's simulator says ([`AccountKey`]); a vendor that
+    /// names none counts as one account.
     #[serde(default)]
     pub quota_per_second: Option<u32>,
     /// The seed of the draws (which calls fail, how much jitter): the same seed makes the same
@@ -110,29 +110,63 @@ impl Faults {
 /// Recent accepted calls per vendor account, for the quota (a sliding one-second window).
 #[derive(Debug, Default)]
 pub struct Windows {
-    calls: Mutex<HashMap<(usize, String), VecDeque<Instant>>>,
+    calls: Mutex<HashMap<(&'static str, String), VecDeque<Instant>>>,
 }
 
-/// Largest request body read to find the account (Thinksms sends a few dozen bytes).
+/// Largest request body read to find the account (a few dozen bytes in practice).
 const ACCOUNT_BODY_LIMIT: usize = 64 * 1024;
 
-/// The account a call is made for, as far as the quota is concerned: Thinksms' `hashcode` (in
-/// the JSON body, which is read and put back), Aliyun's AccessKey id (the `Credential` of the
-/// `Authorization` header); empty for the other vendors and for calls that name none.
-async fn account_of(vendor: &str, request: Request) -> (String, Request) {
-    match vendor {
-        "thinksms" => {
+/// How a vendor's calls name the account they are made for, as far as the quota is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountKey {
+    /// The vendor's calls all count as one account.
+    One,
+    /// A string field of the JSON body (which is read and put back).
+    JsonField(&'static str),
+    /// The `Credential=` of the `Authorization` header (Alibaba Cloud's V3 signature).
+    AuthorizationCredential,
+}
+
+/// What the fault injector knows of one simulated vendor.
+#[derive(Debug, Clone)]
+pub struct VendorFaults {
+    /// The vendor's name, under which its calls are counted.
+    pub vendor: &'static str,
+    /// The vendor's own answer past its quota.
+    pub over_limit: fn() -> Response,
+    /// How its calls name their account.
+    pub account: AccountKey,
+}
+
+/// The fault injector in front of one vendor's routes.
+#[derive(Debug)]
+pub struct Guard {
+    state: Arc<SimState>,
+    vendor: VendorFaults,
+}
+
+impl Guard {
+    /// The injector of `vendor`, drawing from `state`.
+    pub fn new(state: Arc<SimState>, vendor: VendorFaults) -> Guard {
+        Guard { state, vendor }
+    }
+}
+
+/// The account a call is made for.
+async fn account_of(key: AccountKey, request: Request) -> (String, Request) {
+    match key {
+        AccountKey::JsonField(field) => {
             let (parts, body) = request.into_parts();
             let bytes = axum::body::to_bytes(body, ACCOUNT_BODY_LIMIT)
                 .await
                 .unwrap_or_default();
             let account = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
-                .and_then(|v| v.get("hashcode")?.as_str().map(str::to_owned))
+                .and_then(|v| v.get(field)?.as_str().map(str::to_owned))
                 .unwrap_or_default();
             (account, Request::from_parts(parts, Body::from(bytes)))
         }
-        "aliyun" => {
+        AccountKey::AuthorizationCredential => {
             let account = request
                 .headers()
                 .get(header::AUTHORIZATION)
@@ -143,63 +177,19 @@ async fn account_of(vendor: &str, request: Request) -> (String, Request) {
                 .to_owned();
             (account, request)
         }
-        _ => (String::new(), request),
-    }
-}
-
-/// The vendor a path belongs to: index into the windows, and its over-limit answer.
-fn vendor_of(path: &str) -> Option<(usize, &'static str, Response)> {
-    let json =
-        |body: &'static str| ([(header::CONTENT_TYPE, "application/json")], body).into_response();
-    if path.starts_with("/HrmApi/") {
-        Some((
-            0,
-            "thinksms",
-            json(
-                r#"{"mobileresult":null,"errorRes":{"err_code":"429","err_content":"请求过于频繁"},"err_TransCode":"0"}"#,
-            ),
-        ))
-    } else if path.starts_with("/verify/api/") {
-        Some((
-            1,
-            "caih",
-            json(r#"{"code":"1006","msg":"请求过于频繁","seqNo":"0","charge":false}"#),
-        ))
-    } else if path.ends_with("/phoneverify/v1") {
-        Some((
-            2,
-            "tongdun",
-            (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response(),
-        ))
-    } else if path.starts_with("/v1/profile/") {
-        Some((3, "yidun", json(r#"{"code":411,"msg":"rate limited"}"#)))
-    } else if path == crate::providers::aliyun::PATH {
-        Some((
-            4,
-            "aliyun",
-            (
-                StatusCode::BAD_REQUEST,
-                [(header::CONTENT_TYPE, "application/json")],
-                r#"{"RequestId":"00000000-0000-0000-0000-000000000000","HostId":"dytnsapi.aliyuncs.com","Code":"Throttling.User","Message":"Request was denied due to user flow control."}"#,
-            )
-                .into_response(),
-        ))
-    } else {
-        None
+        AccountKey::One => (String::new(), request),
     }
 }
 
 /// The middleware in front of every vendor route.
-pub async fn inject(State(state): State<Arc<SimState>>, request: Request, next: Next) -> Response {
-    let Some((index, vendor, over_limit)) = vendor_of(request.uri().path()) else {
-        return next.run(request).await;
-    };
+pub async fn inject(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    let (state, vendor) = (&guard.state, guard.vendor.vendor);
     state.stats.pass_gate().await;
     let faults = &state.config.faults;
     let counters = state.stats.counters(vendor);
     let mut request = request;
     if let Some(quota) = faults.quota_per_second {
-        let (account, whole) = account_of(vendor, request).await;
+        let (account, whole) = account_of(guard.vendor.account, request).await;
         request = whole;
         let now = Instant::now();
         let mut windows = state
@@ -207,7 +197,7 @@ pub async fn inject(State(state): State<Arc<SimState>>, request: Request, next: 
             .calls
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let window = windows.entry((index, account)).or_default();
+        let window = windows.entry((vendor, account)).or_default();
         while window
             .front()
             .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
@@ -218,7 +208,7 @@ pub async fn inject(State(state): State<Arc<SimState>>, request: Request, next: 
             drop(windows);
             state.stats.record_call(counters, 0);
             state.stats.record_over_limit(counters);
-            return over_limit;
+            return (guard.vendor.over_limit)();
         }
         window.push_back(now);
     }

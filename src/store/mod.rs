@@ -1,6 +1,8 @@
 //! What phonecheck must remember across restarts, behind traits: SQLite in the data directory
 //! (the embedded default), or PostgreSQL shared by replicas (`storage.database_url`). Both run the
-//! same SQL (`sql/`); each has its own migrations (`migrations/sqlite`, `migrations/postgres`).
+//! same SQL (`sql/`: [`SqlStore`], generic over the database; [`SqliteStore`] and
+//! [`PostgresStore`] are its two instances); each has its own migrations (`migrations/sqlite`,
+//! `migrations/postgres`).
 //!
 //! Kept: the asynchronous vendors' pending submissions (caih adds a number today and labels it
 //! hours later; the submission must survive a restart and must never be made twice), bulk jobs
@@ -31,6 +33,7 @@ pub use bounded::Bounded;
 pub use budget::{BudgetLimit, BudgetStore, DayUse, MemoryBudgets, Spend};
 pub use jobs::*;
 pub use postgres::PostgresStore;
+pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
 pub use usage::{UsageCounts, UsageKey, UsagePeriod, UsageQuery, UsageRow, UsageStore};
 pub use webhooks::{Attempt, DeliveryStatus, EventKind, OutboxEvent, Subscriptions, WebhookStore};

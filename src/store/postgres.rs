@@ -3,23 +3,27 @@
 //! under a lease ([`crate::store::Lease`]).
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Postgres;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
 
 use super::StoreError;
 
 /// PostgreSQL, shared by replicas.
-#[derive(Debug, Clone)]
-pub struct PostgresStore {
-    pool: PgPool,
-    /// The tenants whose jobs' state changes go to the webhook outbox.
-    webhooks: std::sync::Arc<super::Subscriptions>,
+pub type PostgresStore = super::sql::SqlStore<Postgres>;
+
+impl super::sql::SqlDb for Postgres {
+    /// Replicas share the database.
+    const SHARED: bool = true;
+
+    /// After deletes: nothing to do, PostgreSQL's autovacuum reuses the space.
+    async fn give_back_space(_pool: &PgPool) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
-impl PostgresStore {
-    /// Writes the events `webhooks` asks for to the outbox with each state change of a job.
-    pub fn with_webhooks(mut self, webhooks: super::Subscriptions) -> PostgresStore {
-        self.webhooks = std::sync::Arc::new(webhooks);
-        self
+impl super::sql::RowsAffected for PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        PgQueryResult::rows_affected(self)
     }
 }
 
@@ -41,29 +45,6 @@ impl PostgresStore {
             .connect_with(options.application_name("phonecheck"))
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PostgresStore {
-            pool,
-            webhooks: Default::default(),
-        })
-    }
-
-    /// After deletes: nothing to do, PostgreSQL's autovacuum reuses the space.
-    pub(in crate::store) async fn give_back_space(&self) -> Result<(), StoreError> {
-        Ok(())
+        Ok(PostgresStore::new(pool))
     }
 }
-
-crate::store::sql::pending::sql_pending_store!(PostgresStore);
-crate::store::sql::budget::sql_budget_store!(PostgresStore);
-crate::store::sql::usage::sql_usage_store!(PostgresStore, sqlx::Postgres);
-crate::store::sql::webhooks::sql_webhook_store!(
-    PostgresStore,
-    sqlx::Postgres,
-    sqlx::postgres::PgRow
-);
-crate::store::sql::jobs::sql_job_store!(
-    PostgresStore,
-    sqlx::Postgres,
-    sqlx::postgres::PgRow,
-    shared = true
-);

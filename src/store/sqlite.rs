@@ -4,9 +4,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Sqlite;
 use sqlx::sqlite::{
     SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteQueryResult, SqliteSynchronous,
 };
 
 use super::StoreError;
@@ -18,18 +19,29 @@ pub const DATABASE_FILE: &str = "phonecheck.db";
 const INCREMENTAL: i64 = 2;
 
 /// SQLite, one file in the data directory, WAL journal.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-    /// The tenants whose jobs' state changes go to the webhook outbox.
-    webhooks: std::sync::Arc<super::Subscriptions>,
+pub type SqliteStore = super::sql::SqlStore<Sqlite>;
+
+impl super::sql::SqlDb for Sqlite {
+    /// The file is this process's alone.
+    const SHARED: bool = false;
+
+    /// Gives the pages freed by deletes back to the file system: SQLite otherwise keeps them
+    /// in the file for reuse and the file never shrinks. The checkpoint is passive (it never
+    /// waits for readers): the file shrinks when the WAL's frames reach it.
+    async fn give_back_space(pool: &SqlitePool) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA incremental_vacuum")
+            .execute(pool)
+            .await?;
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_all(pool)
+            .await?;
+        Ok(())
+    }
 }
 
-impl SqliteStore {
-    /// Writes the events `webhooks` asks for to the outbox with each state change of a job.
-    pub fn with_webhooks(mut self, webhooks: super::Subscriptions) -> SqliteStore {
-        self.webhooks = std::sync::Arc::new(webhooks);
-        self
+impl super::sql::RowsAffected for SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        SqliteQueryResult::rows_affected(self)
     }
 }
 
@@ -68,19 +80,6 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// Gives the pages freed by deletes back to the file system: SQLite otherwise keeps them
-    /// in the file for reuse and the file never shrinks. The checkpoint is passive (it never
-    /// waits for readers): the file shrinks when the WAL's frames reach it.
-    pub(in crate::store) async fn give_back_space(&self) -> Result<(), StoreError> {
-        sqlx::query("PRAGMA incremental_vacuum")
-            .execute(&self.pool)
-            .await?;
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// A private in-memory database (tests).
     pub async fn in_memory() -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
@@ -113,23 +112,9 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore {
-            pool,
-            webhooks: Default::default(),
-        })
+        Ok(SqliteStore::new(pool))
     }
 }
-
-crate::store::sql::pending::sql_pending_store!(SqliteStore);
-crate::store::sql::budget::sql_budget_store!(SqliteStore);
-crate::store::sql::usage::sql_usage_store!(SqliteStore, sqlx::Sqlite);
-crate::store::sql::webhooks::sql_webhook_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
-crate::store::sql::jobs::sql_job_store!(
-    SqliteStore,
-    sqlx::Sqlite,
-    sqlx::sqlite::SqliteRow,
-    shared = false
-);
 
 #[cfg(test)]
 mod tests {

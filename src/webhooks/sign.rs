@@ -35,7 +35,7 @@ pub fn signature(secret: &SecretString, timestamp: u64, body: &[u8]) -> String {
 /// The event as the contract states it.
 pub fn event_to_proto(event: &OutboxEvent, currency: Currency) -> pb::JobEvent {
     let c = &event.counts;
-    let money = |m| crate::wire::money_to_proto(m, currency);
+    let money = |m| crate::messages::money_to_proto(m, currency);
     pb::JobEvent {
         event_id: event.id.clone(),
         r#type: event.kind as i32,

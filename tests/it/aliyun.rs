@@ -11,13 +11,11 @@ use phonecheck::config::Config;
 use phonecheck::domain::{Check, CheckData};
 use phonecheck::number::Analyzer;
 use phonecheck::pb;
-use phonecheck::providers::aliyun::{AliyunConfig, AliyunProvider, Mask};
 use phonecheck::providers::{
-    Answer, BuildContext, Clock, ErrorReason, FixedClock, Provider, ProviderError, Query,
-    SystemClock, http_client,
+    Answer, Clock, ErrorReason, FixedClock, Provider, ProviderError, Query, SystemClock,
 };
-use phonecheck::sim::{self, SimConfig, SimServer};
-use phonecheck::store::SqliteStore;
+use phonecheck::sim::{SimConfig, SimServer};
+use phonecheck::vendors::aliyun::Mask;
 
 /// phonecheck with one provider, Aliyun, against `sim`, its secret in a file under `dir`.
 fn aliyun_config(sim: &SimServer, dir: &Path, secret: &str, mask: &str) -> Config {
@@ -37,9 +35,9 @@ fn aliyun_config(sim: &SimServer, dir: &Path, secret: &str, mask: &str) -> Confi
         limits = {{ timeout = "2s", retries = 0 }}
         "#,
         sim.base_url(),
-        sim::SANDBOX_ALIYUN_ACCESS_KEY_ID,
+        phonecheck::vendors::aliyun::SANDBOX_ACCESS_KEY_ID,
         key.display(),
-        sim::SANDBOX_ALIYUN_AUTH_CODE,
+        phonecheck::vendors::aliyun::SANDBOX_AUTH_CODE,
     ))
     .unwrap()
 }
@@ -57,7 +55,7 @@ fn line_status(r: &pb::NumberReport) -> &pb::LineStatusResult {
 #[tokio::test]
 async fn statuses_by_magic_number_and_what_is_billed() {
     let sim = start_sim(SimConfig::default()).await;
-    let server = aliyun_server(&sim, sim::SANDBOX_ALIYUN_ACCESS_KEY_SECRET).await;
+    let server = aliyun_server(&sim, phonecheck::vendors::aliyun::SANDBOX_ACCESS_KEY_SECRET).await;
     let cases = [
         ("13800000101", "NORMAL", pb::LineStatus::Active, true),
         ("13800000102", "SHUTDOWN", pb::LineStatus::Suspended, true),
@@ -97,7 +95,7 @@ async fn statuses_by_magic_number_and_what_is_billed() {
 #[tokio::test]
 async fn a_ported_number_shows_both_carriers() {
     let sim = start_sim(SimConfig::default()).await;
-    let server = aliyun_server(&sim, sim::SANDBOX_ALIYUN_ACCESS_KEY_SECRET).await;
+    let server = aliyun_server(&sim, phonecheck::vendors::aliyun::SANDBOX_ACCESS_KEY_SECRET).await;
     let r = report(&server, lookup("13800000108", &[pb::Check::LineStatus])).await;
     let segment = r.info.as_ref().unwrap().carrier.as_ref().unwrap();
     assert_eq!(segment.name, "China Mobile");
@@ -136,7 +134,7 @@ async fn a_wrong_secret_is_auth_failed_and_not_billable() {
 #[tokio::test]
 async fn vendor_failures_by_magic_number() {
     let sim = start_sim(SimConfig::default()).await;
-    let server = aliyun_server(&sim, sim::SANDBOX_ALIYUN_ACCESS_KEY_SECRET).await;
+    let server = aliyun_server(&sim, phonecheck::vendors::aliyun::SANDBOX_ACCESS_KEY_SECRET).await;
     for (number, reason, code) in [
         ("13800000140", "PROVIDER_REJECTED", "OperatorLimit"),
         (
@@ -164,21 +162,15 @@ async fn vendor_failures_by_magic_number() {
     assert_eq!(sim.stats().vendor("aliyun").billable, 0);
 }
 
-async fn provider(sim: &SimServer, clock: Arc<dyn Clock>, mask: Mask) -> AliyunProvider {
-    let ctx = BuildContext {
-        http: http_client().unwrap(),
+async fn provider(sim: &SimServer, clock: Arc<dyn Clock>, mask: Mask) -> Arc<dyn Provider> {
+    crate::common::vendor_client(
+        "aliyun",
+        sim,
         clock,
-        sandbox: false,
-        pending: Arc::new(SqliteStore::in_memory().await.unwrap()),
-    };
-    let mut config = AliyunConfig::sandbox(
-        sim.base_url(),
-        sim::SANDBOX_ALIYUN_ACCESS_KEY_ID,
-        sim::SANDBOX_ALIYUN_AUTH_CODE,
-    );
-    config.mask = mask;
-    let secret = sim::SANDBOX_ALIYUN_ACCESS_KEY_SECRET.to_owned().into();
-    AliyunProvider::new("aliyun", &config, secret, &ctx).unwrap()
+        serde_json::json!({ "mask": mask.as_str() }),
+        None,
+    )
+    .await
 }
 
 fn query(number: &str) -> Vec<Query> {
@@ -206,7 +198,7 @@ async fn hash_masks_are_accepted() {
         };
         assert_eq!(
             line.status,
-            phonecheck::providers::aliyun::map_status(&line.raw_code)
+            phonecheck::vendors::aliyun::map_status(&line.raw_code)
         );
         // The simulator cannot see a hashed number's carrier; nothing is claimed about porting.
         assert_eq!((line.current_carrier.as_ref(), line.ported), (None, false));
@@ -266,7 +258,9 @@ async fn the_sandbox_lists_aliyun_and_asks_thinksms_first_for_line_status() {
     // Line status is routed over Thinksms first (then Aliyun): Thinksms answers.
     let r = report(&server, lookup("13800000101", &[pb::Check::LineStatus])).await;
     assert_eq!(outcome(&r, pb::Check::LineStatus).provider, "thinksms");
-    let thinksms_state = sim::thinksms::answer_for("13800000101", 0).0.to_string();
+    let thinksms_state = phonecheck::vendors::thinksms::sim::answer_for("13800000101", 0)
+        .0
+        .to_string();
     assert_eq!(line_status(&r).raw_code, thinksms_state);
     assert!(
         line_status(&r).current_carrier.is_none(),

@@ -9,14 +9,14 @@ use std::path::Path;
 use crate::common::*;
 use phonecheck::config::Config;
 use phonecheck::pb;
-use phonecheck::sim::{self, SimConfig, SimServer};
+use phonecheck::sim::{SimConfig, SimServer};
 
 const NUMBER: &str = "13800138077";
 
 /// Thinksms against `sim`, its state (answer store included) in `dir`, with `cache` settings.
 async fn server(sim: &SimServer, dir: &Path, cache: &str) -> TestServer {
     let key = dir.join("thinksms.key");
-    std::fs::write(&key, sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
+    std::fs::write(&key, phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY).unwrap();
     let config = Config::from_toml(&format!(
         r#"
         [server]
@@ -31,7 +31,7 @@ async fn server(sim: &SimServer, dir: &Path, cache: &str) -> TestServer {
         limits = {{ timeout = "2s" }}
         "#,
         sim.base_url(),
-        sim::SANDBOX_THINKSMS_HASHCODE,
+        phonecheck::vendors::thinksms::SANDBOX_HASHCODE,
         key.display()
     ))
     .unwrap();

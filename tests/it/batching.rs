@@ -11,10 +11,8 @@ use crate::common::start_sim;
 use phonecheck::domain::{Check, CheckData, CheckState};
 use phonecheck::engine::{Engine, LookupRequest};
 use phonecheck::number::Analyzer;
-use phonecheck::providers::signing::SignatureMethod;
-use phonecheck::providers::yidun::{YidunConfig, YidunProvider};
 use phonecheck::providers::{BuildContext, SystemClock, http_client};
-use phonecheck::sim::{self, SimConfig};
+use phonecheck::sim::SimConfig;
 use phonecheck::store::SqliteStore;
 
 #[tokio::test]
@@ -26,22 +24,12 @@ async fn two_hundred_fifty_numbers_make_three_yidun_calls() {
         sandbox: false,
         pending: Arc::new(SqliteStore::in_memory().await.unwrap()),
     };
-    let mut config = YidunConfig::sandbox(
-        sim.base_url(),
-        sim::SANDBOX_YIDUN_SECRET_ID,
-        sim::SANDBOX_YIDUN_BUSINESS_ID,
-        SignatureMethod::Sm3,
-    );
+    let vendor = phonecheck::vendors::find("yidun").unwrap();
+    let mut config = phonecheck::vendors::ProviderConfig::sandbox(vendor, &sim.base_url()).unwrap();
     // A linger long enough for 250 analyses on a busy machine; full batches go at once anyway.
-    config.limits.batch_linger = Some(std::time::Duration::from_millis(250));
-    let yidun = YidunProvider::new(
-        "yidun",
-        &config,
-        sim::SANDBOX_YIDUN_SECRET_KEY.to_owned().into(),
-        &ctx,
-    )
-    .unwrap();
-    let engine = Engine::new(Analyzer::default(), vec![Arc::new(yidun)]);
+    config.shared.limits.batch_linger = Some(std::time::Duration::from_millis(250));
+    let yidun = config.build("yidun", &ctx).unwrap();
+    let engine = Engine::new(Analyzer::default(), vec![yidun]);
 
     let requests: Vec<LookupRequest> = (0..250)
         .map(|i| LookupRequest {

@@ -11,7 +11,7 @@ use phonecheck::sim::SimConfig;
 
 fn sim_config(delay: Duration) -> SimConfig {
     SimConfig {
-        caih_label_delay: delay,
+        async_delay: delay,
         ..SimConfig::default()
     }
 }

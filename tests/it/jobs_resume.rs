@@ -149,7 +149,7 @@ async fn cancel_stops_the_vendor_calls() {
 #[tokio::test]
 async fn numbers_a_vendor_answers_later_are_collected_in_later_passes() {
     let config = Config::from_toml(
-        "[sandbox]\ncaih_label_delay = \"500ms\"\n[jobs]\nretry_after = \"300ms\"\nmax_passes = 20",
+        "[sandbox]\nasync_delay = \"500ms\"\n[jobs]\nretry_after = \"300ms\"\nmax_passes = 20",
     )
     .unwrap();
     let server = TestServer::start(config).await;

@@ -83,10 +83,10 @@ async fn a_tenants_items_in_flight_are_bounded_across_its_streams() {
     let sim = start_sim(SimConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("thinksms.key");
-    std::fs::write(&key, phonecheck::sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
+    std::fs::write(&key, phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY).unwrap();
     let mut config = thinksms_config(
         &sim.base_url(),
-        phonecheck::sim::SANDBOX_THINKSMS_HASHCODE,
+        phonecheck::vendors::thinksms::SANDBOX_HASHCODE,
         &key,
     );
     config.server.max_items_in_flight_per_tenant = 2;

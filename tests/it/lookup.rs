@@ -3,7 +3,7 @@
 
 use crate::common::{TestServer, error_info, lookup, start_sim};
 use phonecheck::pb;
-use phonecheck::sim::{SANDBOX_THINKSMS_HASHCODE, SimConfig};
+use phonecheck::sim::SimConfig;
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -118,8 +118,8 @@ async fn invalid_numbers_never_reach_the_vendor() {
     let sim = start_sim(SimConfig::default()).await;
     let server = TestServer::thinksms(
         &sim,
-        SANDBOX_THINKSMS_HASHCODE,
-        phonecheck::sim::SANDBOX_THINKSMS_PRIVATE_KEY,
+        phonecheck::vendors::thinksms::SANDBOX_HASHCODE,
+        phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY,
     )
     .await;
     let report =
@@ -151,8 +151,8 @@ async fn live_provider_against_the_simulator_over_http() {
     let sim = start_sim(SimConfig::default()).await;
     let server = TestServer::thinksms(
         &sim,
-        SANDBOX_THINKSMS_HASHCODE,
-        phonecheck::sim::SANDBOX_THINKSMS_PRIVATE_KEY,
+        phonecheck::vendors::thinksms::SANDBOX_HASHCODE,
+        phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY,
     )
     .await;
     let report =
@@ -169,7 +169,12 @@ async fn live_provider_against_the_simulator_over_http() {
 #[tokio::test]
 async fn a_wrong_sign_is_a_non_billable_auth_failure() {
     let sim = start_sim(SimConfig::default()).await;
-    let server = TestServer::thinksms(&sim, SANDBOX_THINKSMS_HASHCODE, "not-the-private-key").await;
+    let server = TestServer::thinksms(
+        &sim,
+        phonecheck::vendors::thinksms::SANDBOX_HASHCODE,
+        "not-the-private-key",
+    )
+    .await;
     let mut client = server.client();
     let report = client
         .lookup_number(lookup("13800138000", &[pb::Check::LineStatus]))

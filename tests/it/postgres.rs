@@ -422,7 +422,7 @@ async fn without_redis_replicas_share_caih_submissions_in_postgres() {
     let pg = Postgres::start();
     let url = pg.database("pending").await;
     let sim = start_sim(SimConfig {
-        caih_label_delay: std::time::Duration::from_millis(200),
+        async_delay: std::time::Duration::from_millis(200),
         ..SimConfig::default()
     })
     .await;
@@ -509,12 +509,17 @@ async fn replicas_add_up_one_usage_ledger_in_postgres() {
     let sim = start_sim(SimConfig::default()).await;
     let replica = |dir: &Path| {
         let key = dir.join("thinksms.key");
-        std::fs::write(&key, sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
-        let mut config = thinksms_config(&sim.base_url(), sim::SANDBOX_THINKSMS_HASHCODE, &key);
-        if let Some(phonecheck::providers::ProviderConfig::Thinksms(c)) =
-            config.providers.get_mut("thinksms")
-        {
-            c.prices.line_status = Some("0.03".parse().unwrap());
+        std::fs::write(&key, phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY).unwrap();
+        let mut config = thinksms_config(
+            &sim.base_url(),
+            phonecheck::vendors::thinksms::SANDBOX_HASHCODE,
+            &key,
+        );
+        if let Some(provider) = config.providers.get_mut("thinksms") {
+            provider.shared.prices.set(
+                phonecheck::domain::Check::LineStatus,
+                "0.03".parse().unwrap(),
+            );
         }
         config.storage.database_url = Some(SecretRef::File(url_file(dir, &url)));
         config

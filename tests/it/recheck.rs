@@ -190,7 +190,10 @@ pub(crate) async fn the_world_moves_on(database: Option<&str>) {
     epoch.store(1, Ordering::SeqCst);
     let expected: BTreeSet<&str> = numbers
         .iter()
-        .filter(|n| sim::thinksms::answer_for(n, 0).0 != sim::thinksms::answer_for(n, 1).0)
+        .filter(|n| {
+            phonecheck::vendors::thinksms::sim::answer_for(n, 0).0
+                != phonecheck::vendors::thinksms::sim::answer_for(n, 1).0
+        })
         .map(String::as_str)
         .collect();
     assert!(!expected.is_empty() && expected.len() < numbers.len());

@@ -181,7 +181,7 @@ async fn a_number_asked_of_both_replicas_at_once_is_paid_once() {
 async fn any_replica_collects_labels_another_submitted() {
     let redis = Redis::start();
     let sim = start_sim(SimConfig {
-        caih_label_delay: Duration::from_millis(200),
+        async_delay: Duration::from_millis(200),
         ..SimConfig::default()
     })
     .await;

@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::common::*;
 use phonecheck::config::Config;
 use phonecheck::pb;
-use phonecheck::sim::{self, SimConfig, SimServer};
+use phonecheck::sim::{SimConfig, SimServer};
 use tokio::net::TcpListener;
 
 /// Thinksms (signing with `thinksms_key`) and Aliyun against `sim`, no retries, breaker after
@@ -50,11 +50,14 @@ fn routed_config(
         {routes}
         "#,
         base = sim.base_url(),
-        hashcode = sim::SANDBOX_THINKSMS_HASHCODE,
+        hashcode = phonecheck::vendors::thinksms::SANDBOX_HASHCODE,
         thinksms = write("thinksms.key", thinksms_key),
-        key_id = sim::SANDBOX_ALIYUN_ACCESS_KEY_ID,
-        aliyun = write("aliyun.key", sim::SANDBOX_ALIYUN_ACCESS_KEY_SECRET),
-        auth_code = sim::SANDBOX_ALIYUN_AUTH_CODE,
+        key_id = phonecheck::vendors::aliyun::SANDBOX_ACCESS_KEY_ID,
+        aliyun = write(
+            "aliyun.key",
+            phonecheck::vendors::aliyun::SANDBOX_ACCESS_KEY_SECRET
+        ),
+        auth_code = phonecheck::vendors::aliyun::SANDBOX_AUTH_CODE,
     ))
     .unwrap();
     config.storage.data_dir = dir.to_owned();
@@ -123,7 +126,7 @@ async fn refused_credentials_fail_over_to_aliyun_in_the_same_call_billed_once() 
 #[tokio::test]
 async fn an_open_breaker_passes_the_number_to_aliyun_without_calling_thinksms() {
     let sim = start_sim(SimConfig::default()).await;
-    let server = routed_server(&sim, sim::SANDBOX_THINKSMS_PRIVATE_KEY, 1).await;
+    let server = routed_server(&sim, phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY, 1).await;
     // 0500: Thinksms is busy (err_code 500): unavailable, and with a breaker of one failure and
     // no retries, the breaker opens. The number itself fails over.
     let r = report(&server, lookup("13800000500", &[pb::Check::LineStatus])).await;
@@ -186,7 +189,7 @@ async fn a_refused_number_does_not_fail_over() {
     let config = routed_config(
         &sim,
         dir.path(),
-        sim::SANDBOX_THINKSMS_PRIVATE_KEY,
+        phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY,
         5,
         r#"line_status = ["aliyun", "thinksms"]"#,
     );
@@ -223,7 +226,7 @@ async fn match_rules_send_a_carriers_numbers_to_their_provider() {
     let config = routed_config(
         &sim,
         dir.path(),
-        sim::SANDBOX_THINKSMS_PRIVATE_KEY,
+        phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY,
         5,
         r#"line_status = { providers = ["thinksms", "aliyun"], rules = [{ carriers = ["CTCC"], providers = ["aliyun"] }] }"#,
     );

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::common::{TestServer, lookup, start_sim};
 use phonecheck::pb;
-use phonecheck::sim::{SANDBOX_THINKSMS_HASHCODE, SANDBOX_THINKSMS_PRIVATE_KEY, SimConfig};
+use phonecheck::sim::SimConfig;
 use tonic::codec::CompressionEncoding;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -118,8 +118,8 @@ async fn shutdown_lets_in_flight_calls_finish_and_reports_not_serving() {
     .await;
     let mut server = TestServer::thinksms(
         &sim,
-        SANDBOX_THINKSMS_HASHCODE,
-        SANDBOX_THINKSMS_PRIVATE_KEY,
+        phonecheck::vendors::thinksms::SANDBOX_HASHCODE,
+        phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY,
     )
     .await;
     let mut health = HealthClient::new(server.channel());

@@ -396,8 +396,8 @@ async fn tongdun_nodes_take_only_their_country() {
         let url = format!(
             "{}{node}/verification/kyc/phoneverify/v1?partner_code={}&partner_key={}",
             sim.base_url(),
-            phonecheck::sim::SANDBOX_TONGDUN_PARTNER_CODE,
-            phonecheck::sim::SANDBOX_TONGDUN_PARTNER_KEY
+            phonecheck::vendors::tongdun::SANDBOX_PARTNER_CODE,
+            phonecheck::vendors::tongdun::SANDBOX_PARTNER_KEY
         );
         let request = http.post(url).json(&body);
         async move {

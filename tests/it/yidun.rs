@@ -6,34 +6,20 @@ use crate::common::start_sim;
 use chrono::{Duration as Days, Utc};
 use phonecheck::domain::Check;
 use phonecheck::number::Analyzer;
-use phonecheck::providers::signing::SignatureMethod;
-use phonecheck::providers::yidun::{YidunConfig, YidunProvider};
 use phonecheck::providers::{
-    BuildContext, Clock, FixedClock, Provider, ProviderError, Query, SystemClock, http_client,
+    Clock, FixedClock, Provider, ProviderError, Query, SystemClock, http_client,
 };
-use phonecheck::sim::{self, SimConfig, SimServer};
-use phonecheck::store::SqliteStore;
+use phonecheck::sim::{SimConfig, SimServer};
 
-async fn provider(sim: &SimServer, clock: Arc<dyn Clock>, secret_id: &str) -> YidunProvider {
-    let ctx = BuildContext {
-        http: http_client().unwrap(),
-        clock,
-        sandbox: false,
-        pending: Arc::new(SqliteStore::in_memory().await.unwrap()),
-    };
-    let config = YidunConfig::sandbox(
-        sim.base_url(),
-        secret_id,
-        sim::SANDBOX_YIDUN_BUSINESS_ID,
-        SignatureMethod::Sha1,
-    );
-    YidunProvider::new(
+async fn provider(sim: &SimServer, clock: Arc<dyn Clock>, secret_id: &str) -> Arc<dyn Provider> {
+    crate::common::vendor_client(
         "yidun",
-        &config,
-        sim::SANDBOX_YIDUN_SECRET_KEY.to_owned().into(),
-        &ctx,
+        sim,
+        clock,
+        serde_json::json!({ "secret_id": secret_id, "signature_method": "SHA1" }),
+        None,
     )
-    .unwrap()
+    .await
 }
 
 fn queries(n: usize) -> Vec<Query> {
@@ -56,7 +42,7 @@ async fn a_clock_off_by_a_day_is_refused_with_420() {
     let late = provider(
         &sim,
         Arc::new(FixedClock(Utc::now() - Days::days(1))),
-        sim::SANDBOX_YIDUN_SECRET_ID,
+        phonecheck::vendors::yidun::SANDBOX_SECRET_ID,
     )
     .await;
     let results = late.call(Check::RiskProfile, &queries(1)).await;
@@ -74,14 +60,19 @@ async fn a_reused_nonce_is_refused_with_430() {
     let stopped = provider(
         &sim,
         Arc::new(FixedClock(Utc::now())),
-        sim::SANDBOX_YIDUN_SECRET_ID,
+        phonecheck::vendors::yidun::SANDBOX_SECRET_ID,
     )
     .await;
     assert!(stopped.call(Check::RiskProfile, &queries(1)).await[0].is_ok());
     let again = stopped.call(Check::RiskProfile, &queries(1)).await;
     assert_eq!(vendor_code(&again).as_deref(), Some("430"));
     // With fresh nonces every call goes through.
-    let live = provider(&sim, Arc::new(SystemClock), sim::SANDBOX_YIDUN_SECRET_ID).await;
+    let live = provider(
+        &sim,
+        Arc::new(SystemClock),
+        phonecheck::vendors::yidun::SANDBOX_SECRET_ID,
+    )
+    .await;
     for _ in 0..3 {
         assert!(live.call(Check::RiskProfile, &queries(1)).await[0].is_ok());
     }
@@ -90,7 +81,12 @@ async fn a_reused_nonce_is_refused_with_430() {
 #[tokio::test]
 async fn more_than_a_hundred_phones_are_refused_with_414() {
     let sim = start_sim(SimConfig::default()).await;
-    let yidun = provider(&sim, Arc::new(SystemClock), sim::SANDBOX_YIDUN_SECRET_ID).await;
+    let yidun = provider(
+        &sim,
+        Arc::new(SystemClock),
+        phonecheck::vendors::yidun::SANDBOX_SECRET_ID,
+    )
+    .await;
     let results = yidun.call(Check::RiskProfile, &queries(101)).await;
     assert_eq!(results.len(), 101, "one result per number, failure or not");
     assert_eq!(vendor_code(&results).as_deref(), Some("414"));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::Check;
+use crate::domain::{Check, PerCheck};
 
 /// `[cache]`: how long a vendor's answer is reused, per check (counted from when the vendor gave
 /// it). Negative answers (an empty number, no labels, no risk) are kept like any other; failures
@@ -13,21 +13,21 @@ use crate::domain::Check;
 ///
 /// Answers live in two tiers: a compact in-memory hot tier bounded by bytes (`max_memory`), and
 /// the answer store, a file in the data directory (`store`), so that a restart never pays twice.
+///
+/// Each check's TTL is written under the check's key (`line_status = "3d"`); a check not
+/// written keeps its default ([`crate::domain::CheckSpec::default_ttl`]).
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// How long each check's answers are reused.
+    pub ttl: PerCheck<Duration>,
+    /// The other settings.
+    pub settings: CacheSettings,
+}
+
+/// `[cache]` but the TTLs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CacheConfig {
-    /// Line status.
-    #[serde(default = "default_line_status_ttl", with = "humantime_serde")]
-    pub line_status: Duration,
-    /// Spam labels (once labelled).
-    #[serde(default = "default_day", with = "humantime_serde")]
-    pub spam_labels: Duration,
-    /// Account presence.
-    #[serde(default = "default_week", with = "humantime_serde")]
-    pub account_presence: Duration,
-    /// Risk profile.
-    #[serde(default = "default_week", with = "humantime_serde")]
-    pub risk_profile: Duration,
+pub struct CacheSettings {
     /// Memory the hot tier may take, in bytes (`"192MiB"`, `"1GiB"` or a number of bytes); the
     /// least recently used answers leave it first (they stay in the store).
     #[serde(default = "default_max_memory", deserialize_with = "deserialize_bytes")]
@@ -69,13 +69,46 @@ pub enum Share {
     All,
 }
 
+impl<'de> Deserialize<'de> for CacheConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let mut ttl = CacheConfig::default().ttl;
+        for spec in &crate::domain::CHECKS {
+            if let Some(value) = table.remove(spec.key) {
+                let text = value.as_str().ok_or_else(|| {
+                    D::Error::custom(format!("{}: a duration such as \"3d\"", spec.key))
+                })?;
+                ttl[spec.check] = humantime::parse_duration(text)
+                    .map_err(|e| D::Error::custom(format!("{}: {e}", spec.key)))?;
+            }
+        }
+        let settings = CacheSettings::deserialize(serde_json::Value::Object(table))
+            .map_err(D::Error::custom)?;
+        Ok(CacheConfig { ttl, settings })
+    }
+}
+
+impl std::ops::Deref for CacheConfig {
+    type Target = CacheSettings;
+
+    fn deref(&self) -> &CacheSettings {
+        &self.settings
+    }
+}
+
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
-            line_status: default_line_status_ttl(),
-            spam_labels: default_day(),
-            account_presence: default_week(),
-            risk_profile: default_week(),
+            ttl: PerCheck::from_fn(|check| check.spec().default_ttl),
+            settings: CacheSettings::default(),
+        }
+    }
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
             max_memory: default_max_memory(),
             max_entries: None,
             store: true,
@@ -89,23 +122,25 @@ impl Default for CacheConfig {
 impl CacheConfig {
     /// The TTL of a check's answers.
     pub fn ttl(&self, check: Check) -> Duration {
-        match check {
-            Check::LineStatus => self.line_status,
-            Check::SpamLabels => self.spam_labels,
-            Check::AccountPresence => self.account_presence,
-            Check::RiskProfile => self.risk_profile,
-        }
+        self.ttl[check]
     }
 
     /// Every check's TTL as a closure, for the layers below the engine (the shared answers in
     /// Redis), which must not know this type.
     pub fn ttl_fn(&self) -> crate::replicas::TtlFn {
-        let ttls = Check::ALL.map(|c| self.ttl(c));
-        std::sync::Arc::new(move |check| ttls[check as usize])
+        let ttls = self.ttl;
+        std::sync::Arc::new(move |check| ttls[check])
     }
 
     /// Problems with this configuration, for start-up validation.
     pub fn problems(&self) -> Vec<String> {
+        self.settings.problems()
+    }
+}
+
+impl CacheSettings {
+    /// Problems with these settings.
+    fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.max_memory < MIN_MEMORY {
             problems.push(format!(
@@ -147,18 +182,6 @@ fn default_purge_interval() -> Duration {
 
 fn default_true() -> bool {
     true
-}
-
-fn default_line_status_ttl() -> Duration {
-    Duration::from_secs(3 * 86_400)
-}
-
-fn default_day() -> Duration {
-    Duration::from_secs(86_400)
-}
-
-fn default_week() -> Duration {
-    Duration::from_secs(7 * 86_400)
 }
 
 /// A size written as a number of bytes or a number with a unit (`B`, `KiB`, `MiB`, `GiB`, `KB`,
@@ -230,10 +253,8 @@ mod tests {
 
     #[test]
     fn ttls_follow_the_checks() {
-        let config = CacheConfig {
-            spam_labels: Duration::from_secs(5),
-            ..CacheConfig::default()
-        };
+        let mut config = CacheConfig::default();
+        config.ttl[Check::SpamLabels] = Duration::from_secs(5);
         let ttl = config.ttl_fn();
         for check in Check::ALL {
             assert_eq!(ttl(check), config.ttl(check));

@@ -27,7 +27,7 @@ mod codec;
 mod hot;
 mod presence;
 
-use crate::domain::{Check, CheckData, KycInput};
+use crate::domain::{Check, CheckData, KycInput, PerCheck};
 use crate::store::{AnswerRow, AnswerStore, AnswerStoreStats, Opened, StoreError, StoredAnswer};
 pub use cache::{CacheConfig, Share, parse_bytes};
 use codec::{Decoded, Interner};
@@ -93,7 +93,7 @@ pub struct Answers {
     hot: HotTier,
     interner: Interner,
     key: Vec<u8>,
-    ttl: [Duration; 4],
+    ttl: PerCheck<Duration>,
     /// Whether a tenant's answers are its own (`cache.share`).
     share: Share,
     store: Option<AnswerStore>,
@@ -125,7 +125,7 @@ impl Answers {
             hot: HotTier::new(cache.max_memory, cache.max_entries),
             interner: Interner::default(),
             key,
-            ttl: Check::ALL.map(|c| cache.ttl(c)),
+            ttl: cache.ttl,
             share: cache.share,
             presence: if store.is_some() {
                 Presence::default()
@@ -244,7 +244,7 @@ impl Answers {
     }
 
     fn ttl(&self, check: Check) -> Duration {
-        self.ttl[check as usize]
+        self.ttl[check]
     }
 
     fn mac(&self, parts: &[&[u8]]) -> u64 {
@@ -667,8 +667,7 @@ async fn purger(answers: Weak<Answers>, store: AnswerStore, every: Duration) {
         let now = i64::try_from(now_millis()).unwrap_or(i64::MAX);
         let mut purged = 0;
         for check in Check::ALL {
-            let before =
-                now.saturating_sub(i64::try_from(millis(ttl[check as usize])).unwrap_or(i64::MAX));
+            let before = now.saturating_sub(i64::try_from(millis(ttl[check])).unwrap_or(i64::MAX));
             loop {
                 match store.purge(check as u8, before, PURGE_STEP).await {
                     Ok(n) => {

@@ -44,10 +44,8 @@ async fn answers_survive_reopening_and_expire_by_the_configured_ttl() {
     );
     drop(again);
 
-    let shorter = CacheConfig {
-        line_status: Duration::from_secs(30),
-        ..CacheConfig::default()
-    };
+    let mut shorter = CacheConfig::default();
+    shorter.ttl[Check::LineStatus] = Duration::from_secs(30);
     let expired = Answers::open(&shorter, dir.path(), None).await;
     assert!(
         expired

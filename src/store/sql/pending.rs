@@ -2,19 +2,23 @@
 //!
 //! [`PendingStore`]: crate::store::PendingStore
 
-/// Implements [`PendingStore`](crate::store::PendingStore) for `$store` (with a `pool`).
-macro_rules! sql_pending_store {
-    ($store:ty) => {
-const _: () = {
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{ColumnIndex, Executor, Row};
 
+use super::{RowsAffected, SqlDb, SqlStore, Text, Value};
 use crate::store::{Claim, PendingStore, PendingSubmission, StoreError, from_millis, millis};
 
 #[async_trait]
-impl PendingStore for $store {
+impl<DB: SqlDb> PendingStore for SqlStore<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'a> &'a str: Text<'a, DB>,
+    usize: ColumnIndex<DB::Row>,
+    String: Value<DB>,
+    i64: Value<DB>,
+{
     async fn claim(
         &self,
         provider: &str,
@@ -105,8 +109,3 @@ impl PendingStore for $store {
         }))
     }
 }
-};
-    };
-}
-
-pub(in crate::store) use sql_pending_store;

@@ -3,31 +3,34 @@
 //!
 //! [`UsageStore`]: crate::store::UsageStore
 
-/// Ledger increments per INSERT statement (nine values each).
-pub(in crate::store) const INCREMENTS_PER_STATEMENT: usize = 1_000;
-
-/// Implements [`UsageStore`](crate::store::UsageStore) for `$store` (with a `pool` of `$db`).
-macro_rules! sql_usage_store {
-    ($store:ty, $db:ty) => {
-const _: () = {
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Row};
+use sqlx::{ColumnIndex, Executor, QueryBuilder, Row};
 
+use super::{SqlDb, SqlStore, Text, Value};
 use crate::domain::Money;
-use crate::store::sql::usage::INCREMENTS_PER_STATEMENT;
 use crate::store::{
     StoreError, UsageCounts, UsageKey, UsagePeriod, UsageQuery, UsageRow, UsageStore,
 };
 
+/// Ledger increments per INSERT statement (nine values each).
+const INCREMENTS_PER_STATEMENT: usize = 1_000;
+
 #[async_trait]
-impl UsageStore for $store {
+impl<DB: SqlDb> UsageStore for SqlStore<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'a> &'a str: Text<'a, DB>,
+    usize: ColumnIndex<DB::Row>,
+    String: Value<DB>,
+    i64: Value<DB>,
+{
     async fn add_usage(&self, increments: &[(UsageKey, UsageCounts)]) -> Result<(), StoreError> {
         if increments.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
         for chunk in increments.chunks(INCREMENTS_PER_STATEMENT) {
-            let mut insert: QueryBuilder<$db> = QueryBuilder::new(
+            let mut insert: QueryBuilder<DB> = QueryBuilder::new(
                 "INSERT INTO usage_ledger (tenant, provider, check_name, day, billable_calls,
                      cost_nanos, cache_hits, joined_calls, failures) ",
             );
@@ -61,7 +64,7 @@ impl UsageStore for $store {
             UsagePeriod::Day => "day",
             UsagePeriod::Month => "substr(day, 1, 7)",
         };
-        let mut select: QueryBuilder<$db> = QueryBuilder::new(format!(
+        let mut select: QueryBuilder<DB> = QueryBuilder::new(format!(
             "SELECT tenant, provider, check_name, {period} AS period,
                  CAST(SUM(billable_calls) AS BIGINT), CAST(SUM(cost_nanos) AS BIGINT),
                  CAST(SUM(cache_hits) AS BIGINT), CAST(SUM(joined_calls) AS BIGINT),
@@ -105,8 +108,3 @@ impl UsageStore for $store {
             .collect())
     }
 }
-};
-    };
-}
-
-pub(in crate::store) use sql_usage_store;

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use phonecheck::config::Config;
 use phonecheck::pb;
 use phonecheck::pb::phone_check_service_client::PhoneCheckServiceClient;
 use phonecheck::sim::{SimConfig, SimServer};
+use phonecheck::vendors;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -182,7 +184,7 @@ pub fn fault_seed() -> u64 {
 
 pub async fn start_sim(config: SimConfig) -> SimServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    SimServer::spawn(listener, config).unwrap()
+    phonecheck::vendors::simulator(listener, config).unwrap()
 }
 
 /// Looks a number up and returns the report; any RPC failure fails the test.
@@ -214,88 +216,77 @@ pub fn error_info(status: &tonic_types::Status) -> tonic_types::ErrorInfo {
         .expect("status carries an ErrorInfo")
 }
 
-/// The secrets phonecheck signs with for each vendor.
-pub struct Secrets {
-    pub thinksms: String,
-    pub caih: String,
-    pub tongdun: String,
-    pub yidun: String,
-}
+/// The secret phonecheck signs with for each vendor, by vendor name.
+pub struct Secrets(BTreeMap<&'static str, String>);
 
 impl Secrets {
     /// The simulator's own (right) secrets.
     pub fn right() -> Secrets {
-        use phonecheck::sim::*;
-        Secrets {
-            thinksms: SANDBOX_THINKSMS_PRIVATE_KEY.into(),
-            caih: SANDBOX_CAIH_SECRET_KEY.into(),
-            tongdun: SANDBOX_TONGDUN_PARTNER_KEY.into(),
-            yidun: SANDBOX_YIDUN_SECRET_KEY.into(),
-        }
+        Secrets(
+            vendors::ALL
+                .iter()
+                .map(|v| (v.name, v.sandbox.secret.to_owned()))
+                .collect(),
+        )
     }
 
     /// Wrong secrets for every vendor.
     pub fn wrong() -> Secrets {
-        Secrets {
-            thinksms: "wrong".into(),
-            caih: "wrong".into(),
-            tongdun: "wrong".into(),
-            yidun: "wrong".into(),
-        }
+        Secrets(
+            vendors::ALL
+                .iter()
+                .map(|v| (v.name, "wrong".to_owned()))
+                .collect(),
+        )
     }
 }
 
-/// All four vendors, live (not sandbox), pointed at `sim`, their secrets in files under `dir`.
+/// The vendors of [`vendors_config`]: for each check, the first vendor of the registry that
+/// serves it (so each check has one provider and no failover).
+pub fn one_vendor_per_check() -> Vec<&'static vendors::Vendor> {
+    let mut served = Vec::new();
+    let mut chosen = Vec::new();
+    for vendor in vendors::ALL {
+        if vendor.checks.iter().any(|c| !served.contains(c)) {
+            served.extend_from_slice(vendor.checks);
+            chosen.push(*vendor);
+        }
+    }
+    chosen
+}
+
+/// One provider per check ([`one_vendor_per_check`]), live (not sandbox), each with its sandbox
+/// account at `sim`, named after its vendor, its secret in a file under `dir`. Yidun signs with
+/// `yidun_method`.
 pub fn vendors_config(
     sim: &SimServer,
     dir: &Path,
     secrets: &Secrets,
     yidun_method: &str,
 ) -> Config {
-    use phonecheck::sim::*;
-    let write = |name: &str, value: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, value).unwrap();
-        path.display().to_string()
-    };
     let base = sim.base_url();
-    Config::from_toml(&format!(
-        r#"
-        [server]
-        shutdown_grace = "5s"
-        [providers.thinksms]
-        type = "thinksms"
-        base_url = "{base}"
-        hashcode = "{SANDBOX_THINKSMS_HASHCODE}"
-        private_key = {{ file = "{}" }}
-        [providers.caih]
-        type = "caih"
-        base_url = "{base}"
-        user_key = "{SANDBOX_CAIH_USER_KEY}"
-        app_id = "{SANDBOX_CAIH_APP_ID}"
-        secret_key = {{ file = "{}" }}
-        [providers.tongdun]
-        type = "tongdun"
-        partner_code = "{SANDBOX_TONGDUN_PARTNER_CODE}"
-        partner_key = {{ file = "{}" }}
-        nodes = {{ ID = "{base}/id", SG = "{base}/sg", PK = "{base}/pk" }}
-        [providers.yidun]
-        type = "yidun"
-        base_url = "{base}"
-        secret_id = "{SANDBOX_YIDUN_SECRET_ID}"
-        business_id = "{SANDBOX_YIDUN_BUSINESS_ID}"
-        secret_key = {{ file = "{}" }}
-        signature_method = "{yidun_method}"
-        "#,
-        write("thinksms.key", &secrets.thinksms),
-        write("caih.key", &secrets.caih),
-        write("tongdun.key", &secrets.tongdun),
-        write("yidun.key", &secrets.yidun),
-    ))
-    .unwrap()
+    let mut toml = String::from("[server]\nshutdown_grace = \"5s\"\n");
+    for vendor in one_vendor_per_check() {
+        let name = vendor.name;
+        let key = dir.join(format!("{name}.key"));
+        std::fs::write(&key, &secrets.0[name]).unwrap();
+        let mut settings = vendor.sandbox.settings_table();
+        if name == "yidun" {
+            settings["signature_method"] = yidun_method.into();
+        }
+        toml.push_str(&format!(
+            "[providers.{name}]\ntype = \"{name}\"\nbase_url = \"{base}\"\n{} = {{ file = \"{}\" }}\n",
+            vendor.secret_field,
+            key.display()
+        ));
+        for (field, value) in settings.as_object().unwrap() {
+            toml.push_str(&format!("{field} = {value}\n"));
+        }
+    }
+    Config::from_toml(&toml).unwrap()
 }
 
-/// Starts a server with all four vendors live against `sim`.
+/// Starts a server with one vendor per check live against `sim` ([`vendors_config`]).
 pub async fn vendors_server(sim: &SimServer, secrets: &Secrets, yidun_method: &str) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let config = vendors_config(sim, dir.path(), secrets, yidun_method);
@@ -313,15 +304,8 @@ pub fn outcome(report: &pb::NumberReport, check: pb::Check) -> &pb::CheckOutcome
 
 /// Sets every provider's limits.
 pub fn set_limits(config: &mut Config, limits: phonecheck::providers::LimitsConfig) {
-    use phonecheck::providers::ProviderConfig;
     for provider in config.providers.values_mut() {
-        match provider {
-            ProviderConfig::Thinksms(c) => c.limits = limits.clone(),
-            ProviderConfig::Aliyun(c) => c.limits = limits.clone(),
-            ProviderConfig::Caih(c) => c.limits = limits.clone(),
-            ProviderConfig::Tongdun(c) => c.limits = limits.clone(),
-            ProviderConfig::Yidun(c) => c.limits = limits.clone(),
-        }
+        provider.shared.limits = limits.clone();
     }
 }
 
@@ -568,7 +552,7 @@ pub fn hash_key_file(dir: &std::path::Path) -> std::path::PathBuf {
 /// continues the `[storage]` table (keys) and may add tables.
 pub fn thinksms_toml(sim: &SimServer, dir: &Path, quota: u32, more: &str) -> String {
     let key = dir.join("thinksms.key");
-    std::fs::write(&key, phonecheck::sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
+    std::fs::write(&key, phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY).unwrap();
     format!(
         r#"
 [server]
@@ -585,7 +569,7 @@ data_dir = "{data}"
 "#,
         data = dir.join("data").display(),
         base = sim.base_url(),
-        hashcode = phonecheck::sim::SANDBOX_THINKSMS_HASHCODE,
+        hashcode = phonecheck::vendors::thinksms::SANDBOX_HASHCODE,
         key = key.display(),
     )
 }
@@ -627,4 +611,33 @@ pub fn bearer<T>(message: T, key: &str) -> tonic::Request<T> {
         .metadata_mut()
         .insert("authorization", format!("Bearer {key}").parse().unwrap());
     request
+}
+
+/// The client of `vendor`'s sandbox account at `sim` (its own settings changed by `overrides`,
+/// its secret `secret` or the sandbox's), signing with `clock`: a vendor client alone, without a
+/// server.
+pub async fn vendor_client(
+    vendor: &str,
+    sim: &SimServer,
+    clock: std::sync::Arc<dyn phonecheck::providers::Clock>,
+    overrides: serde_json::Value,
+    secret: Option<&str>,
+) -> std::sync::Arc<dyn phonecheck::providers::Provider> {
+    let vendor = vendors::find(vendor).expect("a vendor of the registry");
+    let mut config = vendors::ProviderConfig::sandbox(vendor, &sim.base_url()).unwrap();
+    let mut settings = vendor.sandbox.settings_table();
+    for (field, value) in overrides.as_object().unwrap() {
+        settings[field] = value.clone();
+    }
+    config.settings = (vendor.settings)(settings).unwrap();
+    if let Some(secret) = secret {
+        config.secret = phonecheck::secret::SecretRef::Public(secret.to_owned());
+    }
+    let ctx = phonecheck::providers::BuildContext {
+        http: phonecheck::providers::http_client().unwrap(),
+        clock,
+        sandbox: false,
+        pending: std::sync::Arc::new(phonecheck::store::SqliteStore::in_memory().await.unwrap()),
+    };
+    config.build(vendor.name, &ctx).unwrap()
 }

@@ -69,8 +69,12 @@ async fn misbehaving(behaviour: Behaviour) -> (String, Arc<AtomicUsize>) {
 async fn server_against(base_url: &str) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("thinksms.key");
-    std::fs::write(&key, phonecheck::sim::SANDBOX_THINKSMS_PRIVATE_KEY).unwrap();
-    let mut config = thinksms_config(base_url, phonecheck::sim::SANDBOX_THINKSMS_HASHCODE, &key);
+    std::fs::write(&key, phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY).unwrap();
+    let mut config = thinksms_config(
+        base_url,
+        phonecheck::vendors::thinksms::SANDBOX_HASHCODE,
+        &key,
+    );
     set_limits(
         &mut config,
         LimitsConfig {

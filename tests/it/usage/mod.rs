@@ -11,7 +11,7 @@ use crate::common::*;
 use phonecheck::auth::key_hash;
 use phonecheck::config::Config;
 use phonecheck::pb;
-use phonecheck::sim::{self, SimConfig, SimServer};
+use phonecheck::sim::{SimConfig, SimServer};
 use tonic::Code;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -27,13 +27,19 @@ const AUDITOR: &str = "pck_usage_auditor_key_for_tests_only";
 /// sandbox prices; tenants acme and beta (every check but account presence) and auditor
 /// (`usage_all`).
 fn config(sim: &SimServer, dir: &Path, tenants: bool) -> Config {
-    use phonecheck::sim::*;
+    use phonecheck::vendors::aliyun::SANDBOX_ACCESS_KEY_ID as ALIYUN_ACCESS_KEY_ID;
+    use phonecheck::vendors::aliyun::SANDBOX_AUTH_CODE as ALIYUN_AUTH_CODE;
+    use phonecheck::vendors::caih::SANDBOX_APP_ID as CAIH_APP_ID;
+    use phonecheck::vendors::caih::SANDBOX_USER_KEY as CAIH_USER_KEY;
+    use phonecheck::vendors::thinksms::SANDBOX_HASHCODE as THINKSMS_HASHCODE;
+    use phonecheck::vendors::yidun::SANDBOX_BUSINESS_ID as YIDUN_BUSINESS_ID;
+    use phonecheck::vendors::yidun::SANDBOX_SECRET_ID as YIDUN_SECRET_ID;
     let write = |name: &str, value: &str| {
         let path = dir.join(name);
         std::fs::write(&path, value).unwrap();
         path.display().to_string()
     };
-    let price = |name: &str| SANDBOX_PRICES.iter().find(|(n, _)| *n == name).unwrap().1;
+    let price = |name: &str| phonecheck::vendors::find(name).unwrap().sandbox.prices[0].1;
     let tenants = if tenants {
         format!(
             r#"
@@ -62,29 +68,29 @@ fn config(sim: &SimServer, dir: &Path, tenants: bool) -> Config {
         [providers.thinksms]
         type = "thinksms"
         base_url = "{base}"
-        hashcode = "{SANDBOX_THINKSMS_HASHCODE}"
+        hashcode = "{THINKSMS_HASHCODE}"
         private_key = {{ file = "{}" }}
         limits = {{ retries = 0 }}
         prices = {{ line_status = "{}" }}
         [providers.aliyun]
         type = "aliyun"
         base_url = "{base}"
-        access_key_id = "{SANDBOX_ALIYUN_ACCESS_KEY_ID}"
+        access_key_id = "{ALIYUN_ACCESS_KEY_ID}"
         access_key_secret = {{ file = "{}" }}
-        auth_code = "{SANDBOX_ALIYUN_AUTH_CODE}"
+        auth_code = "{ALIYUN_AUTH_CODE}"
         prices = {{ line_status = "{}" }}
         [providers.caih]
         type = "caih"
         base_url = "{base}"
-        user_key = "{SANDBOX_CAIH_USER_KEY}"
-        app_id = "{SANDBOX_CAIH_APP_ID}"
+        user_key = "{CAIH_USER_KEY}"
+        app_id = "{CAIH_APP_ID}"
         secret_key = {{ file = "{}" }}
         prices = {{ spam_labels = "{}" }}
         [providers.yidun]
         type = "yidun"
         base_url = "{base}"
-        secret_id = "{SANDBOX_YIDUN_SECRET_ID}"
-        business_id = "{SANDBOX_YIDUN_BUSINESS_ID}"
+        secret_id = "{YIDUN_SECRET_ID}"
+        business_id = "{YIDUN_BUSINESS_ID}"
         secret_key = {{ file = "{}" }}
         signature_method = "SM3"
         prices = {{ risk_profile = "{}" }}
@@ -92,13 +98,19 @@ fn config(sim: &SimServer, dir: &Path, tenants: bool) -> Config {
         line_status = ["thinksms", "aliyun"]
         {tenants}
         "#,
-        write("thinksms.key", SANDBOX_THINKSMS_PRIVATE_KEY),
+        write(
+            "thinksms.key",
+            phonecheck::vendors::thinksms::SANDBOX_PRIVATE_KEY
+        ),
         price("thinksms"),
-        write("aliyun.key", SANDBOX_ALIYUN_ACCESS_KEY_SECRET),
+        write(
+            "aliyun.key",
+            phonecheck::vendors::aliyun::SANDBOX_ACCESS_KEY_SECRET
+        ),
         price("aliyun"),
-        write("caih.key", SANDBOX_CAIH_SECRET_KEY),
+        write("caih.key", phonecheck::vendors::caih::SANDBOX_SECRET_KEY),
         price("caih"),
-        write("yidun.key", SANDBOX_YIDUN_SECRET_KEY),
+        write("yidun.key", phonecheck::vendors::yidun::SANDBOX_SECRET_KEY),
         price("yidun"),
     ))
     .unwrap();
@@ -121,11 +133,7 @@ fn nanos(money: &Option<pb::google_type::Money>) -> i64 {
 
 /// A sandbox price in nanos.
 fn price(provider: &str) -> i64 {
-    let written = sim::SANDBOX_PRICES
-        .iter()
-        .find(|(n, _)| *n == provider)
-        .unwrap()
-        .1;
+    let written = phonecheck::vendors::find(provider).unwrap().sandbox.prices[0].1;
     written
         .parse::<phonecheck::domain::Money>()
         .unwrap()

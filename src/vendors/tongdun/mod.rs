@@ -11,16 +11,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_with::{DefaultOnError, DisplayFromStr, PickFirst, serde_as};
 
-use super::LimitsConfig;
-use super::{
-    Answer, BuildContext, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo, Query,
-    QuotaConfig, http_or, send, url_problem,
-};
 use crate::domain::{
     AccountPresence, AccountProfile, Activity, Check, CheckData, KycInput, NumberInfo, Presence,
     QueryHistory, Registration,
 };
-use crate::secret::SecretRef;
+use crate::providers::{
+    Answer, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo, Query, Setup, http_or,
+    send,
+};
+
+pub mod sim;
+mod vendor;
+
+pub use vendor::{SANDBOX_PARTNER_CODE, SANDBOX_PARTNER_KEY, TongdunSettings, VENDOR};
 
 /// The request path on every node.
 pub const PATH: &str = "/verification/kyc/phoneverify/v1";
@@ -32,82 +35,6 @@ pub const COUNTRIES: &[(&str, &str)] = &[
 ];
 /// The vendor's "not available" marker.
 const NOT_AVAILABLE: i64 = -999;
-
-/// `[providers.NAME]` with `type = "tongdun"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TongdunConfig {
-    /// `partner_code`.
-    pub partner_code: String,
-    /// `partner_key`, from the environment or a file.
-    pub partner_key: SecretRef,
-    /// Node base URL per country (ISO alpha-2); the vendor's nodes by default.
-    #[serde(default = "default_nodes")]
-    pub nodes: BTreeMap<String, String>,
-    /// Timeout, quota, concurrency, retries, circuit breaker.
-    #[serde(default)]
-    pub limits: LimitsConfig,
-    /// The price of a billed call.
-    #[serde(default)]
-    pub prices: super::Prices,
-}
-
-fn default_nodes() -> BTreeMap<String, String> {
-    COUNTRIES
-        .iter()
-        .map(|&(c, url)| (c.to_owned(), url.to_owned()))
-        .collect()
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-fn default_quota() -> QuotaConfig {
-    QuotaConfig {
-        requests_per_second: 20.0,
-        burst: 20,
-    }
-}
-
-impl TongdunConfig {
-    /// Settings for the sandbox simulator at `base_url`, one node path per country; the key is
-    /// passed to [`TongdunProvider::new`].
-    pub fn sandbox(base_url: &str, partner_code: &str) -> TongdunConfig {
-        TongdunConfig {
-            partner_code: partner_code.to_owned(),
-            partner_key: SecretRef::Env(String::new()),
-            nodes: COUNTRIES
-                .iter()
-                .map(|&(c, _)| {
-                    (
-                        c.to_owned(),
-                        format!("{base_url}/{}", c.to_ascii_lowercase()),
-                    )
-                })
-                .collect(),
-            limits: LimitsConfig::default(),
-            prices: super::Prices::default(),
-        }
-    }
-
-    /// Every problem with these settings.
-    pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if self.partner_code.trim().is_empty() {
-            problems.push("partner_code is empty".to_owned());
-        }
-        for (country, url) in &self.nodes {
-            if !COUNTRIES.iter().any(|&(c, _)| c == country) {
-                problems.push(format!(
-                    "nodes.{country}: TongDun serves only ID, SG and PK"
-                ));
-            }
-            problems.extend(url_problem(&format!("nodes.{country}"), url));
-        }
-        problems
-    }
-}
 
 #[derive(Serialize)]
 struct Request<'a> {
@@ -346,34 +273,24 @@ pub struct TongdunProvider {
 impl TongdunProvider {
     /// Builds the client from its settings and its (resolved) partner key.
     pub fn new(
-        name: &str,
-        config: &TongdunConfig,
+        setup: Setup<'_>,
+        settings: &TongdunSettings,
         partner_key: SecretString,
-        ctx: &BuildContext,
     ) -> Result<Self, String> {
         let mut endpoints = BTreeMap::new();
-        for (country, base) in &config.nodes {
-            let base = reqwest::Url::parse(base).map_err(|e| format!("nodes.{country}: {e}"))?;
+        for (country, base) in settings.nodes(setup.base_url.as_ref()) {
+            let base = reqwest::Url::parse(&base).map_err(|e| format!("nodes.{country}: {e}"))?;
             // Keep a path prefix on the base (`http://sim/id` + PATH).
             let url =
                 reqwest::Url::parse(&format!("{}{PATH}", base.as_str().trim_end_matches('/')))
                     .map_err(|e| format!("nodes.{country}: {e}"))?;
-            endpoints.insert(country.clone(), url);
+            endpoints.insert(country, url);
         }
         Ok(TongdunProvider {
-            info: ProviderInfo {
-                name: name.into(),
-                vendor: "tongdun",
-                checks: vec![Check::AccountPresence],
-                batch_size: 1,
-                asynchronous: false,
-                limits: config.limits.resolve(default_quota(), default_timeout()),
-                sandbox: ctx.sandbox,
-                prices: config.prices,
-            },
-            http: ctx.http.clone(),
+            http: setup.ctx.http.clone(),
+            info: setup.info,
             endpoints,
-            partner_code: config.partner_code.clone(),
+            partner_code: settings.partner_code.clone(),
             partner_key,
         })
     }

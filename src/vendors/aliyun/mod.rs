@@ -4,7 +4,7 @@
 //! Wire contract: docs/providers.md §5, checked against the vendor's Python SDK
 //! (`alibabacloud-dytnsapi20200217` 3.4.0): `POST /?AuthCode=..&InputNumber=..&Mask=..` with an
 //! empty body, the `x-acs-*` headers, and Alibaba Cloud's V3 signature (`ACS3-HMAC-SHA256`, in
-//! [`super::signing`]). The answer is `{"RequestId", "Code", "Message", "Data": {"Status",
+//! [`signing`]). The answer is `{"RequestId", "Code", "Message", "Data": {"Status",
 //! "Carrier"}}`; gateway refusals come as HTTP 4xx/5xx with the same `Code`/`Message` shape.
 
 use std::sync::Arc;
@@ -14,17 +14,20 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::LimitsConfig;
-use super::signing::{Acs3Request, SignatureMethod, acs3_authorization, sha256_hex};
-use super::{
-    Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
-    Query, QuotaConfig, chinese_mobile, http_or, one_by_one, send, url_problem,
+use super::{Sandbox, Vendor, VendorSettings, read_settings};
+use crate::providers::signing::{SignatureMethod, sha256_hex};
+use crate::providers::{
+    Answer, Clock, CodeClass, Defaults, ErrorReason, OneNumberPerCall, Provider, ProviderError,
+    ProviderInfo, Query, QuotaConfig, Setup, chinese_mobile, http_or, send,
 };
+use signing::{Acs3Request, authorization};
+
+pub mod signing;
+pub mod sim;
 use crate::domain::{
     Check, CheckData, CurrentCarrier, LineStatus, LineStatusResult, NetworkType, NumberInfo,
 };
 use crate::number::segments::Operator;
-use crate::secret::SecretRef;
 
 /// The vendor's production endpoint.
 pub const DEFAULT_BASE_URL: &str = "https://dytnsapi.aliyuncs.com";
@@ -97,67 +100,65 @@ impl Mask {
     }
 }
 
-/// `[providers.NAME]` with `type = "aliyun"`.
+/// The vendor, as the registry lists it.
+pub const VENDOR: Vendor = Vendor {
+    name: "aliyun",
+    checks: &[Check::LineStatus],
+    defaults: Defaults {
+        base_url: Some(DEFAULT_BASE_URL),
+        quota: DEFAULT_QUOTA,
+        timeout: Duration::from_secs(5),
+        batch_size: 1,
+        asynchronous: false,
+    },
+    secret_field: "access_key_secret",
+    settings: read_settings::<AliyunSettings>,
+    sandbox: Sandbox {
+        settings: &[
+            ("access_key_id", SANDBOX_ACCESS_KEY_ID),
+            ("auth_code", SANDBOX_AUTH_CODE),
+        ],
+        secret: SANDBOX_ACCESS_KEY_SECRET,
+        prices: &[(Check::LineStatus, "0.04")],
+    },
+    simulator: sim::routes,
+};
+
+/// The AccessKey id of the sandbox.
+pub const SANDBOX_ACCESS_KEY_ID: &str = "LTAI5tSandboxAliyunAccessKey";
+/// The AccessKey secret of the sandbox. Public on purpose: it only opens the simulator.
+pub const SANDBOX_ACCESS_KEY_SECRET: &str = "sandbox-aliyun-access-key-secret";
+/// The 号码百科 authorization code (`AuthCode`) of the sandbox.
+pub const SANDBOX_AUTH_CODE: &str = "sandbox-aliyun-auth-code";
+
+/// `[providers.NAME]` with `type = "aliyun"`; the AccessKey secret is in `access_key_secret`
+/// (never sent).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AliyunConfig {
-    /// Base URL; the vendor's production endpoint by default.
-    #[serde(default = "default_base_url")]
-    pub base_url: String,
+pub struct AliyunSettings {
     /// The AccessKey id (sent as the `Credential`).
     pub access_key_id: String,
-    /// The AccessKey secret, from the environment or a file. Never sent.
-    pub access_key_secret: SecretRef,
     /// The authorization code of the approved 号码百科 application (`AuthCode`).
     pub auth_code: String,
     /// How the number is sent: `NORMAL` (default), `MD5`, `SHA256` or `SM3`.
     #[serde(default)]
     pub mask: Mask,
-    /// Timeout, quota, concurrency, retries, circuit breaker.
-    #[serde(default)]
-    pub limits: LimitsConfig,
-    /// The price of a billed call.
-    #[serde(default)]
-    pub prices: super::Prices,
 }
 
-fn default_base_url() -> String {
-    DEFAULT_BASE_URL.to_owned()
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-
-impl AliyunConfig {
-    /// Settings for the sandbox simulator at `base_url`. The secret is passed to
-    /// [`AliyunProvider::new`] directly, so `access_key_secret` names nothing.
-    pub fn sandbox(base_url: String, access_key_id: &str, auth_code: &str) -> AliyunConfig {
-        AliyunConfig {
-            base_url,
-            access_key_id: access_key_id.to_owned(),
-            access_key_secret: SecretRef::Env(String::new()),
-            auth_code: auth_code.to_owned(),
-            mask: Mask::Normal,
-            limits: LimitsConfig::default(),
-            prices: super::Prices::default(),
-        }
-    }
-
-    /// Every problem with these settings.
-    pub fn problems(&self) -> Vec<String> {
-        let mut problems: Vec<String> = url_problem("base_url", &self.base_url)
-            .into_iter()
-            .collect();
-        for (field, value) in [
+impl VendorSettings for AliyunSettings {
+    fn problems(&self) -> Vec<String> {
+        [
             ("access_key_id", &self.access_key_id),
             ("auth_code", &self.auth_code),
-        ] {
-            if value.trim().is_empty() {
-                problems.push(format!("{field} is empty"));
-            }
-        }
-        problems
+        ]
+        .into_iter()
+        .filter(|(_, value)| value.trim().is_empty())
+        .map(|(field, _)| format!("{field} is empty"))
+        .collect()
+    }
+
+    fn build(&self, setup: Setup<'_>, secret: SecretString) -> Result<Arc<dyn Provider>, String> {
+        Ok(Arc::new(AliyunProvider::new(setup, self, secret)?))
     }
 }
 
@@ -306,39 +307,28 @@ pub struct AliyunProvider {
 }
 
 impl AliyunProvider {
-    /// Builds the client from its settings and its (resolved) AccessKey secret.
+    /// Builds the client from its setup, settings and (resolved) AccessKey secret.
     pub fn new(
-        name: &str,
-        config: &AliyunConfig,
+        setup: Setup<'_>,
+        settings: &AliyunSettings,
         access_key_secret: SecretString,
-        ctx: &BuildContext,
     ) -> Result<Self, String> {
-        let base = reqwest::Url::parse(&config.base_url).map_err(|e| format!("base_url: {e}"))?;
-        let endpoint = base.join(PATH).map_err(|e| format!("base_url: {e}"))?;
+        let endpoint = setup.endpoint(PATH)?;
         let host = match (endpoint.host_str(), endpoint.port()) {
             (Some(host), Some(port)) => format!("{host}:{port}"),
             (Some(host), None) => host.to_owned(),
             (None, _) => return Err("base_url has no host".to_owned()),
         };
         Ok(AliyunProvider {
-            info: ProviderInfo {
-                name: name.into(),
-                vendor: "aliyun",
-                checks: vec![Check::LineStatus],
-                batch_size: 1,
-                asynchronous: false,
-                limits: config.limits.resolve(DEFAULT_QUOTA, default_timeout()),
-                sandbox: ctx.sandbox,
-                prices: config.prices,
-            },
-            http: ctx.http.clone(),
+            http: setup.ctx.http.clone(),
+            clock: setup.ctx.clock.clone(),
+            info: setup.info,
             endpoint,
             host,
-            access_key_id: config.access_key_id.clone(),
+            access_key_id: settings.access_key_id.clone(),
             access_key_secret,
-            auth_code: config.auth_code.clone(),
-            mask: config.mask,
-            clock: ctx.clock.clone(),
+            auth_code: settings.auth_code.clone(),
+            mask: settings.mask,
         })
     }
 
@@ -363,7 +353,7 @@ impl AliyunProvider {
         let query_refs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let header_refs: Vec<(&str, &str)> =
             headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let authorization = acs3_authorization(
+        let authorization = authorization(
             &Acs3Request {
                 method: "POST",
                 path: PATH,
@@ -380,8 +370,31 @@ impl AliyunProvider {
             authorization,
         }
     }
+}
 
-    async fn query(&self, number: &NumberInfo) -> Result<Answer, ProviderError> {
+/// One signed call: what goes in the query, the signed headers, and `Authorization`.
+#[derive(Debug, Clone)]
+pub struct SignedRequest {
+    /// `AuthCode`, `InputNumber`, `Mask`.
+    pub query: Vec<(&'static str, String)>,
+    /// The signed headers, `host` first.
+    pub headers: Vec<(&'static str, String)>,
+    /// The `Authorization` header.
+    pub authorization: String,
+}
+
+#[async_trait]
+impl OneNumberPerCall for AliyunProvider {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    fn covers(&self, number: &NumberInfo) -> Result<(), String> {
+        chinese_mobile(number, "Aliyun")
+    }
+
+    async fn query(&self, _check: Check, query: &Query) -> Result<Answer, ProviderError> {
+        let number = &query.number;
         let signed = self.signed_request(&number.national_number);
         let mut request = self
             .http
@@ -397,32 +410,6 @@ impl AliyunProvider {
         let (status, body) = send(request).await?;
         // The vendor's JSON error (gateway refusals come as 4xx with a `Code`) is the better answer.
         http_or(status, decode(&body, number))
-    }
-}
-
-/// One signed call: what goes in the query, the signed headers, and `Authorization`.
-#[derive(Debug, Clone)]
-pub struct SignedRequest {
-    /// `AuthCode`, `InputNumber`, `Mask`.
-    pub query: Vec<(&'static str, String)>,
-    /// The signed headers, `host` first.
-    pub headers: Vec<(&'static str, String)>,
-    /// The `Authorization` header.
-    pub authorization: String,
-}
-
-#[async_trait]
-impl Provider for AliyunProvider {
-    fn info(&self) -> &ProviderInfo {
-        &self.info
-    }
-
-    fn covers(&self, number: &NumberInfo) -> Result<(), String> {
-        chinese_mobile(number, "Aliyun")
-    }
-
-    async fn call(&self, _check: Check, batch: &[Query]) -> Vec<Result<Answer, ProviderError>> {
-        one_by_one(batch, |query| self.query(&query.number)).await
     }
 }
 

@@ -15,15 +15,19 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::LimitsConfig;
-use super::signing::caih_sign;
-use super::{
-    Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
-    Query, QuotaConfig, http_or, send, url_problem,
-};
 use crate::domain::{Check, CheckData, LabelSource, NumberInfo, NumberType, SpamLabel, SpamLabels};
-use crate::secret::SecretRef;
+use crate::providers::{
+    Answer, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo, Query, Setup,
+    http_or, send,
+};
 use crate::store::{Claim, PendingStore};
+
+pub mod sim;
+mod vendor;
+
+pub use vendor::{
+    CaihSettings, SANDBOX_APP_ID, SANDBOX_SECRET_KEY, SANDBOX_USER_KEY, VENDOR, sign,
+};
 
 /// The vendor's production base URL (test host: `https://test.callas2.caih.com`).
 pub const DEFAULT_BASE_URL: &str = "https://api.caih.com";
@@ -37,72 +41,6 @@ pub const BATCH_SIZE: usize = 10_000;
 pub const STILL_RUNNING: &str = "查询中";
 /// A claim whose submission never completed (the process died mid-call) is retried after this.
 const STALE_CLAIM: Duration = Duration::from_secs(300);
-
-/// `[providers.NAME]` with `type = "caih"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CaihConfig {
-    /// Base URL.
-    #[serde(default = "default_base_url")]
-    pub base_url: String,
-    /// `userkey` (32 characters).
-    pub user_key: String,
-    /// `appid` (32 characters).
-    pub app_id: String,
-    /// The secret key, from the environment or a file. Never sent.
-    pub secret_key: SecretRef,
-    /// Timeout, quota, concurrency, retries, circuit breaker.
-    #[serde(default)]
-    pub limits: LimitsConfig,
-    /// The price of a billed call.
-    #[serde(default)]
-    pub prices: super::Prices,
-}
-
-fn default_base_url() -> String {
-    DEFAULT_BASE_URL.to_owned()
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-fn default_quota() -> QuotaConfig {
-    QuotaConfig {
-        requests_per_second: 10.0,
-        burst: 10,
-    }
-}
-
-impl CaihConfig {
-    /// Settings for the sandbox simulator; the secret is passed to [`CaihProvider::new`].
-    pub fn sandbox(base_url: String, user_key: &str, app_id: &str) -> CaihConfig {
-        CaihConfig {
-            base_url,
-            user_key: user_key.to_owned(),
-            app_id: app_id.to_owned(),
-            secret_key: SecretRef::Env(String::new()),
-            limits: LimitsConfig::default(),
-            prices: super::Prices::default(),
-        }
-    }
-
-    /// Every problem with these settings.
-    pub fn problems(&self) -> Vec<String> {
-        let mut problems: Vec<String> = url_problem("base_url", &self.base_url)
-            .into_iter()
-            .collect();
-        for (field, value) in [("user_key", &self.user_key), ("app_id", &self.app_id)] {
-            if value.len() != 32 {
-                problems.push(format!(
-                    "{field} must have 32 characters, not {}",
-                    value.len()
-                ));
-            }
-        }
-        problems
-    }
-}
 
 #[derive(Serialize)]
 struct AuthInfo<'a> {
@@ -328,32 +266,20 @@ pub struct CaihProvider {
 impl CaihProvider {
     /// Builds the client from its settings and its (resolved) secret key.
     pub fn new(
-        name: &str,
-        config: &CaihConfig,
+        setup: Setup<'_>,
+        settings: &CaihSettings,
         secret_key: SecretString,
-        ctx: &BuildContext,
     ) -> Result<Self, String> {
-        let base = reqwest::Url::parse(&config.base_url).map_err(|e| format!("base_url: {e}"))?;
-        let join = |path| base.join(path).map_err(|e| format!("base_url: {e}"));
         Ok(CaihProvider {
-            info: ProviderInfo {
-                name: name.into(),
-                vendor: "caih",
-                checks: vec![Check::SpamLabels],
-                batch_size: BATCH_SIZE,
-                asynchronous: true,
-                limits: config.limits.resolve(default_quota(), default_timeout()),
-                sandbox: ctx.sandbox,
-                prices: config.prices,
-            },
-            http: ctx.http.clone(),
-            add_url: join(ADD_PATH)?,
-            search_url: join(SEARCH_PATH)?,
-            user_key: config.user_key.clone(),
-            app_id: config.app_id.clone(),
+            add_url: setup.endpoint(ADD_PATH)?,
+            search_url: setup.endpoint(SEARCH_PATH)?,
+            http: setup.ctx.http.clone(),
+            clock: setup.ctx.clock.clone(),
+            pending: setup.ctx.pending.clone(),
+            info: setup.info,
+            user_key: settings.user_key.clone(),
+            app_id: settings.app_id.clone(),
             secret_key,
-            clock: ctx.clock.clone(),
-            pending: ctx.pending.clone(),
         })
     }
 
@@ -363,7 +289,7 @@ impl CaihProvider {
         param: P,
     ) -> Result<(reqwest::StatusCode, bytes::Bytes), ProviderError> {
         let timestamp = self.clock.now_china().format("%Y%m%d%H%M%S").to_string();
-        let sign = caih_sign(
+        let sign = sign(
             self.secret_key.expose_secret(),
             &self.user_key,
             &self.app_id,

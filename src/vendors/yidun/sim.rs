@@ -13,19 +13,75 @@ use std::sync::{Arc, Mutex};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-use super::{SimState, bucket, suffix};
-use crate::providers::signing::{SignatureMethod, signatures_equal, yidun_sign};
-use crate::providers::yidun::BATCH_SIZE;
+use super::{BATCH_SIZE, PATH, SANDBOX_BUSINESS_ID, SANDBOX_SECRET_ID, SANDBOX_SECRET_KEY, sign};
+use crate::providers::signing::{SignatureMethod, signatures_equal};
+use crate::sim::faults::{AccountKey, VendorFaults};
+use crate::sim::{SimRoutes, SimState, VendorSim, bucket, suffix};
 
 /// How far a request's timestamp may be from the simulator's clock, in milliseconds.
 pub const TIMESTAMP_WINDOW_MS: i64 = 5 * 60 * 1000;
 
-/// Nonces seen within the timestamp window.
+/// A Yidun account the simulator accepts.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// `secretId`.
+    pub secret_id: String,
+    /// `businessId`.
+    pub business_id: String,
+    /// The secret key.
+    pub secret_key: String,
+}
+
+/// The Yidun simulator's own state: its accounts, and the nonces seen within the timestamp
+/// window.
 #[derive(Debug, Default)]
 pub struct YidunState {
+    accounts: Vec<Account>,
     nonces: Mutex<HashMap<String, i64>>,
+}
+
+type Sim = VendorSim<YidunState>;
+
+/// The simulator's route, accepting the sandbox account and the extra accounts of Yidun (`id` is
+/// the `secretId`, with the sandbox's `businessId`).
+pub fn routes(common: &Arc<SimState>) -> SimRoutes {
+    let sandbox = Account {
+        secret_id: SANDBOX_SECRET_ID.to_owned(),
+        business_id: SANDBOX_BUSINESS_ID.to_owned(),
+        secret_key: SANDBOX_SECRET_KEY.to_owned(),
+    };
+    let accounts = common.accounts("yidun", sandbox, |sandbox, extra| Account {
+        secret_id: extra.id.clone(),
+        secret_key: extra.secret.clone(),
+        ..sandbox.clone()
+    });
+    let state = Arc::new(VendorSim {
+        common: common.clone(),
+        own: YidunState {
+            accounts,
+            nonces: Mutex::default(),
+        },
+    });
+    SimRoutes {
+        router: axum::Router::new()
+            .route(PATH, axum::routing::post(handle))
+            .with_state(state),
+        faults: VendorFaults {
+            vendor: "yidun",
+            over_limit: || {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    r#"{"code":411,"msg":"rate limited"}"#,
+                )
+                    .into_response()
+            },
+            account: AccountKey::One,
+        },
+        paths: vec![PATH.to_owned()],
+    }
 }
 
 fn answer(state: &SimState, code: i64, msg: &str) -> Json<Value> {
@@ -34,7 +90,7 @@ fn answer(state: &SimState, code: i64, msg: &str) -> Json<Value> {
 }
 
 /// Handles one query.
-pub async fn handle(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Value> {
+pub async fn handle(State(state): State<Arc<Sim>>, body: Bytes) -> Json<Value> {
     let counters = state.stats.counters("yidun");
     let form: HashMap<String, String> =
         serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
@@ -47,14 +103,18 @@ pub async fn handle(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Val
         .stats
         .record_call(counters, phones.as_ref().map_or(0, |p| p.len() as u64));
     state.delay().await;
-    let account = &state.config.yidun;
     let get = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let (Some(secret_id), Some(business_id)) = (get("secretId"), get("businessId")) else {
         return answer(&state, 400, "secretId or businessId missing");
     };
-    if secret_id != account.secret_id || business_id != account.business_id {
+    let Some(account) = state
+        .own
+        .accounts
+        .iter()
+        .find(|a| a.secret_id == secret_id && a.business_id == business_id)
+    else {
         return answer(&state, 401, "secretId or businessId invalid");
-    }
+    };
     if get("version") != Some("v1") {
         return answer(&state, 405, "version must be v1");
     }
@@ -75,7 +135,7 @@ pub async fn handle(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Val
         return answer(&state, 410, "signature missing");
     };
     let params: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    if !signatures_equal(signature, &yidun_sign(&params, &account.secret_key, method)) {
+    if !signatures_equal(signature, &sign(&params, &account.secret_key, method)) {
         return answer(&state, 410, "signature verification failed");
     }
     let now = state.config.clock.now().timestamp_millis();
@@ -83,7 +143,7 @@ pub async fn handle(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Val
         return answer(&state, 420, "request expired");
     }
     {
-        let mut nonces = state.yidun.nonces.lock().unwrap_or_else(|e| e.into_inner());
+        let mut nonces = state.own.nonces.lock().unwrap_or_else(|e| e.into_inner());
         nonces.retain(|_, seen| now - *seen <= TIMESTAMP_WINDOW_MS);
         if nonces.insert(nonce.to_owned(), now).is_some() {
             return answer(&state, 430, "replayed request");

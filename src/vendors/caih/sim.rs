@@ -2,7 +2,7 @@
 //!
 //! Checks `authinfo` (account, `yyyyMMddHHmmss` China-time timestamp within ten minutes, lower-case
 //! MD5 sign) and the number formats, answers in the decided envelope, and labels an added number
-//! only after `caih_label_delay`. Codes: `1001` unknown account, `1002` wrong sign, `1003`
+//! only after the simulator's `async_delay`. Codes: `1001` unknown account, `1002` wrong sign, `1003`
 //! expired timestamp, `1004` bad parameters, `1005` over 10,000 numbers, `2001` balance (magic
 //! suffix `2001`), `9999` system error (magic suffix `9999`). Adding is billed; querying is free.
 
@@ -12,19 +12,78 @@ use std::sync::{Arc, Mutex};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::response::IntoResponse;
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{SimState, bucket, suffix};
+use super::{
+    ADD_PATH, BATCH_SIZE, SANDBOX_APP_ID, SANDBOX_SECRET_KEY, SANDBOX_USER_KEY, SEARCH_PATH,
+    STILL_RUNNING,
+};
 use crate::clock::china_offset;
-use crate::providers::caih::{BATCH_SIZE, STILL_RUNNING};
-use crate::providers::signing::{SignatureMethod, caih_sign, signatures_equal};
+use crate::providers::signing::{SignatureMethod, signatures_equal};
+use crate::sim::faults::{AccountKey, VendorFaults};
+use crate::sim::{SimRoutes, SimState, VendorSim, bucket, suffix};
 
-/// What the caih simulator remembers: every added number's latest batch.
+/// A caih account the simulator accepts.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// `userkey`.
+    pub user_key: String,
+    /// `appid`.
+    pub app_id: String,
+    /// The secret key.
+    pub secret_key: String,
+}
+
+/// What the caih simulator knows and remembers: its accounts, every added number's latest batch.
 #[derive(Debug, Default)]
 pub struct CaihState {
+    accounts: Vec<Account>,
     inner: Mutex<Inner>,
+}
+
+type Sim = VendorSim<CaihState>;
+
+/// The simulator's routes, accepting the sandbox account and the extra accounts of caih (`id` is
+/// the `userkey`, with the sandbox's `appid`).
+pub fn routes(common: &Arc<SimState>) -> SimRoutes {
+    let sandbox = Account {
+        user_key: SANDBOX_USER_KEY.to_owned(),
+        app_id: SANDBOX_APP_ID.to_owned(),
+        secret_key: SANDBOX_SECRET_KEY.to_owned(),
+    };
+    let accounts = common.accounts("caih", sandbox, |sandbox, extra| Account {
+        user_key: extra.id.clone(),
+        secret_key: extra.secret.clone(),
+        ..sandbox.clone()
+    });
+    let state = Arc::new(VendorSim {
+        common: common.clone(),
+        own: CaihState {
+            accounts,
+            inner: Mutex::default(),
+        },
+    });
+    SimRoutes {
+        router: axum::Router::new()
+            .route(ADD_PATH, axum::routing::post(add))
+            .route(SEARCH_PATH, axum::routing::post(search))
+            .with_state(state),
+        faults: VendorFaults {
+            vendor: "caih",
+            over_limit: || {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    r#"{"code":"1006","msg":"请求过于频繁","seqNo":"0","charge":false}"#,
+                )
+                    .into_response()
+            },
+            account: AccountKey::One,
+        },
+        paths: vec![ADD_PATH.to_owned(), SEARCH_PATH.to_owned()],
+    }
 }
 
 #[derive(Debug, Default)]
@@ -76,7 +135,7 @@ fn envelope(
 
 type Refusal = (&'static str, String);
 
-fn authenticate(state: &SimState, auth: Option<AuthInfo>) -> Result<(), Refusal> {
+fn authenticate(state: &Sim, auth: Option<AuthInfo>) -> Result<(), Refusal> {
     let Some(AuthInfo {
         userkey: Some(userkey),
         appid: Some(appid),
@@ -86,10 +145,14 @@ fn authenticate(state: &SimState, auth: Option<AuthInfo>) -> Result<(), Refusal>
     else {
         return Err(("1001", "authinfo 不完整".to_owned()));
     };
-    let account = &state.config.caih;
-    if userkey != account.user_key || appid != account.app_id {
+    let Some(account) = state
+        .own
+        .accounts
+        .iter()
+        .find(|a| a.user_key == userkey && a.app_id == appid)
+    else {
         return Err(("1001", "userkey 或 appid 错误".to_owned()));
-    }
+    };
     let when = NaiveDateTime::parse_from_str(&timestamp, "%Y%m%d%H%M%S")
         .ok()
         .and_then(|t| china_offset().from_local_datetime(&t).single())
@@ -98,7 +161,7 @@ fn authenticate(state: &SimState, auth: Option<AuthInfo>) -> Result<(), Refusal>
     if skew > 600 {
         return Err(("1003", "timestamp 已过期".to_owned()));
     }
-    let expected = caih_sign(&account.secret_key, &userkey, &appid, &timestamp);
+    let expected = super::sign(&account.secret_key, &userkey, &appid, &timestamp);
     if !signatures_equal(&sign, &expected) {
         return Err(("1002", "sign 错误".to_owned()));
     }
@@ -249,7 +312,7 @@ fn parse(body: &Bytes) -> Result<Request, Refusal> {
 }
 
 /// `sign_add`: adds numbers to monitoring.
-pub async fn add(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Value> {
+pub async fn add(State(state): State<Arc<Sim>>, body: Bytes) -> Json<Value> {
     let counters = state.stats.counters("caih");
     let request = match parse(&body) {
         Ok(r) => r,
@@ -292,7 +355,7 @@ pub async fn add(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Value>
     );
     let created = state.config.clock.now_china();
     {
-        let mut inner = state.caih.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = state.own.inner.lock().unwrap_or_else(|e| e.into_inner());
         for tel in &tels {
             inner.numbers.insert(
                 tel.clone(),
@@ -309,13 +372,9 @@ pub async fn add(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Value>
     let labeller = state.clone();
     let labelled_batch = batch.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(labeller.config.caih_label_delay).await;
+        tokio::time::sleep(labeller.config.async_delay).await;
         let ready = {
-            let mut inner = labeller
-                .caih
-                .inner
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut inner = labeller.own.inner.lock().unwrap_or_else(|e| e.into_inner());
             let tels = inner
                 .batches
                 .get(&labelled_batch)
@@ -345,7 +404,7 @@ pub async fn add(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Value>
 }
 
 /// `sign_search`: labels by batch or by numbers.
-pub async fn search(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Value> {
+pub async fn search(State(state): State<Arc<Sim>>, body: Bytes) -> Json<Value> {
     let counters = state.stats.counters("caih");
     let request = match parse(&body) {
         Ok(r) => r,
@@ -362,7 +421,7 @@ pub async fn search(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Val
     if let Err((code, msg)) = authenticate(&state, request.authinfo) {
         return envelope(&state, code, &msg, false, None);
     }
-    let inner = state.caih.inner.lock().unwrap_or_else(|e| e.into_inner());
+    let inner = state.own.inner.lock().unwrap_or_else(|e| e.into_inner());
     let batch_done = |batch: &str| {
         inner.batches.get(batch).is_some_and(|tels| {
             tels.iter().all(|t| {

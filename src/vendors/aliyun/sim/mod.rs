@@ -19,16 +19,19 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::IntoResponse;
 use chrono::NaiveDateTime;
 use serde_json::{Value, json};
 
-use super::{SimState, bucket, suffix};
-use crate::number::segments;
-use crate::providers::aliyun::{ACTION, DATE_FORMAT, Mask, VERSION};
-use crate::providers::signing::{
-    ACS3_HMAC_SHA256, Acs3Request, SignatureMethod, acs3_canonical_request, acs3_sign,
-    acs3_string_to_sign, sha256_hex, signatures_equal,
+use super::signing::{ALGORITHM, Acs3Request, canonical_request, sign, string_to_sign};
+use super::{
+    ACTION, DATE_FORMAT, Mask, PATH, SANDBOX_ACCESS_KEY_ID, SANDBOX_ACCESS_KEY_SECRET,
+    SANDBOX_AUTH_CODE, VERSION,
 };
+use crate::number::segments;
+use crate::providers::signing::{SignatureMethod, sha256_hex, signatures_equal};
+use crate::sim::faults::{AccountKey, VendorFaults};
+use crate::sim::{SimRoutes, SimState, VendorSim, bucket, suffix};
 
 /// How far `x-acs-date` may be from the simulator's clock, in seconds (the vendor's 15 minutes).
 pub const DATE_WINDOW_SECONDS: i64 = 15 * 60;
@@ -43,11 +46,68 @@ const MUST_SIGN: [&str; 6] = [
     "x-acs-version",
 ];
 
-/// Nonces seen within the date window.
+/// An Aliyun account the simulator accepts.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// The AccessKey id.
+    pub access_key_id: String,
+    /// The AccessKey secret.
+    pub access_key_secret: String,
+    /// The approved application's `AuthCode`.
+    pub auth_code: String,
+}
+
+/// The Aliyun simulator's own state: its accounts and the nonces seen within the date window.
 #[derive(Debug, Default)]
 pub struct AliyunState {
+    accounts: Vec<Account>,
     nonces: Mutex<HashMap<String, i64>>,
 }
+
+type Sim = VendorSim<AliyunState>;
+
+/// The simulator's route (`POST /` and `GET /`), accepting the sandbox account and the extra
+/// accounts of Aliyun (with the sandbox's `AuthCode`).
+pub fn routes(common: &Arc<SimState>) -> SimRoutes {
+    let sandbox = Account {
+        access_key_id: SANDBOX_ACCESS_KEY_ID.to_owned(),
+        access_key_secret: SANDBOX_ACCESS_KEY_SECRET.to_owned(),
+        auth_code: SANDBOX_AUTH_CODE.to_owned(),
+    };
+    let accounts = common.accounts("aliyun", sandbox, |sandbox, extra| Account {
+        access_key_id: extra.id.clone(),
+        access_key_secret: extra.secret.clone(),
+        ..sandbox.clone()
+    });
+    let state = Arc::new(VendorSim {
+        common: common.clone(),
+        own: AliyunState {
+            accounts,
+            nonces: Mutex::default(),
+        },
+    });
+    SimRoutes {
+        router: axum::Router::new()
+            .route(PATH, axum::routing::post(handle).get(handle))
+            .with_state(state),
+        faults: VendorFaults {
+            vendor: "aliyun",
+            over_limit: || {
+                (
+                    StatusCode::BAD_REQUEST,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    r#"{"RequestId":"00000000-0000-0000-0000-000000000000","HostId":"dytnsapi.aliyuncs.com","Code":"Throttling.User","Message":"Request was denied due to user flow control."}"#,
+                )
+                    .into_response()
+            },
+            account: AccountKey::AuthorizationCredential,
+        },
+        paths: vec![format!("{PATH}  (x-acs-action: {ACTION})")],
+    }
+}
+
+/// A request's parameters, name and value, in the order received.
+type Params = Vec<(String, String)>;
 
 /// An answer: HTTP status and JSON body.
 type Reply = (StatusCode, Json<Value>);
@@ -97,7 +157,7 @@ struct Authorization<'a> {
 }
 
 fn parse_authorization(value: &str) -> Option<Authorization<'_>> {
-    let rest = value.strip_prefix(ACS3_HMAC_SHA256)?.strip_prefix(' ')?;
+    let rest = value.strip_prefix(ALGORITHM)?.strip_prefix(' ')?;
     let (mut credential, mut signed, mut signature) = (None, None, None);
     for part in rest.split(',') {
         let (name, value) = part.trim().split_once('=')?;
@@ -119,14 +179,15 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Checks the gateway's rules; returns the request's parameters (query, then a form body).
-fn verify(
-    state: &SimState,
+/// Checks the gateway's rules; returns the request's parameters (query, then a form body) and
+/// the account that signed it.
+fn verify<'a>(
+    state: &'a Sim,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Vec<(String, String)>, Reply> {
+) -> Result<(Params, &'a Account), Reply> {
     if header(headers, "x-acs-action") != Some(ACTION)
         || header(headers, "x-acs-version") != Some(VERSION)
     {
@@ -148,15 +209,19 @@ fn verify(
     let auth = header(headers, "authorization")
         .and_then(parse_authorization)
         .ok_or_else(|| incomplete("no ACS3-HMAC-SHA256 Authorization header"))?;
-    let account = &state.config.aliyun;
-    if auth.credential != account.access_key_id {
+    let Some(account) = state
+        .own
+        .accounts
+        .iter()
+        .find(|a| a.access_key_id == auth.credential)
+    else {
         return Err(refuse(
             state,
             StatusCode::NOT_FOUND,
             "InvalidAccessKeyId.NotFound",
             "Specified access key is not found.",
         ));
-    }
+    };
     let content_type = headers
         .contains_key(header::CONTENT_TYPE)
         .then_some("content-type");
@@ -193,18 +258,18 @@ fn verify(
         headers: &signed,
         payload_sha256: &sha256_hex(body),
     };
-    let (_, expected) = acs3_sign(&request, &account.access_key_secret);
+    let (_, expected) = sign(&request, &account.access_key_secret);
     if !signatures_equal(auth.signature, &expected)
         || header(headers, "x-acs-content-sha256") != Some(request.payload_sha256)
     {
-        let (canonical, _) = acs3_canonical_request(&request);
+        let (canonical, _) = canonical_request(&request);
         return Err(refuse(
             state,
             StatusCode::BAD_REQUEST,
             "SignatureDoesNotMatch",
             &format!(
                 "Specified signature does not match our calculation. server string to sign is:{}",
-                acs3_string_to_sign(&canonical)
+                string_to_sign(&canonical)
             ),
         ));
     }
@@ -229,11 +294,7 @@ fn verify(
     }
     let nonce = header(headers, "x-acs-signature-nonce").unwrap_or_default();
     {
-        let mut nonces = state
-            .aliyun
-            .nonces
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut nonces = state.own.nonces.lock().unwrap_or_else(|e| e.into_inner());
         nonces.retain(|_, seen| now - *seen <= DATE_WINDOW_SECONDS);
         if nonces.insert(nonce.to_owned(), now).is_some() {
             return Err(refuse(
@@ -252,7 +313,7 @@ fn verify(
             serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).unwrap_or_default(),
         );
     }
-    Ok(params)
+    Ok((params, account))
 }
 
 /// The vendor's answer for a number in clear, by rule: suffix `0101`..`0107` selects `NORMAL`,
@@ -332,7 +393,7 @@ fn well_formed(mask: Mask, input: &str) -> bool {
 
 /// Handles one call.
 pub async fn handle(
-    State(state): State<Arc<SimState>>,
+    State(state): State<Arc<Sim>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -341,8 +402,8 @@ pub async fn handle(
     let counters = state.stats.counters("aliyun");
     state.stats.record_call(counters, 1);
     state.delay().await;
-    let params = match verify(&state, &method, &uri, &headers, &body) {
-        Ok(params) => params,
+    let (params, account) = match verify(&state, &method, &uri, &headers, &body) {
+        Ok(verified) => verified,
         Err(reply) => return reply,
     };
     let param = |name: &str| {
@@ -366,7 +427,7 @@ pub async fn handle(
             &format!("{missing} is mandatory for this action."),
         );
     };
-    if auth_code != state.config.aliyun.auth_code {
+    if auth_code != account.auth_code {
         return business(&state, "isv.AUTH_CODE_NOT_EXIST", "授权码不存在或不可用");
     }
     let Some(mask) = Mask::parse(mask) else {

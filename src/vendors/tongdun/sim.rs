@@ -13,11 +13,56 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{SimState, bucket, suffix};
+use super::{PATH, SANDBOX_PARTNER_CODE, SANDBOX_PARTNER_KEY};
 use crate::providers::signing::signatures_equal;
+use crate::sim::faults::{AccountKey, VendorFaults};
+use crate::sim::{SimRoutes, SimState, VendorSim, bucket, suffix};
+
+/// A TongDun account the simulator accepts: `partner_code` and `partner_key`.
+type Account = (String, String);
+
+type Sim = VendorSim<Vec<Account>>;
+
+/// The simulator's routes (`{PATH}` and `/{node}{PATH}`), accepting the sandbox account and the
+/// extra accounts of TongDun (`id` is the partner code).
+pub fn routes(common: &Arc<SimState>) -> SimRoutes {
+    let sandbox = (
+        SANDBOX_PARTNER_CODE.to_owned(),
+        SANDBOX_PARTNER_KEY.to_owned(),
+    );
+    let accounts = common.accounts("tongdun", sandbox, |_, extra| {
+        (extra.id.clone(), extra.secret.clone())
+    });
+    let state = Arc::new(VendorSim {
+        common: common.clone(),
+        own: accounts,
+    });
+    SimRoutes {
+        router: axum::Router::new()
+            .route(PATH, axum::routing::post(handle))
+            .route(
+                &format!("/{{node}}{PATH}"),
+                axum::routing::post(handle_node),
+            )
+            .with_state(state),
+        faults: VendorFaults {
+            vendor: "tongdun",
+            over_limit: || {
+                (
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "Too Many Requests",
+                )
+                    .into_response()
+            },
+            account: AccountKey::One,
+        },
+        paths: vec![format!("[/id|/sg|/pk]{PATH}")],
+    }
+}
 
 /// The platforms TongDun probes.
 pub const PLATFORMS: &[&str] = &[
@@ -63,7 +108,7 @@ fn answer(state: &SimState, code: i64, message: &str) -> Json<Value> {
 
 /// The endpoint without a node prefix: accepts any served country.
 pub async fn handle(
-    state: State<Arc<SimState>>,
+    state: State<Arc<Sim>>,
     credentials: Query<Credentials>,
     body: Bytes,
 ) -> Json<Value> {
@@ -72,7 +117,7 @@ pub async fn handle(
 
 /// The endpoint under a node prefix: accepts only the node's country.
 pub async fn handle_node(
-    state: State<Arc<SimState>>,
+    state: State<Arc<Sim>>,
     Path(node): Path<String>,
     credentials: Query<Credentials>,
     body: Bytes,
@@ -81,7 +126,7 @@ pub async fn handle_node(
 }
 
 async fn respond(
-    state: &SimState,
+    state: &Sim,
     node: Option<&str>,
     credentials: &Credentials,
     body: &[u8],
@@ -89,7 +134,6 @@ async fn respond(
     let counters = state.stats.counters("tongdun");
     state.stats.record_call(counters, 1);
     state.delay().await;
-    let account = &state.config.tongdun;
     let (Some(code), Some(key)) = (&credentials.partner_code, &credentials.partner_key) else {
         let missing = if credentials.partner_code.is_none() {
             "partner_code"
@@ -98,10 +142,10 @@ async fn respond(
         };
         return answer(state, 11301, &format!("{missing} empty"));
     };
-    if code != &account.partner_code {
+    let Some((_, partner_key)) = state.own.iter().find(|(partner, _)| partner == code) else {
         return answer(state, 11340, "partner_code error");
-    }
-    if !signatures_equal(key, &account.partner_key) {
+    };
+    if !signatures_equal(key, partner_key) {
         return answer(state, 11340, "partner_key error");
     }
     let Ok(request) = serde_json::from_slice::<Map<String, Value>>(body) else {

@@ -11,14 +11,15 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::LimitsConfig;
-use super::signing::thinksms_sign;
-use super::{
-    Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
-    Query, QuotaConfig, chinese_mobile, http_or, one_by_one, send, url_problem,
-};
+use super::{Sandbox, Vendor, VendorSettings, read_settings};
 use crate::domain::{Check, CheckData, LineStatus, LineStatusResult, NumberInfo};
-use crate::secret::SecretRef;
+use crate::providers::signing::SignatureMethod;
+use crate::providers::{
+    Answer, Clock, CodeClass, Defaults, ErrorReason, OneNumberPerCall, Provider, ProviderError,
+    ProviderInfo, Query, QuotaConfig, Setup, chinese_mobile, http_or, send,
+};
+
+pub mod sim;
 
 /// The vendor's production base URL.
 pub const DEFAULT_BASE_URL: &str = "http://api.thinksms.cn";
@@ -31,56 +32,62 @@ pub const DEFAULT_QUOTA: QuotaConfig = QuotaConfig {
     burst: 1,
 };
 
-/// `[providers.NAME]` with `type = "thinksms"`.
+/// The vendor, as the registry lists it.
+pub const VENDOR: Vendor = Vendor {
+    name: "thinksms",
+    checks: &[Check::LineStatus],
+    defaults: Defaults {
+        base_url: Some(DEFAULT_BASE_URL),
+        quota: DEFAULT_QUOTA,
+        timeout: Duration::from_secs(5),
+        batch_size: 1,
+        asynchronous: false,
+    },
+    secret_field: "private_key",
+    settings: read_settings::<ThinksmsSettings>,
+    sandbox: Sandbox {
+        settings: &[("hashcode", SANDBOX_HASHCODE)],
+        secret: SANDBOX_PRIVATE_KEY,
+        prices: &[(Check::LineStatus, "0.03")],
+    },
+    simulator: sim::routes,
+};
+
+/// The Thinksms account the sandbox simulator knows.
+pub const SANDBOX_HASHCODE: &str = "sandbox0thinksms0hashcode0000000";
+/// The private key of the sandbox account. Public on purpose: it only opens the simulator.
+pub const SANDBOX_PRIVATE_KEY: &str = "sandbox-thinksms-private-key";
+
+/// `[providers.NAME]` with `type = "thinksms"`: the account id; the private key is in
+/// `private_key`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ThinksmsConfig {
-    /// Base URL; the vendor's production host by default.
-    #[serde(default = "default_base_url")]
-    pub base_url: String,
+pub struct ThinksmsSettings {
     /// The account id (`hashcode`).
     pub hashcode: String,
-    /// The private key, from the environment or a file.
-    pub private_key: SecretRef,
-    /// Timeout, quota, concurrency, retries, circuit breaker.
-    #[serde(default)]
-    pub limits: LimitsConfig,
-    /// The price of a billed call.
-    #[serde(default)]
-    pub prices: super::Prices,
 }
 
-fn default_base_url() -> String {
-    DEFAULT_BASE_URL.to_owned()
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-
-impl ThinksmsConfig {
-    /// Settings for the sandbox simulator at `base_url`. Its key is passed to
-    /// [`ThinksmsProvider::new`] directly, so `private_key` names nothing.
-    pub fn sandbox(base_url: String, hashcode: &str) -> ThinksmsConfig {
-        ThinksmsConfig {
-            base_url,
-            hashcode: hashcode.to_owned(),
-            private_key: SecretRef::Env(String::new()),
-            limits: LimitsConfig::default(),
-            prices: super::Prices::default(),
-        }
-    }
-
-    /// Every problem with these settings.
-    pub fn problems(&self) -> Vec<String> {
-        let mut problems: Vec<String> = url_problem("base_url", &self.base_url)
-            .into_iter()
-            .collect();
+impl VendorSettings for ThinksmsSettings {
+    fn problems(&self) -> Vec<String> {
         if self.hashcode.trim().is_empty() {
-            problems.push("hashcode is empty".to_owned());
+            vec!["hashcode is empty".to_owned()]
+        } else {
+            Vec::new()
         }
-        problems
     }
+
+    fn build(&self, setup: Setup<'_>, secret: SecretString) -> Result<Arc<dyn Provider>, String> {
+        Ok(Arc::new(ThinksmsProvider::new(setup, self, secret)?))
+    }
+}
+
+/// Thinksms: `UPPER(hex(md5(hashcode + mobile + private_key + yyyyMMdd)))`, the date in China
+/// time. (The vendor's Go sample forgets to upper-case; the vendor accepts upper case only.)
+pub fn sign(hashcode: &str, mobile: &str, private_key: &str, date_yyyymmdd: &str) -> String {
+    let input = [hashcode, mobile, private_key, date_yyyymmdd].concat();
+    SignatureMethod::Md5
+        .hex_digest(input.as_bytes())
+        .to_ascii_uppercase()
 }
 
 #[derive(Serialize)]
@@ -186,38 +193,38 @@ pub struct ThinksmsProvider {
 }
 
 impl ThinksmsProvider {
-    /// Builds the client from its settings and its (resolved) private key.
+    /// Builds the client from its setup, settings and (resolved) private key.
     pub fn new(
-        name: &str,
-        config: &ThinksmsConfig,
+        setup: Setup<'_>,
+        settings: &ThinksmsSettings,
         private_key: SecretString,
-        ctx: &BuildContext,
     ) -> Result<Self, String> {
-        let base = reqwest::Url::parse(&config.base_url).map_err(|e| format!("base_url: {e}"))?;
-        let endpoint = base.join(PATH).map_err(|e| format!("base_url: {e}"))?;
         Ok(ThinksmsProvider {
-            info: ProviderInfo {
-                name: name.into(),
-                vendor: "thinksms",
-                checks: vec![Check::LineStatus],
-                batch_size: 1,
-                asynchronous: false,
-                limits: config.limits.resolve(DEFAULT_QUOTA, default_timeout()),
-                sandbox: ctx.sandbox,
-                prices: config.prices,
-            },
-            http: ctx.http.clone(),
-            endpoint,
-            hashcode: config.hashcode.clone(),
+            endpoint: setup.endpoint(PATH)?,
+            http: setup.ctx.http.clone(),
+            clock: setup.ctx.clock.clone(),
+            info: setup.info,
+            hashcode: settings.hashcode.clone(),
             private_key,
-            clock: ctx.clock.clone(),
         })
     }
+}
 
-    async fn query(&self, number: &NumberInfo) -> Result<Answer, ProviderError> {
+#[async_trait]
+impl OneNumberPerCall for ThinksmsProvider {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    fn covers(&self, number: &NumberInfo) -> Result<(), String> {
+        chinese_mobile(number, "Thinksms")
+    }
+
+    async fn query(&self, _check: Check, query: &Query) -> Result<Answer, ProviderError> {
+        let number = &query.number;
         let mobile = number.national_number.as_str();
         let date = self.clock.now_china().format("%Y%m%d").to_string();
-        let sign = thinksms_sign(
+        let sign = sign(
             &self.hashcode,
             mobile,
             self.private_key.expose_secret(),
@@ -241,24 +248,30 @@ impl ThinksmsProvider {
     }
 }
 
-#[async_trait]
-impl Provider for ThinksmsProvider {
-    fn info(&self) -> &ProviderInfo {
-        &self.info
-    }
-
-    fn covers(&self, number: &NumberInfo) -> Result<(), String> {
-        chinese_mobile(number, "Thinksms")
-    }
-
-    async fn call(&self, _check: Check, batch: &[Query]) -> Vec<Result<Answer, ProviderError>> {
-        one_by_one(batch, |query| self.query(&query.number)).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thinksms_is_upper_case_md5_of_the_concatenation() {
+        let sign = sign(
+            "8c0354cebf53f09d33c90953161b3e",
+            "13568889999",
+            "secret",
+            "20240310",
+        );
+        assert_eq!(
+            sign,
+            SignatureMethod::Md5
+                .hex_digest(b"8c0354cebf53f09d33c90953161b3e13568889999secret20240310")
+                .to_uppercase()
+        );
+        assert_eq!(sign.len(), 32);
+        assert!(
+            sign.chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+        );
+    }
 
     #[test]
     fn decodes_the_vendor_example() {

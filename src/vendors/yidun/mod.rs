@@ -4,22 +4,26 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::LimitsConfig;
-use super::signing::{SignatureMethod, yidun_sign};
-use super::{
-    Answer, BuildContext, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo,
-    Query, QuotaConfig, fail_all, http_or, send, url_problem,
-};
 use crate::domain::{
     Check, CheckData, NumberInfo, NumberType, Risk, RiskLevel, RiskLocation, RiskProfile, Under18,
 };
-use crate::secret::SecretRef;
+use crate::providers::signing::SignatureMethod;
+use crate::providers::{
+    Answer, Clock, CodeClass, ErrorReason, Provider, ProviderError, ProviderInfo, Query, Setup,
+    fail_all, http_or, send,
+};
+
+pub mod sim;
+mod vendor;
+
+pub use vendor::{
+    SANDBOX_BUSINESS_ID, SANDBOX_SECRET_ID, SANDBOX_SECRET_KEY, VENDOR, YidunSettings, sign,
+};
 
 /// The vendor's base URL.
 pub const DEFAULT_BASE_URL: &str = "https://rp.dun.163.com";
@@ -27,91 +31,6 @@ pub const DEFAULT_BASE_URL: &str = "https://rp.dun.163.com";
 pub const PATH: &str = "/v1/profile/phone/multiple/query";
 /// At most this many numbers per call.
 pub const BATCH_SIZE: usize = 100;
-
-/// `[providers.NAME]` with `type = "yidun"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct YidunConfig {
-    /// Base URL.
-    #[serde(default = "default_base_url")]
-    pub base_url: String,
-    /// `secretId`.
-    pub secret_id: String,
-    /// `businessId`.
-    pub business_id: String,
-    /// The secret key, from the environment or a file. Never sent.
-    pub secret_key: SecretRef,
-    /// `MD5` (default, not sent), `SHA1`, `SHA256` or `SM3`.
-    #[serde(default = "default_method")]
-    pub signature_method: String,
-    /// Timeout, quota, concurrency, retries, circuit breaker.
-    #[serde(default)]
-    pub limits: LimitsConfig,
-    /// The price of a billed call.
-    #[serde(default)]
-    pub prices: super::Prices,
-}
-
-fn default_base_url() -> String {
-    DEFAULT_BASE_URL.to_owned()
-}
-
-fn default_method() -> String {
-    "MD5".to_owned()
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-fn default_quota() -> QuotaConfig {
-    QuotaConfig {
-        requests_per_second: 10.0,
-        burst: 10,
-    }
-}
-
-impl YidunConfig {
-    /// Settings for the sandbox simulator; the key is passed to [`YidunProvider::new`].
-    pub fn sandbox(
-        base_url: String,
-        secret_id: &str,
-        business_id: &str,
-        method: SignatureMethod,
-    ) -> YidunConfig {
-        YidunConfig {
-            base_url,
-            secret_id: secret_id.to_owned(),
-            business_id: business_id.to_owned(),
-            secret_key: SecretRef::Env(String::new()),
-            signature_method: method.as_str().to_owned(),
-            limits: LimitsConfig::default(),
-            prices: super::Prices::default(),
-        }
-    }
-
-    /// Every problem with these settings.
-    pub fn problems(&self) -> Vec<String> {
-        let mut problems: Vec<String> = url_problem("base_url", &self.base_url)
-            .into_iter()
-            .collect();
-        for (field, value) in [
-            ("secret_id", &self.secret_id),
-            ("business_id", &self.business_id),
-        ] {
-            if value.trim().is_empty() {
-                problems.push(format!("{field} is empty"));
-            }
-        }
-        if SignatureMethod::parse(&self.signature_method).is_none() {
-            problems.push(format!(
-                "signature_method {:?} is not MD5, SHA1, SHA256 or SM3",
-                self.signature_method
-            ));
-        }
-        problems
-    }
-}
 
 /// `code` comes as a number or a string (serde_with reads either).
 #[serde_with::serde_as]
@@ -300,32 +219,21 @@ pub struct YidunProvider {
 impl YidunProvider {
     /// Builds the client from its settings and its (resolved) secret key.
     pub fn new(
-        name: &str,
-        config: &YidunConfig,
+        setup: Setup<'_>,
+        settings: &YidunSettings,
         secret_key: SecretString,
-        ctx: &BuildContext,
     ) -> Result<Self, String> {
-        let base = reqwest::Url::parse(&config.base_url).map_err(|e| format!("base_url: {e}"))?;
-        let method = SignatureMethod::parse(&config.signature_method)
-            .ok_or_else(|| format!("unknown signature_method {:?}", config.signature_method))?;
+        let method = SignatureMethod::parse(&settings.signature_method)
+            .ok_or_else(|| format!("unknown signature_method {:?}", settings.signature_method))?;
         Ok(YidunProvider {
-            info: ProviderInfo {
-                name: name.into(),
-                vendor: "yidun",
-                checks: vec![Check::RiskProfile],
-                batch_size: BATCH_SIZE,
-                asynchronous: false,
-                limits: config.limits.resolve(default_quota(), default_timeout()),
-                sandbox: ctx.sandbox,
-                prices: config.prices,
-            },
-            http: ctx.http.clone(),
-            endpoint: base.join(PATH).map_err(|e| format!("base_url: {e}"))?,
-            secret_id: config.secret_id.clone(),
-            business_id: config.business_id.clone(),
+            endpoint: setup.endpoint(PATH)?,
+            http: setup.ctx.http.clone(),
+            clock: setup.ctx.clock.clone(),
+            info: setup.info,
+            secret_id: settings.secret_id.clone(),
+            business_id: settings.business_id.clone(),
             secret_key,
             method,
-            clock: ctx.clock.clone(),
         })
     }
 
@@ -347,7 +255,7 @@ impl YidunProvider {
             params.push(("signatureMethod", self.method.as_str().to_owned()));
         }
         let borrowed: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let signature = yidun_sign(&borrowed, self.secret_key.expose_secret(), self.method);
+        let signature = sign(&borrowed, self.secret_key.expose_secret(), self.method);
         params.push(("signature", signature));
         params
     }

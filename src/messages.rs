@@ -1,5 +1,5 @@
-//! The wire: domain ↔ protobuf conversion, and the checks of request fields, without any
-//! transport. Below the API edge and the job runner, which both speak it; its one error,
+//! The contract's messages: domain ↔ protobuf conversion, and the checks of request fields,
+//! without any transport. Below the API edge and the job runner, which both speak it; its one error,
 //! [`FieldError`], names the request field at fault and becomes `INVALID_ARGUMENT` with a
 //! `google.rpc.BadRequest` at the edge.
 
@@ -106,13 +106,10 @@ pub fn checks_from_proto(field: &str, checks: &[i32]) -> Result<Vec<Check>, Fiel
     }
     let mut out = Vec::with_capacity(checks.len());
     for (i, &value) in checks.iter().enumerate() {
-        match pb::Check::try_from(value) {
-            Ok(pb::Check::Unspecified) => {}
-            Ok(pb::Check::LineStatus) => out.push(Check::LineStatus),
-            Ok(pb::Check::SpamLabels) => out.push(Check::SpamLabels),
-            Ok(pb::Check::AccountPresence) => out.push(Check::AccountPresence),
-            Ok(pb::Check::RiskProfile) => out.push(Check::RiskProfile),
-            Err(_) => {
+        match Check::from_proto(value) {
+            Some(check) => out.push(check),
+            None if value == pb::Check::Unspecified as i32 => {}
+            None => {
                 return Err(FieldError::new(
                     format!("{field}[{i}]"),
                     format!("{value} is not a known Check"),
@@ -195,12 +192,7 @@ pub fn options_from_proto(
 
 /// The protobuf `Check`.
 pub fn check_to_proto(check: Check) -> pb::Check {
-    match check {
-        Check::LineStatus => pb::Check::LineStatus,
-        Check::SpamLabels => pb::Check::SpamLabels,
-        Check::AccountPresence => pb::Check::AccountPresence,
-        Check::RiskProfile => pb::Check::RiskProfile,
-    }
+    pb::Check::try_from(check.spec().proto).unwrap_or(pb::Check::Unspecified)
 }
 
 /// The protobuf `LineStatus`.

@@ -10,10 +10,10 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::providers::FixedClock;
-use crate::providers::signing::acs3_authorization;
-use crate::sim::{SANDBOX_ALIYUN_ACCESS_KEY_ID, SANDBOX_ALIYUN_ACCESS_KEY_SECRET, SimConfig};
+use crate::sim::SimConfig;
+use crate::vendors::aliyun::signing::authorization;
 
-const AUTH_CODE: &str = crate::sim::SANDBOX_ALIYUN_AUTH_CODE;
+const AUTH_CODE: &str = SANDBOX_AUTH_CODE;
 const HOST: &str = "127.0.0.1:8700";
 
 fn now() -> DateTime<Utc> {
@@ -43,8 +43,8 @@ impl Call {
             ],
             date: now(),
             nonce: "0123456789abcdef0123456789abcdef".to_owned(),
-            key_id: SANDBOX_ALIYUN_ACCESS_KEY_ID,
-            secret: SANDBOX_ALIYUN_ACCESS_KEY_SECRET,
+            key_id: SANDBOX_ACCESS_KEY_ID,
+            secret: SANDBOX_ACCESS_KEY_SECRET,
             sign_date: true,
             tamper: false,
         }
@@ -64,7 +64,7 @@ impl Call {
             headers.push(("x-acs-date", &date));
         }
         let query: Vec<(&str, &str)> = self.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let authorization = acs3_authorization(
+        let authorization = authorization(
             &Acs3Request {
                 method: "POST",
                 path: "/",
@@ -94,7 +94,7 @@ impl Call {
 }
 
 fn router() -> (axum::Router, Arc<crate::sim::Stats>) {
-    crate::sim::router(SimConfig {
+    crate::vendors::sim_router(SimConfig {
         clock: Arc::new(FixedClock(now())),
         ..SimConfig::default()
     })

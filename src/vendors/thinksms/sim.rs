@@ -9,11 +9,58 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{SimState, bucket, suffix};
-use crate::providers::signing::{signatures_equal, thinksms_sign};
+use super::{PATH, SANDBOX_HASHCODE, SANDBOX_PRIVATE_KEY};
+use crate::providers::signing::signatures_equal;
+use crate::sim::faults::{AccountKey, VendorFaults};
+use crate::sim::{SimRoutes, SimState, VendorSim, bucket, suffix};
+
+/// A Thinksms account the simulator accepts.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// `hashcode`.
+    pub hashcode: String,
+    /// The private key it signs with.
+    pub private_key: String,
+}
+
+type Sim = VendorSim<Vec<Account>>;
+
+/// The simulator's route, accepting the sandbox account and the extra accounts of Thinksms.
+pub fn routes(common: &Arc<SimState>) -> SimRoutes {
+    let sandbox = Account {
+        hashcode: SANDBOX_HASHCODE.to_owned(),
+        private_key: SANDBOX_PRIVATE_KEY.to_owned(),
+    };
+    let accounts = common.accounts("thinksms", sandbox, |_, extra| Account {
+        hashcode: extra.id.clone(),
+        private_key: extra.secret.clone(),
+    });
+    let state = Arc::new(VendorSim {
+        common: common.clone(),
+        own: accounts,
+    });
+    SimRoutes {
+        router: axum::Router::new()
+            .route(PATH, axum::routing::post(handle))
+            .with_state(state),
+        faults: VendorFaults {
+            vendor: "thinksms",
+            over_limit: || {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    r#"{"mobileresult":null,"errorRes":{"err_code":"429","err_content":"请求过于频繁"},"err_TransCode":"0"}"#,
+                )
+                    .into_response()
+            },
+            account: AccountKey::JsonField("hashcode"),
+        },
+        paths: vec![PATH.to_owned()],
+    }
+}
 
 #[derive(Deserialize)]
 struct Request {
@@ -61,7 +108,7 @@ pub fn answer_for(mobile: &str, epoch: u64) -> (u8, &'static str) {
 }
 
 /// Handles one query.
-pub async fn handle(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Value> {
+pub async fn handle(State(state): State<Arc<Sim>>, body: Bytes) -> Json<Value> {
     let counters = state.stats.counters("thinksms");
     state.stats.record_call(counters, 1);
     state.delay().await;
@@ -73,15 +120,11 @@ pub async fn handle(State(state): State<Arc<SimState>>, body: Bytes) -> Json<Val
     else {
         return failure(&state, "400", "参数错误: mobile, hashcode, sign 必填");
     };
-    let config = &state.config;
-    let Some(account) = std::iter::once(&config.thinksms)
-        .chain(&config.thinksms_accounts)
-        .find(|a| a.hashcode == hashcode)
-    else {
+    let Some(account) = state.own.iter().find(|a| a.hashcode == hashcode) else {
         return failure(&state, "403", "账号不存在");
     };
     let date = state.config.clock.now_china().format("%Y%m%d").to_string();
-    let expected = thinksms_sign(&hashcode, &mobile, &account.private_key, &date);
+    let expected = super::sign(&hashcode, &mobile, &account.private_key, &date);
     if !signatures_equal(&sign, &expected) {
         return failure(&state, "401", "签名错误");
     }

@@ -3,8 +3,9 @@ use chrono::TimeZone;
 
 use super::*;
 use crate::number::{Analyzer, LocationData};
-use crate::providers::FixedClock;
-use crate::providers::signing::{acs3_sign, signatures_equal};
+use crate::providers::signing::signatures_equal;
+use crate::providers::{BuildContext, FixedClock};
+use signing::sign;
 
 fn info(number: &str) -> NumberInfo {
     Analyzer::new(LocationData::embedded())
@@ -170,30 +171,64 @@ fn masks_send_lower_case_hex() {
 
 #[test]
 fn config_problems_and_masks_from_toml() {
-    let config: AliyunConfig = toml_config(
+    let config = toml_config(
         r#"access_key_id = "LTAI"
         access_key_secret = { env = "ALIYUN_SECRET" }
         auth_code = "code"
         mask = "SHA256""#,
     );
-    assert_eq!(config.mask, Mask::Sha256);
-    assert_eq!(config.base_url, DEFAULT_BASE_URL);
+    assert!(format!("{:?}", config.settings).contains("Sha256"));
+    assert_eq!(
+        config.shared.base_url, None,
+        "the vendor's endpoint by default"
+    );
     assert!(config.problems().is_empty());
-    let config: AliyunConfig = toml_config(
+    let config = toml_config(
         r#"base_url = "ftp://x"
         access_key_id = " "
         access_key_secret = { env = "ALIYUN_SECRET" }
         auth_code = """#,
     );
-    assert_eq!(config.mask, Mask::Normal);
+    assert!(format!("{:?}", config.settings).contains("Normal"));
     assert_eq!(config.problems().len(), 3, "{:?}", config.problems());
 }
 
-fn toml_config(text: &str) -> AliyunConfig {
+fn toml_config(text: &str) -> crate::vendors::ProviderConfig {
     use figment::providers::{Format, Toml};
-    figment::Figment::from(Toml::string(text))
+    figment::Figment::from(Toml::string(&format!("type = \"aliyun\"\n{text}")))
         .extract()
         .unwrap()
+}
+
+/// The client of `settings` at `base_url`.
+fn provider(
+    base_url: &str,
+    settings: &AliyunSettings,
+    secret: &str,
+    ctx: &BuildContext,
+) -> AliyunProvider {
+    let shared = crate::providers::SharedConfig {
+        base_url: Some(base_url.to_owned()),
+        ..Default::default()
+    };
+    let setup = Setup::new(
+        "aliyun",
+        VENDOR.name,
+        VENDOR.checks,
+        &VENDOR.defaults,
+        &shared,
+        ctx,
+    )
+    .unwrap();
+    AliyunProvider::new(setup, settings, secret.to_owned().into()).unwrap()
+}
+
+fn settings(access_key_id: &str, auth_code: &str, mask: Mask) -> AliyunSettings {
+    AliyunSettings {
+        access_key_id: access_key_id.to_owned(),
+        auth_code: auth_code.to_owned(),
+        mask,
+    }
 }
 
 async fn ctx(clock: Arc<dyn Clock>) -> BuildContext {
@@ -213,14 +248,9 @@ async fn the_request_is_signed_over_what_is_sent() {
             .unwrap(),
     );
     let ctx = ctx(Arc::new(clock)).await;
-    let mut config = AliyunConfig::sandbox(
-        "http://127.0.0.1:8700".into(),
-        "LTAI5tSandboxAliyunAccessKey",
-        "sandbox-aliyun-auth-code",
-    );
-    config.mask = Mask::Md5;
-    let secret = "sandbox-aliyun-access-key-secret";
-    let provider = AliyunProvider::new("aliyun", &config, secret.to_owned().into(), &ctx).unwrap();
+    let config = settings(SANDBOX_ACCESS_KEY_ID, SANDBOX_AUTH_CODE, Mask::Md5);
+    let secret = SANDBOX_ACCESS_KEY_SECRET;
+    let provider = provider("http://127.0.0.1:8700", &config, secret, &ctx);
     let signed = provider.signed_request("13800000101");
     assert_eq!(signed.headers[0], ("host", "127.0.0.1:8700".to_owned()));
     let get = |name: &str| {
@@ -251,14 +281,14 @@ async fn the_request_is_signed_over_what_is_sent() {
         headers: &headers,
         payload_sha256: &sha256_hex(b""),
     };
-    let (signed_headers, signature) = acs3_sign(&request, secret);
+    let (signed_headers, signature) = sign(&request, secret);
     assert_eq!(
         signed.authorization,
         format!(
             "ACS3-HMAC-SHA256 Credential=LTAI5tSandboxAliyunAccessKey,SignedHeaders={signed_headers},Signature={signature}"
         )
     );
-    let (_, wrong) = acs3_sign(&request, "wrong");
+    let (_, wrong) = sign(&request, "wrong");
     assert!(!signatures_equal(&wrong, &signature));
     assert!(
         !format!("{provider:?}").contains(secret),
@@ -269,8 +299,13 @@ async fn the_request_is_signed_over_what_is_sent() {
 #[tokio::test]
 async fn only_chinese_mobiles_are_covered() {
     let ctx = ctx(Arc::new(crate::providers::SystemClock)).await;
-    let config = AliyunConfig::sandbox(DEFAULT_BASE_URL.into(), "id", "code");
-    let provider = AliyunProvider::new("aliyun", &config, "s".to_owned().into(), &ctx).unwrap();
+    let provider = provider(
+        DEFAULT_BASE_URL,
+        &settings("id", "code", Mask::Normal),
+        "s",
+        &ctx,
+    );
+    let provider: &dyn Provider = &provider;
     assert!(provider.covers(&info("13800000101")).is_ok());
     assert!(provider.covers(&info("01088886666")).is_err());
     let limits = provider.info().limits;
