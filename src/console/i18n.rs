@@ -346,6 +346,13 @@ mod tests {
         for (key, _) in BOTH {
             assert!(seen.contains(key), "{key}");
         }
+        for spec in crate::domain::CHECKS {
+            assert!(
+                seen.contains(format!("check.{}", spec.key).as_str()),
+                "{}",
+                spec.key
+            );
+        }
         for state in [
             "queued",
             "running",

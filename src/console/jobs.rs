@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::backend::keyed;
 use super::pages::form;
 use super::session::Signed;
-use super::view::{self, CHECKS, Chrome, JobView, page};
+use super::view::{self, Chrome, JobView, page};
 use super::{App, ConsoleError};
 use crate::pb;
 
@@ -97,10 +97,7 @@ struct NewPage {
 
 /// `GET /jobs/new`: the upload form.
 pub(crate) async fn new_job(signed: Signed) -> Response {
-    let checks = CHECKS
-        .iter()
-        .map(|(_, code, key)| (*code, signed.lang.t(key)))
-        .collect();
+    let checks = view::check_choices(signed.lang);
     page(
         &NewPage {
             c: chrome(&signed),

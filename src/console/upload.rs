@@ -66,7 +66,7 @@ pub(crate) async fn upload(
     let mut checks = Vec::new();
     for code in query.checks.split(',').filter(|c| !c.is_empty()) {
         match view::check_from_code(code) {
-            Some(check) => checks.push(check as i32),
+            Some(check) => checks.push(check),
             None => return refuse(StatusCode::BAD_REQUEST, format!("unknown check {code:?}")),
         }
     }

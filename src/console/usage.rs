@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::backend::keyed;
 use super::pages::form;
 use super::session::Signed;
-use super::view::{self, CHECKS, Chrome, page};
+use super::view::{self, Chrome, page};
 use super::{App, ConsoleError};
 use crate::domain::Money;
 use crate::pb;
@@ -187,10 +187,7 @@ fn lookup_view(
             lang: signed.lang,
             csrf: Some(signed.csrf.clone()),
         },
-        checks: CHECKS
-            .iter()
-            .map(|(_, code, key)| (*code, signed.lang.t(key)))
-            .collect(),
+        checks: view::check_choices(signed.lang),
         number,
         report,
         message,
@@ -290,7 +287,7 @@ pub(crate) async fn lookup(
     for code in &form.checks {
         let check = view::check_from_code(code)
             .ok_or_else(|| ConsoleError::BadRequest(format!("unknown check {code:?}")))?;
-        checks.push(check as i32);
+        checks.push(check);
     }
     let request = pb::LookupNumberRequest {
         number: form.number.clone(),

@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::i18n::Lang;
-use crate::domain::Money;
+use crate::domain::{CHECKS, Money};
 use crate::pb;
 
 /// What every page has: the language, and the session's CSRF token when signed in.
@@ -108,32 +108,28 @@ pub(crate) fn status_from_code(code: &str) -> Option<pb::LineStatus> {
     pb::LineStatus::from_str_name(&format!("LINE_STATUS_{}", code.to_ascii_uppercase()))
 }
 
-/// The checks a person may choose, with their API values and the text keys of their names.
-pub(crate) const CHECKS: [(pb::Check, &str, &str); 4] = [
-    (pb::Check::LineStatus, "line-status", "check.line_status"),
-    (pb::Check::SpamLabels, "spam-labels", "check.spam_labels"),
-    (pb::Check::RiskProfile, "risk-profile", "check.risk_profile"),
-    (
-        pb::Check::AccountPresence,
-        "account-presence",
-        "check.account_presence",
-    ),
-];
-
-/// A check from its form value.
-pub(crate) fn check_from_code(code: &str) -> Option<pb::Check> {
+/// The checks a person may choose, from the one table of checks: (form value, name in `lang`).
+pub(crate) fn check_choices(lang: Lang) -> Vec<(&'static str, &'static str)> {
     CHECKS
         .iter()
-        .find(|(_, c, _)| *c == code)
-        .map(|(c, _, _)| *c)
+        .map(|spec| (spec.name, check_name(lang, spec.proto)))
+        .collect()
 }
 
-/// A check's name in `lang`.
+/// A check's contract value from its form value (`line-status`).
+pub(crate) fn check_from_code(code: &str) -> Option<i32> {
+    CHECKS
+        .iter()
+        .find(|spec| spec.name == code)
+        .map(|spec| spec.proto)
+}
+
+/// A check's name in `lang` (its text key is `check.` and its configuration key).
 pub(crate) fn check_name(lang: Lang, check: i32) -> &'static str {
     CHECKS
         .iter()
-        .find(|(c, _, _)| *c as i32 == check)
-        .map_or("—", |(_, _, key)| lang.t(key))
+        .find(|spec| spec.proto == check)
+        .map_or("—", |spec| lang.t(&format!("check.{}", spec.key)))
 }
 
 /// A job as the pages show it.
@@ -320,7 +316,11 @@ mod tests {
             "powered_off"
         );
         assert_eq!(status_from_code("empty"), Some(pb::LineStatus::Empty));
-        assert_eq!(check_from_code("line-status"), Some(pb::Check::LineStatus));
+        assert_eq!(
+            check_from_code("line-status"),
+            Some(pb::Check::LineStatus as i32)
+        );
+        assert_eq!(check_choices(Lang::Zh)[0], ("line-status", "号码状态"));
         assert_eq!(check_from_code("nope"), None);
     }
 }
