@@ -278,6 +278,7 @@ async fn uploads_past_the_bounds_are_refused_in_words_and_jobs_stay_their_tenant
     for path in [
         format!("/jobs/{id}"),
         format!("/jobs/{id}/live"),
+        format!("/jobs/{id}/preview"),
         format!("/jobs/{id}/download?format=csv"),
     ] {
         assert_eq!(
@@ -480,4 +481,46 @@ async fn the_sandbox_serves_the_console_at_a_printed_loopback_address() {
     assert_eq!(page.status(), StatusCode::OK);
     // No tenants: the API needs no key, and neither does the console.
     assert!(page.text().await.unwrap().contains("leave the key empty"));
+}
+
+/// `PreviewBatchJob`, the API call the new-job page shows, as any gRPC client sees it.
+#[tokio::test]
+async fn preview_batch_job_gives_the_first_rows_and_the_number_column_to_its_tenant_only() {
+    let server = TestServer::with_console(config("")).await;
+    let mut client = jobs_client_as(&server, KEY_A);
+    let spec = phonecheck::pb::BatchJobSpec {
+        file_name: "list.csv".to_owned(),
+        dry_run: true,
+        ..Default::default()
+    };
+    let job = create_job(&mut client, spec, &gbk_csv(), 7).await.unwrap();
+    let preview = |rows| phonecheck::pb::PreviewBatchJobRequest {
+        job_id: job.id.clone(),
+        rows,
+    };
+    let got = client
+        .preview_batch_job(preview(2))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.columns, ["姓名", "手机号", "备注", "备用电话"]);
+    assert_eq!(got.number_column_index, 1);
+    assert_eq!(got.sheets, 1);
+    assert_eq!(got.rows.len(), 2);
+    assert_eq!(got.rows[0].row, 2, "the header is line 1");
+    assert_eq!(got.rows[0].cells[..2], ["张三", "13800000001"]);
+    let all = client
+        .preview_batch_job(preview(0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.rows.len(), 4, "10 by default; the file has 4");
+    let negative = client.preview_batch_job(preview(-1)).await.unwrap_err();
+    assert_eq!(negative.code(), tonic::Code::InvalidArgument);
+    let other = jobs_client_as(&server, KEY_B)
+        .preview_batch_job(preview(1))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), tonic::Code::NotFound);
+    server.stop().await.unwrap();
 }
