@@ -260,8 +260,8 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("usage.calls", "Billable calls", "计费调用"),
     (
         "usage.chart",
-        "Spend per day, last 30 days",
-        "近 30 天每日花费",
+        "Spend per day and check, last 30 days (China time)",
+        "近 30 天每日各检测项花费（北京时间）",
     ),
     ("usage.day", "Day", "日期"),
     ("usage.check", "Check", "检测项"),

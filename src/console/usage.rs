@@ -30,11 +30,22 @@ const CHART_HEIGHT: u32 = 160;
 /// One day's bar: its label, its cost, and the SVG geometry.
 struct Bar {
     day: String,
-    cost: String,
+    /// The day's label is drawn under its bar (every 7th day back from today).
+    label: bool,
     x: u32,
-    y: u32,
+    /// Where its label is centred.
+    middle: u32,
     width: u32,
-    height: u32,
+    /// The check's part of the day, stacked: (y, height, colour, title).
+    parts: Vec<(u32, u32, &'static str, String)>,
+}
+
+/// The colours of the checks' parts, in contract order.
+const COLOURS: [&str; 4] = ["#2f6fde", "#e8833a", "#2e9e6b", "#a05ad1"];
+
+fn colour(check: i32) -> &'static str {
+    let i = usize::try_from(check).unwrap_or(0).saturating_sub(1);
+    COLOURS[i % COLOURS.len()]
 }
 
 #[derive(Template)]
@@ -46,6 +57,8 @@ struct UsagePage {
     total: String,
     calls: i64,
     bars: Vec<Bar>,
+    /// The checks in the chart: colour and name.
+    legend: Vec<(&'static str, &'static str)>,
     /// Per day and check: day, check, provider, calls, cache hits, cost.
     rows: Vec<(String, &'static str, String, i64, i64, String)>,
     width: u32,
@@ -63,7 +76,10 @@ pub(crate) async fn usage(
     State(app): State<Arc<App>>,
     signed: Signed,
 ) -> Result<Response, ConsoleError> {
-    let today = chrono::Utc::now().date_naive();
+    // The ledger's days are China's (UTC+8), as `GetUsage` reads them.
+    let today = chrono::Utc::now()
+        .with_timezone(&crate::clock::china_offset())
+        .date_naive();
     let from = today - chrono::Duration::days(DAYS - 1);
     let request = pb::GetUsageRequest {
         from_day: from.to_string(),
@@ -84,38 +100,69 @@ pub(crate) async fn usage(
         .map(|m| m.currency_code.clone())
         .find(|c| !c.is_empty())
         .unwrap_or_default();
-    let mut per_day: BTreeMap<String, Money> = BTreeMap::new();
+    // Spend per day and check: the bars are stacked by check.
+    let mut per_day: BTreeMap<String, BTreeMap<i32, Money>> = BTreeMap::new();
     for day in 0..DAYS {
         per_day.insert(
             (from + chrono::Duration::days(day)).to_string(),
-            Money::ZERO,
+            BTreeMap::new(),
         );
     }
     for row in &usage.rows {
-        *per_day.entry(row.period.clone()).or_default() += amount(row.cost.as_ref());
+        *per_day
+            .entry(row.period.clone())
+            .or_default()
+            .entry(row.check)
+            .or_default() += amount(row.cost.as_ref());
     }
-    let highest = per_day.values().map(|m| m.as_f64()).fold(0.0, f64::max);
+    let day_total = |checks: &BTreeMap<i32, Money>| checks.values().copied().sum::<Money>();
+    let highest = per_day
+        .values()
+        .map(|checks| day_total(checks).as_f64())
+        .fold(0.0, f64::max);
     let slot = CHART_WIDTH / u32::try_from(per_day.len().max(1)).unwrap_or(1);
+    let days = per_day.len();
     let bars = per_day
         .iter()
         .enumerate()
-        .map(|(i, (day, cost))| {
-            // Display geometry only: rounding to whole SVG units is fine.
-            let share = if highest > 0.0 {
-                cost.as_f64() / highest
-            } else {
-                0.0
-            };
-            let height = (share * f64::from(CHART_HEIGHT)).round() as u32;
+        .map(|(i, (day, checks))| {
+            let mut top = CHART_HEIGHT;
+            let parts = checks
+                .iter()
+                .map(|(&check, cost)| {
+                    // Display geometry only: rounding to whole SVG units is fine.
+                    let share = if highest > 0.0 {
+                        cost.as_f64() / highest
+                    } else {
+                        0.0
+                    };
+                    let height = ((share * f64::from(CHART_HEIGHT)).round() as u32).min(top);
+                    top -= height;
+                    let name = view::check_name(signed.lang, check);
+                    (
+                        top,
+                        height,
+                        colour(check),
+                        format!("{day} · {name}: {cost} {currency}"),
+                    )
+                })
+                .collect();
             Bar {
                 day: day.clone(),
-                cost: format!("{cost} {currency}"),
+                label: (days - 1 - i).is_multiple_of(7),
                 x: u32::try_from(i).unwrap_or(0) * slot + 1,
-                y: CHART_HEIGHT - height,
+                middle: u32::try_from(i).unwrap_or(0) * slot + slot / 2,
                 width: slot.saturating_sub(2).max(1),
-                height,
+                parts,
             }
         })
+        .collect();
+    let mut seen: Vec<i32> = usage.rows.iter().map(|r| r.check).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    let legend = seen
+        .into_iter()
+        .map(|check| (colour(check), view::check_name(signed.lang, check)))
         .collect();
     let mut rows: Vec<_> = usage
         .rows
@@ -144,6 +191,7 @@ pub(crate) async fn usage(
             total: view::money(totals.cost.as_ref()),
             calls: totals.billable_calls,
             bars,
+            legend,
             rows,
             width: CHART_WIDTH,
             height: CHART_HEIGHT,

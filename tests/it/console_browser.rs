@@ -243,6 +243,16 @@ async fn a_person_runs_a_job_from_upload_to_download() {
             WAIT,
         )
         .await;
+    // The job's line-status calls, in today's bar.
+    let parts = browser
+        .run("return Array.from(document.querySelectorAll('#usage-chart rect title')).map(function (t) { return t.textContent; })", json!([]))
+        .await;
+    let parts = parts.to_string();
+    assert!(
+        parts.contains("Line status") && parts.contains("CNY"),
+        "{parts}"
+    );
+    assert!(browser.text("#usage-table").await.contains("thinksms"));
     browser.screenshots(&shots, "usage").await;
     browser.goto(&format!("{base}/lookup")).await;
     browser.type_into("#number", "13800000002").await;
