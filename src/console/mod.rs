@@ -202,6 +202,9 @@ pub fn router(config: &ConsoleConfig, backend: Backend, tls: bool, open: bool) -
         .route("/assets/console.js", get(pages::script))
         .route("/assets/console.css", get(pages::style))
         .fallback(pages::not_found)
+        // Forms are read within this while they arrive; an upload's body is not read by an
+        // extractor but streamed to the importer, which has its own bounds.
+        .layer(axum::extract::DefaultBodyLimit::max(pages::MAX_FORM))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             guard::guard,

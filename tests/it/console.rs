@@ -122,6 +122,15 @@ async fn state_changes_need_the_token_and_the_same_origin() {
         assert_eq!(answer.status(), StatusCode::FORBIDDEN);
         assert!(answer.text().await.unwrap().contains("Refused"));
     }
+    // A form past its bound is refused while it is read.
+    let big = "k".repeat(100_000);
+    let answer = web
+        .post(
+            "/signout",
+            &[("csrf", csrf.as_str()), ("pad", big.as_str())],
+        )
+        .await;
+    assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // An upload without the token header.
     let bare = http()
         .build()
