@@ -25,7 +25,7 @@ use crate::providers::Provider;
 
 pub use answers::{
     AnswerId, AnswerStats, Answers, CacheConfig, ENTRY_BYTES, Hit, HotStats, KEY_FILE, Share, Tier,
-    parse_bytes,
+    Wanted, parse_bytes,
 };
 pub use dispatch::{Cached, Caller, Delivery, Dispatcher, Fetched};
 pub use health::Health;

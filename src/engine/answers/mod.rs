@@ -28,6 +28,8 @@ mod hot;
 mod presence;
 mod read;
 
+pub use read::Wanted;
+
 use crate::domain::{Check, CheckData, KycInput, PerCheck};
 use crate::store::{AnswerRow, AnswerStore, AnswerStoreStats, Opened, StoreError, StoredAnswer};
 pub use cache::{CacheConfig, Share, parse_bytes};

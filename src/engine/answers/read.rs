@@ -10,16 +10,26 @@ use super::codec::{self, Decoded};
 use super::{AnswerId, Answers, Hit, Tier, millis, now_millis};
 use crate::domain::Check;
 
+/// What a caller accepts from the cache: an answer to `check` younger than the check's TTL and
+/// than `max_age` (the caller's `max_cache_age`), with platform profiles when `profiles` (a
+/// caller granted them is not served an answer stored without them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    /// The check answered.
+    pub check: Check,
+    /// The oldest answer accepted, besides the TTL.
+    pub max_age: Option<Duration>,
+    /// Whether the caller is granted platform profiles.
+    pub profiles: bool,
+}
+
 impl Answers {
-    fn usable(
-        &self,
-        check: Check,
-        fetched_at: u64,
-        decoded: Decoded,
-        max_age: Option<Duration>,
-        profiles: bool,
-        tier: Tier,
-    ) -> Option<Hit> {
+    fn usable(&self, wanted: Wanted, fetched_at: u64, decoded: Decoded, tier: Tier) -> Option<Hit> {
+        let Wanted {
+            check,
+            max_age,
+            profiles,
+        } = wanted;
         let fetched_at = SystemTime::UNIX_EPOCH + Duration::from_millis(fetched_at);
         let age = SystemTime::now()
             .duration_since(fetched_at)
@@ -46,50 +56,25 @@ impl Answers {
     }
 
     /// The answer in the hot tier, if usable; not counted as a lookup.
-    pub fn peek(
-        &self,
-        id: &AnswerId,
-        check: Check,
-        max_age: Option<Duration>,
-        profiles: bool,
-    ) -> Option<Hit> {
-        let entry = self.hot.get(id, now_millis(), self.ttl(check))?;
+    pub fn peek(&self, id: &AnswerId, wanted: Wanted) -> Option<Hit> {
+        let entry = self.hot.get(id, now_millis(), self.ttl(wanted.check))?;
         let decoded = self.interner.expand(&entry.value)?;
-        self.usable(
-            check,
-            entry.fetched_at,
-            decoded,
-            max_age,
-            profiles,
-            Tier::Memory,
-        )
+        self.usable(wanted, entry.fetched_at, decoded, Tier::Memory)
     }
 
     /// The answer in the hot tier or, failing that, the store (then brought into the hot tier),
-    /// if usable: younger than the check's TTL and `max_age`, and with profiles when `profiles`.
-    pub async fn lookup(
-        &self,
-        id: &AnswerId,
-        check: Check,
-        max_age: Option<Duration>,
-        profiles: bool,
-    ) -> Option<Hit> {
-        let hit = self.find(id, check, max_age, profiles).await;
+    /// if usable for `wanted`.
+    pub async fn lookup(&self, id: &AnswerId, wanted: Wanted) -> Option<Hit> {
+        let hit = self.find(id, wanted).await;
         self.count(hit.as_ref());
         hit
     }
 
     /// Like [`Answers::lookup`], without counting it (see [`Answers::count`]).
-    pub async fn find(
-        &self,
-        id: &AnswerId,
-        check: Check,
-        max_age: Option<Duration>,
-        profiles: bool,
-    ) -> Option<Hit> {
-        match self.peek(id, check, max_age, profiles) {
+    pub async fn find(&self, id: &AnswerId, wanted: Wanted) -> Option<Hit> {
+        match self.peek(id, wanted) {
             Some(hit) => Some(hit),
-            None => self.stored(id, check, max_age, profiles).await,
+            None => self.stored(id, wanted).await,
         }
     }
 
@@ -107,15 +92,10 @@ impl Answers {
     }
 
     /// The answer in the store, if usable (then brought into the hot tier).
-    async fn stored(
-        &self,
-        id: &AnswerId,
-        check: Check,
-        max_age: Option<Duration>,
-        profiles: bool,
-    ) -> Option<Hit> {
+    async fn stored(&self, id: &AnswerId, wanted: Wanted) -> Option<Hit> {
+        let check = wanted.check;
         // "Always ask the vendor" needs no disk read.
-        if max_age.is_some_and(|m| m.is_zero()) {
+        if wanted.max_age.is_some_and(|m| m.is_zero()) {
             return None;
         }
         let store = self.store.as_ref()?;
@@ -139,6 +119,6 @@ impl Answers {
         let decoded = codec::decode(&stored.data)?;
         // Later callers find it in memory.
         self.keep(*id, &decoded, fetched_at, &stored.data);
-        self.usable(check, fetched_at, decoded, max_age, profiles, Tier::Store)
+        self.usable(wanted, fetched_at, decoded, Tier::Store)
     }
 }
