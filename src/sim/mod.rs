@@ -39,6 +39,34 @@ pub struct SimAccount {
     pub secret: String,
 }
 
+/// An account a simulated vendor accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The account id (Thinksms' `hashcode`, an AccessKey id, caih's `userkey`, ...).
+    pub id: String,
+    /// The key it signs with (or sends, for TongDun).
+    pub secret: String,
+    /// Its second identifier, where the vendor has one (Aliyun's `AuthCode`, caih's `appid`,
+    /// Yidun's `businessId`); empty otherwise.
+    pub scope: String,
+}
+
+impl Account {
+    /// An account.
+    pub fn new(id: &str, secret: &str, scope: &str) -> Account {
+        Account {
+            id: id.to_owned(),
+            secret: secret.to_owned(),
+            scope: scope.to_owned(),
+        }
+    }
+
+    /// The account among `accounts` with this id and scope.
+    pub fn find<'a>(accounts: &'a [Account], id: &str, scope: &str) -> Option<&'a Account> {
+        accounts.iter().find(|a| a.id == id && a.scope == scope)
+    }
+}
+
 /// How the simulators behave.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -315,20 +343,15 @@ impl SimState {
         }
     }
 
-    /// The accounts `vendor`'s simulator accepts: `sandbox`, then its extra accounts, each made
-    /// by `extra` from the sandbox account and the extra one's id and secret.
-    pub fn accounts<A>(
-        &self,
-        vendor: &str,
-        sandbox: A,
-        extra: impl Fn(&A, &SimAccount) -> A,
-    ) -> Vec<A> {
-        let extras: Vec<A> = self
+    /// The accounts `vendor`'s simulator accepts: `sandbox`, then its extra accounts (with the
+    /// sandbox account's scope).
+    pub fn accounts(&self, vendor: &str, sandbox: Account) -> Vec<Account> {
+        let extras: Vec<Account> = self
             .config
             .extra_accounts
             .iter()
             .filter(|a| a.vendor == vendor)
-            .map(|a| extra(&sandbox, a))
+            .map(|a| Account::new(&a.id, &a.secret, &sandbox.scope))
             .collect();
         std::iter::once(sandbox).chain(extras).collect()
     }

@@ -26,6 +26,9 @@ mod cache;
 mod codec;
 mod hot;
 mod presence;
+mod read;
+
+pub use read::Wanted;
 
 use crate::domain::{Check, CheckData, KycInput, PerCheck};
 use crate::store::{AnswerRow, AnswerStore, AnswerStoreStats, Opened, StoreError, StoredAnswer};
@@ -300,136 +303,6 @@ impl Answers {
             number: self.number_hash(e164),
             variant: self.mac(&parts),
         }
-    }
-
-    fn usable(
-        &self,
-        check: Check,
-        fetched_at: u64,
-        decoded: Decoded,
-        max_age: Option<Duration>,
-        profiles: bool,
-        tier: Tier,
-    ) -> Option<Hit> {
-        let fetched_at = SystemTime::UNIX_EPOCH + Duration::from_millis(fetched_at);
-        let age = SystemTime::now()
-            .duration_since(fetched_at)
-            .unwrap_or_default();
-        let fresh = age < self.ttl(check) && max_age.is_none_or(|max| age <= max);
-        // A caller granted profiles is not served an answer stored without them.
-        (fresh && !(profiles && decoded.withheld)).then_some(Hit {
-            data: decoded.data,
-            fetched_at,
-            tier,
-        })
-    }
-
-    /// Until when an answer fetched at `fetched_at` may serve `check` to a caller whose
-    /// `max_cache_age` is `max_age` (the check's TTL and that age, whichever ends first).
-    pub fn usable_until(
-        &self,
-        check: Check,
-        fetched_at: SystemTime,
-        max_age: Option<Duration>,
-    ) -> SystemTime {
-        let age = max_age.map_or(self.ttl(check), |m| m.min(self.ttl(check)));
-        fetched_at + age
-    }
-
-    /// The answer in the hot tier, if usable; not counted as a lookup.
-    pub fn peek(
-        &self,
-        id: &AnswerId,
-        check: Check,
-        max_age: Option<Duration>,
-        profiles: bool,
-    ) -> Option<Hit> {
-        let entry = self.hot.get(id, now_millis(), self.ttl(check))?;
-        let decoded = self.interner.expand(&entry.value)?;
-        self.usable(
-            check,
-            entry.fetched_at,
-            decoded,
-            max_age,
-            profiles,
-            Tier::Memory,
-        )
-    }
-
-    /// The answer in the hot tier or, failing that, the store (then brought into the hot tier),
-    /// if usable: younger than the check's TTL and `max_age`, and with profiles when `profiles`.
-    pub async fn lookup(
-        &self,
-        id: &AnswerId,
-        check: Check,
-        max_age: Option<Duration>,
-        profiles: bool,
-    ) -> Option<Hit> {
-        let hit = self.find(id, check, max_age, profiles).await;
-        self.count(hit.as_ref());
-        hit
-    }
-
-    /// Like [`Answers::lookup`], without counting it (see [`Answers::count`]).
-    pub async fn find(
-        &self,
-        id: &AnswerId,
-        check: Check,
-        max_age: Option<Duration>,
-        profiles: bool,
-    ) -> Option<Hit> {
-        match self.peek(id, check, max_age, profiles) {
-            Some(hit) => Some(hit),
-            None => self.stored(id, check, max_age, profiles).await,
-        }
-    }
-
-    /// Counts one lookup, and its hit if it had one.
-    pub fn count(&self, hit: Option<&Hit>) {
-        self.lookups.fetch_add(1, Ordering::Relaxed);
-        if let Some(hit) = hit {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            let tier = match hit.tier {
-                Tier::Memory => "memory",
-                Tier::Store => "store",
-            };
-            metrics::counter!(crate::metrics::ANSWER_CACHE_HITS, "tier" => tier).increment(1);
-        }
-    }
-
-    async fn stored(
-        &self,
-        id: &AnswerId,
-        check: Check,
-        max_age: Option<Duration>,
-        profiles: bool,
-    ) -> Option<Hit> {
-        // "Always ask the vendor" needs no disk read.
-        if max_age.is_some_and(|m| m.is_zero()) {
-            return None;
-        }
-        let store = self.store.as_ref()?;
-        if !self.presence.may_hold(id) {
-            return None;
-        }
-        let stored = match store.get(id.number as i64, id.variant as i64).await {
-            Ok(stored) => stored?,
-            Err(e) => {
-                tracing::warn!(error = %e, "answer store: a read failed; asking as if not stored");
-                return None;
-            }
-        };
-        if usize::from(stored.check) != check as usize {
-            return None;
-        }
-        let fetched_at = u64::try_from(stored.fetched_at).unwrap_or(0);
-        if now_millis().saturating_sub(fetched_at) >= millis(self.ttl(check)) {
-            return None;
-        }
-        let decoded = codec::decode(&stored.data)?;
-        // Later callers find it in memory.
-        self.keep(*id, &decoded, fetched_at, &stored.data);
-        self.usable(check, fetched_at, decoded, max_age, profiles, Tier::Store)
     }
 
     fn keep(&self, id: AnswerId, decoded: &Decoded, fetched_at: u64, encoded: &[u8]) {

@@ -26,18 +26,39 @@ async fn answers_survive_reopening_and_expire_by_the_configured_ttl() {
         "the same key"
     );
     let hit = again
-        .lookup(&id, Check::LineStatus, None, false)
+        .lookup(
+            &id,
+            Wanted {
+                check: Check::LineStatus,
+                max_age: None,
+                profiles: false,
+            },
+        )
         .await
         .unwrap();
     assert_eq!((hit.data, hit.tier), (line(), Tier::Store));
     let hit = again
-        .lookup(&id, Check::LineStatus, None, false)
+        .lookup(
+            &id,
+            Wanted {
+                check: Check::LineStatus,
+                max_age: None,
+                profiles: false,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(hit.tier, Tier::Memory);
     assert!(
         again
-            .lookup(&id, Check::LineStatus, Some(Duration::from_secs(30)), false)
+            .lookup(
+                &id,
+                Wanted {
+                    check: Check::LineStatus,
+                    max_age: Some(Duration::from_secs(30)),
+                    profiles: false
+                }
+            )
             .await
             .is_none(),
         "max_cache_age"
@@ -49,7 +70,14 @@ async fn answers_survive_reopening_and_expire_by_the_configured_ttl() {
     let expired = Answers::open(&shorter, dir.path(), None).await;
     assert!(
         expired
-            .lookup(&id, Check::LineStatus, None, false)
+            .lookup(
+                &id,
+                Wanted {
+                    check: Check::LineStatus,
+                    max_age: None,
+                    profiles: false
+                }
+            )
             .await
             .is_none()
     );
@@ -76,14 +104,28 @@ async fn forgetting_a_number_forgets_every_answer_about_it() {
     for id in &ids {
         assert!(
             answers
-                .lookup(id, Check::LineStatus, None, false)
+                .lookup(
+                    id,
+                    Wanted {
+                        check: Check::LineStatus,
+                        max_age: None,
+                        profiles: false
+                    }
+                )
                 .await
                 .is_none()
         );
     }
     assert!(
         answers
-            .lookup(&other, Check::LineStatus, None, false)
+            .lookup(
+                &other,
+                Wanted {
+                    check: Check::LineStatus,
+                    max_age: None,
+                    profiles: false
+                }
+            )
             .await
             .is_some()
     );
@@ -105,13 +147,27 @@ async fn an_answer_stored_without_profiles_is_not_served_to_a_caller_granted_the
     answers.hold(id, Check::AccountPresence, &data, SystemTime::now(), true);
     assert!(
         answers
-            .lookup(&id, Check::AccountPresence, None, false)
+            .lookup(
+                &id,
+                Wanted {
+                    check: Check::AccountPresence,
+                    max_age: None,
+                    profiles: false
+                }
+            )
             .await
             .is_some()
     );
     assert!(
         answers
-            .lookup(&id, Check::AccountPresence, None, true)
+            .lookup(
+                &id,
+                Wanted {
+                    check: Check::AccountPresence,
+                    max_age: None,
+                    profiles: true
+                }
+            )
             .await
             .is_none()
     );

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::answers::AnswerId;
-use super::answers::{Answers, Hit};
+use super::answers::{Answers, Hit, Wanted};
 use super::health::Health;
 use super::usage::Usage;
 use crate::domain::{Check, CheckData};
@@ -257,7 +257,14 @@ impl Dispatcher {
         let key = self.key(check, query, tenant);
         self.shared
             .answers
-            .find(&key.id, check, max_age, profiles)
+            .find(
+                &key.id,
+                Wanted {
+                    check,
+                    max_age,
+                    profiles,
+                },
+            )
             .await
     }
 
@@ -290,7 +297,14 @@ impl Dispatcher {
         if let Some(hit) = self
             .shared
             .answers
-            .lookup(&key.id, check, max_age, profiles)
+            .lookup(
+                &key.id,
+                Wanted {
+                    check,
+                    max_age,
+                    profiles,
+                },
+            )
             .await
         {
             return self.shared.cached(hit.into());
@@ -439,7 +453,14 @@ impl Dispatcher {
     fn fresh(&self, key: &Key, max_age: Option<Duration>, profiles: bool) -> Option<Cached> {
         self.shared
             .answers
-            .peek(&key.id, key.check, max_age, profiles)
+            .peek(
+                &key.id,
+                Wanted {
+                    check: key.check,
+                    max_age,
+                    profiles,
+                },
+            )
             .map(Cached::from)
     }
 }

@@ -24,20 +24,10 @@ use super::{
 use crate::clock::china_offset;
 use crate::providers::signing::{SignatureMethod, signatures_equal};
 use crate::sim::faults::{AccountKey, VendorFaults};
-use crate::sim::{SimRoutes, SimState, VendorSim, bucket, suffix};
+use crate::sim::{Account, SimRoutes, SimState, VendorSim, bucket, suffix};
 
-/// A caih account the simulator accepts.
-#[derive(Debug, Clone)]
-pub struct Account {
-    /// `userkey`.
-    pub user_key: String,
-    /// `appid`.
-    pub app_id: String,
-    /// The secret key.
-    pub secret_key: String,
-}
-
-/// What the caih simulator knows and remembers: its accounts, every added number's latest batch.
+/// What the caih simulator knows and remembers: its accounts (the scope is the `appid`), every
+/// added number's latest batch.
 #[derive(Debug, Default)]
 pub struct CaihState {
     accounts: Vec<Account>,
@@ -49,16 +39,8 @@ type Sim = VendorSim<CaihState>;
 /// The simulator's routes, accepting the sandbox account and the extra accounts of caih (`id` is
 /// the `userkey`, with the sandbox's `appid`).
 pub fn routes(common: &Arc<SimState>) -> SimRoutes {
-    let sandbox = Account {
-        user_key: SANDBOX_USER_KEY.to_owned(),
-        app_id: SANDBOX_APP_ID.to_owned(),
-        secret_key: SANDBOX_SECRET_KEY.to_owned(),
-    };
-    let accounts = common.accounts("caih", sandbox, |sandbox, extra| Account {
-        user_key: extra.id.clone(),
-        secret_key: extra.secret.clone(),
-        ..sandbox.clone()
-    });
+    let sandbox = Account::new(SANDBOX_USER_KEY, SANDBOX_SECRET_KEY, SANDBOX_APP_ID);
+    let accounts = common.accounts("caih", sandbox);
     let state = Arc::new(VendorSim {
         common: common.clone(),
         own: CaihState {
@@ -145,12 +127,7 @@ fn authenticate(state: &Sim, auth: Option<AuthInfo>) -> Result<(), Refusal> {
     else {
         return Err(("1001", "authinfo 不完整".to_owned()));
     };
-    let Some(account) = state
-        .own
-        .accounts
-        .iter()
-        .find(|a| a.user_key == userkey && a.app_id == appid)
-    else {
+    let Some(account) = Account::find(&state.own.accounts, &userkey, &appid) else {
         return Err(("1001", "userkey 或 appid 错误".to_owned()));
     };
     let when = NaiveDateTime::parse_from_str(&timestamp, "%Y%m%d%H%M%S")
@@ -161,7 +138,7 @@ fn authenticate(state: &Sim, auth: Option<AuthInfo>) -> Result<(), Refusal> {
     if skew > 600 {
         return Err(("1003", "timestamp 已过期".to_owned()));
     }
-    let expected = super::sign(&account.secret_key, &userkey, &appid, &timestamp);
+    let expected = super::sign(&account.secret, &userkey, &appid, &timestamp);
     if !signatures_equal(&sign, &expected) {
         return Err(("1002", "sign 错误".to_owned()));
     }

@@ -16,29 +16,14 @@ use serde_json::{Value, json};
 use super::{PATH, SANDBOX_HASHCODE, SANDBOX_PRIVATE_KEY};
 use crate::providers::signing::signatures_equal;
 use crate::sim::faults::{AccountKey, VendorFaults};
-use crate::sim::{SimRoutes, SimState, VendorSim, bucket, suffix};
-
-/// A Thinksms account the simulator accepts.
-#[derive(Debug, Clone)]
-pub struct Account {
-    /// `hashcode`.
-    pub hashcode: String,
-    /// The private key it signs with.
-    pub private_key: String,
-}
+use crate::sim::{Account, SimRoutes, SimState, VendorSim, bucket, suffix};
 
 type Sim = VendorSim<Vec<Account>>;
 
 /// The simulator's route, accepting the sandbox account and the extra accounts of Thinksms.
 pub fn routes(common: &Arc<SimState>) -> SimRoutes {
-    let sandbox = Account {
-        hashcode: SANDBOX_HASHCODE.to_owned(),
-        private_key: SANDBOX_PRIVATE_KEY.to_owned(),
-    };
-    let accounts = common.accounts("thinksms", sandbox, |_, extra| Account {
-        hashcode: extra.id.clone(),
-        private_key: extra.secret.clone(),
-    });
+    let sandbox = Account::new(SANDBOX_HASHCODE, SANDBOX_PRIVATE_KEY, "");
+    let accounts = common.accounts("thinksms", sandbox);
     let state = Arc::new(VendorSim {
         common: common.clone(),
         own: accounts,
@@ -120,11 +105,11 @@ pub async fn handle(State(state): State<Arc<Sim>>, body: Bytes) -> Json<Value> {
     else {
         return failure(&state, "400", "参数错误: mobile, hashcode, sign 必填");
     };
-    let Some(account) = state.own.iter().find(|a| a.hashcode == hashcode) else {
+    let Some(account) = Account::find(&state.own, &hashcode, "") else {
         return failure(&state, "403", "账号不存在");
     };
     let date = state.config.clock.now_china().format("%Y%m%d").to_string();
-    let expected = super::sign(&hashcode, &mobile, &account.private_key, &date);
+    let expected = super::sign(&hashcode, &mobile, &account.secret, &date);
     if !signatures_equal(&sign, &expected) {
         return failure(&state, "401", "签名错误");
     }

@@ -20,23 +20,15 @@ use serde_json::{Map, Value, json};
 use super::{PATH, SANDBOX_PARTNER_CODE, SANDBOX_PARTNER_KEY};
 use crate::providers::signing::signatures_equal;
 use crate::sim::faults::{AccountKey, VendorFaults};
-use crate::sim::{SimRoutes, SimState, VendorSim, bucket, suffix};
-
-/// A TongDun account the simulator accepts: `partner_code` and `partner_key`.
-type Account = (String, String);
+use crate::sim::{Account, SimRoutes, SimState, VendorSim, bucket, suffix};
 
 type Sim = VendorSim<Vec<Account>>;
 
 /// The simulator's routes (`{PATH}` and `/{node}{PATH}`), accepting the sandbox account and the
 /// extra accounts of TongDun (`id` is the partner code).
 pub fn routes(common: &Arc<SimState>) -> SimRoutes {
-    let sandbox = (
-        SANDBOX_PARTNER_CODE.to_owned(),
-        SANDBOX_PARTNER_KEY.to_owned(),
-    );
-    let accounts = common.accounts("tongdun", sandbox, |_, extra| {
-        (extra.id.clone(), extra.secret.clone())
-    });
+    let sandbox = Account::new(SANDBOX_PARTNER_CODE, SANDBOX_PARTNER_KEY, "");
+    let accounts = common.accounts("tongdun", sandbox);
     let state = Arc::new(VendorSim {
         common: common.clone(),
         own: accounts,
@@ -142,10 +134,10 @@ async fn respond(
         };
         return answer(state, 11301, &format!("{missing} empty"));
     };
-    let Some((_, partner_key)) = state.own.iter().find(|(partner, _)| partner == code) else {
+    let Some(account) = Account::find(&state.own, code, "") else {
         return answer(state, 11340, "partner_code error");
     };
-    if !signatures_equal(key, partner_key) {
+    if !signatures_equal(key, &account.secret) {
         return answer(state, 11340, "partner_key error");
     }
     let Ok(request) = serde_json::from_slice::<Map<String, Value>>(body) else {

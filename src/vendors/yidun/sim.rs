@@ -19,24 +19,13 @@ use serde_json::{Value, json};
 use super::{BATCH_SIZE, PATH, SANDBOX_BUSINESS_ID, SANDBOX_SECRET_ID, SANDBOX_SECRET_KEY, sign};
 use crate::providers::signing::{SignatureMethod, signatures_equal};
 use crate::sim::faults::{AccountKey, VendorFaults};
-use crate::sim::{SimRoutes, SimState, VendorSim, bucket, suffix};
+use crate::sim::{Account, SimRoutes, SimState, VendorSim, bucket, suffix};
 
 /// How far a request's timestamp may be from the simulator's clock, in milliseconds.
 pub const TIMESTAMP_WINDOW_MS: i64 = 5 * 60 * 1000;
 
-/// A Yidun account the simulator accepts.
-#[derive(Debug, Clone)]
-pub struct Account {
-    /// `secretId`.
-    pub secret_id: String,
-    /// `businessId`.
-    pub business_id: String,
-    /// The secret key.
-    pub secret_key: String,
-}
-
-/// The Yidun simulator's own state: its accounts, and the nonces seen within the timestamp
-/// window.
+/// The Yidun simulator's own state: its accounts (the scope is the `businessId`), and the nonces
+/// seen within the timestamp window.
 #[derive(Debug, Default)]
 pub struct YidunState {
     accounts: Vec<Account>,
@@ -48,16 +37,8 @@ type Sim = VendorSim<YidunState>;
 /// The simulator's route, accepting the sandbox account and the extra accounts of Yidun (`id` is
 /// the `secretId`, with the sandbox's `businessId`).
 pub fn routes(common: &Arc<SimState>) -> SimRoutes {
-    let sandbox = Account {
-        secret_id: SANDBOX_SECRET_ID.to_owned(),
-        business_id: SANDBOX_BUSINESS_ID.to_owned(),
-        secret_key: SANDBOX_SECRET_KEY.to_owned(),
-    };
-    let accounts = common.accounts("yidun", sandbox, |sandbox, extra| Account {
-        secret_id: extra.id.clone(),
-        secret_key: extra.secret.clone(),
-        ..sandbox.clone()
-    });
+    let sandbox = Account::new(SANDBOX_SECRET_ID, SANDBOX_SECRET_KEY, SANDBOX_BUSINESS_ID);
+    let accounts = common.accounts("yidun", sandbox);
     let state = Arc::new(VendorSim {
         common: common.clone(),
         own: YidunState {
@@ -107,12 +88,7 @@ pub async fn handle(State(state): State<Arc<Sim>>, body: Bytes) -> Json<Value> {
     let (Some(secret_id), Some(business_id)) = (get("secretId"), get("businessId")) else {
         return answer(&state, 400, "secretId or businessId missing");
     };
-    let Some(account) = state
-        .own
-        .accounts
-        .iter()
-        .find(|a| a.secret_id == secret_id && a.business_id == business_id)
-    else {
+    let Some(account) = Account::find(&state.own.accounts, secret_id, business_id) else {
         return answer(&state, 401, "secretId or businessId invalid");
     };
     if get("version") != Some("v1") {
@@ -135,7 +111,7 @@ pub async fn handle(State(state): State<Arc<Sim>>, body: Bytes) -> Json<Value> {
         return answer(&state, 410, "signature missing");
     };
     let params: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    if !signatures_equal(signature, &sign(&params, &account.secret_key, method)) {
+    if !signatures_equal(signature, &sign(&params, &account.secret, method)) {
         return answer(&state, 410, "signature verification failed");
     }
     let now = state.config.clock.now().timestamp_millis();

@@ -31,7 +31,7 @@ use super::{
 use crate::number::segments;
 use crate::providers::signing::{SignatureMethod, sha256_hex, signatures_equal};
 use crate::sim::faults::{AccountKey, VendorFaults};
-use crate::sim::{SimRoutes, SimState, VendorSim, bucket, suffix};
+use crate::sim::{Account, SimRoutes, SimState, VendorSim, bucket, suffix};
 
 /// How far `x-acs-date` may be from the simulator's clock, in seconds (the vendor's 15 minutes).
 pub const DATE_WINDOW_SECONDS: i64 = 15 * 60;
@@ -46,18 +46,8 @@ const MUST_SIGN: [&str; 6] = [
     "x-acs-version",
 ];
 
-/// An Aliyun account the simulator accepts.
-#[derive(Debug, Clone)]
-pub struct Account {
-    /// The AccessKey id.
-    pub access_key_id: String,
-    /// The AccessKey secret.
-    pub access_key_secret: String,
-    /// The approved application's `AuthCode`.
-    pub auth_code: String,
-}
-
-/// The Aliyun simulator's own state: its accounts and the nonces seen within the date window.
+/// The Aliyun simulator's own state: its accounts (the scope is the `AuthCode`) and the nonces
+/// seen within the date window.
 #[derive(Debug, Default)]
 pub struct AliyunState {
     accounts: Vec<Account>,
@@ -69,16 +59,12 @@ type Sim = VendorSim<AliyunState>;
 /// The simulator's route (`POST /` and `GET /`), accepting the sandbox account and the extra
 /// accounts of Aliyun (with the sandbox's `AuthCode`).
 pub fn routes(common: &Arc<SimState>) -> SimRoutes {
-    let sandbox = Account {
-        access_key_id: SANDBOX_ACCESS_KEY_ID.to_owned(),
-        access_key_secret: SANDBOX_ACCESS_KEY_SECRET.to_owned(),
-        auth_code: SANDBOX_AUTH_CODE.to_owned(),
-    };
-    let accounts = common.accounts("aliyun", sandbox, |sandbox, extra| Account {
-        access_key_id: extra.id.clone(),
-        access_key_secret: extra.secret.clone(),
-        ..sandbox.clone()
-    });
+    let sandbox = Account::new(
+        SANDBOX_ACCESS_KEY_ID,
+        SANDBOX_ACCESS_KEY_SECRET,
+        SANDBOX_AUTH_CODE,
+    );
+    let accounts = common.accounts("aliyun", sandbox);
     let state = Arc::new(VendorSim {
         common: common.clone(),
         own: AliyunState {
@@ -209,12 +195,7 @@ fn verify<'a>(
     let auth = header(headers, "authorization")
         .and_then(parse_authorization)
         .ok_or_else(|| incomplete("no ACS3-HMAC-SHA256 Authorization header"))?;
-    let Some(account) = state
-        .own
-        .accounts
-        .iter()
-        .find(|a| a.access_key_id == auth.credential)
-    else {
+    let Some(account) = state.own.accounts.iter().find(|a| a.id == auth.credential) else {
         return Err(refuse(
             state,
             StatusCode::NOT_FOUND,
@@ -258,7 +239,7 @@ fn verify<'a>(
         headers: &signed,
         payload_sha256: &sha256_hex(body),
     };
-    let (_, expected) = sign(&request, &account.access_key_secret);
+    let (_, expected) = sign(&request, &account.secret);
     if !signatures_equal(auth.signature, &expected)
         || header(headers, "x-acs-content-sha256") != Some(request.payload_sha256)
     {
@@ -427,7 +408,7 @@ pub async fn handle(
             &format!("{missing} is mandatory for this action."),
         );
     };
-    if auth_code != account.auth_code {
+    if auth_code != account.scope {
         return business(&state, "isv.AUTH_CODE_NOT_EXIST", "授权码不存在或不可用");
     }
     let Some(mask) = Mask::parse(mask) else {
