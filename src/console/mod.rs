@@ -212,6 +212,30 @@ pub fn router(config: &ConsoleConfig, backend: Backend, tls: bool, open: bool) -
         .with_state(app)
 }
 
+/// Starts the console on `listener` over the server's `routes` (its gRPC services behind their
+/// auth layer), served over HTTPS with the server's certificate and key when `tls` names them;
+/// `open` when no tenants are configured. It stops when `stop` completes.
+pub fn start(
+    listener: TcpListener,
+    config: &ConsoleConfig,
+    routes: backend::Routes,
+    tls: Option<(&std::path::Path, &std::path::Path)>,
+    open: bool,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ConsoleError> {
+    let tls = match tls {
+        Some((cert, key)) => Some(guard::tls_config(
+            &std::fs::read(cert)?,
+            &std::fs::read(key)?,
+        )?),
+        None => None,
+    };
+    let router = router(config, Backend::new(routes), tls.is_some(), open);
+    info!(addr = %listener.local_addr()?, "web console serving");
+    tokio::spawn(serve(listener, router, tls, stop));
+    Ok(())
+}
+
 /// Serves the console on `listener` until `stop` completes.
 pub async fn serve(
     listener: TcpListener,

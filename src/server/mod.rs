@@ -483,24 +483,17 @@ where
         let routes = tonic::service::Routes::new(batch_jobs.clone())
             .add_service(api.clone())
             .add_service(usage_api.clone());
-        let backend = crate::console::Backend::new(tower::util::BoxCloneSyncService::new(routes));
-        let tls = match &config.server.tls {
-            Some(tls) => Some(crate::console::guard::tls_config(
-                &std::fs::read(&tls.cert)?,
-                &std::fs::read(&tls.key)?,
-            )?),
-            None => None,
-        };
-        let router = crate::console::router(
+        let tls = (config.server.tls.as_ref()).map(|t| (t.cert.as_path(), t.key.as_path()));
+        crate::console::start(
+            console,
             &config.console,
-            backend,
-            tls.is_some(),
+            tower::util::BoxCloneSyncService::new(routes),
+            tls,
             config.tenants.is_empty(),
-        );
-        info!(addr = %console.local_addr()?, "web console serving");
-        tokio::spawn(crate::console::serve(console, router, tls, async {
-            let _ = console_stopped.await;
-        }));
+            async {
+                let _ = console_stopped.await;
+            },
+        )?;
     }
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     if let (Some(admin), Some(handle)) = (admin, metrics) {

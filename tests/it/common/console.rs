@@ -6,7 +6,42 @@ use phonecheck::config::Config;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, SET_COOKIE};
 
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
 use super::TestServer;
+
+impl TestServer {
+    /// Like `start`, with the web console on 127.0.0.1:0 too (bound here, so its address is
+    /// known before the server serves).
+    pub async fn with_console(mut config: Config) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        config.storage.data_dir = dir.path().to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let console = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, console_addr) = (
+            listener.local_addr().unwrap(),
+            console.local_addr().unwrap(),
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(phonecheck::serve_with_listeners(
+            listener,
+            None,
+            Some(console),
+            config,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        TestServer {
+            addr,
+            console: Some(console_addr),
+            stop: Some(stop),
+            task,
+            _dir: Some(dir),
+        }
+    }
+}
 
 pub const KEY_A: &str = "pck_console_tenant_a_key_for_tests_only";
 pub const KEY_B: &str = "pck_console_tenant_b_key_for_tests_only";

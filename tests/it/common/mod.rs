@@ -71,36 +71,6 @@ impl TestServer {
         }
     }
 
-    /// Like `start`, with the web console on 127.0.0.1:0 too (bound here, so its address is
-    /// known before the server serves).
-    pub async fn with_console(mut config: Config) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        config.storage.data_dir = dir.path().to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let console = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (addr, console_addr) = (
-            listener.local_addr().unwrap(),
-            console.local_addr().unwrap(),
-        );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(phonecheck::serve_with_listeners(
-            listener,
-            None,
-            Some(console),
-            config,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        TestServer {
-            addr,
-            console: Some(console_addr),
-            stop: Some(stop),
-            task,
-            _dir: Some(dir),
-        }
-    }
-
     /// The sandbox: no providers configured.
     pub async fn sandbox() -> TestServer {
         Self::start(Config::from_toml("").unwrap()).await
