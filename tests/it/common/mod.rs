@@ -2,7 +2,6 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -11,7 +10,6 @@ use phonecheck::config::Config;
 use phonecheck::pb;
 use phonecheck::pb::phone_check_service_client::PhoneCheckServiceClient;
 use phonecheck::sim::{SimConfig, SimServer};
-use phonecheck::vendors;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -21,11 +19,15 @@ pub mod console;
 pub mod h2;
 mod process;
 mod redis;
+mod vendor_configs;
 pub mod webdriver;
 #[allow(unused_imports)] // test binaries besides `it` include this module and use part of it
 pub use process::*;
 #[allow(unused_imports)]
 pub use redis::Redis;
+// The test binaries of their own (`route_spread`, ...) use none of them.
+#[allow(unused_imports)]
+pub use vendor_configs::*;
 
 /// A running phonecheck server.
 pub struct TestServer {
@@ -184,83 +186,6 @@ pub fn error_info(status: &tonic_types::Status) -> tonic_types::ErrorInfo {
     status
         .get_details_error_info()
         .expect("status carries an ErrorInfo")
-}
-
-/// The secret phonecheck signs with for each vendor, by vendor name.
-pub struct Secrets(BTreeMap<&'static str, String>);
-
-impl Secrets {
-    /// The simulator's own (right) secrets.
-    pub fn right() -> Secrets {
-        Secrets(
-            vendors::ALL
-                .iter()
-                .map(|v| (v.name, v.sandbox.secret.to_owned()))
-                .collect(),
-        )
-    }
-
-    /// Wrong secrets for every vendor.
-    pub fn wrong() -> Secrets {
-        Secrets(
-            vendors::ALL
-                .iter()
-                .map(|v| (v.name, "wrong".to_owned()))
-                .collect(),
-        )
-    }
-}
-
-/// The vendors of [`vendors_config`]: for each check, the first vendor of the registry that
-/// serves it (so each check has one provider and no failover).
-pub fn one_vendor_per_check() -> Vec<&'static vendors::Vendor> {
-    let mut served = Vec::new();
-    let mut chosen = Vec::new();
-    for vendor in vendors::ALL {
-        if vendor.checks.iter().any(|c| !served.contains(c)) {
-            served.extend_from_slice(vendor.checks);
-            chosen.push(*vendor);
-        }
-    }
-    chosen
-}
-
-/// One provider per check ([`one_vendor_per_check`]), live (not sandbox), each with its sandbox
-/// account at `sim`, named after its vendor, its secret in a file under `dir`. Yidun signs with
-/// `yidun_method`.
-pub fn vendors_config(
-    sim: &SimServer,
-    dir: &Path,
-    secrets: &Secrets,
-    yidun_method: &str,
-) -> Config {
-    let base = sim.base_url();
-    let mut toml = String::from("[server]\nshutdown_grace = \"5s\"\n");
-    for vendor in one_vendor_per_check() {
-        let name = vendor.name;
-        let key = dir.join(format!("{name}.key"));
-        std::fs::write(&key, &secrets.0[name]).unwrap();
-        let mut settings = vendor.sandbox.settings_table();
-        if name == "yidun" {
-            settings["signature_method"] = yidun_method.into();
-        }
-        toml.push_str(&format!(
-            "[providers.{name}]\ntype = \"{name}\"\nbase_url = \"{base}\"\n{} = {{ file = \"{}\" }}\n",
-            vendor.secret_field,
-            key.display()
-        ));
-        for (field, value) in settings.as_object().unwrap() {
-            toml.push_str(&format!("{field} = {value}\n"));
-        }
-    }
-    Config::from_toml(&toml).unwrap()
-}
-
-/// Starts a server with one vendor per check live against `sim` ([`vendors_config`]).
-pub async fn vendors_server(sim: &SimServer, secrets: &Secrets, yidun_method: &str) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let config = vendors_config(sim, dir.path(), secrets, yidun_method);
-    TestServer::start_in(config, dir.path()).await.keep_dir(dir)
 }
 
 /// The outcome of `check` in a report.
@@ -581,33 +506,4 @@ pub fn bearer<T>(message: T, key: &str) -> tonic::Request<T> {
         .metadata_mut()
         .insert("authorization", format!("Bearer {key}").parse().unwrap());
     request
-}
-
-/// The client of `vendor`'s sandbox account at `sim` (its own settings changed by `overrides`,
-/// its secret `secret` or the sandbox's), signing with `clock`: a vendor client alone, without a
-/// server.
-pub async fn vendor_client(
-    vendor: &str,
-    sim: &SimServer,
-    clock: std::sync::Arc<dyn phonecheck::providers::Clock>,
-    overrides: serde_json::Value,
-    secret: Option<&str>,
-) -> std::sync::Arc<dyn phonecheck::providers::Provider> {
-    let vendor = vendors::find(vendor).expect("a vendor of the registry");
-    let mut config = vendors::ProviderConfig::sandbox(vendor, &sim.base_url()).unwrap();
-    let mut settings = vendor.sandbox.settings_table();
-    for (field, value) in overrides.as_object().unwrap() {
-        settings[field] = value.clone();
-    }
-    config.settings = (vendor.settings)(settings).unwrap();
-    if let Some(secret) = secret {
-        config.secret = phonecheck::secret::SecretRef::Public(secret.to_owned());
-    }
-    let ctx = phonecheck::providers::BuildContext {
-        http: phonecheck::providers::http_client().unwrap(),
-        clock,
-        sandbox: false,
-        pending: std::sync::Arc::new(phonecheck::store::SqliteStore::in_memory().await.unwrap()),
-    };
-    config.build(vendor.name, &ctx).unwrap()
 }
