@@ -452,6 +452,21 @@ impl Config {
         }
         problems.extend(self.server.connections.problems());
         problems.extend(self.console.problems());
+        if self.console.listen.is_some()
+            && self
+                .server
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.client_ca.is_some())
+        {
+            // The console signs in with keys and does not ask browsers for certificates: with
+            // client certificates required of every gRPC client, it would be a way around them.
+            problems.push(
+                "console.listen: the console cannot require client certificates, which \
+                 server.tls.client_ca requires of every client; leave the console off"
+                    .to_owned(),
+            );
+        }
         if let Some(path) = &self.analysis.location_data
             && let Err(e) = crate::number::LocationData::from_path(path)
         {

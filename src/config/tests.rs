@@ -260,3 +260,23 @@ fn answers_are_scoped_to_tenants_only_when_there_are_tenants() {
     .unwrap();
     assert_eq!(shared.answer_cache().share, Share::All);
 }
+
+#[test]
+fn a_console_is_refused_where_client_certificates_are_required() {
+    let err = Config::from_toml(
+        r#"
+        [server.tls]
+        cert = "/nonexistent/cert.pem"
+        key = "/nonexistent/key.pem"
+        client_ca = "/nonexistent/ca.pem"
+        [console]
+        listen = "127.0.0.1:0"
+        "#,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("console.listen: the console cannot require client certificates"),
+        "{err}"
+    );
+}

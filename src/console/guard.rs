@@ -104,9 +104,14 @@ pub struct Peer(pub SocketAddr);
 
 /// Adds the security headers to every answer and refuses cross-site state changes before any
 /// handler reads the request.
-pub(crate) async fn guard(State(_app): State<Arc<App>>, request: Request, next: Next) -> Response {
+pub(crate) async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD);
-    let mut response = if changes_state && !same_origin(request.headers()) {
+    let mut response = if app.open && !loopback_host(request.headers()) {
+        // Without keys anyone who reaches the console is signed in: only a page loaded from a
+        // loopback name may use it, or another site could rebind its own name to 127.0.0.1
+        // (DNS rebinding) and drive the console from the visitor's browser.
+        ConsoleError::Forbidden("not a loopback host").into_response()
+    } else if changes_state && !same_origin(request.headers()) {
         ConsoleError::Forbidden("cross-site request").into_response()
     } else {
         next.run(request).await
@@ -162,6 +167,20 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
             .or_else(|| o.strip_prefix("https://"))
     });
     matches!((origin, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
+/// Whether the request's `Host` is a loopback name: `localhost` or a loopback IP address, with
+/// any port.
+pub(crate) fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The client's IP address, from the connection.
@@ -283,6 +302,29 @@ mod tests {
             map.insert(*k, HeaderValue::from_static(v));
         }
         map
+    }
+
+    #[test]
+    fn an_open_console_answers_loopback_hosts_only() {
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LOCALHOST",
+            "[::1]:8080",
+            "127.0.0.2",
+        ] {
+            assert!(loopback_host(&headers(&[("host", ok)])), "{ok}");
+        }
+        // A rebound name resolves to 127.0.0.1 but is not a loopback name.
+        for bad in [
+            "attacker.example:8080",
+            "10.0.0.1:8080",
+            "[::2]:80",
+            "localhost.evil",
+        ] {
+            assert!(!loopback_host(&headers(&[("host", bad)])), "{bad}");
+        }
+        assert!(!loopback_host(&HeaderMap::new()), "no Host at all");
     }
 
     #[test]
