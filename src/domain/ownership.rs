@@ -150,6 +150,29 @@ mod tests {
     }
 
     #[test]
+    fn only_the_checks_that_take_it_are_asked_and_kept_with_the_registration_time() {
+        use crate::domain::{Check, CheckOptions, KycInput};
+        let options = CheckOptions {
+            kyc: Some(KycInput {
+                registered_at: Some(1_600_000_000),
+                ..KycInput::default()
+            }),
+            ..CheckOptions::default()
+        };
+        let reassigned = options.inputs_for(Check::Reassigned).unwrap();
+        assert_eq!(reassigned.registered_at, Some(1_600_000_000));
+        assert_eq!(
+            options.inputs_for(Check::Tenure),
+            None,
+            "no input, same cache entry"
+        );
+        assert_eq!(options.inputs_for(Check::LineStatus), None);
+        // Answers cached before the field existed keep their identity.
+        let json = serde_json::to_string(&KycInput::default()).unwrap();
+        assert!(!json.contains("registered_at"), "{json}");
+    }
+
+    #[test]
     fn tenure_ranges_read_as_text() {
         let mut t = TenureResult {
             status: TenureStatus::Known,
