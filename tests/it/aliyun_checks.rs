@@ -343,6 +343,27 @@ async fn a_job_exports_tenure_reassigned_and_the_current_carrier() {
     assert_eq!(rows[2][ported], "true");
     assert_eq!(rows[3][reassigned], "deactivated");
 
+    // The HTML report: the tenure histogram, the reassigned counts, the ported current carrier.
+    let html = export_job(
+        &mut jobs,
+        &created.id,
+        pb::ExportFormat::Html,
+        pb::LineStatus::Unspecified,
+    )
+    .await;
+    let html = String::from_utf8(html).unwrap();
+    for expected in [
+        "Tenure 在网时长",
+        "3–6 months",
+        "Reassigned 二次号",
+        "deactivated 销号",
+        "Current carrier 当前运营商",
+        "中国联通",
+        "of which ported 携号转网",
+    ] {
+        assert!(html.contains(expected), "{expected}: {html}");
+    }
+
     // Without a registration time, a job asking for the reassigned check is refused.
     let refused = create_job(
         &mut jobs,
