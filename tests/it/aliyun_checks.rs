@@ -364,6 +364,38 @@ async fn a_job_exports_tenure_reassigned_and_the_current_carrier() {
         assert!(html.contains(expected), "{expected}: {html}");
     }
 
+    // A dry run of the same list prices each check at its price: 3 numbers, all answered
+    // already, so nothing is paid; a fresh list of 2 is 2 × (0.03 + 0.05 + 0.02).
+    let dry = create_job(
+        &mut jobs,
+        pb::BatchJobSpec {
+            file_name: "fresh.csv".into(),
+            checks: vec![
+                pb::Check::Tenure as i32,
+                pb::Check::Reassigned as i32,
+                pb::Check::CurrentCarrier as i32,
+            ],
+            options: Some(registered(REGISTERED)),
+            dry_run: true,
+            ..Default::default()
+        },
+        b"phone\n13912340001\n13912340002\n",
+        4096,
+    )
+    .await
+    .unwrap();
+    let estimate = dry.estimate.expect("an estimate");
+    assert_eq!(nanos(&estimate.cost), 2 * 100_000_000, "{estimate:?}");
+    let paid: Vec<(i32, i64)> = estimate.checks.iter().map(|c| (c.check, c.paid)).collect();
+    assert_eq!(
+        paid,
+        [
+            (pb::Check::Tenure as i32, 2),
+            (pb::Check::Reassigned as i32, 2),
+            (pb::Check::CurrentCarrier as i32, 2)
+        ]
+    );
+
     // Without a registration time, a job asking for the reassigned check is refused.
     let refused = create_job(
         &mut jobs,
