@@ -297,6 +297,20 @@ async fn a_stream_carries_each_items_registration_time() {
     assert_eq!(summary.billable_calls, 6, "{summary:?}");
 }
 
+/// A job of `file_name` asking the three checks, registered at [`REGISTERED`].
+fn three_checks(file_name: &str) -> pb::BatchJobSpec {
+    pb::BatchJobSpec {
+        file_name: file_name.into(),
+        checks: vec![
+            pb::Check::Tenure as i32,
+            pb::Check::Reassigned as i32,
+            pb::Check::CurrentCarrier as i32,
+        ],
+        options: Some(registered(REGISTERED)),
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn a_job_exports_tenure_reassigned_and_the_current_carrier() {
     let sim = start_sim(SimConfig::default()).await;
@@ -305,16 +319,7 @@ async fn a_job_exports_tenure_reassigned_and_the_current_carrier() {
     let file = "phone\n13800000204\n13800000402\n13800000304\n";
     let created = create_job(
         &mut jobs,
-        pb::BatchJobSpec {
-            file_name: "numbers.csv".into(),
-            checks: vec![
-                pb::Check::Tenure as i32,
-                pb::Check::Reassigned as i32,
-                pb::Check::CurrentCarrier as i32,
-            ],
-            options: Some(registered(REGISTERED)),
-            ..Default::default()
-        },
+        three_checks("numbers.csv"),
         file.as_bytes(),
         4096,
     )
@@ -364,20 +369,12 @@ async fn a_job_exports_tenure_reassigned_and_the_current_carrier() {
         assert!(html.contains(expected), "{expected}: {html}");
     }
 
-    // A dry run of the same list prices each check at its price: 3 numbers, all answered
-    // already, so nothing is paid; a fresh list of 2 is 2 × (0.03 + 0.05 + 0.02).
+    // A dry run prices each check at its price: a fresh list of 2 is 2 × (0.03 + 0.05 + 0.02).
     let dry = create_job(
         &mut jobs,
         pb::BatchJobSpec {
-            file_name: "fresh.csv".into(),
-            checks: vec![
-                pb::Check::Tenure as i32,
-                pb::Check::Reassigned as i32,
-                pb::Check::CurrentCarrier as i32,
-            ],
-            options: Some(registered(REGISTERED)),
             dry_run: true,
-            ..Default::default()
+            ..three_checks("fresh.csv")
         },
         b"phone\n13912340001\n13912340002\n",
         4096,
