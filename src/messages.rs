@@ -18,6 +18,12 @@ use crate::pb;
 use crate::providers::{ErrorReason, ProviderError};
 use crate::telemetry::redact_numbers;
 
+mod ownership;
+
+pub use ownership::{
+    current_carrier_to_proto, reassigned_to_proto, require_inputs, tenure_to_proto,
+};
+
 /// The `google.rpc.ErrorInfo` domain of phonecheck's errors.
 pub const ERROR_DOMAIN: &str = "phonecheck.dev";
 
@@ -173,6 +179,7 @@ pub fn options_from_proto(
                 id_number: text("id_number", k.id_number, 64)?,
                 name: text("name", k.name, 200)?,
                 email,
+                registered_at: None,
             };
             (kyc != KycInput::default()).then_some(kyc)
         }
@@ -183,6 +190,7 @@ pub fn options_from_proto(
             FieldError::new(format!("{field}.max_cache_age"), "must not be negative")
         })?),
     };
+    let kyc = ownership::with_registered_at(field, kyc, options.registered_at)?;
     Ok(CheckOptions {
         kyc,
         include_profile_details: options.include_profile_details,
@@ -569,6 +577,7 @@ pub fn report_to_proto(report: &Report, currency: Currency) -> pb::NumberReport 
             CheckState::Ok(CheckData::RiskProfile(p)) => {
                 out.risk_profile = Some(risk_profile_to_proto(p));
             }
+            CheckState::Ok(data) => ownership::fill(&mut out, data),
             CheckState::Pending if outcome.check == Check::SpamLabels => {
                 out.spam_labels = Some(pb::SpamLabelsResult {
                     labels: Vec::new(),

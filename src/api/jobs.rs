@@ -234,6 +234,7 @@ impl BatchJobService for BatchJobApi {
         }
         let checks = convert::checks_from_proto("spec.checks", &spec.checks)?;
         let options = convert::options_from_proto("spec.options", spec.options.clone())?;
+        convert::require_inputs("spec.options", &checks, &options)?;
         tenant.authorize("spec.checks", &checks, &options)?;
         if let Err(e) = crate::number::parse_region(&spec.default_region) {
             return Err(ApiError::invalid("spec.default_region", e.to_string()).into());

@@ -61,9 +61,12 @@ pub(crate) fn lookup_request(
     deadline: Option<tokio::time::Instant>,
 ) -> Result<LookupRequest, ApiError> {
     convert::bounded_number(&number, &default_region)?;
+    let checks = convert::checks_from_proto("checks", checks)?;
+    let options = convert::options_from_proto("options", options)?;
+    convert::require_inputs("options", &checks, &options)?;
     Ok(LookupRequest {
-        checks: convert::checks_from_proto("checks", checks)?,
-        options: convert::options_from_proto("options", options)?,
+        checks,
+        options,
         number,
         default_region,
         deadline,

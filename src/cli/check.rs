@@ -36,6 +36,8 @@ pub(super) struct CheckArgs {
     pub sheet: Option<String>,
     pub server: String,
     pub out: Option<PathBuf>,
+    /// The registration time sent with every number (the reassigned check).
+    pub registered_at: Option<prost_types::Timestamp>,
 }
 
 /// Where a row came from in the input.
@@ -135,6 +137,10 @@ pub(super) async fn run(args: CheckArgs) -> Result<(), CliError> {
             (pending.clone(), finished_tx.clone(), progress.clone());
         let region = args.region.clone();
         let checks = checks.clone();
+        let options = args.registered_at.map(|at| pb::CheckOptions {
+            registered_at: Some(at),
+            ..Default::default()
+        });
         tokio::spawn(async move {
             let mut sent = 0u64;
             let mut refused = 0i64;
@@ -163,7 +169,7 @@ pub(super) async fn run(args: CheckArgs) -> Result<(), CliError> {
                                 number: number.input,
                                 default_region: region.clone(),
                                 checks: checks.clone(),
-                                options: None,
+                                options: options.clone(),
                             };
                             if requests_tx.send(item).await.is_err() {
                                 return refused;

@@ -150,6 +150,20 @@ pub struct CheckCommand {
     /// Where to write the results (CSV); standard output when absent.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// When the users registered these numbers with you (RFC 3339, `2021-03-04T05:06:07Z`):
+    /// required by `--check reassigned`, sent with every number.
+    #[arg(long, value_parser = parse_registered_at)]
+    pub registered_at: Option<prost_types::Timestamp>,
+}
+
+/// Reads `--registered-at`.
+fn parse_registered_at(text: &str) -> Result<prost_types::Timestamp, String> {
+    let at = chrono::DateTime::parse_from_rfc3339(text)
+        .map_err(|e| format!("not an RFC 3339 time ({e}), e.g. 2021-03-04T05:06:07Z"))?;
+    Ok(prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: 0,
+    })
 }
 
 /// `phonecheck sim` fault flags.
@@ -255,6 +269,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 sheet: c.sheet,
                 server: c.server,
                 out: c.out,
+                registered_at: c.registered_at,
             })
             .await
         }

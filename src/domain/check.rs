@@ -16,6 +16,12 @@ pub enum Check {
     AccountPresence,
     /// Risk profile.
     RiskProfile,
+    /// How long the number has been on its network (在网时长).
+    Tenure,
+    /// Whether the number changed owner since a registration time (二次号).
+    Reassigned,
+    /// The carrier serving the number now (携号转网).
+    CurrentCarrier,
 }
 
 /// What phonecheck knows of a check: a row of [`CHECKS`].
@@ -36,12 +42,16 @@ pub struct CheckSpec {
     pub granted_by_default: bool,
     /// The columns it adds to an export and to `phonecheck check`'s CSV.
     pub export_columns: &'static [&'static str],
+    /// Whether it needs the registration time of the number (`CheckOptions.registered_at`, a
+    /// job's registration column): asked without one, the request is refused, and its answers
+    /// are kept per number and registration time.
+    pub takes_registration_time: bool,
 }
 
 const DAY: u64 = 86_400;
 
 /// Every check, in contract order: `CHECKS[check as usize]` is `check`'s row.
-pub const CHECKS: [CheckSpec; 4] = [
+pub const CHECKS: [CheckSpec; 7] = [
     CheckSpec {
         check: Check::LineStatus,
         name: "line-status",
@@ -50,6 +60,7 @@ pub const CHECKS: [CheckSpec; 4] = [
         default_ttl: Duration::from_secs(3 * DAY),
         granted_by_default: true,
         export_columns: &["line_status", "line_status_code"],
+        takes_registration_time: false,
     },
     CheckSpec {
         check: Check::SpamLabels,
@@ -59,6 +70,7 @@ pub const CHECKS: [CheckSpec; 4] = [
         default_ttl: Duration::from_secs(DAY),
         granted_by_default: true,
         export_columns: &["spam_labels", "spam_labels_pending"],
+        takes_registration_time: false,
     },
     CheckSpec {
         check: Check::AccountPresence,
@@ -73,6 +85,7 @@ pub const CHECKS: [CheckSpec; 4] = [
             "fraud_score",
             "registered_on",
         ],
+        takes_registration_time: false,
     },
     CheckSpec {
         check: Check::RiskProfile,
@@ -82,6 +95,42 @@ pub const CHECKS: [CheckSpec; 4] = [
         default_ttl: Duration::from_secs(7 * DAY),
         granted_by_default: true,
         export_columns: &["risks", "under18"],
+        takes_registration_time: false,
+    },
+    // Tenure moves from one bucket to the next over months: a month-old answer is at most one
+    // bucket behind.
+    CheckSpec {
+        check: Check::Tenure,
+        name: "tenure",
+        key: "tenure",
+        proto: 5,
+        default_ttl: Duration::from_secs(30 * DAY),
+        granted_by_default: true,
+        export_columns: &["tenure_months", "tenure_code"],
+        takes_registration_time: false,
+    },
+    // The answer is for one registration time, and a number can be recycled any day after it:
+    // a week, like other ownership signals.
+    CheckSpec {
+        check: Check::Reassigned,
+        name: "reassigned",
+        key: "reassigned",
+        proto: 6,
+        default_ttl: Duration::from_secs(7 * DAY),
+        granted_by_default: true,
+        export_columns: &["reassigned", "reassigned_code"],
+        takes_registration_time: true,
+    },
+    // Porting takes days and is rare for one number: a month.
+    CheckSpec {
+        check: Check::CurrentCarrier,
+        name: "current-carrier",
+        key: "current_carrier",
+        proto: 7,
+        default_ttl: Duration::from_secs(30 * DAY),
+        granted_by_default: true,
+        export_columns: &["current_carrier", "ported", "mvno"],
+        takes_registration_time: false,
     },
 ];
 

@@ -11,8 +11,13 @@ pub use failure::{CodeClass, ErrorReason, ProviderError};
 pub use money::{BillingConfig, Currency, MAX_AMOUNT_UNITS, Money, MoneyError};
 
 mod check;
+mod ownership;
 
 pub use check::{CHECKS, Check, CheckSpec, PerCheck};
+pub use ownership::{
+    CurrentCarrierResult, Reassigned, ReassignedResult, RegisteredAtError, TenureResult,
+    TenureStatus, registered_at,
+};
 
 /// The canonical line status (see docs/providers.md, "The canonical line-status taxonomy").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -429,9 +434,17 @@ pub enum CheckData {
     AccountPresence(AccountPresence),
     /// Risk profile.
     RiskProfile(RiskProfile),
+    /// Tenure on the network.
+    Tenure(TenureResult),
+    /// Whether the number changed owner.
+    Reassigned(ReassignedResult),
+    /// The carrier serving the number now.
+    CurrentCarrier(CurrentCarrierResult),
 }
 
-/// Optional identity data for KYC checks.
+/// A request's per-request inputs of checks: identity data for KYC checks (account presence) and
+/// the registration time of the reassigned check. They travel with the query and are part of the
+/// identity of a cached answer.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Hash, serde::Serialize, serde::Deserialize)]
 pub struct KycInput {
     /// Document type, in the vendor vocabulary (`identity_card`, `passport`, ...).
@@ -442,6 +455,11 @@ pub struct KycInput {
     pub name: Option<String>,
     /// E-mail.
     pub email: Option<String>,
+    /// When the user registered the number with the caller, in seconds since the Unix epoch
+    /// (the reassigned check). Left out of the serialized form when absent, so that the identity
+    /// of answers cached before it existed is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<i64>,
 }
 
 /// Options of a request that shape how checks run.
@@ -453,6 +471,23 @@ pub struct CheckOptions {
     pub include_profile_details: bool,
     /// Accept a cached answer only if younger than this; `None`: the check's TTL.
     pub max_cache_age: Option<Duration>,
+}
+
+impl CheckOptions {
+    /// The inputs `check` is asked with: the registration time only for the checks that take it
+    /// (the others' answers do not depend on it, so it must not split their cache entries).
+    pub fn inputs_for(&self, check: Check) -> Option<KycInput> {
+        let mut inputs = self.kyc.clone()?;
+        if !check.spec().takes_registration_time {
+            inputs.registered_at = None;
+        }
+        (inputs != KycInput::default()).then_some(inputs)
+    }
+
+    /// The registration time, when given.
+    pub fn registered_at(&self) -> Option<i64> {
+        self.kyc.as_ref().and_then(|k| k.registered_at)
+    }
 }
 
 /// Why a check was not run.

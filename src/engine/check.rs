@@ -22,7 +22,7 @@ impl Engine {
         let options = &request.options;
         let query = Query {
             number: info.clone(),
-            kyc: options.kyc.clone(),
+            kyc: options.inputs_for(check),
             scope: self
                 .answers
                 .scope(&request.tenant)

@@ -52,7 +52,7 @@ impl Engine {
         }
         let query = Query {
             number: info.clone(),
-            kyc: options.kyc.clone(),
+            kyc: options.inputs_for(check),
             scope: None,
         };
         let mut answered: Option<SystemTime> = None;

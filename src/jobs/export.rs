@@ -156,6 +156,35 @@ pub fn report_cells(
             None => cells.extend([String::new(), String::new()]),
         }
     }
+    if has(pb::Check::Tenure) {
+        let t = report.tenure.clone().unwrap_or_default();
+        cells.push(match (t.status(), t.upper_months) {
+            (pb::TenureStatus::Unspecified, _) => String::new(),
+            (pb::TenureStatus::Known, Some(upper)) => format!("{}-{upper}", t.lower_months),
+            (pb::TenureStatus::Known, None) => format!("{}+", t.lower_months),
+            (status, _) => short!(pb::TenureStatus, status as i32, "TENURE_STATUS_"),
+        });
+        cells.push(t.raw_code);
+    }
+    if has(pb::Check::Reassigned) {
+        let r = report.reassigned.clone().unwrap_or_default();
+        cells.push(match r.status() {
+            pb::ReassignedStatus::Unspecified => String::new(),
+            s => short!(pb::ReassignedStatus, s as i32, "REASSIGNED_STATUS_"),
+        });
+        cells.push(r.raw_code);
+    }
+    if has(pb::Check::CurrentCarrier) {
+        match &report.current_carrier {
+            Some(c) => {
+                let name = c.carrier.as_ref().map(|c| c.local_name.clone());
+                cells.push(name.unwrap_or_else(|| c.raw_code.clone()));
+                cells.push(c.ported.to_string());
+                cells.push(c.mvno.clone());
+            }
+            None => cells.extend([String::new(), String::new(), String::new()]),
+        }
+    }
     let mut errors: Vec<String> = problem.iter().map(|p| (*p).to_owned()).collect();
     for outcome in &report.outcomes {
         if outcome.state == pb::CheckState::Error as i32

@@ -3,6 +3,8 @@
 
 use prost::Message;
 
+mod ownership;
+
 use super::naming::short;
 use super::{JobError, Jobs};
 use crate::pb;
@@ -267,6 +269,7 @@ pub async fn render(jobs: &Jobs, job: &JobRecord) -> Result<String, JobError> {
             .collect();
         chart(&items)
     };
+    let ownership = ownership::charts(jobs, job, &spec.checks).await?;
     let page = Page {
         id,
         label: if spec.label.is_empty() {
@@ -299,7 +302,10 @@ pub async fn render(jobs: &Jobs, job: &JobRecord) -> Result<String, JobError> {
         charts: vec![
             ("Carriers 运营商", by_name(&breakdown.carriers)),
             ("Provinces 归属地 (top 15)", by_name(&breakdown.provinces)),
-        ],
+        ]
+        .into_iter()
+        .chain(ownership)
+        .collect(),
         bad_total: c.bad_rows,
         bad,
         invalid: breakdown.invalid_rows,

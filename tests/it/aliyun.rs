@@ -19,6 +19,17 @@ use phonecheck::vendors::aliyun::Mask;
 
 /// phonecheck with one provider, Aliyun, against `sim`, its secret in a file under `dir`.
 fn aliyun_config(sim: &SimServer, dir: &Path, secret: &str, mask: &str) -> Config {
+    aliyun_config_with(sim, dir, secret, mask, "")
+}
+
+/// [`aliyun_config`] with `more` TOML in the provider's table (and tables after it).
+pub(crate) fn aliyun_config_with(
+    sim: &SimServer,
+    dir: &Path,
+    secret: &str,
+    mask: &str,
+    more: &str,
+) -> Config {
     let key = dir.join("aliyun.key");
     std::fs::write(&key, secret).unwrap();
     Config::from_toml(&format!(
@@ -33,6 +44,7 @@ fn aliyun_config(sim: &SimServer, dir: &Path, secret: &str, mask: &str) -> Confi
         auth_code = "{}"
         mask = "{mask}"
         limits = {{ timeout = "2s", retries = 0 }}
+        {more}
         "#,
         sim.base_url(),
         phonecheck::vendors::aliyun::SANDBOX_ACCESS_KEY_ID,
@@ -248,7 +260,15 @@ async fn the_sandbox_lists_aliyun_and_asks_thinksms_first_for_line_status() {
         .find(|p| p.name == "aliyun")
         .expect("aliyun listed");
     assert_eq!(aliyun.vendor, "aliyun");
-    assert_eq!(aliyun.checks, vec![pb::Check::LineStatus as i32]);
+    assert_eq!(
+        aliyun.checks,
+        vec![
+            pb::Check::LineStatus as i32,
+            pb::Check::Tenure as i32,
+            pb::Check::Reassigned as i32,
+            pb::Check::CurrentCarrier as i32,
+        ]
+    );
     assert_eq!(aliyun.batch_size, 1);
     assert!(aliyun.sandbox && !aliyun.asynchronous);
     assert_eq!(aliyun.quota.unwrap().requests_per_second, 300.0);

@@ -322,3 +322,33 @@ fn serve_refuses_a_public_address_without_keys() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn check_carries_tenure_reassigned_and_the_current_carrier() {
+    let server = TestServer::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("numbers.csv");
+    std::fs::write(&input, "phone\n13800000204\n13800000402\n13800000304\n").unwrap();
+    let checks = ["tenure", "reassigned", "current-carrier"];
+    let mut extra: Vec<&str> = checks.iter().flat_map(|c| ["--check", c]).collect();
+    extra.extend(["--registered-at", "2021-03-04T05:06:07+08:00"]);
+    let (columns, rows, stderr) = check_file(&server, &input, &extra).await;
+    for column in [
+        "tenure_months",
+        "reassigned",
+        "current_carrier",
+        "ported",
+        "mvno",
+    ] {
+        assert!(columns.iter().any(|c| c == column), "{column}: {columns:?}");
+    }
+    // Rows come in the order answered: found by the number as written.
+    let cell = |input: &str, name: &str| {
+        let row = rows.iter().find(|r| r["input"] == input).expect(input);
+        row[name].clone()
+    };
+    assert_eq!(cell("13800000204", "tenure_months"), "3-6", "{stderr}");
+    assert_eq!(cell("13800000402", "current_carrier"), "中国联通");
+    assert_eq!(cell("13800000402", "ported"), "true");
+    assert_eq!(cell("13800000304", "reassigned"), "deactivated");
+}

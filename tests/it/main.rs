@@ -8,6 +8,7 @@ mod common;
 mod import_files;
 
 mod aliyun;
+mod aliyun_checks;
 mod answer_store;
 mod auth;
 mod batching;

@@ -356,7 +356,18 @@ async fn list_providers_shows_all_five() {
                 false,
                 true
             ),
-            ("aliyun", vec![pb::Check::LineStatus as i32], 1, false, true),
+            (
+                "aliyun",
+                vec![
+                    pb::Check::LineStatus as i32,
+                    pb::Check::Tenure as i32,
+                    pb::Check::Reassigned as i32,
+                    pb::Check::CurrentCarrier as i32,
+                ],
+                1,
+                false,
+                true
+            ),
             (
                 "caih",
                 vec![pb::Check::SpamLabels as i32],

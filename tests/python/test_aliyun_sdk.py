@@ -128,3 +128,87 @@ def test_a_wrong_secret_is_signature_does_not_match(sim):
     assert refused.value.code == "SignatureDoesNotMatch"
     assert refused.value.status_code == 400
     assert stats(sim)["billable"] == before["billable"]
+
+
+RUNTIME = RuntimeOptions(autoretry=False)
+
+
+def online_time(base_url, number, secret=ACCESS_KEY_SECRET):
+    request = models.DescribePhoneNumberOnlineTimeRequest(
+        auth_code=AUTH_CODE, input_number=number, mask="NORMAL"
+    )
+    return client(base_url, secret).describe_phone_number_online_time_with_options(
+        request, RUNTIME
+    )
+
+
+def twice_tel(base_url, number, start_time="2021-03-04 05:06:07", secret=ACCESS_KEY_SECRET):
+    request = models.DescribePhoneTwiceTelVerifyRequest(
+        auth_code=AUTH_CODE, input_number=number, mask="NORMAL", start_time=start_time
+    )
+    return client(base_url, secret).describe_phone_twice_tel_verify_with_options(
+        request, RUNTIME
+    )
+
+
+def operator_attribute(base_url, number, secret=ACCESS_KEY_SECRET):
+    request = models.DescribePhoneNumberOperatorAttributeRequest(
+        auth_code=AUTH_CODE, input_number=number, mask="NORMAL"
+    )
+    return client(base_url, secret).describe_phone_number_operator_attribute_with_options(
+        request, RUNTIME
+    )
+
+
+def test_online_time_buckets_as_the_sdk_reads_them(sim):
+    before = stats(sim)
+    body = online_time(sim, "13800000205").body
+    assert body.code == "OK"
+    assert body.data.verify_result == "3"
+    assert isinstance(body.data.verify_result, str)
+    assert body.data.carrier_code == "CMCC"
+    # -1 (no record) is answered, not billed.
+    assert online_time(sim, "13800000201").body.data.verify_result == "-1"
+    after = stats(sim)
+    assert after["calls"] - before["calls"] == 2
+    assert after["billable"] - before["billable"] == 1
+
+
+def test_twice_tel_verify_needs_a_start_time_and_reads_recycled(sim):
+    body = twice_tel(sim, "13800000302").body
+    assert body.code == "OK"
+    assert body.data.verify_result == "1"
+    assert body.data.carrier == "CMCC"
+    assert twice_tel(sim, "13800000301").body.data.verify_result == "0"
+    bad = twice_tel(sim, "13800000303", start_time="yesterday").body
+    assert bad.code == "InvalidParameter"
+
+
+def test_operator_attribute_names_a_ported_number_and_an_mvno(sim):
+    body = operator_attribute(sim, "13800000402").body
+    assert body.code == "OK"
+    data = body.data
+    assert (data.basic_carrier, data.carrier, data.is_number_portability) == (
+        "中国移动",
+        "中国联通",
+        True,
+    )
+    assert isinstance(data.number_segment, int)
+    assert data.province is not None and data.city is not None
+    mvno = operator_attribute(sim, "13800000403").body.data
+    assert mvno.carrier == "中国移动虚拟运营商" and mvno.is_number_portability is False
+
+
+def test_the_same_number_twice_within_the_window_is_frequency_limited(sim):
+    assert operator_attribute(sim, "13912345678").body.code == "OK"
+    again = operator_attribute(sim, "13912345678").body
+    assert again.code == "RequestFrequencyLimit"
+    # Another action for the same number is counted apart.
+    assert online_time(sim, "13912345678").body.code == "OK"
+
+
+@pytest.mark.parametrize("call", [online_time, twice_tel, operator_attribute])
+def test_each_action_refuses_a_wrong_secret(sim, call):
+    with pytest.raises(ClientException) as refused:
+        call(sim, "13800000401", secret="not-the-secret")
+    assert refused.value.code == "SignatureDoesNotMatch"

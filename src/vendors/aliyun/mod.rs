@@ -1,5 +1,8 @@
-//! Aliyun 号码百科 `PhoneNumberStatusForPublic` (Dytnsapi 2020-02-17): line status and the current
-//! carrier (after porting) of one Chinese mobile number per call.
+//! Aliyun 号码百科 (Dytnsapi 2020-02-17), one Chinese mobile number per call:
+//! `PhoneNumberStatusForPublic` (line status and the current carrier after porting), and, in
+//! [`actions`], `DescribePhoneNumberOnlineTime` (tenure), `DescribePhoneTwiceTelVerify`
+//! (reassigned) and `DescribePhoneNumberOperatorAttribute` (current carrier), each with its own
+//! quota inside the client (`action_quotas`).
 //!
 //! Wire contract: docs/providers.md §5, checked against the vendor's Python SDK
 //! (`alibabacloud-dytnsapi20200217` 3.4.0): `POST /?AuthCode=..&InputNumber=..&Mask=..` with an
@@ -7,6 +10,7 @@
 //! [`signing`]). The answer is `{"RequestId", "Code", "Message", "Data": {"Status",
 //! "Carrier"}}`; gateway refusals come as HTTP 4xx/5xx with the same `Code`/`Message` shape.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +26,7 @@ use crate::providers::{
 };
 use signing::{Acs3Request, authorization};
 
+pub mod actions;
 pub mod signing;
 pub mod sim;
 use crate::domain::{
@@ -103,7 +108,12 @@ impl Mask {
 /// The vendor, as the registry lists it.
 pub const VENDOR: Vendor = Vendor {
     name: "aliyun",
-    checks: &[Check::LineStatus],
+    checks: &[
+        Check::LineStatus,
+        Check::Tenure,
+        Check::Reassigned,
+        Check::CurrentCarrier,
+    ],
     defaults: Defaults {
         base_url: Some(DEFAULT_BASE_URL),
         quota: DEFAULT_QUOTA,
@@ -119,7 +129,12 @@ pub const VENDOR: Vendor = Vendor {
             ("auth_code", SANDBOX_AUTH_CODE),
         ],
         secret: SANDBOX_ACCESS_KEY_SECRET,
-        prices: &[(Check::LineStatus, "0.04")],
+        prices: &[
+            (Check::LineStatus, "0.04"),
+            (Check::Tenure, "0.03"),
+            (Check::Reassigned, "0.05"),
+            (Check::CurrentCarrier, "0.02"),
+        ],
     },
     simulator: sim::routes,
 };
@@ -143,6 +158,11 @@ pub struct AliyunSettings {
     /// How the number is sent: `NORMAL` (default), `MD5`, `SHA256` or `SM3`.
     #[serde(default)]
     pub mask: Mask,
+    /// Per-action limits over the defaults of [`actions::ACTIONS`], keyed by check
+    /// (`tenure = { requests_per_second = 50, burst = 1 }`): the vendor counts each action's
+    /// queries per second apart from the account's limit.
+    #[serde(default)]
+    pub action_quotas: HashMap<String, QuotaConfig>,
 }
 
 impl VendorSettings for AliyunSettings {
@@ -154,22 +174,13 @@ impl VendorSettings for AliyunSettings {
         .into_iter()
         .filter(|(_, value)| value.trim().is_empty())
         .map(|(field, _)| format!("{field} is empty"))
+        .chain(actions::quota_problems(&self.action_quotas))
         .collect()
     }
 
     fn build(&self, setup: Setup<'_>, secret: SecretString) -> Result<Arc<dyn Provider>, String> {
         Ok(Arc::new(AliyunProvider::new(setup, self, secret)?))
     }
-}
-
-#[derive(Deserialize)]
-struct Response {
-    #[serde(rename = "Code")]
-    code: Option<String>,
-    #[serde(rename = "Message", default)]
-    message: String,
-    #[serde(rename = "Data")]
-    data: Option<Data>,
 }
 
 #[derive(Deserialize)]
@@ -184,9 +195,12 @@ struct Data {
 /// **Decision** (the vendor publishes the gateway codes and `OperatorLimit` /
 /// `RequestFrequencyLimit`, not a full business table): refused credentials or authorization
 /// code are auth failures; an expired date is a clock to fix (not retried); a reused nonce is
-/// retried with a fresh one; throttling is retried, the carrier's per-number frequency limit is
-/// not (the same number soon after would be refused again); `isp.*` and 5xx codes are the
-/// vendor's own trouble; every other `isv.*` or unknown code is a refusal. None is billed.
+/// retried with a fresh one; throttling is retried, the carrier's per-number frequency limit
+/// (`RequestFrequencyLimit`) is not (the same number soon after would be refused again: it is a
+/// back-off for that number, rate-limited, which never trips the breaker); `isp.*` and 5xx codes
+/// are the vendor's own trouble; the codes about the number asked (`PortabilityNumberNotSupported`,
+/// `RequestNumberNotSupported` for 192 and MVNO numbers, `InvalidParameter`,
+/// `PhoneNumberNotfound`), every other `isv.*` and any unknown code are refusals. None is billed.
 pub fn classify_code(code: &str) -> CodeClass {
     let (reason, retryable) = match code {
         "InvalidAccessKeyId.NotFound"
@@ -205,6 +219,10 @@ pub fn classify_code(code: &str) -> CodeClass {
         }
         "RequestFrequencyLimit" | "isv.BUSINESS_LIMIT_CONTROL" => (ErrorReason::RateLimited, false),
         "SignatureNonceUsed" => (ErrorReason::Rejected, true),
+        "PortabilityNumberNotSupported"
+        | "RequestNumberNotSupported"
+        | "InvalidParameter"
+        | "PhoneNumberNotfound" => (ErrorReason::Rejected, false),
         "InternalError" | "ServiceUnavailable" => (ErrorReason::Unavailable, true),
         c if c.starts_with("isp.") => (ErrorReason::Unavailable, true),
         _ => (ErrorReason::Rejected, false),
@@ -241,6 +259,24 @@ fn segment_network(number: &NumberInfo) -> Option<&'static str> {
     }
 }
 
+/// The English and local names of a basic carrier the vendor names by code (`CMCC`), English
+/// name (`China Mobile`) or local name (`中国移动`); `None` for any other (a virtual operator).
+pub fn current_carrier_names(name: &str) -> Option<(&'static str, &'static str)> {
+    let name = name.trim();
+    if let Some(op) = Operator::from_code(name) {
+        return Some(op.names());
+    }
+    [
+        Operator::ChinaMobile,
+        Operator::ChinaUnicom,
+        Operator::ChinaTelecom,
+        Operator::ChinaBroadnet,
+    ]
+    .into_iter()
+    .map(Operator::names)
+    .find(|(en, local)| name.eq_ignore_ascii_case(en) || name == *local)
+}
+
 /// The current carrier, and whether it differs from the segment's (the number was ported).
 fn current_carrier(code: &str, number: &NumberInfo) -> (CurrentCarrier, bool) {
     let names = Operator::from_code(code).map(Operator::names);
@@ -260,21 +296,7 @@ fn current_carrier(code: &str, number: &NumberInfo) -> (CurrentCarrier, bool) {
 /// Decodes a response body for `number`. Billable only when `Code` is `OK` and the status is not
 /// `UNKNOWN` (the vendor's rule).
 pub fn decode(body: &[u8], number: &NumberInfo) -> Result<Answer, ProviderError> {
-    let response: Response = serde_json::from_slice(body)
-        .map_err(|e| ProviderError::BadResponse(format!("not an Aliyun answer: {e}")))?;
-    let code = response
-        .code
-        .ok_or_else(|| ProviderError::BadResponse("no Code in the answer".to_owned()))?;
-    if code != "OK" {
-        return Err(ProviderError::Vendor {
-            class: classify_code(&code),
-            code,
-            message: response.message,
-        });
-    }
-    let data = response
-        .data
-        .ok_or_else(|| ProviderError::BadResponse("OK without Data".to_owned()))?;
+    let data: Data = actions::envelope(body)?;
     let status = data
         .status
         .filter(|s| !s.is_empty())
@@ -304,6 +326,16 @@ pub struct AliyunProvider {
     auth_code: String,
     mask: Mask,
     clock: Arc<dyn Clock>,
+    limiters: ActionLimiters,
+}
+
+/// The per-action token buckets ([`actions::limiters`]).
+struct ActionLimiters(HashMap<Check, governor::DefaultDirectRateLimiter>);
+
+impl std::fmt::Debug for ActionLimiters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl AliyunProvider {
@@ -329,19 +361,33 @@ impl AliyunProvider {
             access_key_secret,
             auth_code: settings.auth_code.clone(),
             mask: settings.mask,
+            limiters: ActionLimiters(actions::limiters(&settings.action_quotas)),
         })
     }
 
-    /// The query parameters and headers (with `Authorization`) of the call for one number.
+    /// The query parameters and headers (with `Authorization`) of the line-status call for one
+    /// number.
     pub fn signed_request(&self, national_number: &str) -> SignedRequest {
-        let query = vec![
+        self.signed_action(ACTION, national_number, Vec::new())
+    }
+
+    /// The signed call of `action` for one number: `AuthCode`, `InputNumber` and `Mask`, then
+    /// `extra` parameters (`StartTime`).
+    pub fn signed_action(
+        &self,
+        action: &str,
+        national_number: &str,
+        extra: Vec<(&'static str, String)>,
+    ) -> SignedRequest {
+        let mut query = vec![
             ("AuthCode", self.auth_code.clone()),
             ("InputNumber", self.mask.encode(national_number)),
             ("Mask", self.mask.as_str().to_owned()),
         ];
+        query.extend(extra);
         let headers = vec![
             ("host", self.host.clone()),
-            ("x-acs-action", ACTION.to_owned()),
+            ("x-acs-action", action.to_owned()),
             ("x-acs-version", VERSION.to_owned()),
             (
                 "x-acs-date",
@@ -393,9 +439,26 @@ impl OneNumberPerCall for AliyunProvider {
         chinese_mobile(number, "Aliyun")
     }
 
-    async fn query(&self, _check: Check, query: &Query) -> Result<Answer, ProviderError> {
+    async fn query(&self, check: Check, query: &Query) -> Result<Answer, ProviderError> {
         let number = &query.number;
-        let signed = self.signed_request(&number.national_number);
+        let action = actions::for_check(check)
+            .ok_or_else(|| ProviderError::BadResponse(format!("aliyun does not serve {check}")))?;
+        let mut extra = Vec::new();
+        if check == Check::Reassigned {
+            // The API refuses a request without it; this is the vendor's refusal, made here.
+            let Some(at) = query.kyc.as_ref().and_then(|k| k.registered_at) else {
+                return Err(ProviderError::Vendor {
+                    code: "MissingStartTime".to_owned(),
+                    message: "the reassigned check needs the registration time".to_owned(),
+                    class: classify_code("MissingStartTime"),
+                });
+            };
+            extra.push(("StartTime", actions::start_time(at)));
+        }
+        if let Some(limiter) = self.limiters.0.get(&check) {
+            limiter.until_ready().await;
+        }
+        let signed = self.signed_action(action.name, &number.national_number, extra);
         let mut request = self
             .http
             .post(self.endpoint.clone())
@@ -409,7 +472,13 @@ impl OneNumberPerCall for AliyunProvider {
         }
         let (status, body) = send(request).await?;
         // The vendor's JSON error (gateway refusals come as 4xx with a `Code`) is the better answer.
-        http_or(status, decode(&body, number))
+        let answer = match check {
+            Check::Tenure => actions::decode_tenure(&body),
+            Check::Reassigned => actions::decode_reassigned(&body),
+            Check::CurrentCarrier => actions::decode_current_carrier(&body),
+            _ => decode(&body, number),
+        };
+        http_or(status, answer)
     }
 }
 

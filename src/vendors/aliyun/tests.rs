@@ -228,6 +228,7 @@ fn settings(access_key_id: &str, auth_code: &str, mask: Mask) -> AliyunSettings 
         access_key_id: access_key_id.to_owned(),
         auth_code: auth_code.to_owned(),
         mask,
+        action_quotas: Default::default(),
     }
 }
 

@@ -475,6 +475,7 @@ mod tests {
             id_number: Some("A1234567".into()),
             name: None,
             email: Some("budi@example.com".into()),
+            ..KycInput::default()
         };
         let body = Request {
             country: "ID",

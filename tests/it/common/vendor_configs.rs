@@ -77,6 +77,17 @@ pub fn vendors_config(
             toml.push_str(&format!("{field} = {value}\n"));
         }
     }
+    // Each check to the first of them that serves it: a vendor chosen for one check may serve
+    // others too (Aliyun: line status), and those stay with their first vendor.
+    toml.push_str("[routes]\n");
+    for check in phonecheck::domain::Check::ALL {
+        if let Some(vendor) = one_vendor_per_check()
+            .into_iter()
+            .find(|v| v.checks.contains(&check))
+        {
+            toml.push_str(&format!("{} = [\"{}\"]\n", check.key(), vendor.name));
+        }
+    }
     Config::from_toml(&toml).unwrap()
 }
 

@@ -1,5 +1,7 @@
-//! The Aliyun 号码百科 simulator: `PhoneNumberStatusForPublic` at `POST /` (and `GET /`, which the
-//! vendor's RPC gateway also takes), selected by `x-acs-action` and `x-acs-version`.
+//! The Aliyun 号码百科 simulator: `PhoneNumberStatusForPublic` and the three actions of
+//! [`answers`] (`DescribePhoneNumberOnlineTime`, `DescribePhoneTwiceTelVerify`,
+//! `DescribePhoneNumberOperatorAttribute`) at `POST /` (and `GET /`, which the vendor's RPC
+//! gateway also takes), selected by `x-acs-action` and `x-acs-version`.
 //!
 //! Checks what the gateway checks, in its order: the action (404 `InvalidAction.NotFound`), the
 //! V3 `Authorization` header and that `host` and every `x-acs-*` header are signed (400
@@ -23,6 +25,7 @@ use axum::response::IntoResponse;
 use chrono::NaiveDateTime;
 use serde_json::{Value, json};
 
+use super::actions::{self, Action};
 use super::signing::{ALGORITHM, Acs3Request, canonical_request, sign, string_to_sign};
 use super::{
     ACTION, DATE_FORMAT, Mask, PATH, SANDBOX_ACCESS_KEY_ID, SANDBOX_ACCESS_KEY_SECRET,
@@ -32,6 +35,8 @@ use crate::number::segments;
 use crate::providers::signing::{SignatureMethod, sha256_hex, signatures_equal};
 use crate::sim::faults::{AccountKey, VendorFaults};
 use crate::sim::{Account, SimRoutes, SimState, VendorSim, bucket, suffix};
+
+pub mod answers;
 
 /// How far `x-acs-date` may be from the simulator's clock, in seconds (the vendor's 15 minutes).
 pub const DATE_WINDOW_SECONDS: i64 = 15 * 60;
@@ -52,6 +57,7 @@ const MUST_SIGN: [&str; 6] = [
 pub struct AliyunState {
     accounts: Vec<Account>,
     nonces: Mutex<HashMap<String, i64>>,
+    repeats: answers::Repeats,
 }
 
 type Sim = VendorSim<AliyunState>;
@@ -70,6 +76,7 @@ pub fn routes(common: &Arc<SimState>) -> SimRoutes {
         own: AliyunState {
             accounts,
             nonces: Mutex::default(),
+            repeats: answers::Repeats::default(),
         },
     });
     SimRoutes {
@@ -88,7 +95,10 @@ pub fn routes(common: &Arc<SimState>) -> SimRoutes {
             },
             account: AccountKey::AuthorizationCredential,
         },
-        paths: vec![format!("{PATH}  (x-acs-action: {ACTION})")],
+        paths: actions::ACTIONS
+            .iter()
+            .map(|a| format!("{PATH}  (x-acs-action: {})", a.name))
+            .collect(),
     }
 }
 
@@ -173,17 +183,16 @@ fn verify<'a>(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(Params, &'a Account), Reply> {
-    if header(headers, "x-acs-action") != Some(ACTION)
-        || header(headers, "x-acs-version") != Some(VERSION)
-    {
+) -> Result<(Params, &'a Account, &'static Action), Reply> {
+    let action = header(headers, "x-acs-action").and_then(actions::named);
+    let Some(action) = action.filter(|_| header(headers, "x-acs-version") == Some(VERSION)) else {
         return Err(refuse(
             state,
             StatusCode::NOT_FOUND,
             "InvalidAction.NotFound",
             "Specified api is not found, please check your url and method.",
         ));
-    }
+    };
     let incomplete = |why: &str| {
         refuse(
             state,
@@ -294,7 +303,7 @@ fn verify<'a>(
             serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).unwrap_or_default(),
         );
     }
-    Ok((params, account))
+    Ok((params, account, action))
 }
 
 /// The vendor's answer for a number in clear, by rule: suffix `0101`..`0107` selects `NORMAL`,
@@ -383,7 +392,7 @@ pub async fn handle(
     let counters = state.stats.counters("aliyun");
     state.stats.record_call(counters, 1);
     state.delay().await;
-    let (params, account) = match verify(&state, &method, &uri, &headers, &body) {
+    let (params, account, action) = match verify(&state, &method, &uri, &headers, &body) {
         Ok(verified) => verified,
         Err(reply) => return reply,
     };
@@ -429,6 +438,15 @@ pub async fn handle(
                 return business(&state, "RequestFrequencyLimit", "同一号码查询过于频繁");
             }
             "0142" => return business(&state, "isv.OUT_OF_SERVICE", "业务停机"),
+            "0143" => {
+                return business(
+                    &state,
+                    "PortabilityNumberNotSupported",
+                    "携号转网号码不支持",
+                );
+            }
+            "0144" => return business(&state, "RequestNumberNotSupported", "不支持该号段"),
+            "0145" => return business(&state, "PhoneNumberNotfound", "号码不存在"),
             "0150" => {
                 return refuse(
                     &state,
@@ -442,6 +460,14 @@ pub async fn handle(
     } else {
         (answer_for_hash(input), None)
     };
+    if action.name != ACTION {
+        let param = |name: &str| param(name).map(str::to_owned);
+        let (reply, billable) = answers::answer(&state, action, mask, input, &param);
+        if billable {
+            state.stats.record_billable(counters);
+        }
+        return reply;
+    }
     if status != "UNKNOWN" {
         state.stats.record_billable(counters);
     }
