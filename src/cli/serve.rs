@@ -32,6 +32,8 @@ pub(super) async fn run(
              prints a key), listen on a loopback address, or pass --allow-unauthenticated."
         )));
     }
+    // Before the address is announced: whoever reads it may stop the server at once.
+    let stop = shutdown_signal();
     // Bind first, then announce, then serve: whoever reads this line can connect at once.
     let listener = TcpListener::bind(addr).await?;
     // The lines go out in one write: a reader that takes only the first and closes the pipe
@@ -73,8 +75,7 @@ pub(super) async fn run(
     stdout.write_all(lines.as_bytes())?;
     stdout.flush()?;
     drop(stdout);
-    let served =
-        crate::serve_with_listeners(listener, admin, console, config, shutdown_signal()).await;
+    let served = crate::serve_with_listeners(listener, admin, console, config, stop).await;
     // The exporter blocks while it flushes the last spans.
     let _ = tokio::task::spawn_blocking(crate::telemetry::shutdown).await;
     served?;
