@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{FixedOffset, TimeZone};
+use chrono::TimeZone;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -108,8 +108,7 @@ pub fn quota_problems(overrides: &HashMap<String, QuotaConfig>) -> Vec<String> {
 /// `StartTime` of `DescribePhoneTwiceTelVerify`: `yyyy-MM-dd HH:mm:ss`. **Decision**: in
 /// Beijing time (UTC+8), the vendor's own zone, since the SDK names none.
 pub fn start_time(unix_seconds: i64) -> String {
-    let beijing = FixedOffset::east_opt(8 * 3600).expect("UTC+8");
-    beijing
+    crate::clock::china_offset()
         .timestamp_opt(unix_seconds, 0)
         .single()
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
