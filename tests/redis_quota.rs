@@ -14,7 +14,7 @@ use phonecheck::sim::SimConfig;
 async fn two_replica_processes_hold_one_vendor_quota_together() {
     let redis = Redis::start();
     // The vendor answers "over limit" past 100 calls in any second.
-    let sim = start_sim(SimConfig {
+    let sim = SimApart::start(SimConfig {
         faults: phonecheck::sim::faults::Faults {
             quota_per_second: Some(100),
             ..Default::default()
@@ -25,7 +25,7 @@ async fn two_replica_processes_hold_one_vendor_quota_together() {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let process = |dir: &std::path::Path| {
         let path = dir.join("phonecheck.toml");
-        std::fs::write(&path, replica_toml(&sim, dir, redis.port, 97)).unwrap();
+        std::fs::write(&path, replica_toml(&sim, dir, redis.port, 95)).unwrap();
         spawn_server(&path)
     };
     let ((mut a, url_a), (mut b, url_b)) = (process(a_dir.path()), process(b_dir.path()));
@@ -53,13 +53,14 @@ async fn two_replica_processes_hold_one_vendor_quota_together() {
     assert_eq!(stats.over_limit, 0, "no over-limit answer: {stats:?}");
     assert_eq!(ra.1.billable_calls + rb.1.billable_calls, 800);
     assert_eq!(stats.billable, 800);
-    // 800 calls at one account's 100/s (phonecheck keeps to 97/s: a send delayed by up to 3% of a
-    // second still lands within the vendor's window): after the first, 799 more.
+    // 800 calls at one account's 100/s. phonecheck keeps to 95/s, the headroom README asks for:
+    // the sends are spaced exactly, but a stall of 50 ms on the way (two replicas, Redis and the
+    // vendor on two cores) still lands within the vendor's window. After the first call, 799 more.
     let achieved = 799.0 / elapsed / 100.0;
     eprintln!("two replicas: {achieved:.3} of the shared quota, {stats:?}");
     assert!(achieved <= 1.0, "over the quota: {achieved:.3} of it");
     assert!(
-        achieved >= 0.95,
+        achieved >= 0.92,
         "the replicas together reached only {achieved:.3} of the quota"
     );
 }

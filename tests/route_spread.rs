@@ -19,7 +19,7 @@ const SECOND_KEY: &str = "second-thinksms-private-key";
 #[tokio::test]
 async fn spread_over_two_accounts_holds_each_quota_and_reaches_their_sum() {
     // The vendor answers "over limit" past 100 calls in any second, per account.
-    let sim = start_sim(SimConfig {
+    let sim = SimApart::start(SimConfig {
         extra_accounts: vec![SimAccount {
             vendor: "thinksms".into(),
             id: SECOND_HASHCODE.into(),

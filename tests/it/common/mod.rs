@@ -141,7 +141,6 @@ pub fn thinksms_config(base_url: &str, hashcode: &str, key_file: &Path) -> Confi
     .unwrap()
 }
 
-/// Starts the simulators on 127.0.0.1:0.
 /// The seed of a test's simulator faults: `PHONECHECK_FAULT_SEED` to replay a run, else a fresh
 /// one each run. Printed, so that a failing test's output says how to replay it (the test harness
 /// shows a test's output when it fails).
@@ -154,9 +153,50 @@ pub fn fault_seed() -> u64 {
     seed
 }
 
+/// Starts the simulators on 127.0.0.1:0, on the test's runtime.
 pub async fn start_sim(config: SimConfig) -> SimServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     phonecheck::vendors::simulator(listener, config).unwrap()
+}
+
+/// The simulators on a runtime and a thread of their own, as a vendor is a machine of its own:
+/// for the tests that count calls per second at the vendor. On the test's one thread, the
+/// milliseconds spent on the clients' streams (or an in-process server) would hold the vendor's
+/// clock back and bunch the calls it then counts.
+pub struct SimApart {
+    sim: SimServer,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl SimApart {
+    pub async fn start(config: SimConfig) -> SimApart {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = runtime.spawn(start_sim(config)).await.unwrap();
+        SimApart {
+            sim,
+            runtime: Some(runtime),
+        }
+    }
+}
+
+impl std::ops::Deref for SimApart {
+    type Target = SimServer;
+    fn deref(&self) -> &SimServer {
+        &self.sim
+    }
+}
+
+impl Drop for SimApart {
+    fn drop(&mut self) {
+        // A runtime may not be dropped (it would block) inside the test's async context.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Looks a number up and returns the report; any RPC failure fails the test.
