@@ -105,6 +105,7 @@ fn job_to_proto(
         format: job.job.format,
         encoding: job.job.encoding.clone(),
         number_column: job.job.number_column.clone(),
+        registered_at_column: job.job.registered_at_column.clone(),
         state: job.state.to_proto(),
         progress: Some(pb::BatchJobProgress {
             rows_total: c.rows_total,
@@ -159,7 +160,8 @@ fn job_id(id: &str) -> Result<&str, Status> {
     Ok(id)
 }
 
-/// The 0-based column of a job's `number_column` as the importer describes it for people,
+/// The 0-based column of a job's `number_column` (or `registered_at_column`) as the importer
+/// describes it for people,
 /// `header (B)` (the letters in the last parentheses), or only `B` for a file without a header.
 fn column_index(described: &str) -> Option<usize> {
     let inner = match described.strip_suffix(')').and_then(|s| s.rsplit_once('(')) {
@@ -220,6 +222,11 @@ impl BatchJobService for BatchJobApi {
             ("spec.file_name", &spec.file_name, max_len::FILE_NAME),
             ("spec.number_column", &spec.number_column, max_len::COLUMN),
             ("spec.sheet", &spec.sheet, max_len::COLUMN),
+            (
+                "spec.registered_at_column",
+                &spec.registered_at_column,
+                max_len::COLUMN,
+            ),
             ("spec.default_region", &spec.default_region, max_len::REGION),
             ("spec.recheck_of", &spec.recheck_of, max_len::LABEL),
         ] {
@@ -234,7 +241,8 @@ impl BatchJobService for BatchJobApi {
         }
         let checks = convert::checks_from_proto("spec.checks", &spec.checks)?;
         let options = convert::options_from_proto("spec.options", spec.options.clone())?;
-        convert::require_inputs("spec.options", &checks, &options)?;
+        // A registration time may come from the file's rows: the import decides
+        // (`spec.registered_at_column`).
         tenant.authorize("spec.checks", &checks, &options)?;
         if let Err(e) = crate::number::parse_region(&spec.default_region) {
             return Err(ApiError::invalid("spec.default_region", e.to_string()).into());
@@ -405,13 +413,16 @@ impl BatchJobService for BatchJobApi {
             .export_rows(&job.job.id, ExportFilter::default(), -1, rows)
             .await
             .map_err(|e| status(JobError::Store(e)))?;
-        let index = column_index(&job.job.number_column)
-            .filter(|&i| i < job.job.columns.len())
-            .and_then(|i| i32::try_from(i).ok())
-            .unwrap_or(-1);
+        let index = |described: &str| {
+            column_index(described)
+                .filter(|&i| i < job.job.columns.len())
+                .and_then(|i| i32::try_from(i).ok())
+                .unwrap_or(-1)
+        };
         Ok(Response::new(pb::PreviewBatchJobResponse {
             columns: job.job.columns.clone(),
-            number_column_index: index,
+            number_column_index: index(&job.job.number_column),
+            registered_at_column_index: index(&job.job.registered_at_column),
             rows: first
                 .into_iter()
                 .map(|row| pb::PreviewRow {

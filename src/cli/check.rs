@@ -18,7 +18,7 @@ use super::CliError;
 use crate::domain::Check;
 use crate::jobs::JobError;
 use crate::jobs::export::{SafeCsv, report_cells, result_columns};
-use crate::jobs::import::{self, ImportBounds, ReadSpec};
+use crate::jobs::import::{self, ImportBounds, ReadSpec, RegisteredAtRead};
 use crate::messages::check_to_proto;
 use crate::number::Analyzer;
 use crate::pb;
@@ -36,8 +36,11 @@ pub(super) struct CheckArgs {
     pub sheet: Option<String>,
     pub server: String,
     pub out: Option<PathBuf>,
-    /// The registration time sent with every number (the reassigned check).
+    /// The registration time sent with every number without one of its own (the reassigned
+    /// check).
     pub registered_at: Option<prost_types::Timestamp>,
+    /// The column of each row's registration time.
+    pub registered_at_column: Option<String>,
 }
 
 /// Where a row came from in the input.
@@ -100,6 +103,14 @@ pub(super) async fn run(args: CheckArgs) -> Result<(), CliError> {
         number_column: args.column.clone().unwrap_or_default(),
         sheet: args.sheet.clone().unwrap_or_default(),
         default_region: args.region.clone(),
+        registered_at: args
+            .checks
+            .iter()
+            .any(|c| c.spec().takes_registration_time)
+            .then(|| RegisteredAtRead {
+                column: args.registered_at_column.clone().unwrap_or_default(),
+                default: args.registered_at.map(|at| at.seconds),
+            }),
         // Rows stream through and are not kept: only the per-file reading bounds apply.
         max_rows: u64::MAX,
         limits: ImportBounds::default(),
@@ -164,12 +175,17 @@ pub(super) async fn run(args: CheckArgs) -> Result<(), CliError> {
                             let id = sent.to_string();
                             sent += 1;
                             lock(&pending).insert(id.clone(), origin);
+                            // The row's own registration time, read from its column.
+                            let own = number.registered_at.map(|seconds| pb::CheckOptions {
+                                registered_at: Some(prost_types::Timestamp { seconds, nanos: 0 }),
+                                ..Default::default()
+                            });
                             let item = pb::CheckNumbersRequest {
                                 request_id: id,
                                 number: number.input,
                                 default_region: region.clone(),
                                 checks: checks.clone(),
-                                options: options.clone(),
+                                options: own.or_else(|| options.clone()),
                             };
                             if requests_tx.send(item).await.is_err() {
                                 return refused;

@@ -66,6 +66,11 @@ pub enum Command {
         /// hours in real life), e.g. `2h`.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
         async_delay: Duration,
+        /// How long a vendor that refuses repeated queries of one number (a carrier's
+        /// per-number frequency limit) refuses them for, e.g. `5s`; `0s` turns it off (each such
+        /// vendor's own window when absent).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        repeat_window: Option<Duration>,
         /// Faults to inject.
         #[command(flatten)]
         faults: FaultArgs,
@@ -150,10 +155,14 @@ pub struct CheckCommand {
     /// Where to write the results (CSV); standard output when absent.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// When the users registered these numbers with you (RFC 3339, `2021-03-04T05:06:07Z`):
-    /// required by `--check reassigned`, sent with every number.
+    /// When the users registered these numbers with you (RFC 3339, `2021-03-04T05:06:07Z`), for
+    /// `--check reassigned`: sent with every number whose row has no time of its own.
     #[arg(long, value_parser = parse_registered_at)]
     pub registered_at: Option<prost_types::Timestamp>,
+    /// The column of each row's registration time, for `--check reassigned`: header name,
+    /// letter or 1-based number (found by its header, 注册时间, registered, ..., when absent).
+    #[arg(long)]
+    pub registered_at_column: Option<String>,
 }
 
 /// Reads `--registered-at`.
@@ -258,8 +267,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             listen,
             latency,
             async_delay,
+            repeat_window,
             faults,
-        } => sim::run(listen, latency, async_delay, faults.into()).await,
+        } => sim::run(listen, latency, async_delay, repeat_window, faults.into()).await,
         Command::Check(c) => {
             check::run(check::CheckArgs {
                 input: c.input,
@@ -270,6 +280,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 server: c.server,
                 out: c.out,
                 registered_at: c.registered_at,
+                registered_at_column: c.registered_at_column,
             })
             .await
         }

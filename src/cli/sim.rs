@@ -14,6 +14,7 @@ pub(super) async fn run(
     listen: SocketAddr,
     latency: Duration,
     async_delay: Duration,
+    repeat_window: Option<Duration>,
     mut faults: Faults,
 ) -> Result<(), CliError> {
     let problems = faults.problems();
@@ -28,6 +29,7 @@ pub(super) async fn run(
         SimConfig {
             latency,
             async_delay,
+            repeat_window,
             faults,
             ..SimConfig::default()
         },

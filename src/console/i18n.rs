@@ -141,7 +141,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ),
     ("new.label", "Label (optional)", "标签（可选）"),
     ("new.checks", "Checks", "检测项"),
-    ("new.more", "Column and sheet", "号码列与工作表"),
+    (
+        "new.more",
+        "Columns and sheet",
+        "号码列、注册时间列与工作表",
+    ),
     ("new.column", "Number column", "号码列"),
     (
         "new.column_hint",
@@ -149,6 +153,16 @@ const TEXTS: &[(&str, &str, &str)] = &[
         "留空则自动识别：表头、列字母（B）或列号（2）",
     ),
     ("new.sheet", "Sheet", "工作表"),
+    (
+        "new.registered_at_column",
+        "Registration-time column (reassigned number check)",
+        "注册时间列（二次号检测）",
+    ),
+    (
+        "new.registered_at_column_hint",
+        "detected when empty: a header (注册时间, registered), a letter or a number",
+        "留空则按表头识别（注册时间、registered）；也可填列字母或列号",
+    ),
     (
         "new.sheet_hint",
         "every sheet when empty",
@@ -178,6 +192,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("preview.format", "Format", "格式"),
     ("preview.encoding", "Encoding", "编码"),
     ("preview.column", "Number column", "号码列"),
+    (
+        "preview.registered_at_column",
+        "Registration times",
+        "注册时间列",
+    ),
     ("preview.sheet", "Sheet", "工作表"),
     ("preview.row", "Row", "行"),
     ("preview.sheets_read", "Sheets read", "已读取工作表数"),

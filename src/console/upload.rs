@@ -36,6 +36,8 @@ pub(crate) struct UploadQuery {
     column: String,
     #[serde(default)]
     sheet: String,
+    #[serde(default)]
+    registered_at_column: String,
     /// Comma-separated check codes (`line-status,spam-labels`).
     #[serde(default)]
     checks: String,
@@ -78,6 +80,7 @@ pub(crate) async fn upload(
         file_name: query.name,
         number_column: query.column,
         sheet: query.sheet,
+        registered_at_column: query.registered_at_column,
         label: query.label,
         checks,
         max_cost,

@@ -158,6 +158,8 @@ pub(crate) struct JobView {
     pub(crate) format: String,
     pub(crate) encoding: String,
     pub(crate) number_column: String,
+    /// Where the rows' registration times were read from; empty when none were.
+    pub(crate) registered_at_column: String,
     pub(crate) checks: String,
     pub(crate) error: String,
     /// Rows per line status: (download name, label, rows).
@@ -243,6 +245,7 @@ impl JobView {
             format,
             encoding: job.encoding.clone(),
             number_column: job.number_column.clone(),
+            registered_at_column: job.registered_at_column.clone(),
             checks: spec
                 .checks
                 .iter()

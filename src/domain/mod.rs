@@ -488,6 +488,16 @@ impl CheckOptions {
     pub fn registered_at(&self) -> Option<i64> {
         self.kyc.as_ref().and_then(|k| k.registered_at)
     }
+
+    /// These options with `at` (Unix seconds) as the registration time, when there is one: a
+    /// job's row that carries its own time is asked with it instead of the job's.
+    pub fn with_registered_at(&self, at: Option<i64>) -> CheckOptions {
+        let mut options = self.clone();
+        if let Some(at) = at {
+            options.kyc.get_or_insert_default().registered_at = Some(at);
+        }
+        options
+    }
 }
 
 /// Why a check was not run.

@@ -72,6 +72,22 @@ impl Drop for Upload {
     }
 }
 
+/// Where the rows' registration times come from, when a check of `spec` takes one: the column
+/// the spec names or the importer finds, with `options.registered_at` for empty cells.
+pub(super) fn registered_at_read(
+    spec: &pb::BatchJobSpec,
+) -> Result<Option<import::RegisteredAtRead>, JobError> {
+    let checks = crate::messages::checks_from_proto("spec.checks", &spec.checks)?;
+    if !checks.iter().any(|c| c.spec().takes_registration_time) {
+        return Ok(None);
+    }
+    let options = crate::messages::options_from_proto("spec.options", spec.options.clone())?;
+    Ok(Some(import::RegisteredAtRead {
+        column: spec.registered_at_column.clone(),
+        default: options.registered_at(),
+    }))
+}
+
 impl Jobs {
     /// Starts receiving an upload.
     pub async fn upload(&self) -> Result<Upload, JobError> {
@@ -115,6 +131,7 @@ impl Jobs {
             number_column: spec.number_column.clone(),
             sheet: spec.sheet.clone(),
             default_region: spec.default_region.clone(),
+            registered_at: registered_at_read(&spec)?,
             max_rows: self.config.max_rows,
             limits: self.config.import.clone(),
         };
@@ -127,6 +144,7 @@ impl Jobs {
                 job.format = layout.format as i32;
                 job.encoding = layout.encoding;
                 job.number_column = layout.number_column;
+                job.registered_at_column = layout.registered_at_column;
                 job.columns = layout.columns;
                 job.sheets = layout.sheets;
                 Ok(job)
@@ -154,6 +172,7 @@ impl Jobs {
             format: spec.format,
             encoding: String::new(),
             number_column: String::new(),
+            registered_at_column: String::new(),
             columns: Vec::new(),
             sheets: 0,
             created_at: SystemTime::now(),

@@ -91,6 +91,8 @@ impl Jobs {
                     .unwrap_or_default()
                     .max(paced)
                     + MARGIN;
+                // A time read from the number's row is part of what is asked.
+                let options = options.with_registered_at(number.registered_at);
                 for &check in &checks {
                     let t = tally.entry(check).or_default();
                     match engine

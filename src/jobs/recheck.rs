@@ -58,6 +58,11 @@ impl Jobs {
                 &before.number_column,
             ),
             ("spec.sheet", &spec.sheet, &before.sheet),
+            (
+                "spec.registered_at_column",
+                &spec.registered_at_column,
+                &before.registered_at_column,
+            ),
         ] {
             if !asked.is_empty() && asked != was {
                 return Err(JobError::invalid(
@@ -70,12 +75,24 @@ impl Jobs {
         spec.default_region = before.default_region;
         spec.number_column = before.number_column;
         spec.sheet = before.sheet;
+        spec.registered_at_column = before.registered_at_column;
+        // The earlier rows' registration times, if it read any, came with its numbers.
+        let wants_time =
+            super::create::registered_at_read(&spec)?.is_some_and(|read| read.default.is_none());
+        if wants_time && earlier.job.registered_at_column.is_empty() {
+            return Err(JobError::invalid(
+                "spec.registered_at_column",
+                "a check of the re-check takes each number's registration time, and the earlier \
+                 job read none from its file: give one for every row in spec.options.registered_at",
+            ));
+        }
         if spec.file_name.is_empty() {
             spec.file_name = before.file_name;
         }
         let job = NewJob {
             encoding: earlier.job.encoding.clone(),
             number_column: earlier.job.number_column.clone(),
+            registered_at_column: earlier.job.registered_at_column.clone(),
             columns: earlier.job.columns.clone(),
             sheets: earlier.job.sheets,
             ..self.new_job(tenant, &spec)?

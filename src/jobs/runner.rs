@@ -489,6 +489,7 @@ async fn check(
 ) -> NumberResult {
     let request = LookupRequest {
         number: todo.input.clone(),
+        options: template.options.with_registered_at(todo.registered_at),
         ..LookupRequest::clone(&template)
     };
     let looked_up = engine.lookup(&request).await;

@@ -85,6 +85,10 @@ pub struct SimConfig {
     /// number and this, so moving it on changes some numbers' line status as days do (numbers go
     /// empty, come back). Shared, so that a test can move it on while the simulator runs.
     pub answer_epoch: Arc<AtomicU64>,
+    /// How long a vendor that refuses repeated queries of one number (a carrier's per-number
+    /// frequency limit) refuses them for, per action; `None`: each such vendor's own window;
+    /// zero: it never refuses.
+    pub repeat_window: Option<Duration>,
 }
 
 impl Default for SimConfig {
@@ -96,6 +100,7 @@ impl Default for SimConfig {
             faults: faults::Faults::default(),
             clock: Arc::new(SystemClock),
             answer_epoch: Arc::default(),
+            repeat_window: None,
         }
     }
 }

@@ -81,6 +81,8 @@ pub struct NewJob {
     pub encoding: String,
     /// The column the numbers come from, for people.
     pub number_column: String,
+    /// The column the registration times come from, for people; empty when none.
+    pub registered_at_column: String,
     /// The original header (or `column N` names).
     pub columns: Vec<String>,
     /// How many sheets rows came from.
@@ -152,6 +154,9 @@ pub struct RowNumber {
     pub carrier: String,
     /// Home province (for the report).
     pub province: String,
+    /// The registration time read from the row (Unix seconds), for the checks that take one;
+    /// part of `key`, as the pair is what is checked.
+    pub registered_at: Option<i64>,
 }
 
 /// One data row of an uploaded file.
@@ -178,6 +183,8 @@ pub struct TodoNumber {
     pub seq: i64,
     /// As first written.
     pub input: String,
+    /// Its registration time read from the file (Unix seconds), if any.
+    pub registered_at: Option<i64>,
     /// Passes made already.
     pub passes: u32,
 }

@@ -212,6 +212,7 @@ mod tests {
             format: 1,
             encoding: "utf-8".into(),
             number_column: "column 1".into(),
+            registered_at_column: String::new(),
             columns: Vec::new(),
             sheets: 0,
             created_at: SystemTime::now(),

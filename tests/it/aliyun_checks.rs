@@ -297,6 +297,15 @@ async fn a_stream_carries_each_items_registration_time() {
     assert_eq!(summary.billable_calls, 6, "{summary:?}");
 }
 
+/// The job's CSV export, row by row (the header first).
+async fn csv_export(
+    jobs: &mut pb::batch_job_service_client::BatchJobServiceClient<tonic::transport::Channel>,
+    id: &str,
+) -> Vec<Vec<String>> {
+    let csv = export_job(jobs, id, pb::ExportFormat::Csv, pb::LineStatus::Unspecified).await;
+    csv_rows(&csv)
+}
+
 /// A job of `file_name` asking the three checks, registered at [`REGISTERED`].
 fn three_checks(file_name: &str) -> pb::BatchJobSpec {
     pb::BatchJobSpec {
@@ -327,14 +336,7 @@ async fn a_job_exports_tenure_reassigned_and_the_current_carrier() {
     .unwrap();
     let job = finished_job(&mut jobs, &created.id).await;
     assert_eq!(job.state, pb::BatchJobState::Succeeded as i32, "{job:?}");
-    let csv = export_job(
-        &mut jobs,
-        &created.id,
-        pb::ExportFormat::Csv,
-        pb::LineStatus::Unspecified,
-    )
-    .await;
-    let rows = csv_rows(&csv);
+    let rows = csv_export(&mut jobs, &created.id).await;
     let header = &rows[0];
     let column = |name: &str| header.iter().position(|h| h == name).expect(name);
     let (tenure, reassigned, carrier, ported) = (
@@ -393,7 +395,8 @@ async fn a_job_exports_tenure_reassigned_and_the_current_carrier() {
         ]
     );
 
-    // Without a registration time, a job asking for the reassigned check is refused.
+    // Without a registration time, in a column or for every row, a job asking for the
+    // reassigned check is refused.
     let refused = create_job(
         &mut jobs,
         pb::BatchJobSpec {
@@ -409,6 +412,152 @@ async fn a_job_exports_tenure_reassigned_and_the_current_carrier() {
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert_eq!(
         refused.get_details_bad_request().unwrap().field_violations[0].field,
-        "spec.options.registered_at"
+        "spec.registered_at_column"
+    );
+}
+
+/// 2021-03-04 05:06:07 and 2022-01-01 00:00:00, Beijing time.
+const SIGNED_UP: [i64; 2] = [1_614_805_567, 1_640_966_400];
+
+#[tokio::test]
+async fn a_job_reads_each_rows_registration_time_from_its_column() {
+    // The carrier's frequency limit off: here one number is asked with two times at once.
+    let sim = start_sim(SimConfig {
+        repeat_window: Some(std::time::Duration::ZERO),
+        ..SimConfig::default()
+    })
+    .await;
+    let server = server(&sim).await;
+    let mut jobs = jobs_client(&server);
+    let reassigned = |file_name: &str| pb::BatchJobSpec {
+        file_name: file_name.into(),
+        checks: vec![pb::Check::Reassigned as i32],
+        ..Default::default()
+    };
+    // One number with two registration times (the first written twice, in two shapes), a time
+    // that is not one, and a row without a time.
+    let file = "手机号,注册时间\n\
+                13912340001,2021-03-04 05:06:07\n\
+                13912340001,2022/1/1\n\
+                13912340001,2021-03-04T05:06:07+08:00\n\
+                13912340002,next tuesday\n\
+                13912340003,\n";
+    let created = create_job(&mut jobs, reassigned("signups.csv"), file.as_bytes(), 4096)
+        .await
+        .unwrap();
+    assert_eq!(created.registered_at_column, "注册时间 (B)");
+    let job = finished_job(&mut jobs, &created.id).await;
+    assert_eq!(job.state, pb::BatchJobState::Succeeded as i32, "{job:?}");
+    let progress = job.progress.as_ref().unwrap();
+    // Each (number, registration time) pair once, and paid once.
+    assert_eq!(
+        (
+            progress.numbers_total,
+            progress.bad_rows,
+            progress.billable_calls
+        ),
+        (2, 2, 2),
+        "{progress:?}"
+    );
+    let problems: Vec<&str> = created.bad_rows.iter().map(|b| b.reason.as_str()).collect();
+    assert!(
+        problems[0].starts_with("registration time in column B: \"next tuesday\""),
+        "{problems:?}"
+    );
+    assert_eq!(problems[1], "no registration time in column B");
+
+    // Each pair was asked with its own time: a lookup with that time is answered from what the
+    // job paid for.
+    for seconds in SIGNED_UP {
+        let asked = ask("13912340001", &[pb::Check::Reassigned], registered(seconds));
+        let answer = report(&server, asked).await;
+        let o = outcome(&answer, pb::Check::Reassigned);
+        assert!(o.cached && !o.billable, "{seconds}: {o:?}");
+    }
+    let rows = csv_export(&mut jobs, &created.id).await;
+    let column = rows[0].iter().position(|h| h == "reassigned").unwrap();
+    assert!(!rows[1][column].is_empty(), "{rows:?}");
+    assert_eq!(
+        rows[1][column], rows[3][column],
+        "the same pair, the same answer"
+    );
+    let preview = jobs
+        .preview_batch_job(pb::PreviewBatchJobRequest {
+            job_id: created.id.clone(),
+            rows: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            preview.number_column_index,
+            preview.registered_at_column_index
+        ),
+        (0, 1)
+    );
+
+    // A re-check asks the same pairs: the earlier job's times came with its numbers.
+    let again = create_job(
+        &mut jobs,
+        pb::BatchJobSpec {
+            recheck_of: created.id.clone(),
+            ..reassigned("")
+        },
+        b"",
+        4096,
+    )
+    .await
+    .unwrap();
+    let again = finished_job(&mut jobs, &again.id).await;
+    let progress = again.progress.unwrap();
+    assert_eq!((progress.billable_calls, progress.cache_hits), (0, 2));
+
+    // A column named in the spec, by letter; a name the file does not have is refused.
+    let named = |column: &str| pb::BatchJobSpec {
+        registered_at_column: column.into(),
+        ..reassigned("named.csv")
+    };
+    let file = b"phone,joined\n13912340004,2021-03-04\n";
+    let created = create_job(&mut jobs, named("B"), file, 4096).await.unwrap();
+    assert_eq!(created.registered_at_column, "joined (B)");
+    let refused = create_job(&mut jobs, named("signed up"), file, 4096)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let violation = &refused.get_details_bad_request().unwrap().field_violations[0];
+    assert_eq!(violation.field, "spec.registered_at_column");
+    assert!(
+        violation.description.contains("phone, joined"),
+        "{violation:?}"
+    );
+
+    // A re-check asking for the reassigned check of a job that read no times needs one time.
+    let plain = create_job(
+        &mut jobs,
+        pb::BatchJobSpec {
+            checks: vec![pb::Check::Tenure as i32],
+            ..reassigned("plain.csv")
+        },
+        b"phone\n13912340005\n",
+        4096,
+    )
+    .await
+    .unwrap();
+    finished_job(&mut jobs, &plain.id).await;
+    let refused = create_job(
+        &mut jobs,
+        pb::BatchJobSpec {
+            recheck_of: plain.id.clone(),
+            ..reassigned("")
+        },
+        b"",
+        4096,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        refused.get_details_bad_request().unwrap().field_violations[0].field,
+        "spec.registered_at_column"
     );
 }

@@ -352,3 +352,24 @@ async fn check_carries_tenure_reassigned_and_the_current_carrier() {
     assert_eq!(cell("13800000402", "ported"), "true");
     assert_eq!(cell("13800000304", "reassigned"), "deactivated");
 }
+
+#[tokio::test]
+async fn check_reads_each_rows_registration_time_from_its_column() {
+    let server = TestServer::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("signups.csv");
+    let file = "手机号,注册时间\n13800000302,2021-03-04 05:06:07\n13800000303,2021/3/4\n\
+                13800000305,someday\n";
+    std::fs::write(&input, file).unwrap();
+    // No --registered-at: each row's time is read from the column found by its header.
+    let (_, rows, stderr) = check_file(&server, &input, &["--check", "reassigned"]).await;
+    let row = |input: &str| rows.iter().find(|r| r["input"] == input).expect(input);
+    assert_eq!(row("13800000302")["reassigned"], "recycled", "{stderr}");
+    assert_eq!(row("13800000303")["reassigned"], "not_recycled");
+    let refused = row("13800000305");
+    assert_eq!(refused["reassigned"], "");
+    assert!(
+        refused["error"].starts_with("registration time in column B: \"someday\""),
+        "{refused:?}"
+    );
+}

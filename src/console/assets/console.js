@@ -63,6 +63,7 @@
       params.set("label", $("label").value);
       params.set("column", column);
       params.set("sheet", sheet);
+      params.set("registered_at_column", $("registered_at_column").value);
       params.set("checks", checks());
       params.set("max_cost", $("max_cost").value);
       var bar = $("upload-progress");

@@ -9,6 +9,7 @@
 
 mod bounds;
 mod cfb;
+mod registered;
 mod text;
 mod workbook;
 mod xls;
@@ -16,10 +17,12 @@ mod xlsx;
 mod zipdir;
 
 pub use bounds::ImportBounds;
+pub use registered::{RegisteredAtRead, parse_cell as parse_registered_at};
 
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::time::SystemTime;
 
 use super::JobError;
 use crate::number::Analyzer;
@@ -66,6 +69,9 @@ pub struct ReadSpec {
     pub sheet: String,
     /// Region of numbers without a country code.
     pub default_region: String,
+    /// Where each row's registration time comes from, when a check takes one; `None` when none
+    /// does (no column is looked for).
+    pub registered_at: Option<RegisteredAtRead>,
     /// Most data rows accepted.
     pub max_rows: u64,
     /// The bounds the file is read within.
@@ -81,6 +87,8 @@ pub struct Layout {
     pub encoding: String,
     /// The number column, for people: `手机号 (B)`.
     pub number_column: String,
+    /// The registration-time column, for people: `注册时间 (C)`; empty when none was read.
+    pub registered_at_column: String,
     /// The header of the first sheet with one, else `column N` names.
     pub columns: Vec<String>,
     /// Sheets rows were read from.
@@ -105,6 +113,7 @@ pub fn read_file(
                 format,
                 encoding: String::new(),
                 number_column: String::new(),
+                registered_at_column: String::new(),
                 columns: Vec::new(),
                 sheets: 0,
             };
@@ -164,10 +173,32 @@ pub fn detect_format(path: &Path, spec: &ReadSpec) -> Result<FileFormat, JobErro
     })
 }
 
+/// What reading a sheet found out: its columns and the ones read, for people.
+pub(super) struct SheetRead {
+    /// The number column, as `header (letter)`; empty when the sheet has none.
+    pub number_column: String,
+    /// The registration-time column, likewise; empty when none was read.
+    pub registered_at_column: String,
+    /// The header, or `column N` names.
+    pub columns: Vec<String>,
+}
+
+/// The columns a sheet's rows are read from.
+#[derive(Debug, Clone, Copy)]
+struct ReadColumns {
+    /// The numbers' (`usize::MAX`: the sheet has none).
+    number: usize,
+    /// The registration times' (none: every row takes the spec's time, if any is wanted).
+    registered_at: Option<usize>,
+}
+
 /// Turns records into [`ImportRow`]s and hands them on in batches.
 struct RowSink<'a> {
     analyzer: &'a Analyzer,
     region: String,
+    registered_at: Option<RegisteredAtRead>,
+    /// What "in the future" is measured against, for registration times.
+    now: SystemTime,
     max_rows: u64,
     sink: &'a mut dyn FnMut(Vec<ImportRow>) -> Result<(), JobError>,
     batch: Vec<ImportRow>,
@@ -185,6 +216,8 @@ impl<'a> RowSink<'a> {
         RowSink {
             analyzer,
             region: spec.default_region.clone(),
+            registered_at: spec.registered_at.clone(),
+            now: SystemTime::now(),
             max_rows: spec.max_rows,
             sink,
             batch: Vec::new(),
@@ -200,15 +233,15 @@ impl<'a> RowSink<'a> {
             .is_ok_and(|info| info.valid)
     }
 
-    /// Reads one sheet (or text file): decides its header and number column on the first rows,
-    /// then converts every row. Blank rows are not data and are skipped. Returns the column's
-    /// description and the header.
+    /// Reads one sheet (or text file): decides its header, number column and registration-time
+    /// column on the first rows, then converts every row. Blank rows are not data and are
+    /// skipped.
     fn read_sheet(
         &mut self,
         sheet: &str,
         records: impl Iterator<Item = Result<(u64, Vec<String>), JobError>>,
         spec: &ReadSpec,
-    ) -> Result<(String, Vec<String>), JobError> {
+    ) -> Result<SheetRead, JobError> {
         let mut records = records.filter(|r| {
             r.as_ref()
                 .map_or(true, |(_, cells)| cells.iter().any(|c| !c.is_empty()))
@@ -222,7 +255,11 @@ impl<'a> RowSink<'a> {
             sample.push(record);
         }
         if sample.is_empty() {
-            return Ok((String::new(), Vec::new()));
+            return Ok(SheetRead {
+                number_column: String::new(),
+                registered_at_column: String::new(),
+                columns: Vec::new(),
+            });
         }
         let has_header = {
             let first = &sample[0].1;
@@ -243,6 +280,10 @@ impl<'a> RowSink<'a> {
             // A sheet without numbers (notes, a cover page): its rows are reported, not dropped.
             None => usize::MAX,
         };
+        let registered_at = match column {
+            usize::MAX => None,
+            number => self.choose_registered_at(&header, number)?,
+        };
         let width = sample.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
         let columns = (0..width)
             .map(|i| {
@@ -253,13 +294,22 @@ impl<'a> RowSink<'a> {
                     .unwrap_or_else(|| format!("column {}", i + 1))
             })
             .collect();
-        let described = if column == usize::MAX {
-            String::new()
-        } else {
-            match header.get(column).filter(|h| !h.is_empty()) {
-                Some(name) => format!("{name} ({})", column_letter(column)),
-                None => column_letter(column),
-            }
+        let describe = |column: usize| match header.get(column).filter(|h| !h.is_empty()) {
+            Some(name) => format!("{name} ({})", column_letter(column)),
+            None => column_letter(column),
+        };
+        let read = SheetRead {
+            number_column: if column == usize::MAX {
+                String::new()
+            } else {
+                describe(column)
+            },
+            registered_at_column: registered_at.map(describe).unwrap_or_default(),
+            columns,
+        };
+        let at = ReadColumns {
+            number: column,
+            registered_at,
         };
         let rest = sample
             .into_iter()
@@ -268,9 +318,47 @@ impl<'a> RowSink<'a> {
             .chain(records);
         for record in rest {
             let (row_no, cells) = record?;
-            self.push(sheet, row_no, cells, column)?;
+            self.push(sheet, row_no, cells, at)?;
         }
-        Ok((described, columns))
+        Ok(read)
+    }
+
+    /// The registration-time column of a sheet whose numbers are in column `number`: the one the
+    /// spec names, else the best-named header; none when no check takes a registration time,
+    /// or none is named like one and the spec gives a time for every row.
+    fn choose_registered_at(
+        &self,
+        header: &[String],
+        number: usize,
+    ) -> Result<Option<usize>, JobError> {
+        const FIELD: &str = "spec.registered_at_column";
+        let Some(wanted) = &self.registered_at else {
+            return Ok(None);
+        };
+        if !wanted.column.trim().is_empty() {
+            return named_column(header, &wanted.column, FIELD).map(Some);
+        }
+        let by_name = header
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != number)
+            .filter_map(|(i, h)| registered::header_match(h).map(|rank| (rank, i)))
+            .min();
+        match (by_name, wanted.default) {
+            (Some((_, i)), _) => Ok(Some(i)),
+            (None, Some(_)) => Ok(None),
+            (None, None) => Err(JobError::invalid(
+                FIELD,
+                format!(
+                    "a check of the job takes each number's registration time, and no column of                      the file is named like one ({}): name it here, or give one time for every                      row in spec.options.registered_at",
+                    if header.is_empty() {
+                        "the file has no header".to_owned()
+                    } else {
+                        header.join(", ")
+                    }
+                ),
+            )),
+        }
     }
 
     fn choose_column(
@@ -279,27 +367,8 @@ impl<'a> RowSink<'a> {
         data: &[(u64, Vec<String>)],
         spec: &ReadSpec,
     ) -> Result<Option<usize>, JobError> {
-        let wanted = spec.number_column.trim();
-        if !wanted.is_empty() {
-            if let Some(i) = header.iter().position(|h| h.eq_ignore_ascii_case(wanted)) {
-                return Ok(Some(i));
-            }
-            if let Ok(n) = wanted.parse::<usize>()
-                && n >= 1
-            {
-                return Ok(Some(n - 1));
-            }
-            if let Some(i) = letter_column(wanted) {
-                return Ok(Some(i));
-            }
-            return Err(JobError::invalid(
-                "spec.number_column",
-                format!(
-                    "{wanted:?} is neither a header of the file ({}), a column letter nor a \
-                     1-based column number",
-                    header.join(", ")
-                ),
-            ));
+        if !spec.number_column.trim().is_empty() {
+            return named_column(header, &spec.number_column, "spec.number_column").map(Some);
         }
         let by_name = header
             .iter()
@@ -327,8 +396,9 @@ impl<'a> RowSink<'a> {
         sheet: &str,
         row_no: u64,
         cells: Vec<String>,
-        column: usize,
+        at: ReadColumns,
     ) -> Result<(), JobError> {
+        let column = at.number;
         self.total += 1;
         if self.total > self.max_rows {
             return Err(JobError::TooManyRows {
@@ -354,9 +424,14 @@ impl<'a> RowSink<'a> {
                         .location
                         .map(|l| l.province.to_string())
                         .unwrap_or_default(),
+                    registered_at: None,
                 }),
                 Err(e) => Err(e.to_string()),
             },
+        };
+        let number = match (number, at.registered_at) {
+            (Ok(number), Some(time_column)) => self.with_registered_at(number, &cells, time_column),
+            (number, _) => number,
         };
         self.numbers += u64::from(number.is_ok());
         self.batch_bytes += row_bytes(&cells);
@@ -371,6 +446,29 @@ impl<'a> RowSink<'a> {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// `number` with the registration time in its row's `column` (the spec's time when the cell
+    /// is empty), or why the row has none. The pair is what is checked, so the time is part of
+    /// the number's key.
+    fn with_registered_at(
+        &self,
+        mut number: RowNumber,
+        cells: &[String],
+        column: usize,
+    ) -> Result<RowNumber, String> {
+        let default = self.registered_at.as_ref().and_then(|r| r.default);
+        let seconds = match cells.get(column).map(|c| c.trim()) {
+            None | Some("") => default.ok_or_else(|| {
+                format!("no registration time in column {}", column_letter(column))
+            })?,
+            Some(cell) => registered::parse_cell(cell, self.now).map_err(|e| {
+                format!("registration time in column {}: {e}", column_letter(column))
+            })?,
+        };
+        number.key = format!("{}@{seconds}", number.key);
+        number.registered_at = Some(seconds);
+        Ok(number)
     }
 
     /// Hands on the last batch; refuses a file without any number.
@@ -413,6 +511,30 @@ fn row_bytes(cells: &[String]) -> usize {
         + std::mem::size_of::<ImportRow>()
 }
 
+/// The column `wanted` names among `header`: a header (without case), a 1-based number or a
+/// letter; else refused naming `field`.
+fn named_column(header: &[String], wanted: &str, field: &str) -> Result<usize, JobError> {
+    let wanted = wanted.trim();
+    if let Some(i) = header.iter().position(|h| h.eq_ignore_ascii_case(wanted)) {
+        return Ok(i);
+    }
+    if let Ok(n) = wanted.parse::<usize>()
+        && n >= 1
+    {
+        return Ok(n - 1);
+    }
+    letter_column(wanted).ok_or_else(|| {
+        JobError::invalid(
+            field,
+            format!(
+                "{wanted:?} is neither a header of the file ({}), a column letter nor a 1-based \
+                 column number",
+                header.join(", ")
+            ),
+        )
+    })
+}
+
 /// The preference rank of a header that names a number column.
 fn header_match(header: &str) -> Option<usize> {
     let header = header.trim().to_lowercase();
@@ -449,78 +571,4 @@ fn column_letter(mut i: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn column_letters_round_trip() {
-        for (i, s) in [
-            (0, "A"),
-            (1, "B"),
-            (25, "Z"),
-            (26, "AA"),
-            (27, "AB"),
-            (701, "ZZ"),
-        ] {
-            assert_eq!(column_letter(i), s);
-            assert_eq!(letter_column(s), Some(i));
-        }
-        assert_eq!(letter_column("a1"), None);
-    }
-
-    #[test]
-    fn header_names_are_ranked() {
-        assert_eq!(header_match("手机号码"), Some(0));
-        assert_eq!(header_match("Mobile Phone"), header_match("mobile"));
-        assert_eq!(header_match("姓名"), None);
-    }
-}
-
-#[cfg(test)]
-mod file_tests {
-    use super::*;
-
-    fn read(name: &str, bytes: &[u8]) -> (Layout, Vec<ImportRow>) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        let spec = ReadSpec {
-            file_name: name.to_owned(),
-            max_rows: 1_000_000,
-            limits: ImportBounds::default(),
-            ..ReadSpec::default()
-        };
-        let mut rows = Vec::new();
-        let layout = read_file(&path, &spec, &Analyzer::default(), &mut |batch| {
-            rows.extend(batch);
-            Ok(())
-        })
-        .unwrap();
-        (layout, rows)
-    }
-
-    #[test]
-    fn rows_keep_their_line_numbers() {
-        let mut text = String::from("name,phone\r\n");
-        for i in 0..120 {
-            text.push_str(&format!("n{i},1391234{i:04}\r\n"));
-        }
-        text.push_str("x,\r\n");
-        let (layout, rows) = read("a.csv", text.as_bytes());
-        assert_eq!(layout.number_column, "phone (B)");
-        assert_eq!(rows.len(), 121);
-        assert_eq!(rows[0].row_no, 2);
-        assert_eq!(rows[119].row_no, 121);
-        assert_eq!(rows[120].row_no, 122);
-        assert!(rows[120].number.is_err());
-    }
-
-    #[test]
-    fn a_txt_file_is_one_number_a_line() {
-        let (layout, rows) = read("a.txt", b"13800138000\n\n+86 139 0013 9000\r\nabc\n");
-        assert_eq!(layout.format, FileFormat::Txt);
-        assert_eq!(rows.len(), 3, "the blank line is not a row");
-        assert_eq!(rows.iter().map(|r| r.row_no).collect::<Vec<_>>(), [1, 3, 4]);
-        assert!(rows[2].number.is_err());
-    }
-}
+mod tests;

@@ -129,12 +129,13 @@ pub(super) fn read_decoded(
     };
     let text = BufReader::new(std::io::Cursor::new(head).chain(reader));
     let records = Records::new(text, delimiter, limits.clone());
-    let (column, columns) = rows.read_sheet("", records, spec)?;
+    let read = rows.read_sheet("", records, spec)?;
     Ok(Layout {
         format,
         encoding: encoding_name,
-        number_column: column,
-        columns,
+        number_column: read.number_column,
+        registered_at_column: read.registered_at_column,
+        columns: read.columns,
         sheets: 1,
     })
 }

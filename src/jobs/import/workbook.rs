@@ -10,13 +10,14 @@
 //! they read only what an import needs: cell values, sheet names, shared strings.
 
 use super::bounds::{ImportBounds, over};
-use super::{JobError, Layout, ReadSpec, column_letter};
+use super::{JobError, Layout, ReadSpec, SheetRead, column_letter};
 
 /// Records what a sheet's reading found: the first sheet with a number column describes the file.
-pub(super) fn take_sheet(layout: &mut Layout, (column, columns): (String, Vec<String>)) {
+pub(super) fn take_sheet(layout: &mut Layout, read: SheetRead) {
     if layout.sheets == 0 || layout.number_column.is_empty() {
-        layout.number_column = column;
-        layout.columns = columns;
+        layout.number_column = read.number_column;
+        layout.registered_at_column = read.registered_at_column;
+        layout.columns = read.columns;
     }
     layout.sheets += 1;
 }

@@ -33,6 +33,7 @@ where
                 format: row.get("format"),
                 encoding: row.get("encoding"),
                 number_column: row.get("number_column"),
+                registered_at_column: row.get("registered_at_column"),
                 columns: serde_json::from_str(&columns).unwrap_or_default(),
                 sheets: row.get::<i64, _>("sheets").try_into().unwrap_or(0),
                 created_at: from_millis(row.get("created_at")),

@@ -30,7 +30,7 @@ const RESULTS_PER_STATEMENT: usize = 500;
 
 /// The columns [`Jobs::job_from_row`] reads.
 const JOB_COLUMNS: &str = "id, tenant, state, spec, format, encoding, \
-    number_column, columns, sheets, created_at, started_at, finished_at, error, rows_total, \
+    number_column, registered_at_column, columns, sheets, created_at, started_at, finished_at, error, rows_total, \
     rows_done, numbers_total, numbers_done, numbers_pending, numbers_failed, bad_rows, billable, \
     cache_hits, passes, rate, estimate, max_cost, spent";
 

@@ -30,7 +30,7 @@ where
         limit: u32,
     ) -> Result<Vec<TodoNumber>, StoreError> {
         let rows = sqlx::query(
-            "SELECT key, seq, input, passes FROM batch_job_numbers
+            "SELECT key, seq, input, passes, registered_at FROM batch_job_numbers
              WHERE job_id = $1 AND state = 0 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(job_id)
@@ -45,6 +45,7 @@ where
                 seq: r.get(1),
                 input: r.get(2),
                 passes: r.get::<i64, _>(3).try_into().unwrap_or(0),
+                registered_at: r.get(4),
             })
             .collect())
     }

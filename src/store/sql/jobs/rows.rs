@@ -30,8 +30,8 @@ where
     pub(super) async fn create_job(&self, job: &NewJob) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO batch_jobs (id, tenant, state, spec, format, encoding, number_column,
-                 columns, sheets, created_at, max_cost)
-             VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 columns, sheets, created_at, max_cost, registered_at_column)
+             VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&job.id)
         .bind(&job.tenant)
@@ -43,6 +43,7 @@ where
         .bind(i64::from(job.sheets))
         .bind(millis(job.created_at))
         .bind(job.max_cost.map(Money::nanos))
+        .bind(&job.registered_at_column)
         .execute(self.pool)
         .await?;
         Ok(())
@@ -114,7 +115,8 @@ where
         }
         for chunk in order.chunks(ROWS_PER_STATEMENT) {
             let mut insert: QueryBuilder<DB> = QueryBuilder::new(
-                "INSERT INTO batch_job_numbers (job_id, key, seq, input, rows, carrier, province) ",
+                "INSERT INTO batch_job_numbers \
+                 (job_id, key, seq, input, rows, carrier, province, registered_at) ",
             );
             insert.push_values(chunk, |mut b, key| {
                 let (seq, number, count) = numbers[key];
@@ -124,7 +126,8 @@ where
                     .push_bind(&number.input)
                     .push_bind(count)
                     .push_bind(&number.carrier)
-                    .push_bind(&number.province);
+                    .push_bind(&number.province)
+                    .push_bind(number.registered_at);
             });
             insert.push(
                 " ON CONFLICT (job_id, key) DO UPDATE SET rows = batch_job_numbers.rows + excluded.rows",
@@ -144,7 +147,7 @@ where
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE batch_jobs SET format = $3, encoding = $4, number_column = $5, columns = $6,
-                 sheets = $7,
+                 sheets = $7, registered_at_column = $8,
                  rows_total = (SELECT COUNT(*) FROM batch_job_rows WHERE job_id = $1),
                  bad_rows = (SELECT COUNT(*) FROM batch_job_rows
                              WHERE job_id = $1 AND number_key IS NULL),
@@ -159,6 +162,7 @@ where
         .bind(&job.number_column)
         .bind(serde_json::to_string(&job.columns).unwrap_or_else(|_| "[]".into()))
         .bind(i64::from(job.sheets))
+        .bind(&job.registered_at_column)
         .execute(&mut *tx)
         .await?;
         // Bad rows are done the moment they are read.
@@ -222,8 +226,9 @@ where
         // check (0 is unspecified: not asked, or the check failed), as for the new one.
         sqlx::query(
             "INSERT INTO batch_job_numbers
-                 (job_id, key, seq, input, rows, carrier, province, previous_line_status)
-             SELECT $2, key, seq, input, rows, carrier, province,
+                 (job_id, key, seq, input, rows, carrier, province, registered_at,
+                  previous_line_status)
+             SELECT $2, key, seq, input, rows, carrier, province, registered_at,
                     CASE WHEN state = 1 AND line_status <> 0 THEN line_status END
              FROM batch_job_numbers WHERE job_id = $1",
         )

@@ -2,7 +2,7 @@
 //! clear, magic suffixes select each answer (the README's "Sandbox and magic numbers" table);
 //! other numbers get a stable answer from a hash. The carrier's per-number frequency limit is
 //! kept per action and number: the same one asked again within the window (5 seconds unless
-//! `PHONECHECK_SIM_ALIYUN_REPEAT_WINDOW` says otherwise; 0 turns it off) is refused with
+//! `SimConfig::repeat_window` says otherwise; zero turns it off) is refused with
 //! `RequestFrequencyLimit`, not billed.
 
 use std::collections::HashMap;
@@ -30,20 +30,17 @@ pub struct Repeats {
     asked: Mutex<HashMap<(&'static str, String), i64>>,
 }
 
-impl Default for Repeats {
-    fn default() -> Self {
-        let window = std::env::var("PHONECHECK_SIM_ALIYUN_REPEAT_WINDOW")
-            .ok()
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(REPEAT_WINDOW_SECONDS);
+impl Repeats {
+    /// Refuses a number asked again within `window` (the vendor's default when `None`).
+    pub fn new(window: Option<std::time::Duration>) -> Repeats {
         Repeats {
-            window,
+            window: window.map_or(REPEAT_WINDOW_SECONDS, |w| {
+                i64::try_from(w.as_secs()).unwrap_or(i64::MAX)
+            }),
             asked: Mutex::default(),
         }
     }
-}
 
-impl Repeats {
     /// Records `input` asked of `action` at `now`; true when it was asked within the window.
     fn too_soon(&self, action: &'static str, input: &str, now: i64) -> bool {
         if self.window <= 0 {
@@ -236,10 +233,7 @@ mod tests {
 
     #[test]
     fn a_number_asked_again_within_the_window_is_refused_per_action() {
-        let repeats = Repeats {
-            window: 5,
-            asked: Mutex::default(),
-        };
+        let repeats = Repeats::new(None);
         assert!(!repeats.too_soon("A", "13800000000", 100));
         assert!(repeats.too_soon("A", "13800000000", 104));
         assert!(!repeats.too_soon("B", "13800000000", 104), "per action");

@@ -53,7 +53,7 @@ const MUST_SIGN: [&str; 6] = [
 
 /// The Aliyun simulator's own state: its accounts (the scope is the `AuthCode`) and the nonces
 /// seen within the date window.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AliyunState {
     accounts: Vec<Account>,
     nonces: Mutex<HashMap<String, i64>>,
@@ -76,7 +76,7 @@ pub fn routes(common: &Arc<SimState>) -> SimRoutes {
         own: AliyunState {
             accounts,
             nonces: Mutex::default(),
-            repeats: answers::Repeats::default(),
+            repeats: answers::Repeats::new(common.config.repeat_window),
         },
     });
     SimRoutes {
