@@ -533,3 +533,31 @@ async fn preview_batch_job_gives_the_first_rows_and_the_number_column_to_its_ten
     assert_eq!(other.code(), tonic::Code::NotFound);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_upload_form_names_the_registration_time_column() {
+    let server = TestServer::with_console(config("")).await;
+    let mut web = Web::new(&server);
+    web.sign_in(KEY_A).await;
+    let file = b"phone,name,signed\n13800000001,a,2021-03-04\n".to_vec();
+    let query = "checks=reassigned&registered_at_column=C";
+    let id = created_job(web.upload("signups.csv", query, file.clone()).await).await;
+    let preview = web
+        .get(&format!("/jobs/{id}/preview"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        preview.contains(r#"<b id="detected-registered-at-column">signed (C)</b>"#),
+        "{preview}"
+    );
+    // Not named, and no header named like one: refused in words, naming the field.
+    let refused = web.upload("signups.csv", "checks=reassigned", file).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let error = refused.json::<serde_json::Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.contains("registered_at_column"), "{error}");
+}

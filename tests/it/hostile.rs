@@ -335,17 +335,18 @@ async fn over_long_fields_are_refused_by_name_without_being_echoed() {
     }
 
     let mut jobs = jobs(&server);
-    let status = create(
-        &mut jobs,
-        pb::BatchJobSpec {
-            label: "L".repeat(100_000),
-            ..line_status_spec()
-        },
-        b"13800138000\n",
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(bad_field(&status), "spec.label");
+    let label = pb::BatchJobSpec {
+        label: "L".repeat(100_000),
+        ..line_status_spec()
+    };
+    let column = pb::BatchJobSpec {
+        registered_at_column: "C".repeat(100_000),
+        ..line_status_spec()
+    };
+    for (field, spec) in [("spec.label", label), ("spec.registered_at_column", column)] {
+        let status = create(&mut jobs, spec, b"13800138000\n").await.unwrap_err();
+        assert_eq!(bad_field(&status), field);
+    }
 }
 
 #[tokio::test]

@@ -167,3 +167,23 @@ fn a_registration_column_is_named_or_found_or_the_job_is_refused() {
     let refused = read_times("13800138000\n", RegisteredAtRead::default()).unwrap_err();
     assert!(refused.to_string().contains("no header"), "{refused}");
 }
+
+#[test]
+fn a_workbooks_date_cells_are_registration_times() {
+    use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+    let mut workbook = Workbook::new();
+    let sheet = workbook.add_worksheet();
+    let date = Format::new().set_num_format("yyyy-mm-dd hh:mm");
+    sheet.write_string(0, 0, "手机号").unwrap();
+    sheet.write_string(0, 1, "注册日期").unwrap();
+    sheet.write_string(1, 0, "13800138000").unwrap();
+    let at = ExcelDateTime::parse_from_str("2021-03-04 06:00:00").unwrap();
+    sheet.write_datetime_with_format(1, 1, &at, &date).unwrap();
+    let bytes = workbook.save_to_buffer().unwrap();
+    let (layout, rows) =
+        read_with("signups.xlsx", &bytes, Some(RegisteredAtRead::default())).unwrap();
+    assert_eq!(layout.registered_at_column, "注册日期 (B)");
+    // Six in the morning of 2021-03-04 in Beijing.
+    let number = rows[0].number.as_ref().unwrap();
+    assert_eq!(number.registered_at, Some(1_614_787_200 + 6 * 3600));
+}
