@@ -10,10 +10,10 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::{App, ConsoleError};
+use crate::transport::{Connection, Incoming};
 
 /// The Content-Security-Policy of every page: only the console's own script and stylesheet, no
 /// inline code, no frames, forms posting only to the console.
@@ -98,9 +98,25 @@ impl Limits {
     }
 }
 
-/// The client's address, from the listener (TCP or TLS).
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
+/// The client's address, from the listener (TCP or TLS), and what its connection is doing.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// Its connection's requests in flight, for the connection's idle timeout.
+    pub(crate) activity: Arc<crate::transport::Activity>,
+}
+
+impl Peer {
+    /// The peer of an accepted connection.
+    pub(crate) fn of(connection: &Connection) -> Peer {
+        let info = tonic::transport::server::Connected::connect_info(connection);
+        Peer {
+            addr: info.remote,
+            activity: info.activity,
+        }
+    }
+}
 
 /// Adds the security headers to every answer and refuses cross-site state changes before any
 /// handler reads the request.
@@ -185,20 +201,14 @@ pub(crate) fn loopback_host(headers: &HeaderMap) -> bool {
 
 /// The client's IP address, from the connection.
 pub(crate) fn client_ip(info: Option<&ConnectInfo<Peer>>) -> IpAddr {
-    info.map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(Peer(addr))| {
-        addr.ip()
+    info.map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(peer)| {
+        peer.addr.ip()
     })
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Peer {
-        Peer(*stream.remote_addr())
-    }
 }
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
     fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Peer {
-        Peer(*stream.remote_addr())
+        Peer::of(stream.io().get_ref().0)
     }
 }
 
@@ -211,12 +221,12 @@ const MAX_HANDSHAKES: usize = 256;
 /// and hands over the established streams.
 pub struct TlsListener {
     local: std::io::Result<SocketAddr>,
-    ready: mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(tokio_rustls::server::TlsStream<Connection>, SocketAddr)>,
 }
 
 impl TlsListener {
-    /// Accepts on `listener` with `config`.
-    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> TlsListener {
+    /// Accepts on `listener` (within its connection bounds) with `config`.
+    pub fn new(mut listener: Incoming, config: Arc<rustls::ServerConfig>) -> TlsListener {
         let local = listener.local_addr();
         let (tx, ready) = mpsc::channel(64);
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -226,14 +236,9 @@ impl TlsListener {
                 let Ok(place) = places.clone().acquire_owned().await else {
                     return;
                 };
-                let (stream, addr) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(_) => {
-                        // Out of descriptors, or a connection reset before accept: back off.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+                // Out of descriptors, or past the connection cap: handled (backed off, closed at
+                // once) by the bounded listener.
+                let (stream, addr) = super::connections::next(&mut listener).await;
                 if tx.is_closed() {
                     return;
                 }
@@ -253,7 +258,7 @@ impl TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Io = tokio_rustls::server::TlsStream<Connection>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, SocketAddr) {

@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 pub mod backend;
+mod connections;
 pub mod guard;
 pub mod i18n;
 mod jobs;
@@ -46,6 +47,9 @@ pub use backend::Backend;
 /// max_sessions = 10000
 /// requests_per_minute = 600     # per session
 /// sign_ins_per_minute = 10      # per client address
+/// max_connections = 1024        # open at once; past it a new one is closed at once
+/// first_request_timeout = "10s" # a connection that has begun no request by then is closed
+/// idle_timeout = "60s"          # one with no request in flight for this long is closed
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +75,16 @@ pub struct ConsoleConfig {
     /// minute; past it, 429.
     #[serde(default = "default_sign_ins_per_minute")]
     pub sign_ins_per_minute: u32,
+    /// Connections open at once; past it a new one is closed as soon as it is accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection that has not begun a request this long after it was accepted (TLS
+    /// handshake included) is closed.
+    #[serde(default = "default_first_request_timeout", with = "humantime_serde")]
+    pub first_request_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 fn default_ttl() -> Duration {
@@ -89,6 +103,18 @@ fn default_sign_ins_per_minute() -> u32 {
     10
 }
 
+fn default_max_connections() -> usize {
+    1_024
+}
+
+fn default_first_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
 impl Default for ConsoleConfig {
     fn default() -> Self {
         ConsoleConfig {
@@ -98,6 +124,9 @@ impl Default for ConsoleConfig {
             max_sessions: default_max_sessions(),
             requests_per_minute: default_requests_per_minute(),
             sign_ins_per_minute: default_sign_ins_per_minute(),
+            max_connections: default_max_connections(),
+            first_request_timeout: default_first_request_timeout(),
+            idle_timeout: default_idle_timeout(),
         }
     }
 }
@@ -126,6 +155,17 @@ impl ConsoleConfig {
         }
         if self.sign_ins_per_minute == 0 {
             problems.push("console.sign_ins_per_minute must be at least 1".to_owned());
+        }
+        if self.max_connections == 0 || self.max_connections > 65_536 {
+            problems.push("console.max_connections must be between 1 and 65536".to_owned());
+        }
+        for (name, timeout) in [
+            ("first_request_timeout", self.first_request_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if timeout < Duration::from_millis(100) || timeout > Duration::from_secs(3600) {
+                problems.push(format!("console.{name} must be between 100ms and 1h"));
+            }
         }
         problems
     }
@@ -209,6 +249,8 @@ pub fn router(config: &ConsoleConfig, backend: Backend, tls: bool, open: bool) -
             app.clone(),
             guard::guard,
         ))
+        // Outermost: the connection is busy from the request's head to its answer's last byte.
+        .layer(axum::middleware::from_fn(connections::in_flight))
         .with_state(app)
 }
 
@@ -232,13 +274,14 @@ pub fn start(
     };
     let router = router(config, Backend::new(routes), tls.is_some(), open);
     info!(addr = %listener.local_addr()?, "web console serving");
-    tokio::spawn(serve(listener, router, tls, stop));
+    let incoming = connections::incoming(listener, config);
+    tokio::spawn(serve(incoming, router, tls, stop));
     Ok(())
 }
 
 /// Serves the console on `listener` until `stop` completes.
 pub async fn serve(
-    listener: TcpListener,
+    listener: crate::transport::Incoming,
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,

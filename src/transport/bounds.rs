@@ -483,6 +483,11 @@ impl<B> InFlightBody<B> {
         }
     }
 
+    /// `inner`, keeping its request in flight (its connection busy) until it ends.
+    pub fn keeping(inner: B, in_flight: RequestInFlight) -> InFlightBody<B> {
+        InFlightBody::new(inner, Some(Arc::new(in_flight)), None)
+    }
+
     fn refused(in_flight: Arc<RequestInFlight>) -> InFlightBody<B> {
         InFlightBody {
             inner: None,

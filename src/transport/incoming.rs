@@ -50,6 +50,11 @@ impl Incoming {
         }
     }
 
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
     fn connection(
         &self,
         stream: TcpStream,

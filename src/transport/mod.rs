@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use bounds::{MessageLimits, PendingBytes, RequestBoundsLayer};
-pub use incoming::{Activity, ConnectionInfo, Incoming};
+pub use bounds::{InFlightBody, MessageLimits, PendingBytes, RequestBoundsLayer};
+pub use incoming::{Activity, Connection, ConnectionInfo, Incoming, RequestInFlight};
 pub use open::is_open_service;
 
 /// `[server.connections]`: the bounds of connections and of requests in transit.

@@ -16,6 +16,7 @@ mod caih;
 mod cli;
 mod console;
 mod console_browser;
+mod console_connections;
 mod edge;
 mod engine;
 mod estimate;

@@ -1,0 +1,76 @@
+//! The console's connections, bounded as the gRPC server's are (`crate::transport`): at most
+//! `max_connections` at once (past it a new one is closed as soon as it is accepted, so that the
+//! console can never take the descriptors the gRPC server needs), closed when no request has
+//! begun `first_request_timeout` after the accept (a client that connects and says nothing, or
+//! trickles a request's head byte by byte), and closed when none has been in flight for
+//! `idle_timeout`. A request is in flight from its head to the last byte of its answer, so a
+//! long import or a long download is never cut for being quiet.
+
+use std::io;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use futures::StreamExt;
+use tonic::transport::server::Connected;
+
+use super::ConsoleConfig;
+use super::guard::Peer;
+use crate::transport::{Connection, ConnectionsConfig, InFlightBody, Incoming};
+
+/// The console's listener: `listener` within `config`'s connection bounds.
+pub fn incoming(listener: tokio::net::TcpListener, config: &ConsoleConfig) -> Incoming {
+    let bounds = ConnectionsConfig {
+        max: config.max_connections,
+        idle_timeout: config.idle_timeout,
+        first_request_timeout: config.first_request_timeout,
+        ..ConnectionsConfig::default()
+    };
+    Incoming::new(listener, &bounds)
+}
+
+/// The next connection within the bounds, with its peer's address.
+pub(super) async fn next(incoming: &mut Incoming) -> (Connection, SocketAddr) {
+    loop {
+        match incoming.next().await {
+            Some(Ok(connection)) => {
+                let remote = connection.connect_info().remote;
+                return (connection, remote);
+            }
+            // Accept errors are handled (backed off, counted) inside.
+            Some(Err(_)) => continue,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl axum::serve::Listener for Incoming {
+    type Io = Connection;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Connection, SocketAddr) {
+        next(self).await
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Incoming::local_addr(self)
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Incoming>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Incoming>) -> Peer {
+        Peer::of(stream.io())
+    }
+}
+
+/// Keeps the request's connection busy (not idle) until the last byte of its answer is sent.
+pub(super) async fn in_flight(request: Request, next: Next) -> Response {
+    let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<Peer>>().cloned() else {
+        return next.run(request).await;
+    };
+    let busy = peer.activity.begin();
+    next.run(request)
+        .await
+        .map(|body| axum::body::Body::new(InFlightBody::keeping(body, busy)))
+}
