@@ -58,7 +58,8 @@ pub const CONNECTIONS_OPEN: &str = "phonecheck_connections_open";
 /// Connections closed as soon as they were accepted, by reason (`max_connections`), and accepts
 /// that failed for want of descriptors or memory (`accept_failed`).
 pub const CONNECTIONS_REFUSED: &str = "phonecheck_connections_refused_total";
-/// Connections the server closed for doing nothing, by reason (`idle`, `no_request`).
+/// Connections the server closed for doing nothing, by reason (`idle`, `no_request`, and
+/// `write_stalled`: a console client that read nothing).
 pub const CONNECTIONS_CLOSED: &str = "phonecheck_connections_closed_total";
 /// Bytes of request messages begun but not yet complete, in the whole process.
 pub const REQUEST_BYTES_PENDING: &str = "phonecheck_request_bytes_pending";

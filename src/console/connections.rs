@@ -4,15 +4,23 @@
 //! begun `first_request_timeout` after the accept (a client that connects and says nothing, or
 //! trickles a request's head byte by byte), and closed when none has been in flight for
 //! `idle_timeout`. A request is in flight from its head to the last byte of its answer, so a
-//! long import or a long download is never cut for being quiet.
+//! long import or a long download is never cut for being quiet; but a request whose body stops
+//! arriving, or an answer whose client stops reading, for `idle_timeout` fails, which ends the
+//! request and closes the connection: no client holds a place by going silent mid-request.
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use futures::StreamExt;
+use http_body::Frame;
+use tokio::time::Sleep;
 use tonic::transport::server::Connected;
 
 use super::ConsoleConfig;
@@ -25,6 +33,7 @@ pub fn incoming(listener: tokio::net::TcpListener, config: &ConsoleConfig) -> In
         max: config.max_connections,
         idle_timeout: config.idle_timeout,
         first_request_timeout: config.first_request_timeout,
+        write_timeout: Some(config.idle_timeout),
         ..ConnectionsConfig::default()
     };
     Incoming::new(listener, &bounds)
@@ -64,13 +73,74 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Inco
     }
 }
 
-/// Keeps the request's connection busy (not idle) until the last byte of its answer is sent.
-pub(super) async fn in_flight(request: Request, next: Next) -> Response {
+/// Keeps the request's connection busy (not idle) until the last byte of its answer is sent,
+/// and lets its body wait at most `quiet` (`idle_timeout`) for each piece.
+pub(super) async fn in_flight(
+    State(quiet): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let request = request.map(|body| Body::new(Paced::new(body, quiet)));
     let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<Peer>>().cloned() else {
         return next.run(request).await;
     };
     let busy = peer.activity.begin();
     next.run(request)
         .await
-        .map(|body| axum::body::Body::new(InFlightBody::keeping(body, busy)))
+        .map(|body| Body::new(InFlightBody::keeping(body, busy)))
+}
+
+/// A request body that fails when it has been waited on for its timeout without a piece coming.
+struct Paced {
+    inner: Body,
+    quiet: Duration,
+    /// Since when the handler has waited for the next piece.
+    waiting: Option<Pin<Box<Sleep>>>,
+}
+
+impl Paced {
+    fn new(inner: Body, quiet: Duration) -> Paced {
+        Paced {
+            inner,
+            quiet,
+            waiting: None,
+        }
+    }
+}
+
+impl http_body::Body for Paced {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.waiting = None;
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                let quiet = this.quiet;
+                let waiting = this
+                    .waiting
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(quiet)));
+                std::task::ready!(waiting.as_mut().poll(cx));
+                Poll::Ready(Some(Err(axum::Error::new(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the request's body stopped arriving",
+                )))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -250,7 +250,10 @@ pub fn router(config: &ConsoleConfig, backend: Backend, tls: bool, open: bool) -
             guard::guard,
         ))
         // Outermost: the connection is busy from the request's head to its answer's last byte.
-        .layer(axum::middleware::from_fn(connections::in_flight))
+        .layer(axum::middleware::from_fn_with_state(
+            config.idle_timeout,
+            connections::in_flight,
+        ))
         .with_state(app)
 }
 

@@ -138,12 +138,16 @@ pub(crate) async fn signin(
     State(app): State<Arc<App>>,
     info: ConnectInfo<Peer>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ConsoleError> {
+    // Counted before the body is read: a guesser cannot send bodies past the rate.
     let ip = client_ip(Some(&info));
     if !app.limits.admit_address(ip) {
         return Err(ConsoleError::TooManyRequests);
     }
+    let body = axum::body::to_bytes(body, MAX_FORM).await.map_err(|_| {
+        ConsoleError::BadRequest("the form is too large, or stopped arriving".to_owned())
+    })?;
     let lang = session::lang(&headers);
     let form: SigninForm = form(&body)?;
     let expected = cookie(&headers, SIGNIN_COOKIE).unwrap_or("");

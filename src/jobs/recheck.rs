@@ -46,6 +46,12 @@ impl Jobs {
         // The rows were read, and their numbers analysed, with the earlier spec: the new job
         // reads them the same way, and a different way asked for is refused, not ignored.
         let before = pb::BatchJobSpec::decode(earlier.job.spec.as_slice()).unwrap_or_default();
+        // Every number of a job that took registration times carries its own (read from its row,
+        // or the job's one time), which comes with the numbers; a job that took none has none.
+        let had_times = super::create::registered_at_read(&before)
+            .ok()
+            .flatten()
+            .is_some();
         for (field, asked, was) in [
             (
                 "spec.default_region",
@@ -76,14 +82,13 @@ impl Jobs {
         spec.number_column = before.number_column;
         spec.sheet = before.sheet;
         spec.registered_at_column = before.registered_at_column;
-        // The earlier rows' registration times, if it read any, came with its numbers.
         let wants_time =
             super::create::registered_at_read(&spec)?.is_some_and(|read| read.default.is_none());
-        if wants_time && earlier.job.registered_at_column.is_empty() {
+        if wants_time && !had_times {
             return Err(JobError::invalid(
                 "spec.registered_at_column",
                 "a check of the re-check takes each number's registration time, and the earlier \
-                 job read none from its file: give one for every row in spec.options.registered_at",
+                 job took none: give one for every row in spec.options.registered_at",
             ));
         }
         if spec.file_name.is_empty() {

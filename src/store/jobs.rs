@@ -387,8 +387,8 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<ExportRow>, StoreError>;
     /// Carriers, provinces and invalid rows for the report.
     async fn breakdown(&self, job_id: &str, top: u32) -> Result<Breakdown, StoreError>;
-    /// Up to `limit` of the job's distinct numbers (E.164, or the digits of an invalid one) after
-    /// `after`, in key order.
+    /// Up to `limit` of the job's distinct numbers' keys (E.164, or the digits of an invalid one;
+    /// with `@` and the registration time when the job took one) after `after`, in key order.
     async fn numbers(
         &self,
         job_id: &str,

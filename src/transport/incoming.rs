@@ -33,6 +33,7 @@ pub struct Incoming {
     open: Arc<Semaphore>,
     idle_timeout: Duration,
     first_request_timeout: Duration,
+    write_timeout: Option<Duration>,
     backoff: Option<Pin<Box<Sleep>>>,
     next_backoff: Duration,
 }
@@ -45,6 +46,7 @@ impl Incoming {
             open: Arc::new(Semaphore::new(config.max)),
             idle_timeout: config.idle_timeout,
             first_request_timeout: config.first_request_timeout,
+            write_timeout: config.write_timeout,
             backoff: None,
             next_backoff: FIRST_BACKOFF,
         }
@@ -85,6 +87,8 @@ impl Incoming {
             idle,
             idle_timeout: self.idle_timeout,
             first_request_timeout: self.first_request_timeout,
+            write_timeout: self.write_timeout,
+            write_stall: None,
             _permit: permit,
         }
     }
@@ -219,10 +223,38 @@ pub struct Connection {
     idle: Pin<Box<Sleep>>,
     idle_timeout: Duration,
     first_request_timeout: Duration,
+    write_timeout: Option<Duration>,
+    /// Since when a write has waited for the peer to make room.
+    write_stall: Option<Pin<Box<Sleep>>>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Connection {
+    /// `written`, or an error once writes have waited past `write_timeout` for a peer that
+    /// reads nothing.
+    fn watch_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let Some(timeout) = self.write_timeout else {
+            return written;
+        };
+        if written.is_ready() {
+            self.write_stall = None;
+            return written;
+        }
+        let stall = self
+            .write_stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        std::task::ready!(stall.as_mut().poll(cx));
+        metrics::counter!(CONNECTIONS_CLOSED, "reason" => "write_stalled").increment(1);
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "connection closed: the peer read nothing past its timeout",
+        )))
+    }
+
     /// `Ready` with an error once the connection has been idle past its timeout.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let activity = &self.info.activity;
@@ -284,7 +316,9 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.watch_write(cx, written)
     }
 
     fn poll_write_vectored(
@@ -292,7 +326,9 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.watch_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -305,5 +341,70 @@ impl AsyncWrite for Connection {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn a_write_the_peer_reads_nothing_of_fails_after_the_write_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = ConnectionsConfig {
+            write_timeout: Some(Duration::from_millis(200)),
+            ..ConnectionsConfig::default()
+        };
+        let mut incoming = Incoming::new(listener, &config);
+        // A peer that connects and reads nothing, with a small receive buffer.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let _peer = socket.connect(addr).await.unwrap();
+        let mut connection = futures::StreamExt::next(&mut incoming)
+            .await
+            .unwrap()
+            .unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let writing = async {
+            // Bounded: the buffers on the way hold a few MiB at most.
+            for _ in 0..4096 {
+                if let Err(e) = connection.write_all(&chunk).await {
+                    return e;
+                }
+            }
+            panic!("256 MiB written to a peer that reads nothing");
+        };
+        let failed = tokio::time::timeout(Duration::from_secs(20), writing)
+            .await
+            .expect("the write fails within its timeout");
+        assert_eq!(failed.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn without_a_write_timeout_a_write_waits() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = Incoming::new(listener, &ConnectionsConfig::default());
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let _peer = socket.connect(addr).await.unwrap();
+        let mut connection = futures::StreamExt::next(&mut incoming)
+            .await
+            .unwrap()
+            .unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let writing = async {
+            for _ in 0..4096 {
+                connection.write_all(&chunk).await.unwrap();
+            }
+        };
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), writing)
+                .await
+                .is_err(),
+            "still waiting for the peer"
+        );
     }
 }

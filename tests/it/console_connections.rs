@@ -82,3 +82,20 @@ async fn an_answer_slower_than_the_idle_timeout_is_not_cut() {
     let page = answer.text().await.unwrap();
     assert!(page.contains("+8613800138000"), "{page}");
 }
+
+#[tokio::test]
+async fn a_request_whose_body_stops_arriving_ends_and_frees_its_place() {
+    let server = TestServer::with_console(config("idle_timeout = \"300ms\"")).await;
+    let addr = server.console.unwrap();
+    // A sign-in that declares a body and never sends it: no session is needed to try.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /signin HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-www-form-urlencoded\r\n\
+         content-length: 16000\r\n\r\n"
+    );
+    silent.write_all(head.as_bytes()).await.unwrap();
+    assert!(
+        closed_by_server(&mut silent).await,
+        "a body that never came"
+    );
+}

@@ -282,7 +282,7 @@ impl<'a> RowSink<'a> {
         };
         let registered_at = match column {
             usize::MAX => None,
-            number => self.choose_registered_at(&header, number)?,
+            number => self.choose_registered_at(&header, data, number)?,
         };
         let width = sample.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
         let columns = (0..width)
@@ -324,11 +324,13 @@ impl<'a> RowSink<'a> {
     }
 
     /// The registration-time column of a sheet whose numbers are in column `number`: the one the
-    /// spec names, else the best-named header; none when no check takes a registration time,
-    /// or none is named like one and the spec gives a time for every row.
+    /// spec names, else the best-named header whose sample cells (`data`) mostly read as times;
+    /// none when no check takes a registration time, or no column is found and the spec gives a
+    /// time for every row.
     fn choose_registered_at(
         &self,
         header: &[String],
+        data: &[(u64, Vec<String>)],
         number: usize,
     ) -> Result<Option<usize>, JobError> {
         const FIELD: &str = "spec.registered_at_column";
@@ -338,11 +340,26 @@ impl<'a> RowSink<'a> {
         if !wanted.column.trim().is_empty() {
             return named_column(header, &wanted.column, FIELD).map(Some);
         }
+        // A header alone can mislead (a column of sign-up channels, of registration numbers): the
+        // column found must hold times.
+        let holds_times = |column: usize| {
+            let cells: Vec<&str> = data
+                .iter()
+                .filter_map(|(_, cells)| cells.get(column).map(|c| c.trim()))
+                .filter(|c| !c.is_empty())
+                .collect();
+            let times = cells
+                .iter()
+                .filter(|c| registered::parse_cell(c, self.now).is_ok())
+                .count();
+            cells.is_empty() || times * 2 >= cells.len()
+        };
         let by_name = header
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != number)
             .filter_map(|(i, h)| registered::header_match(h).map(|rank| (rank, i)))
+            .filter(|&(_, i)| holds_times(i))
             .min();
         match (by_name, wanted.default) {
             (Some((_, i)), _) => Ok(Some(i)),
@@ -350,7 +367,9 @@ impl<'a> RowSink<'a> {
             (None, None) => Err(JobError::invalid(
                 FIELD,
                 format!(
-                    "a check of the job takes each number's registration time, and no column of                      the file is named like one ({}): name it here, or give one time for every                      row in spec.options.registered_at",
+                    "a check of the job takes each number's registration time, and no column of \
+                     the file is named like one and holds times ({}): name it here, or give one \
+                     time for every row in spec.options.registered_at",
                     if header.is_empty() {
                         "the file has no header".to_owned()
                     } else {
@@ -429,8 +448,8 @@ impl<'a> RowSink<'a> {
                 Err(e) => Err(e.to_string()),
             },
         };
-        let number = match (number, at.registered_at) {
-            (Ok(number), Some(time_column)) => self.with_registered_at(number, &cells, time_column),
+        let number = match (number, &self.registered_at) {
+            (Ok(number), Some(_)) => self.with_registered_at(number, &cells, at.registered_at),
             (number, _) => number,
         };
         self.numbers += u64::from(number.is_ok());
@@ -449,22 +468,24 @@ impl<'a> RowSink<'a> {
     }
 
     /// `number` with the registration time in its row's `column` (the spec's time when the cell
-    /// is empty), or why the row has none. The pair is what is checked, so the time is part of
-    /// the number's key.
+    /// is empty, or the sheet has no such column), or why the row has none. The pair is what is
+    /// checked, so the time is part of the number's key, whichever way it came: one pair has one
+    /// key across the sheets of a workbook.
     fn with_registered_at(
         &self,
         mut number: RowNumber,
         cells: &[String],
-        column: usize,
+        column: Option<usize>,
     ) -> Result<RowNumber, String> {
         let default = self.registered_at.as_ref().and_then(|r| r.default);
-        let seconds = match cells.get(column).map(|c| c.trim()) {
-            None | Some("") => default.ok_or_else(|| {
-                format!("no registration time in column {}", column_letter(column))
-            })?,
-            Some(cell) => registered::parse_cell(cell, self.now).map_err(|e| {
-                format!("registration time in column {}: {e}", column_letter(column))
-            })?,
+        let cell = column.and_then(|c| cells.get(c)).map(|c| c.trim());
+        let letter = || column.map(column_letter).unwrap_or_default();
+        let seconds = match cell {
+            None | Some("") => {
+                default.ok_or_else(|| format!("no registration time in column {}", letter()))?
+            }
+            Some(cell) => registered::parse_cell(cell, self.now)
+                .map_err(|e| format!("registration time in column {}: {e}", letter()))?,
         };
         number.key = format!("{}@{seconds}", number.key);
         number.registered_at = Some(seconds);

@@ -12,22 +12,27 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{NaiveDate, NaiveDateTime, TimeZone};
 
-/// Header names of a registration-time column, in order of preference (compared without case;
-/// a header containing one of them matches). Not 入网时间 (when the number joined its network:
-/// another fact, which the tenure check answers).
+/// Header names of a registration-time column, in order of preference, compared without case
+/// and with spaces and dashes as underscores: a header containing one of these matches. Not
+/// 入网时间 (when the number joined its network: another fact, which the tenure check answers).
 const HEADERS: &[&str] = &[
     "注册时间",
     "注册日期",
-    "注册",
     "开户时间",
+    "开户日期",
     "registered_at",
-    "registered",
-    "registration",
-    "signup",
-    "sign-up",
-    "sign_up",
-    "sign up",
+    "registration_time",
+    "registration_date",
+    "registered_on",
+    "signup_time",
+    "signup_date",
+    "sign_up_time",
+    "sign_up_date",
 ];
+
+/// Words that name a registration-time column only as the whole header: inside a longer one
+/// they name something else (注册渠道 is a sign-up channel, `registration_no` a number).
+const WHOLE_HEADERS: &[&str] = &["注册", "registered", "registration", "signup", "sign_up"];
 
 /// Where a job's registration times come from.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -42,11 +47,24 @@ pub struct RegisteredAtRead {
 
 /// The preference rank of a header that names a registration-time column.
 pub(super) fn header_match(header: &str) -> Option<usize> {
-    let header = header.trim().to_lowercase();
+    let header: String = header
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| if c == ' ' || c == '-' { '_' } else { c })
+        .collect();
     if header.is_empty() {
         return None;
     }
-    HEADERS.iter().position(|name| header.contains(name))
+    HEADERS
+        .iter()
+        .position(|name| header.contains(name))
+        .or_else(|| {
+            WHOLE_HEADERS
+                .iter()
+                .position(|name| header == *name)
+                .map(|i| HEADERS.len() + i)
+        })
 }
 
 /// Excel's day 0 (1899-12-30, so that its 1900 leap-year bug lands before any real date).
@@ -199,10 +217,21 @@ mod tests {
     #[test]
     fn registration_headers_are_ranked_and_not_network_join_time() {
         assert_eq!(header_match(" 注册时间 "), Some(0));
-        assert_eq!(header_match("Registered At"), Some(5));
-        assert_eq!(header_match("registered_at"), Some(4));
-        assert_eq!(header_match("User signup date"), Some(7));
-        assert_eq!(header_match("入网时间"), None);
-        assert_eq!(header_match("手机号"), None);
+        assert_eq!(header_match("Registered At"), Some(4));
+        assert_eq!(header_match("user registered_at"), Some(4));
+        assert_eq!(header_match("User Signup Date"), Some(9));
+        assert_eq!(header_match("Sign-up date"), Some(11));
+        assert_eq!(header_match("Registered"), Some(HEADERS.len() + 1));
+        assert_eq!(header_match("注册"), Some(HEADERS.len()));
+        // Other facts that share a word.
+        for other in [
+            "入网时间",
+            "注册渠道",
+            "注册地",
+            "registration_no",
+            "手机号",
+        ] {
+            assert_eq!(header_match(other), None, "{other}");
+        }
     }
 }

@@ -135,13 +135,21 @@ fn the_spec_time_fills_empty_cells_and_rows_of_a_file_without_the_column() {
         rows[1].number.as_ref().unwrap().registered_at,
         Some(1_614_805_567)
     );
-    // No column named like one: the spec's time is the job's, and keys stay the numbers.
-    let (layout, rows) = read_times("phone,name\n13800138000,a\n", wanted).unwrap();
+    // No column named like one: every row takes the spec's time, keyed as a cell's would be.
+    let (layout, rows) = read_times("phone,name\n13800138000,a\n", wanted.clone()).unwrap();
     assert_eq!(layout.registered_at_column, "");
     let number = rows[0].number.as_ref().unwrap();
     assert_eq!(
         (number.key.as_str(), number.registered_at),
-        ("+8613800138000", None)
+        ("+8613800138000@1500000000", Some(1_500_000_000))
+    );
+    // A column named like one that holds no times (sign-up channels) is not read as one.
+    let text = "phone,注册渠道,registered\n13800138000,app,web\n";
+    let (layout, rows) = read_times(text, wanted).unwrap();
+    assert_eq!(layout.registered_at_column, "");
+    assert_eq!(
+        rows[0].number.as_ref().unwrap().registered_at,
+        Some(1_500_000_000)
     );
 }
 
