@@ -349,57 +349,55 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
-    #[tokio::test]
-    async fn a_write_the_peer_reads_nothing_of_fails_after_the_write_timeout() {
+    /// A connection accepted within `config` from a peer (returned, to keep it open) that reads
+    /// nothing, with a small receive buffer.
+    async fn unread(config: &ConnectionsConfig) -> (Connection, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let mut incoming = Incoming::new(listener, config);
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let peer = socket.connect(addr).await.unwrap();
+        let connection = futures::StreamExt::next(&mut incoming)
+            .await
+            .unwrap()
+            .unwrap();
+        (connection, peer)
+    }
+
+    /// Writes 64 KiB at a time, at most 256 MiB (the buffers on the way hold a few MiB); the
+    /// first error.
+    async fn write_until_refused(connection: &mut Connection) -> Option<io::Error> {
+        let chunk = vec![7u8; 64 * 1024];
+        for _ in 0..4096 {
+            if let Err(e) = connection.write_all(&chunk).await {
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_reads_nothing_of_fails_after_the_write_timeout() {
         let config = ConnectionsConfig {
             write_timeout: Some(Duration::from_millis(200)),
             ..ConnectionsConfig::default()
         };
-        let mut incoming = Incoming::new(listener, &config);
-        // A peer that connects and reads nothing, with a small receive buffer.
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        let _peer = socket.connect(addr).await.unwrap();
-        let mut connection = futures::StreamExt::next(&mut incoming)
-            .await
-            .unwrap()
-            .unwrap();
-        let chunk = vec![7u8; 64 * 1024];
-        let writing = async {
-            // Bounded: the buffers on the way hold a few MiB at most.
-            for _ in 0..4096 {
-                if let Err(e) = connection.write_all(&chunk).await {
-                    return e;
-                }
-            }
-            panic!("256 MiB written to a peer that reads nothing");
-        };
-        let failed = tokio::time::timeout(Duration::from_secs(20), writing)
-            .await
-            .expect("the write fails within its timeout");
+        let (mut connection, _peer) = unread(&config).await;
+        let failed = tokio::time::timeout(
+            Duration::from_secs(20),
+            write_until_refused(&mut connection),
+        )
+        .await
+        .expect("the write fails within its timeout")
+        .expect("a peer that reads nothing cannot take 256 MiB");
         assert_eq!(failed.kind(), io::ErrorKind::TimedOut);
     }
 
     #[tokio::test]
     async fn without_a_write_timeout_a_write_waits() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut incoming = Incoming::new(listener, &ConnectionsConfig::default());
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        let _peer = socket.connect(addr).await.unwrap();
-        let mut connection = futures::StreamExt::next(&mut incoming)
-            .await
-            .unwrap()
-            .unwrap();
-        let chunk = vec![7u8; 64 * 1024];
-        let writing = async {
-            for _ in 0..4096 {
-                connection.write_all(&chunk).await.unwrap();
-            }
-        };
+        let (mut connection, _peer) = unread(&ConnectionsConfig::default()).await;
+        let writing = write_until_refused(&mut connection);
         assert!(
             tokio::time::timeout(Duration::from_secs(1), writing)
                 .await
