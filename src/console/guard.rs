@@ -149,6 +149,10 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, request: Request, next: N
     // `same-origin`, not `no-referrer`: with `no-referrer` Chrome sends `Origin: null` on form
     // posts, and the origin check needs the real one. Nothing leaves for another site either way.
     set(header::REFERRER_POLICY, "same-origin");
+    if app.tls {
+        // Served over HTTPS: the browser keeps to HTTPS for this host for a year.
+        set(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    }
     set(
         header::HeaderName::from_static("cross-origin-opener-policy"),
         "same-origin",

@@ -45,6 +45,7 @@ pub use backend::Backend;
 /// session_ttl = "8h"            # a session ends this long after sign-in
 /// # secure_cookie = true        # default: true when [server.tls] is set
 /// max_sessions = 10000
+/// max_sessions_per_key = 100    # past it the key's own session closest to its end is dropped
 /// requests_per_minute = 600     # per session
 /// sign_ins_per_minute = 10      # per client address
 /// max_connections = 1024        # open at once; past it a new one is closed at once
@@ -68,6 +69,10 @@ pub struct ConsoleConfig {
     /// Sessions held at once; past it the session closest to its end is dropped.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// Sessions one API key holds at once; past it that key's session closest to its end is
+    /// dropped, so that signing in again and again ends no one else's session.
+    #[serde(default = "default_max_sessions_per_key")]
+    pub max_sessions_per_key: usize,
     /// Requests one session may make per minute (bursts up to a tenth of it); past it, 429.
     #[serde(default = "default_requests_per_minute")]
     pub requests_per_minute: u32,
@@ -93,6 +98,10 @@ fn default_ttl() -> Duration {
 
 fn default_max_sessions() -> usize {
     10_000
+}
+
+fn default_max_sessions_per_key() -> usize {
+    100
 }
 
 fn default_requests_per_minute() -> u32 {
@@ -122,6 +131,7 @@ impl Default for ConsoleConfig {
             session_ttl: default_ttl(),
             secure_cookie: None,
             max_sessions: default_max_sessions(),
+            max_sessions_per_key: default_max_sessions_per_key(),
             requests_per_minute: default_requests_per_minute(),
             sign_ins_per_minute: default_sign_ins_per_minute(),
             max_connections: default_max_connections(),
@@ -149,6 +159,12 @@ impl ConsoleConfig {
         }
         if self.max_sessions == 0 || self.max_sessions > 1_000_000 {
             problems.push("console.max_sessions must be between 1 and 1000000".to_owned());
+        }
+        if self.max_sessions_per_key == 0 || self.max_sessions_per_key > self.max_sessions {
+            problems.push(
+                "console.max_sessions_per_key must be between 1 and console.max_sessions"
+                    .to_owned(),
+            );
         }
         if self.requests_per_minute == 0 {
             problems.push("console.requests_per_minute must be at least 1".to_owned());
@@ -209,17 +225,37 @@ pub(crate) struct App {
     pub(crate) sessions: session::Sessions,
     pub(crate) limits: guard::Limits,
     pub(crate) secure_cookie: bool,
+    /// Served over HTTPS (`[server.tls]`).
+    pub(crate) tls: bool,
     /// No tenants: the API needs no key, and neither does signing in.
     pub(crate) open: bool,
+}
+
+impl App {
+    /// The name cookie `name` is sent under: with `__Host-` before it where cookies are `Secure`
+    /// (the browser then keeps it to this host and path `/`, and neither a sibling domain nor a
+    /// plain-HTTP page can set it).
+    pub(crate) fn cookie(&self, name: &str) -> String {
+        if self.secure_cookie {
+            format!("__Host-{name}")
+        } else {
+            name.to_owned()
+        }
+    }
 }
 
 /// The console's routes over `backend`.
 pub fn router(config: &ConsoleConfig, backend: Backend, tls: bool, open: bool) -> Router {
     let app = Arc::new(App {
         backend,
-        sessions: session::Sessions::new(config.session_ttl, config.max_sessions),
+        sessions: session::Sessions::new(
+            config.session_ttl,
+            config.max_sessions,
+            config.max_sessions_per_key,
+        ),
         limits: guard::Limits::new(config.requests_per_minute, config.sign_ins_per_minute),
         secure_cookie: config.secure_cookie.unwrap_or(tls),
+        tls,
         open,
     });
     Router::new()

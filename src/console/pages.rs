@@ -100,7 +100,7 @@ fn signin_form(app: &App, lang: Lang, message: String, status: StatusCode) -> Re
         status,
     );
     let cookie = set_cookie(
-        SIGNIN_COOKIE,
+        &app.cookie(SIGNIN_COOKIE),
         &token,
         Duration::from_secs(3600),
         app.secure_cookie,
@@ -150,7 +150,7 @@ pub(crate) async fn signin(
     })?;
     let lang = session::lang(&headers);
     let form: SigninForm = form(&body)?;
-    let expected = cookie(&headers, SIGNIN_COOKIE).unwrap_or("");
+    let expected = cookie(&headers, &app.cookie(SIGNIN_COOKIE)).unwrap_or("");
     {
         use subtle::ConstantTimeEq;
         if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
@@ -169,8 +169,18 @@ pub(crate) async fn signin(
     let id = app.sessions.open(key, app.limits.session.0);
     let mut response = Redirect::to("/jobs").into_response();
     let cookies = [
-        set_cookie(COOKIE, &id, app.sessions.ttl(), app.secure_cookie),
-        set_cookie(SIGNIN_COOKIE, "", Duration::ZERO, app.secure_cookie),
+        set_cookie(
+            &app.cookie(COOKIE),
+            &id,
+            app.sessions.ttl(),
+            app.secure_cookie,
+        ),
+        set_cookie(
+            &app.cookie(SIGNIN_COOKIE),
+            "",
+            Duration::ZERO,
+            app.secure_cookie,
+        ),
     ];
     for c in cookies {
         if let Ok(value) = HeaderValue::from_str(&c) {
@@ -196,7 +206,7 @@ pub(crate) async fn signout(
     signed.check_csrf(&form.csrf)?;
     app.sessions.close(&signed.id);
     let mut response = Redirect::to("/signin").into_response();
-    let clear = set_cookie(COOKIE, "", Duration::ZERO, app.secure_cookie);
+    let clear = set_cookie(&app.cookie(COOKIE), "", Duration::ZERO, app.secure_cookie);
     if let Ok(value) = HeaderValue::from_str(&clear) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }

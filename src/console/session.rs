@@ -1,6 +1,8 @@
 //! Sessions, held in memory: a random 256-bit id in the browser's cookie, the API key only here.
-//! A session ends at sign-out or its expiry; past `max_sessions` the one closest to its end is
-//! dropped. Ids and keys are never logged (the types' `Debug` hides them).
+//! A session ends at sign-out or its expiry. Past `max_sessions_per_key` the key's own session
+//! closest to its end is dropped; past `max_sessions`, that of the key holding the most sessions:
+//! a key signing in again and again ends its own sessions, not other tenants'. Ids and keys are
+//! never logged (the types' `Debug` hides them).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,7 @@ use super::guard::{Bucket, Peer, client_ip};
 use super::i18n::Lang;
 use super::{App, ConsoleError};
 
-/// The session cookie's name (`__Host-` where the cookie is `Secure`: bound to this host, path /).
+/// The session cookie's name (with `__Host-` before it where cookies are `Secure`: `App::cookie`).
 pub const COOKIE: &str = "pc_session";
 /// The cookie of the sign-in form's CSRF token (before there is a session).
 pub const SIGNIN_COOKIE: &str = "pc_signin";
@@ -27,6 +29,8 @@ pub const LANG_COOKIE: &str = "pc_lang";
 pub struct Session {
     /// The tenant's API key, sent as `authorization` metadata with every call.
     pub key: SecretString,
+    /// Whose it is: the key's SHA-256 (sessions are counted per key).
+    owner: [u8; 32],
     /// The token every state change of this session must carry.
     pub csrf: String,
     expires: Instant,
@@ -43,6 +47,7 @@ impl std::fmt::Debug for Session {
 pub struct Sessions {
     ttl: Duration,
     max: usize,
+    max_per_key: usize,
     by_id: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
 }
 
@@ -54,11 +59,12 @@ pub fn token() -> String {
 }
 
 impl Sessions {
-    /// Sessions that last `ttl`, at most `max` at once.
-    pub fn new(ttl: Duration, max: usize) -> Sessions {
+    /// Sessions that last `ttl`, at most `max` at once and `max_per_key` of one key.
+    pub fn new(ttl: Duration, max: usize, max_per_key: usize) -> Sessions {
         Sessions {
             ttl,
             max,
+            max_per_key,
             by_id: Mutex::new(HashMap::new()),
         }
     }
@@ -70,26 +76,49 @@ impl Sessions {
 
     /// Opens a session for `key` with a burst of `capacity` requests; returns its id.
     pub fn open(&self, key: SecretString, capacity: f64) -> String {
+        use secrecy::ExposeSecret;
+        use sha2::Digest;
         let id = token();
+        let owner: [u8; 32] = sha2::Sha256::digest(key.expose_secret().as_bytes()).into();
         let session = Session {
             key,
+            owner,
             csrf: token(),
             expires: Instant::now() + self.ttl,
             bucket: Bucket::full(capacity),
         };
         let mut sessions = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
-        if sessions.len() >= self.max {
-            let now = Instant::now();
-            sessions.retain(|_, s| s.lock().map(|s| s.expires > now).unwrap_or(false));
-            if sessions.len() >= self.max {
-                let soonest = sessions
-                    .iter()
-                    .filter_map(|(id, s)| s.lock().ok().map(|s| (s.expires, id.clone())))
-                    .min();
-                if let Some((_, id)) = soonest {
-                    sessions.remove(&id);
-                }
+        let now = Instant::now();
+        // (expiry, id) per owner, of the live sessions; the expired ones go.
+        let mut by_owner: HashMap<[u8; 32], Vec<(Instant, String)>> = HashMap::new();
+        sessions.retain(|id, s| {
+            let Ok(s) = s.lock() else { return false };
+            let live = s.expires > now;
+            if live {
+                by_owner
+                    .entry(s.owner)
+                    .or_default()
+                    .push((s.expires, id.clone()));
             }
+            live
+        });
+        let mine = by_owner.get(&owner).map_or(0, Vec::len);
+        let from = if mine >= self.max_per_key {
+            Some(owner)
+        } else if sessions.len() >= self.max {
+            // The key holding the most; of those, the one whose session ends soonest.
+            by_owner
+                .iter()
+                .max_by_key(|(_, held)| (held.len(), std::cmp::Reverse(held.iter().min())))
+                .map(|(owner, _)| *owner)
+        } else {
+            None
+        };
+        if let Some(soonest) = from
+            .and_then(|o| by_owner.get(&o))
+            .and_then(|held| held.iter().min())
+        {
+            sessions.remove(&soonest.1);
         }
         sessions.insert(id.clone(), Arc::new(Mutex::new(session)));
         id
@@ -181,7 +210,7 @@ impl FromRequestParts<Arc<App>> for Signed {
     type Rejection = ConsoleError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ConsoleError> {
-        let id = cookie(&parts.headers, COOKIE).unwrap_or("");
+        let id = cookie(&parts.headers, &app.cookie(COOKIE)).unwrap_or("");
         let Some(session) = (!id.is_empty()).then(|| app.sessions.get(id)).flatten() else {
             let ip = client_ip(parts.extensions.get::<ConnectInfo<Peer>>());
             if !app.limits.admit_address(ip) {
@@ -209,7 +238,7 @@ mod tests {
 
     #[test]
     fn sessions_expire_and_are_bounded() {
-        let sessions = Sessions::new(Duration::from_secs(60), 2);
+        let sessions = Sessions::new(Duration::from_secs(60), 2, 2);
         let a = sessions.open(SecretString::from("k1"), 5.0);
         let b = sessions.open(SecretString::from("k2"), 5.0);
         assert_eq!(a.len(), 64);
@@ -220,9 +249,32 @@ mod tests {
         assert!(sessions.get(&b).is_some() && sessions.get(&c).is_some());
         sessions.close(&b);
         assert!(sessions.get(&b).is_none());
-        let gone = Sessions::new(Duration::ZERO, 2);
+        let gone = Sessions::new(Duration::ZERO, 2, 2);
         let d = gone.open(SecretString::from("k4"), 5.0);
         assert!(gone.get(&d).is_none());
+    }
+
+    #[test]
+    fn a_key_signing_in_again_and_again_ends_its_own_sessions() {
+        let sessions = Sessions::new(Duration::from_secs(60), 4, 2);
+        let other = sessions.open(SecretString::from("other"), 5.0);
+        let mine: Vec<String> = (0..3)
+            .map(|_| sessions.open(SecretString::from("flood"), 5.0))
+            .collect();
+        // Past its own cap, the key's first session made room; the other key's is untouched.
+        assert!(sessions.get(&mine[0]).is_none());
+        assert!(sessions.get(&mine[1]).is_some() && sessions.get(&mine[2]).is_some());
+        assert!(sessions.get(&other).is_some());
+        // Full in all: the key holding the most gives way, not the oldest session overall.
+        let third = sessions.open(SecretString::from("third"), 5.0);
+        let fourth = sessions.open(SecretString::from("fourth"), 5.0);
+        assert!(
+            sessions.get(&mine[1]).is_none(),
+            "the flooding key's oldest"
+        );
+        for kept in [&other, &mine[2], &third, &fourth] {
+            assert!(sessions.get(kept).is_some());
+        }
     }
 
     #[test]

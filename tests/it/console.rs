@@ -31,6 +31,8 @@ async fn pages_carry_the_security_headers_and_the_session_cookie_its_attributes(
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["referrer-policy"], "same-origin");
     assert_eq!(h["cache-control"], "no-store");
+    // Over plain HTTP: no HSTS (a browser would ignore it), no `__Host-` cookie (it needs Secure).
+    assert!(h.get("strict-transport-security").is_none());
     // Without a session every page sends the browser to sign in.
     let jobs = web.get("/jobs").await;
     assert_eq!(jobs.status(), StatusCode::SEE_OTHER);
@@ -401,10 +403,19 @@ async fn with_tls_the_console_is_https_and_its_cookie_secure() {
         .get_all(SET_COOKIE)
         .iter()
         .map(|v| v.to_str().unwrap().to_owned())
-        .find(|c| c.starts_with("pc_session="))
-        .unwrap();
-    assert!(cookie.contains("; Secure"), "{cookie}");
-    assert_eq!(web.get("/jobs").await.status(), StatusCode::OK);
+        .find(|c| c.starts_with("__Host-pc_session="))
+        .expect("a Secure cookie bound to this host: __Host-");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("; Path=/"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Domain="), "{cookie}");
+    let jobs = web.get("/jobs").await;
+    assert_eq!(jobs.status(), StatusCode::OK);
+    assert_eq!(
+        jobs.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
     // Plain HTTP is not served there.
     let plain = http()
         .build()
