@@ -55,8 +55,9 @@ pub const ANSWER_CACHE_HITS: &str = "phonecheck_answer_cache_hits_total";
 pub const ANSWER_HOT_ENTRIES: &str = "phonecheck_answer_hot_entries";
 /// Connections open on the gRPC listener.
 pub const CONNECTIONS_OPEN: &str = "phonecheck_connections_open";
-/// Connections closed as soon as they were accepted, by reason (`max_connections`), and accepts
-/// that failed for want of descriptors or memory (`accept_failed`).
+/// Connections closed as soon as they were accepted, by reason (`max_connections`, and
+/// `max_connections_per_address` at the console), and accepts that failed for want of
+/// descriptors or memory (`accept_failed`).
 pub const CONNECTIONS_REFUSED: &str = "phonecheck_connections_refused_total";
 /// Connections the server closed for doing nothing, by reason (`idle`, `no_request`, and
 /// `write_stalled`: a console client that read nothing).

@@ -1,6 +1,7 @@
 //! The console's connections, bounded as the gRPC server's are (`crate::transport`): at most
-//! `max_connections` at once (past it a new one is closed as soon as it is accepted, so that the
-//! console can never take the descriptors the gRPC server needs), closed when no request has
+//! `max_connections` at once and `max_connections_per_address` from one client address (past
+//! them a new one is closed as soon as it is accepted, so that the console can never take the
+//! descriptors the gRPC server needs, nor one address every place), closed when no request has
 //! begun `first_request_timeout` after the accept (a client that connects and says nothing, or
 //! trickles a request's head byte by byte), and closed when none has been in flight for
 //! `idle_timeout`. A request is in flight from its head to the last byte of its answer, so a
@@ -34,6 +35,7 @@ pub fn incoming(listener: tokio::net::TcpListener, config: &ConsoleConfig) -> In
         idle_timeout: config.idle_timeout,
         first_request_timeout: config.first_request_timeout,
         write_timeout: Some(config.idle_timeout),
+        max_per_address: Some(config.max_connections_per_address),
         ..ConnectionsConfig::default()
     };
     Incoming::new(listener, &bounds)

@@ -49,6 +49,7 @@ pub use backend::Backend;
 /// requests_per_minute = 600     # per session
 /// sign_ins_per_minute = 10      # per client address
 /// max_connections = 1024        # open at once; past it a new one is closed at once
+/// max_connections_per_address = 128  # from one client address (a proxy counts as one)
 /// first_request_timeout = "10s" # a connection that has begun no request by then is closed
 /// idle_timeout = "60s"          # one with no request in flight for this long is closed
 /// ```
@@ -83,6 +84,10 @@ pub struct ConsoleConfig {
     /// Connections open at once; past it a new one is closed as soon as it is accepted.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Connections one client address may hold at once; past it a new one is closed as soon as
+    /// it is accepted. Behind a reverse proxy every user is the proxy's address.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
     /// A connection that has not begun a request this long after it was accepted (TLS
     /// handshake included) is closed.
     #[serde(default = "default_first_request_timeout", with = "humantime_serde")]
@@ -116,6 +121,10 @@ fn default_max_connections() -> usize {
     1_024
 }
 
+fn default_max_connections_per_address() -> usize {
+    128
+}
+
 fn default_first_request_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -135,6 +144,7 @@ impl Default for ConsoleConfig {
             requests_per_minute: default_requests_per_minute(),
             sign_ins_per_minute: default_sign_ins_per_minute(),
             max_connections: default_max_connections(),
+            max_connections_per_address: default_max_connections_per_address(),
             first_request_timeout: default_first_request_timeout(),
             idle_timeout: default_idle_timeout(),
         }
@@ -174,6 +184,9 @@ impl ConsoleConfig {
         }
         if self.max_connections == 0 || self.max_connections > 65_536 {
             problems.push("console.max_connections must be between 1 and 65536".to_owned());
+        }
+        if self.max_connections_per_address == 0 {
+            problems.push("console.max_connections_per_address must be at least 1".to_owned());
         }
         for (name, timeout) in [
             ("first_request_timeout", self.first_request_timeout),

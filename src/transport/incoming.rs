@@ -1,11 +1,12 @@
 //! Accepting connections: `TCP_NODELAY`, the connection cap, back-off when descriptors run out,
 //! and closing connections that do nothing.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -34,8 +35,31 @@ pub struct Incoming {
     idle_timeout: Duration,
     first_request_timeout: Duration,
     write_timeout: Option<Duration>,
+    /// The cap per client address, and each address's open connections.
+    per_address: Option<(usize, OpenPerAddress)>,
     backoff: Option<Pin<Box<Sleep>>>,
     next_backoff: Duration,
+}
+
+/// The open connections of each client address.
+type OpenPerAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// A connection's place among its address's connections, given back when it closes.
+struct AddressPlace {
+    address: IpAddr,
+    open: OpenPerAddress,
+}
+
+impl Drop for AddressPlace {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.address);
+            }
+        }
+    }
 }
 
 impl Incoming {
@@ -47,6 +71,9 @@ impl Incoming {
             idle_timeout: config.idle_timeout,
             first_request_timeout: config.first_request_timeout,
             write_timeout: config.write_timeout,
+            per_address: config
+                .max_per_address
+                .map(|max| (max, Arc::new(Mutex::new(HashMap::new())))),
             backoff: None,
             next_backoff: FIRST_BACKOFF,
         }
@@ -57,11 +84,30 @@ impl Incoming {
         self.listener.local_addr()
     }
 
+    /// A place for one more connection from `address`, or none when it holds its cap (always
+    /// one without a cap).
+    fn address_place(&self, address: IpAddr) -> Option<Option<AddressPlace>> {
+        let Some((max, open)) = &self.per_address else {
+            return Some(None);
+        };
+        let mut counts = open.lock().unwrap_or_else(|e| e.into_inner());
+        let held = counts.entry(address).or_default();
+        if *held >= *max {
+            return None;
+        }
+        *held += 1;
+        Some(Some(AddressPlace {
+            address,
+            open: open.clone(),
+        }))
+    }
+
     fn connection(
         &self,
         stream: TcpStream,
         remote: SocketAddr,
         permit: OwnedSemaphorePermit,
+        address: Option<AddressPlace>,
     ) -> Connection {
         // gRPC answers in several small writes (headers, message, trailers): without this the
         // later ones wait for the client's delayed acknowledgement of the first.
@@ -90,6 +136,7 @@ impl Incoming {
             write_timeout: self.write_timeout,
             write_stall: None,
             _permit: permit,
+            _address: address,
         }
     }
 }
@@ -111,18 +158,24 @@ impl Stream for Incoming {
                         info!("accepting connections again");
                         this.next_backoff = FIRST_BACKOFF;
                     }
-                    match this.open.clone().try_acquire_owned() {
-                        Ok(permit) => {
-                            return Poll::Ready(Some(Ok(this.connection(stream, remote, permit))));
-                        }
-                        // Closed at once: the client sees a reset rather than a connection
-                        // that never answers.
-                        Err(_) => {
-                            metrics::counter!(CONNECTIONS_REFUSED, "reason" => "max_connections")
-                                .increment(1);
-                            drop(stream);
-                        }
-                    }
+                    // Past a cap the connection is closed at once: the client sees a reset
+                    // rather than a connection that never answers.
+                    let Ok(permit) = this.open.clone().try_acquire_owned() else {
+                        metrics::counter!(CONNECTIONS_REFUSED, "reason" => "max_connections")
+                            .increment(1);
+                        drop(stream);
+                        continue;
+                    };
+                    let Some(address) = this.address_place(remote.ip()) else {
+                        metrics::counter!(
+                            CONNECTIONS_REFUSED, "reason" => "max_connections_per_address"
+                        )
+                        .increment(1);
+                        drop(stream);
+                        continue;
+                    };
+                    let connection = this.connection(stream, remote, permit, address);
+                    return Poll::Ready(Some(Ok(connection)));
                 }
                 Poll::Ready(Err(e)) if is_connection_error(&e) => {
                     debug!(error = %e, "a connection failed while being accepted");
@@ -227,6 +280,7 @@ pub struct Connection {
     /// Since when a write has waited for the peer to make room.
     write_stall: Option<Pin<Box<Sleep>>>,
     _permit: OwnedSemaphorePermit,
+    _address: Option<AddressPlace>,
 }
 
 impl Connection {

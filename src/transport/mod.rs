@@ -70,6 +70,11 @@ pub struct ConnectionsConfig {
     /// flow control and its messages' own timers; the console, over HTTP/1.1, sets it.
     #[serde(skip)]
     pub write_timeout: Option<Duration>,
+    /// Connections one client address may hold; past it a new one is closed as soon as it is
+    /// accepted; `None`: no such cap. Not a `[server.connections]` key (gRPC clients come
+    /// through shared NATs and load balancers); the console sets it.
+    #[serde(skip)]
+    pub max_per_address: Option<usize>,
     /// The largest header list (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`) a request may carry.
     pub max_header_list_size: u32,
 }
@@ -89,6 +94,7 @@ impl Default for ConnectionsConfig {
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
             write_timeout: None,
+            max_per_address: None,
             max_header_list_size: 16 * 1024,
         }
     }

@@ -99,3 +99,24 @@ async fn a_request_whose_body_stops_arriving_ends_and_frees_its_place() {
         "a body that never came"
     );
 }
+
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_of_the_places() {
+    let server = TestServer::with_console(config("max_connections_per_address = 1")).await;
+    let addr = server.console.unwrap();
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    // The second from 127.0.0.1 is closed at once; the first is still served.
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_by_server(&mut second).await,
+        "past the address's cap"
+    );
+    let request = format!("GET /signin HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    first.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), first.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
