@@ -17,7 +17,7 @@ mod xlsx;
 mod zipdir;
 
 pub use bounds::ImportBounds;
-pub use registered::{RegisteredAtRead, parse_cell as parse_registered_at};
+pub use registered::RegisteredAtRead;
 
 use std::fs::File;
 use std::io::Read;

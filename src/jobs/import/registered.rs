@@ -74,7 +74,7 @@ const EXCEL_LAST_DAY: f64 = 2_958_465.0;
 
 /// Reads a registration time from `cell` and checks it against `now` (after 1970, not in the
 /// future). Returns Unix seconds, or why the cell is not a time, for people.
-pub fn parse_cell(cell: &str, now: SystemTime) -> Result<i64, String> {
+pub(super) fn parse_cell(cell: &str, now: SystemTime) -> Result<i64, String> {
     let text = cell.trim();
     let seconds = parse(text).ok_or_else(|| {
         format!(
