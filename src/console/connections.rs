@@ -34,11 +34,11 @@ pub fn incoming(listener: tokio::net::TcpListener, config: &ConsoleConfig) -> In
         max: config.max_connections,
         idle_timeout: config.idle_timeout,
         first_request_timeout: config.first_request_timeout,
-        write_timeout: Some(config.idle_timeout),
-        max_per_address: Some(config.max_connections_per_address),
         ..ConnectionsConfig::default()
     };
     Incoming::new(listener, &bounds)
+        .with_write_timeout(config.idle_timeout)
+        .with_max_per_address(config.max_connections_per_address)
 }
 
 /// The next connection within the bounds, with its peer's address.

@@ -70,13 +70,27 @@ impl Incoming {
             open: Arc::new(Semaphore::new(config.max)),
             idle_timeout: config.idle_timeout,
             first_request_timeout: config.first_request_timeout,
-            write_timeout: config.write_timeout,
-            per_address: config
-                .max_per_address
-                .map(|max| (max, Arc::new(Mutex::new(HashMap::new())))),
+            write_timeout: None,
+            per_address: None,
             backoff: None,
             next_backoff: FIRST_BACKOFF,
         }
+    }
+
+    /// Fails a write the peer makes no room for (it reads nothing) for `timeout`, which closes
+    /// the connection; without this, writes wait. gRPC has HTTP/2 flow control and its
+    /// messages' own timers; the console, over HTTP/1.1, asks for it.
+    pub fn with_write_timeout(mut self, timeout: Duration) -> Incoming {
+        self.write_timeout = Some(timeout);
+        self
+    }
+
+    /// Holds at most `max` connections from one client address; past it a new one is closed as
+    /// soon as it is accepted. gRPC does not ask for it (its clients come through shared NATs
+    /// and load balancers); the console does.
+    pub fn with_max_per_address(mut self, max: usize) -> Incoming {
+        self.per_address = Some((max, Arc::default()));
+        self
     }
 
     /// The address it listens on.
@@ -403,12 +417,12 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
-    /// A connection accepted within `config` from a peer (returned, to keep it open) that reads
-    /// nothing, with a small receive buffer.
-    async fn unread(config: &ConnectionsConfig) -> (Connection, TcpStream) {
+    /// A connection accepted by the default bounds as `bounded` sets them, from a peer
+    /// (returned, to keep it open) that reads nothing, with a small receive buffer.
+    async fn unread(bounded: impl FnOnce(Incoming) -> Incoming) -> (Connection, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut incoming = Incoming::new(listener, config);
+        let mut incoming = bounded(Incoming::new(listener, &ConnectionsConfig::default()));
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let peer = socket.connect(addr).await.unwrap();
@@ -433,11 +447,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_the_peer_reads_nothing_of_fails_after_the_write_timeout() {
-        let config = ConnectionsConfig {
-            write_timeout: Some(Duration::from_millis(200)),
-            ..ConnectionsConfig::default()
-        };
-        let (mut connection, _peer) = unread(&config).await;
+        let (mut connection, _peer) =
+            unread(|incoming| incoming.with_write_timeout(Duration::from_millis(200))).await;
         let failed = tokio::time::timeout(
             Duration::from_secs(20),
             write_until_refused(&mut connection),
@@ -450,7 +461,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_write_timeout_a_write_waits() {
-        let (mut connection, _peer) = unread(&ConnectionsConfig::default()).await;
+        let (mut connection, _peer) = unread(|incoming| incoming).await;
         let writing = write_until_refused(&mut connection);
         assert!(
             tokio::time::timeout(Duration::from_secs(1), writing)

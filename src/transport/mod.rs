@@ -65,16 +65,7 @@ pub struct ConnectionsConfig {
     /// A connection whose peer does not answer a keepalive ping within this is closed.
     #[serde(with = "humantime_serde")]
     pub keepalive_timeout: Duration,
-    /// A write the peer makes no room for (it reads nothing) for this long fails, which closes
-    /// the connection; `None`: writes wait. Not a `[server.connections]` key: gRPC has HTTP/2
-    /// flow control and its messages' own timers; the console, over HTTP/1.1, sets it.
-    #[serde(skip)]
-    pub write_timeout: Option<Duration>,
-    /// Connections one client address may hold; past it a new one is closed as soon as it is
-    /// accepted; `None`: no such cap. Not a `[server.connections]` key (gRPC clients come
-    /// through shared NATs and load balancers); the console sets it.
-    #[serde(skip)]
-    pub max_per_address: Option<usize>,
+
     /// The largest header list (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`) a request may carry.
     pub max_header_list_size: u32,
 }
@@ -93,8 +84,7 @@ impl Default for ConnectionsConfig {
             max_open_service_calls_per_peer: 64,
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
-            write_timeout: None,
-            max_per_address: None,
+
             max_header_list_size: 16 * 1024,
         }
     }
