@@ -1,7 +1,6 @@
 //! A small W3C WebDriver client over `chromedriver` driving Debian's headless Chromium, for the
 //! console's browser tests. No crate of its own: WebDriver is JSON over HTTP.
 
-use std::net::TcpListener as StdListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +9,20 @@ use serde_json::{Value, json};
 
 /// The WebDriver element key.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// The port chromedriver announces on `stdout` once it listens (`ChromeDriver was started
+/// successfully on port N.`); what it writes later is read and dropped, so that it never waits
+/// on a full pipe.
+fn listening_port(stdout: std::process::ChildStdout) -> Option<u16> {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let port = lines.by_ref().map_while(Result::ok).find_map(|line| {
+        let (_, rest) = line.split_once("started successfully on port ")?;
+        rest.trim_end_matches('.').parse().ok()
+    })?;
+    std::thread::spawn(move || lines.for_each(drop));
+    Some(port)
+}
 
 /// Chromium and chromedriver, when installed; `None` (after saying why) when the tests may
 /// skip (`PHONECHECK_REQUIRE_CHROMIUM` unset), a failure otherwise.
@@ -51,31 +64,27 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile that fetches nothing
     /// from outside.
     pub async fn start(chromium: &str, chromedriver: &str) -> Browser {
-        let port = StdListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let driver = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+        // chromedriver binds a free port itself and then says which: bind first, then serve.
+        let mut driver = Command::new(chromedriver)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let stdout = driver.stdout.take().unwrap();
+        let announced = tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::task::spawn_blocking(move || listening_port(stdout)),
+        )
+        .await;
+        let Ok(Ok(Some(port))) = announced else {
+            let _ = driver.kill();
+            panic!("chromedriver did not say its port within 20 s");
+        };
         let profile = tempfile::tempdir().unwrap();
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::new();
         let driver_url = format!("http://127.0.0.1:{port}");
-        // chromedriver binds its port itself: ask until it answers, within a deadline.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ready = http.get(format!("{driver_url}/status")).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         let binary = which(chromium);
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
