@@ -3,10 +3,11 @@
 //! isolation, escaping, upload errors shown in words, a pause at `max_cost`, TLS, a dropped
 //! upload, and the sandbox's printed address. The browser flows are in `console_browser`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::console::*;
 use crate::common::*;
+use phonecheck::pb;
 use reqwest::StatusCode;
 use reqwest::header::SET_COOKIE;
 
@@ -181,16 +182,11 @@ async fn sessions_end_at_sign_out_and_at_their_expiry() {
     assert_eq!(web.get("/jobs").await.status(), StatusCode::SEE_OTHER);
 
     web.sign_in(KEY_A).await;
+    // The session opened before the sign-in was answered: it has ended 2 s (its ttl) after that.
+    let answered = tokio::time::Instant::now();
     assert_eq!(web.get("/jobs").await.status(), StatusCode::OK);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = web.get("/jobs").await.status();
-        if status == StatusCode::SEE_OTHER {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the session outlived its ttl");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    tokio::time::sleep_until(answered + Duration::from_secs(2)).await;
+    assert_eq!(web.get("/jobs").await.status(), StatusCode::SEE_OTHER);
     server.stop().await.unwrap();
 }
 
@@ -307,22 +303,34 @@ async fn uploads_past_the_bounds_are_refused_in_words_and_jobs_stay_their_tenant
     server.stop().await.unwrap();
 }
 
-/// Polls a job's live part until `done` holds of it, within a deadline.
-async fn live_until(web: &mut Web, id: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let page = web
-            .get(&format!("/jobs/{id}/live"))
-            .await
-            .text()
-            .await
-            .unwrap();
-        if done(&page) {
-            return page;
+/// Waits, on the job's own `WatchBatchJob` stream (as tenant A), until it is in `state`
+/// (within a minute); then the live part of its page.
+async fn live_at(server: &TestServer, web: &mut Web, id: &str, state: pb::BatchJobState) -> String {
+    let mut jobs = jobs_client_as(server, KEY_A);
+    let mut updates = jobs
+        .watch_batch_job(pb::WatchBatchJobRequest {
+            job_id: id.to_owned(),
+            interval: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let reached = async {
+        while let Some(update) = updates.message().await.unwrap() {
+            if update.job.is_some_and(|job| job.state == state as i32) {
+                return;
+            }
         }
-        assert!(Instant::now() < deadline, "waited for {what}: {page}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        panic!("the watch ended before {state:?}");
+    };
+    tokio::time::timeout(Duration::from_secs(60), reached)
+        .await
+        .unwrap_or_else(|_| panic!("waited a minute for {state:?}"));
+    web.get(&format!("/jobs/{id}/live"))
+        .await
+        .text()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -343,10 +351,8 @@ async fn a_job_paused_at_its_max_cost_shows_why_and_goes_on_when_raised() {
         )
         .await;
     assert_eq!(start.status(), StatusCode::SEE_OTHER);
-    live_until(&mut web, &id, "the pause", |p| {
-        p.contains("data-state=\"paused\"")
-    })
-    .await;
+    let paused = live_at(&server, &mut web, &id, pb::BatchJobState::Paused).await;
+    assert!(paused.contains("data-state=\"paused\""), "{paused}");
     let page = web.get(&format!("/jobs/{id}")).await.text().await.unwrap();
     assert!(
         page.contains("id=\"job-error\"") && page.contains("max_cost"),
@@ -368,10 +374,8 @@ async fn a_job_paused_at_its_max_cost_shows_why_and_goes_on_when_raised() {
         )
         .await;
     assert_eq!(raised.status(), StatusCode::SEE_OTHER);
-    let done = live_until(&mut web, &id, "the end", |p| {
-        p.contains("data-final=\"true\"")
-    })
-    .await;
+    let done = live_at(&server, &mut web, &id, pb::BatchJobState::Succeeded).await;
+    assert!(done.contains("data-final=\"true\""), "{done}");
     assert!(done.contains("data-state=\"succeeded\""), "{done}");
     server.stop().await.unwrap();
 }
